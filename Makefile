@@ -1,0 +1,36 @@
+# streamsnn: `make demo` sets up and runs the default pipeline, `make test` sets up and runs the tests.
+PYTHON ?= python3
+VENV   ?= .venv
+# CPU machines: the CPU build of torch, installed before the package so that its `torch>=2.1`
+# needs nothing more. GPU machines: `make setup TORCH=torch` (or any CUDA build of torch).
+TORCH  ?= torch==2.13.0
+BIN    := $(VENV)/bin
+PIP    := $(BIN)/python -m pip
+FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels)
+
+.PHONY: setup demo test lint train clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet $(FIND_LINKS) "$(TORCH)"
+	$(PIP) install --quiet $(FIND_LINKS) -e ".[dev]"
+	touch $@
+
+demo: setup
+	$(BIN)/streamsnn run pipelines/digits_dvs.yaml
+
+test: setup
+	$(BIN)/python -m pytest
+
+lint: setup
+	$(BIN)/ruff check streamsnn tests
+	$(BIN)/ruff format --check streamsnn tests
+
+train: setup
+	$(BIN)/streamsnn train configs/digits_dvs.yaml
+	$(BIN)/streamsnn train configs/digits_frames.yaml
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,92 @@
+"""Command line: ``streamsnn run | train | sensors``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from streamsnn.config import ConfigError
+
+
+def _run(args: argparse.Namespace) -> int:
+    from streamsnn.config import JsonlSinkConfig, load_pipeline
+    from streamsnn.metrics import report_table, write_report
+    from streamsnn.runtime import build_pipeline, run_pipeline
+
+    overrides = list(args.set or [])
+    if args.no_progress:
+        overrides.append("runtime.progress=false")
+    cfg = load_pipeline(args.pipeline, overrides)
+    if args.output:
+        cfg = cfg.model_copy(update={"sinks": [*cfg.sinks, JsonlSinkConfig(type="jsonl", path=args.output)]})
+    report_path = args.report or cfg.report.path
+    pipe = build_pipeline(cfg, origin=str(args.pipeline))
+    print(f"streamsnn: running {cfg.name} ({args.pipeline})", file=sys.stderr)
+    result = run_pipeline(pipe)
+    print(report_table(result.report))
+    if result.report.get("interrupted"):
+        print("interrupted: report covers the samples finished so far", file=sys.stderr)
+    if report_path:
+        for path in write_report(result.report, result.outcomes, report_path):
+            print(f"wrote {path}", file=sys.stderr)
+    return 130 if result.report.get("interrupted") else 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from streamsnn.config import load_train_config
+    from streamsnn.snn.train import train
+
+    cfg = load_train_config(args.config, args.set)
+    result = train(cfg, output=Path(args.output) if args.output else None, progress=not args.no_progress)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def _sensors(args: argparse.Namespace) -> int:
+    from streamsnn.events import list_sensors
+
+    sensors = list_sensors()
+    width = max(len(n) for n in sensors) if sensors else 4
+    print(f"{'name':<{width}}  {'W×H':>9}  P  format     description")
+    for name, s in sorted(sensors.items()):
+        print(f"{name:<{width}}  {f'{s.width}×{s.height}':>9}  {s.polarities}  {s.file_format:<9}  {s.description}")
+    return 0
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="streamsnn", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run a pipeline.yaml: source → SNN → policies → sinks")
+    run.add_argument("pipeline", type=Path)
+    run.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field (repeatable)")
+    run.add_argument("--output", help="also write every prediction to this JSONL file")
+    run.add_argument("--report", help="write report.json (plus per-sample outcomes and a PNG) here")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.set_defaults(func=_run)
+
+    train = sub.add_parser("train", help="train a QCFS ANN for conversion from a training config")
+    train.add_argument("config", type=Path)
+    train.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field (repeatable)")
+    train.add_argument("--output", help="checkpoint path (default: the config's output)")
+    train.add_argument("--no-progress", action="store_true")
+    train.set_defaults(func=_train)
+
+    sensors = sub.add_parser("sensors", help="list the sensor profiles")
+    sensors.set_defaults(func=_sensors)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = make_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,117 @@
+"""Events, sensors and slices: the data that flows from sources to the SNN operator.
+
+Conventions follow tonic: structured event arrays with fields ``t`` (µs, int64), ``x``, ``y``
+and ``p`` (polarity 0 = OFF, 1 = ON); sensor sizes as (W, H, P); tensors as (T×)P×H×W.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+EVENT_DTYPE = np.dtype([("t", "<i8"), ("x", "<i2"), ("y", "<i2"), ("p", "i1")])
+"""One event: timestamp in µs, pixel column, pixel row, polarity (0 OFF, 1 ON)."""
+
+
+def make_events(t: Any, x: Any, y: Any, p: Any) -> np.ndarray:
+    """Pack equal-length arrays into an ``EVENT_DTYPE`` array (t in µs)."""
+    events = np.empty(len(t), dtype=EVENT_DTYPE)
+    events["t"], events["x"], events["y"], events["p"] = t, x, y, p
+    return events
+
+
+@dataclass(frozen=True)
+class Sensor:
+    """Pixel array geometry of an event sensor."""
+
+    name: str
+    width: int
+    height: int
+    polarities: int = 2
+    description: str = ""
+    file_format: str = ""
+
+    @property
+    def size(self) -> tuple[int, int, int]:
+        """tonic's ``sensor_size`` convention: (W, H, P)."""
+        return (self.width, self.height, self.polarities)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """Tensor shape of one binned slice: (P, H, W)."""
+        return (self.polarities, self.height, self.width)
+
+
+def sensor_dirs() -> list[Path]:
+    """Folders searched for sensor profiles: ``$STREAMSNN_SENSORS`` (os.pathsep separated),
+    ``./sensors`` and the project's own ``sensors/``."""
+    dirs = [Path(d) for d in os.environ.get("STREAMSNN_SENSORS", "").split(os.pathsep) if d]
+    dirs += [Path.cwd() / "sensors", Path(__file__).resolve().parent.parent / "sensors"]
+    unique: list[Path] = []
+    for d in dirs:
+        if d.is_dir() and d.resolve() not in [u.resolve() for u in unique]:
+            unique.append(d)
+    return unique
+
+
+def _sensor_from_file(path: Path) -> Sensor:
+    with open(path) as f:
+        raw = yaml.safe_load(f)
+    fields = {"name", "width", "height", "polarities", "description", "file_format"}
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path}: a sensor profile must be a mapping")
+    unknown = set(raw) - fields
+    if unknown:
+        raise ValueError(f"{path}: unknown keys {sorted(unknown)}; allowed: {sorted(fields)}")
+    for key in ("width", "height", "polarities"):
+        value = raw.get(key, 2 if key == "polarities" else None)
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"{path}: '{key}' must be a positive integer, got {value!r}")
+    return Sensor(**{"name": path.stem, **raw})
+
+
+def list_sensors() -> dict[str, Sensor]:
+    """All sensor profiles found, by name (earlier folders win)."""
+    found: dict[str, Sensor] = {}
+    for d in sensor_dirs():
+        for path in sorted(d.glob("*.yaml")):
+            sensor = _sensor_from_file(path)
+            found.setdefault(sensor.name, sensor)
+    return found
+
+
+def load_sensor(name: str) -> Sensor:
+    """The sensor profile called ``name`` (see ``streamsnn sensors``)."""
+    sensors = list_sensors()
+    if name not in sensors:
+        raise KeyError(f"unknown sensor '{name}'; known: {', '.join(sorted(sensors))}")
+    return sensors[name]
+
+
+@dataclass
+class Slice:
+    """One time slice of one stream, cut on sensor time.
+
+    ``payload`` is an event array (``EVENT_DTYPE``) for event sources or a frame tensor for
+    frame sources. ``t_start_us``/``t_end_us`` bound the slice in sensor time and
+    ``sample_t0_us`` is the first event of the sample, so ``t_end_us - sample_t0_us`` is the
+    input latency of a decision made after this slice. ``arrival_ns`` is the monotonic wall
+    clock at which the slice became available.
+    """
+
+    stream: str
+    sample: int
+    index: int
+    t_start_us: int
+    t_end_us: int
+    payload: Any
+    sample_t0_us: int = 0
+    label: int | None = None
+    last: bool = False
+    arrival_ns: int = 0
+    meta: dict[str, Any] = field(default_factory=dict)

@@ -1,0 +1,141 @@
+"""Per-sample outcomes of a run and the report built from them (table, JSON, PNG)."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+@dataclass
+class SampleOutcome:
+    """The exit decision for one sample (or one decision of a live stream).
+
+    ``cls_full_t``/``steps_full_t``: the prediction the same sample reaches after all its slices;
+    ``cls_ann``: the quantised ANN's prediction on the sample's mean input (``None`` when the run
+    did not compute them)."""
+
+    stream: str
+    sample: int
+    label: int | None
+    cls: int
+    steps: int
+    reason: str
+    input_latency_ms: float
+    compute_latency_ms: float
+    e2e_latency_ms: float
+    spikes: int
+    cls_full_t: int | None = None
+    steps_full_t: int | None = None
+    cls_ann: int | None = None
+
+
+def percentiles(values: list[float]) -> dict[str, float]:
+    """p50, p90, p99, mean and max of ``values`` (ms)."""
+    if not values:
+        return {"p50": float("nan"), "p90": float("nan"), "p99": float("nan"), "mean": float("nan"), "max": float("nan")}
+    a = np.asarray(values, dtype=np.float64)
+    p50, p90, p99 = np.percentile(a, [50, 90, 99])
+    return {"p50": float(p50), "p90": float(p90), "p99": float(p99), "mean": float(a.mean()), "max": float(a.max())}
+
+
+def build_report(outcomes: list[SampleOutcome], extra: dict[str, Any]) -> dict[str, Any]:
+    """The run's report: accuracy with and without early exit, steps, latencies, counters."""
+    labelled = [o for o in outcomes if o.label is not None]
+    full = [o for o in labelled if o.cls_full_t is not None]
+    ann = [o for o in labelled if o.cls_ann is not None]
+    steps = [o.steps for o in outcomes]
+    steps_full = [o.steps_full_t for o in outcomes if o.steps_full_t is not None]
+    report: dict[str, Any] = {
+        "samples": len(outcomes),
+        "labelled": len(labelled),
+        "accuracy": float(np.mean([o.cls == o.label for o in labelled])) if labelled else None,
+        "accuracy_full_T": float(np.mean([o.cls_full_t == o.label for o in full])) if full else None,
+        "accuracy_ann": float(np.mean([o.cls_ann == o.label for o in ann])) if ann else None,
+        "mean_steps": float(np.mean(steps)) if steps else None,
+        "max_steps": int(max(steps)) if steps else None,
+        "mean_steps_full_T": float(np.mean(steps_full)) if steps_full else None,
+        "step_saving": (1 - float(np.mean(steps)) / float(np.mean(steps_full))) if steps and steps_full else None,
+        "exit_reasons": dict(Counter(o.reason for o in outcomes)),
+        "spikes_per_sample": float(np.mean([o.spikes for o in outcomes])) if outcomes else None,
+        "input_latency_ms": percentiles([o.input_latency_ms for o in outcomes]),
+        "compute_latency_ms": percentiles([o.compute_latency_ms for o in outcomes]),
+        "e2e_latency_ms": percentiles([o.e2e_latency_ms for o in outcomes]),
+    }
+    report.update(extra)
+    return report
+
+
+def _fmt(value: Any, pct: bool = False) -> str:
+    if value is None:
+        return "-"
+    if pct:
+        return f"{100 * value:.2f} %"
+    return f"{value:.2f}" if isinstance(value, float) else str(value)
+
+
+def report_table(report: dict[str, Any]) -> str:
+    """The report as a small aligned text table."""
+    lat = lambda k: f"p50 {report[k]['p50']:.2f}  p99 {report[k]['p99']:.2f}"  # noqa: E731
+    rows = [
+        ("samples", _fmt(report["samples"])),
+        ("accuracy (early exit)", _fmt(report["accuracy"], pct=True)),
+        ("accuracy at full T", _fmt(report["accuracy_full_T"], pct=True)),
+        ("quantised ANN accuracy", _fmt(report["accuracy_ann"], pct=True)),
+        ("mean steps", f"{_fmt(report['mean_steps'])} of {_fmt(report['mean_steps_full_T'])}"),
+        ("step saving", _fmt(report["step_saving"], pct=True)),
+        ("max steps", _fmt(report["max_steps"])),
+        ("input latency (ms)", lat("input_latency_ms")),
+        ("compute latency (ms)", lat("compute_latency_ms")),
+        ("end-to-end latency (ms)", lat("e2e_latency_ms")),
+    ]
+    for key in ("samples_per_s", "wall_s", "dropped_packets", "out_of_bounds_events", "late_events"):
+        if key in report:
+            rows.append((key.replace("_", " "), _fmt(report[key])))
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"  {k:<{width}}  {v}" for k, v in rows)
+
+
+def write_report(report: dict[str, Any], outcomes: list[SampleOutcome], path: str | Path) -> list[Path]:
+    """Write ``report.json``, the per-sample outcomes and a PNG of exit steps and latencies."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    outcomes_path = path.with_name(path.stem + "_samples.jsonl")
+    outcomes_path.write_text("".join(json.dumps(asdict(o)) + "\n" for o in outcomes))
+    written = [path, outcomes_path]
+    if outcomes:
+        written.append(plot_report(outcomes, path.with_suffix(".png")))
+    return written
+
+
+def plot_report(outcomes: list[SampleOutcome], path: Path) -> Path:
+    """Exit-step histogram (correct / wrong) and input vs compute latency per sample."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = np.array([o.steps for o in outcomes])
+    correct = np.array([o.label is None or o.cls == o.label for o in outcomes])
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
+    bins = np.arange(0.5, steps.max() + 1.5)
+    ax1.hist([steps[correct], steps[~correct]], bins=bins, stacked=True, label=["correct", "wrong"],
+             color=["tab:green", "tab:red"])
+    ax1.set_xlabel("exit step")
+    ax1.set_ylabel("samples")
+    ax1.set_title(f"exit steps (mean {steps.mean():.2f})")
+    ax1.legend()
+    ax2.scatter([o.input_latency_ms for o in outcomes], [o.compute_latency_ms for o in outcomes], s=6,
+                c=np.where(correct, "tab:green", "tab:red"))
+    ax2.set_xlabel("input latency (ms, sensor time waited)")
+    ax2.set_ylabel("compute latency (ms, wall time)")
+    ax2.set_title("latency per decision")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -1,0 +1,60 @@
+"""The anytime prediction emitted after every slice of every stream."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+
+@dataclass
+class Prediction:
+    """One stream's prediction after one slice.
+
+    ``step`` counts slices since the last reset (1-based). ``final`` marks the exit decision and
+    ``reason`` says why (``confident``, ``max_steps``, ``end_of_sample``...). Latencies in ms:
+    ``input_latency_ms`` is the sensor time waited (first event of the sample to the end of this
+    slice); ``compute_latency_ms`` the wall time spent encoding, stepping and deciding for this
+    sample so far; ``e2e_latency_ms`` the wall time from this slice's arrival to emission.
+    ``spikes`` counts spikes of all layers since the last reset.
+    """
+
+    stream: str
+    sample: int
+    step: int
+    t_start_us: int
+    t_end_us: int
+    cls: int
+    confidence: float
+    probs: list[float]
+    label: int | None = None
+    final: bool = False
+    reason: str | None = None
+    input_latency_ms: float = 0.0
+    compute_latency_ms: float = 0.0
+    e2e_latency_ms: float = 0.0
+    spikes: int = 0
+    emit_time: float = 0.0
+    output: torch.Tensor | None = field(default=None, repr=False)  # accumulated output (K)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-type fields for JSON and msgpack (the accumulated output tensor is left out)."""
+        return {
+            "stream": self.stream,
+            "sample": self.sample,
+            "step": self.step,
+            "t_start_us": self.t_start_us,
+            "t_end_us": self.t_end_us,
+            "class": self.cls,
+            "confidence": round(self.confidence, 6),
+            "probs": [round(p, 6) for p in self.probs],
+            "label": self.label,
+            "final": self.final,
+            "reason": self.reason,
+            "input_latency_ms": round(self.input_latency_ms, 4),
+            "compute_latency_ms": round(self.compute_latency_ms, 4),
+            "e2e_latency_ms": round(self.e2e_latency_ms, 4),
+            "spikes": self.spikes,
+            "emit_time": self.emit_time,
+        }

@@ -1,0 +1,91 @@
+"""Build the parts of a pipeline from its validated config, checking that they fit together."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from streamsnn.config import ConfigError, PipelineConfig
+from streamsnn.encoding import Encoder, make_encoder
+from streamsnn.policies import ExitPolicy, ResetPolicy, make_exit_policy, make_reset_policy
+from streamsnn.sinks import Sink, make_sink
+from streamsnn.slicing import Slicer
+from streamsnn.snn.checkpoint import LoadedModel, load_checkpoint
+from streamsnn.snn.operator import SNNOperator
+from streamsnn.sources import Source, make_source
+
+EVENT_ENCODERS = ("event_rate", "event_count")
+FRAME_ENCODERS = ("direct", "poisson")
+
+
+@dataclass
+class Pipeline:
+    """Everything ``run_pipeline`` needs, built and checked."""
+
+    config: PipelineConfig
+    source: Source
+    model: LoadedModel
+    operator: SNNOperator
+    encoder: Encoder
+    exit_policy: ExitPolicy
+    reset_policy: ResetPolicy
+    sinks: list[Sink]
+
+    def new_slicer(self) -> Slicer:
+        return Slicer(**self.config.slicing.model_dump())
+
+
+def _options(cfg: Any) -> dict[str, Any]:
+    return cfg.model_dump(exclude={"type"})
+
+
+def build_pipeline(cfg: PipelineConfig, origin: str = "pipeline") -> Pipeline:
+    """Instantiate source, model, operator, encoder, policies and sinks of ``cfg``.
+
+    Mismatches between parts (an event encoder on a frame source, a sensor the model was not
+    trained for...) raise ``ConfigError`` naming the fields involved.
+    """
+    source = make_source(cfg.source.type, **_options(cfg.source))
+    try:
+        model = load_checkpoint(cfg.model.weights)
+    except (FileNotFoundError, ValueError) as err:
+        raise ConfigError(f"{origin}: model.weights: {err}") from None
+    shape = model.input_shape
+
+    enc = cfg.encoder
+    allowed = EVENT_ENCODERS if source.kind == "events" else FRAME_ENCODERS
+    if enc.type not in allowed:
+        raise ConfigError(
+            f"{origin}: encoder.type: '{enc.type}' does not fit a {source.kind} source "
+            f"({cfg.source.type}); use one of {', '.join(allowed)}"
+        )
+    if source.kind == "frames" and cfg.slicing.n_time_bins is None:
+        raise ConfigError(f"{origin}: slicing: frame sources take n_time_bins (steps per frame)")
+    if cfg.slicing.n_time_bins is not None and source.live:
+        raise ConfigError(f"{origin}: slicing.n_time_bins needs sample boundaries; a live stream has none")
+    if tuple(source.sensor.shape) != tuple(shape):
+        raise ConfigError(
+            f"{origin}: model.weights: {model.path.name} expects input {'×'.join(map(str, shape))} but "
+            f"source '{cfg.source.type}' gives {'×'.join(map(str, source.sensor.shape))}"
+        )
+    options: dict[str, Any] = {}
+    if enc.type == "event_rate":
+        options["rate_unit_us"] = enc.rate_unit_us or float(model.input.get("rate_unit_us", 10_000.0))
+    if enc.type == "poisson":
+        options["seed"] = enc.seed
+    encoder = make_encoder(enc.type, tuple(shape), **options)
+
+    if cfg.runtime.threads:
+        torch.set_num_threads(cfg.runtime.threads)
+    dtype = torch.float64 if cfg.model.dtype == "float64" else torch.float32
+    try:
+        operator = SNNOperator(model.snn(v0=cfg.model.v0), cfg.runtime.batch_size, cfg.model.device, dtype)
+    except (RuntimeError, AssertionError) as err:
+        raise ConfigError(f"{origin}: model.device: cannot use '{cfg.model.device}': {err}") from None
+
+    exit_policy = make_exit_policy(cfg.policy.exit.type, **_options(cfg.policy.exit))
+    reset_policy = make_reset_policy(cfg.policy.reset)
+    sinks = [make_sink(s.type, **_options(s)) for s in cfg.sinks]
+    return Pipeline(cfg, source, model, operator, encoder, exit_policy, reset_policy, sinks)

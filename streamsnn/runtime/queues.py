@@ -1,0 +1,66 @@
+"""Bounded queues between pipeline stages, each with a stated backpressure rule.
+
+``block``: a full queue blocks the producer (offline replay: nothing is lost).
+``drop_oldest``: a full queue discards its oldest item to take the new one and counts it (live
+sources: stay real-time, report what was dropped).
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+from typing import Any, Literal
+
+Rule = Literal["block", "drop_oldest"]
+
+
+class Closed(Exception):
+    """The queue was closed while waiting."""
+
+
+class BoundedQueue:
+    def __init__(self, maxsize: int, rule: Rule = "block") -> None:
+        if maxsize < 1:
+            raise ValueError(f"queue size must be >= 1, got {maxsize}")
+        self.maxsize, self.rule = maxsize, rule
+        self.dropped = 0
+        self._items: collections.deque[Any] = collections.deque()
+        self._cond = threading.Condition()
+        self._closed = False
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def put(self, item: Any) -> None:
+        """Add ``item`` by the queue's rule; raises ``Closed`` if the queue was closed."""
+        with self._cond:
+            while self.rule == "block" and len(self._items) >= self.maxsize and not self._closed:
+                self._cond.wait(0.1)
+            if self._closed:
+                raise Closed
+            if len(self._items) >= self.maxsize:
+                self._items.popleft()
+                self.dropped += 1
+            self._items.append(item)
+            self._cond.notify_all()
+
+    def get(self, timeout: float | None = None) -> Any:
+        """Oldest item; waits up to ``timeout`` s (None: forever); raises ``TimeoutError``."""
+        with self._cond:
+            if not self._cond.wait_for(lambda: self._items or self._closed, timeout):
+                raise TimeoutError
+            if not self._items:
+                raise Closed
+            item = self._items.popleft()
+            self._cond.notify_all()
+            return item
+
+    def get_nowait(self) -> Any:
+        """Oldest item, or raises ``TimeoutError`` if empty."""
+        return self.get(timeout=0)
+
+    def close(self) -> None:
+        """Wake every waiter; later puts raise ``Closed``, gets drain what is left."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()

@@ -1,0 +1,381 @@
+"""Run a pipeline: source thread → bounded queue → stepping loop → bounded queue → sink thread.
+
+Stages and their backpressure rules:
+
+- **source thread**: reads packets and cuts them into slices (``Slicer``). Segmented sources
+  (dataset replay) put one item per sample into the input queue and *block* when it is full:
+  nothing is lost. Live sources put single slices and *drop the oldest* slice when the stepping
+  loop falls behind, counting every drop (``dropped_slices``).
+- **stepping loop** (caller's thread): keeps up to ``batch_size`` samples or streams in flight,
+  one operator slot each; every iteration encodes the next slice of every ready slot, steps them
+  in one batch, and asks the exit policy about every prediction. A sample that exits frees its
+  slot for the next sample at once (continuous batching). With ``realtime: true`` a replayed
+  slice is only stepped once its sensor time has passed on the wall clock.
+- **sink thread**: writes predictions to the sinks; its queue blocks (predictions are never
+  dropped here; network sinks apply their own drop rule).
+
+Ctrl-C stops the source, finishes the sinks and still returns the report (``interrupted``).
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from streamsnn.events import Slice
+from streamsnn.metrics import SampleOutcome, build_report
+from streamsnn.prediction import Prediction
+from streamsnn.runtime.build import Pipeline
+from streamsnn.runtime.queues import BoundedQueue, Closed
+from streamsnn.slicing import EventSlice, Slicer
+from streamsnn.sources.base import Packet
+
+_END = object()
+
+
+@dataclass
+class SampleSlices:
+    """All slices of one sample of a segmented source."""
+
+    stream: str
+    sample: int
+    label: int | None
+    slices: list[Slice]
+
+
+@dataclass
+class Lane:
+    """One operator slot: a sample being replayed, or a live stream's current decision."""
+
+    key: Any
+    stream: str
+    sample: int
+    label: int | None
+    live: bool
+    slices: collections.deque[Slice] = field(default_factory=collections.deque)
+    started_ns: int = 0
+    t0_us: int | None = None
+    compute_s: float = 0.0
+    input_sum: torch.Tensor | None = None  # sum of the encoded slices (for the ANN reference)
+    decision: Prediction | None = None  # the exit decision once made
+    last: Prediction | None = None
+    ended: bool = False  # no more slices will come
+
+    def ready(self, now_ns: int, realtime: bool) -> bool:
+        if not self.slices:
+            return False
+        return not realtime or self.live or self.release_ns(self.slices[0]) <= now_ns
+
+    def release_ns(self, item: Slice) -> int:
+        """Wall time at which a replayed slice has happened (realtime pacing)."""
+        return self.started_ns + (item.t_end_us - item.sample_t0_us) * 1_000
+
+
+@dataclass
+class RunResult:
+    report: dict[str, Any]
+    outcomes: list[SampleOutcome]
+
+
+def _to_slice(s: EventSlice | Slice, stream: str, sample: int, index: int, t0: int, label: int | None) -> Slice:
+    return Slice(stream, sample, index, s.t_start_us, s.t_end_us, s.events, t0, label)
+
+
+class Runner:
+    def __init__(self, pipe: Pipeline) -> None:
+        self.pipe = pipe
+        self.cfg = pipe.config
+        rt = self.cfg.runtime
+        self.live = pipe.source.live
+        self.in_q = BoundedQueue(rt.queue_size, "drop_oldest" if self.live else "block")
+        self.out_q = BoundedQueue(rt.queue_size, "block")
+        self.stop = threading.Event()
+        self.errors: list[BaseException] = []
+        self.slicers: dict[str, Slicer] = {}
+        self.lanes: dict[Any, Lane] = {}
+        self.outcomes: list[SampleOutcome] = []
+        self.skipped_slices = 0
+        self.source_done = False
+        alpha = self.cfg.model.alpha
+        self.alpha_per_step = alpha == "t"
+        self.alpha = 1.0 if alpha == "t" else float(alpha)
+
+    # -- source stage ----------------------------------------------------------------------
+    def _source_main(self) -> None:
+        try:
+            with self.pipe.source as source:
+                for packet in source:
+                    if self.stop.is_set():
+                        break
+                    for item in self._cut(packet):
+                        self.in_q.put(item)
+            for stream, slicer in self.slicers.items():  # end of a live stream: the tail
+                if self.live:
+                    for item in self._live_slices(stream, slicer.flush(), last=True):
+                        self.in_q.put(item)
+            self.in_q.put(_END)
+        except Closed:
+            pass
+        except BaseException as err:  # reported by the stepping loop
+            self.errors.append(err)
+            self.in_q.put(_END)
+
+    def _cut(self, packet: Packet) -> list[Any]:
+        kind = self.pipe.source.kind
+        slicer = self.slicers.get(packet.stream)
+        if slicer is None:
+            slicer = self.slicers[packet.stream] = self.pipe.new_slicer()
+        if kind == "frames":
+            n = int(self.cfg.slicing.n_time_bins or 1)
+            t0 = int(packet.t0_us or 0)
+            slices = [Slice(packet.stream, int(packet.sample or 0), i, t0, t0, packet.data, t0, packet.label)
+                      for i in range(n)]
+            slices[-1].last = True
+            return [SampleSlices(packet.stream, int(packet.sample or 0), packet.label, slices)]
+        if packet.end_of_sample:
+            slicer.reset(packet.t0_us)
+            cut = slicer.push(packet.data) + slicer.flush(packet.t_end_us)
+            sample = int(packet.sample or 0)
+            t0 = int(slicer.t0_us or 0)
+            if not cut:  # no events at all: still one (empty) slice, so the sample gets a decision
+                cut = [EventSlice(t0, int(packet.t_end_us or t0 + 1), packet.data[:0])]
+            slices = [_to_slice(s, packet.stream, sample, i, t0, packet.label) for i, s in enumerate(cut)]
+            if slices:
+                slices[-1].last = True
+            return [SampleSlices(packet.stream, sample, packet.label, slices)]
+        return self._live_slices(packet.stream, slicer.push(packet.data), label=packet.label)
+
+    def _live_slices(self, stream: str, cut: list[EventSlice], label: int | None = None,
+                     last: bool = False) -> list[Slice]:
+        now = time.monotonic_ns()
+        out = [_to_slice(s, stream, -1, -1, s.t_start_us, label) for s in cut]
+        for s in out:
+            s.arrival_ns = now
+        if last and out:
+            out[-1].last = True
+        return out
+
+    # -- sink stage ------------------------------------------------------------------------
+    def _sink_main(self) -> None:
+        try:
+            while True:
+                try:
+                    pred = self.out_q.get()
+                except Closed:
+                    break
+                for sink in self.pipe.sinks:
+                    sink.write(pred)
+        except BaseException as err:
+            self.errors.append(err)
+            self.stop.set()
+        finally:
+            for sink in self.pipe.sinks:
+                sink.close()
+
+    # -- stepping loop ---------------------------------------------------------------------
+    def _admit(self, block: bool) -> None:
+        """Move items from the input queue into lanes while there is room."""
+        capacity = self.pipe.operator.capacity
+        while not self.source_done:
+            if not self.live and len(self.lanes) >= capacity:
+                return
+            try:
+                item = self.in_q.get(timeout=0.05) if block else self.in_q.get_nowait()
+            except TimeoutError:
+                return
+            except Closed:
+                self.source_done = True
+                return
+            block = False
+            if item is _END:
+                self.source_done = True
+            elif isinstance(item, SampleSlices):
+                self._open_sample(item)
+            else:
+                self._route_live(item)
+
+    def _open_sample(self, item: SampleSlices) -> None:
+        key = (item.stream, item.sample)
+        lane = Lane(key, item.stream, item.sample, item.label, live=False, slices=collections.deque(item.slices))
+        lane.started_ns = time.monotonic_ns()
+        lane.ended = True
+        self.pipe.operator.attach(key)
+        self.lanes[key] = lane
+
+    def _route_live(self, item: Slice) -> None:
+        lane = self.lanes.get(item.stream)
+        if lane is None:
+            if len(self.lanes) >= self.pipe.operator.capacity:
+                self.skipped_slices += 1
+                return
+            lane = Lane(item.stream, item.stream, 0, None, live=True)
+            self.pipe.operator.attach(item.stream)
+            self.lanes[item.stream] = lane
+        if len(lane.slices) >= self.cfg.runtime.queue_size:
+            lane.slices.popleft()
+            self.in_q.dropped += 1
+        lane.slices.append(item)
+        lane.ended = lane.ended or item.last
+
+    def _step(self, lanes: list[Lane]) -> None:
+        t_begin = time.perf_counter()
+        now_ns = time.monotonic_ns()
+        items, tensors, enc_s = [], [], []
+        for lane in lanes:
+            item = lane.slices.popleft()
+            if lane.live:
+                if lane.t0_us is None:
+                    lane.t0_us = item.t_start_us
+                item.sample, item.sample_t0_us, item.index = lane.sample, lane.t0_us, -1
+            elif not item.arrival_ns:
+                item.arrival_ns = lane.release_ns(item) if self.cfg.runtime.realtime else now_ns
+            t0 = time.perf_counter()
+            x = self.pipe.encoder(item)
+            enc_s.append(time.perf_counter() - t0)
+            tensors.append(x)
+            items.append(item)
+            if not lane.live:
+                lane.input_sum = x.clone() if lane.input_sum is None else lane.input_sum.add_(x)
+        t0 = time.perf_counter()
+        result = self.pipe.operator.step([lane.key for lane in lanes], torch.stack(tensors))
+        scaled = result.output / (result.steps.unsqueeze(1).to(result.output.dtype) if self.alpha_per_step else self.alpha)
+        probs = torch.softmax(scaled.double(), dim=1)
+        conf, cls = probs.max(dim=1)
+        probs_l, conf_l, cls_l = probs.tolist(), conf.tolist(), cls.tolist()
+        steps_l, spikes_l = result.steps.tolist(), result.spikes.tolist()
+        shared_s = time.perf_counter() - t0
+        for i, (lane, item) in enumerate(zip(lanes, items, strict=True)):
+            t_pol = time.perf_counter()
+            pred = Prediction(
+                stream=lane.stream, sample=lane.sample, step=steps_l[i], t_start_us=item.t_start_us,
+                t_end_us=item.t_end_us, cls=cls_l[i], confidence=conf_l[i], probs=probs_l[i],
+                label=item.label if lane.live else lane.label, spikes=int(spikes_l[i]),
+                input_latency_ms=(item.t_end_us - item.sample_t0_us) / 1000.0, output=result.output[i],
+            )
+            lane.last = pred
+            if lane.decision is None:
+                reason = self.pipe.exit_policy.decide(pred)
+                if reason is None and item.last:
+                    reason = "end_of_sample" if not lane.live else "end_of_stream"
+                pred.final, pred.reason = reason is not None, reason
+                lane.compute_s += enc_s[i] + shared_s + (time.perf_counter() - t_pol)
+                pred.compute_latency_ms = lane.compute_s * 1000.0
+                pred.emit_time = time.time()
+                pred.e2e_latency_ms = (time.monotonic_ns() - item.arrival_ns) / 1e6
+                self.out_q.put(pred)
+                if pred.final:
+                    lane.decision = pred
+            self._after_prediction(lane, pred)
+        self.step_s += time.perf_counter() - t_begin
+
+    def _after_prediction(self, lane: Lane, pred: Prediction) -> None:
+        decision = lane.decision
+        if decision is None:
+            return
+        if lane.live:
+            self._record(lane, decision, full=None)
+            if self.pipe.reset_policy.after(decision):
+                self.pipe.operator.reset([lane.key])
+            lane.sample += 1
+            lane.t0_us, lane.compute_s, lane.decision = None, 0.0, None
+            if lane.ended and not lane.slices:
+                self._close(lane)
+            return
+        more = bool(lane.slices)
+        if more and self.cfg.runtime.full_t:
+            return  # keep stepping without emitting, to know the full-T prediction
+        if more:
+            self.skipped_slices += len(lane.slices)
+        self._record(lane, decision, full=None if more else pred)
+        self._close(lane)
+
+    def _record(self, lane: Lane, d: Prediction, full: Prediction | None) -> None:
+        ann_cls = None
+        if full is not None and lane.input_sum is not None:
+            with torch.inference_mode():
+                ann_cls = int(self.pipe.model.ann((lane.input_sum / full.step)[None]).argmax(1))
+        self.outcomes.append(SampleOutcome(
+            d.stream, d.sample, d.label, d.cls, d.step, d.reason or "", d.input_latency_ms,
+            d.compute_latency_ms, d.e2e_latency_ms, d.spikes,
+            None if full is None else full.cls, None if full is None else full.step, ann_cls,
+        ))
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def _close(self, lane: Lane) -> None:
+        self.pipe.operator.detach(lane.key)
+        del self.lanes[lane.key]
+
+    def run(self) -> RunResult:
+        rt = self.cfg.runtime
+        total = None if self.live else len(self.pipe.source)
+        self.bar = tqdm(total=total, desc=self.cfg.name, unit="sample", disable=not rt.progress, leave=False)
+        self.step_s = 0.0
+        interrupted = False
+        source_thread = threading.Thread(target=self._source_main, name="streamsnn-source", daemon=True)
+        sink_thread = threading.Thread(target=self._sink_main, name="streamsnn-sinks", daemon=True)
+        started = time.perf_counter()
+        source_thread.start()
+        sink_thread.start()
+        try:
+            while not self.errors:
+                self._admit(block=not self.lanes)
+                now = time.monotonic_ns()
+                ready = [lane for lane in self.lanes.values() if lane.ready(now, rt.realtime)]
+                if ready:
+                    self._step(ready)
+                elif self.source_done and not self.lanes:
+                    break
+                elif self.lanes and rt.realtime and not self.live:
+                    wake = min(lane.release_ns(lane.slices[0]) for lane in self.lanes.values() if lane.slices)
+                    time.sleep(max(0.0, min(wake - time.monotonic_ns(), 50_000_000)) / 1e9)
+                elif self.lanes and not any(lane.slices for lane in self.lanes.values()):
+                    self._admit(block=True)
+        except KeyboardInterrupt:
+            interrupted = True
+        finally:
+            self.stop.set()
+            self.in_q.close()
+            self.out_q.close()
+            sink_thread.join(timeout=30)
+            source_thread.join(timeout=5)
+            self.bar.close()
+        if self.errors:
+            raise self.errors[0]
+        wall = time.perf_counter() - started
+        return RunResult(build_report(self.outcomes, self._extra(wall, interrupted)), self.outcomes)
+
+    def _extra(self, wall: float, interrupted: bool) -> dict[str, Any]:
+        cfg = self.cfg
+        late = sum(s.late_events for s in self.slicers.values())
+        return {
+            "pipeline": cfg.name,
+            "source": cfg.source.type,
+            "weights": cfg.model.weights,
+            "policy": cfg.policy.exit.model_dump(),
+            "batch_size": cfg.runtime.batch_size,
+            "realtime": cfg.runtime.realtime,
+            "interrupted": interrupted,
+            "wall_s": round(wall, 3),
+            "samples_per_s": round(len(self.outcomes) / wall, 2) if wall > 0 else None,
+            "step_share_of_wall": round(self.step_s / wall, 4) if wall > 0 else None,
+            "dropped_slices": self.in_q.dropped,
+            "skipped_slices": self.skipped_slices,
+            "out_of_bounds_events": int(getattr(self.pipe.encoder, "out_of_bounds", 0)),
+            "late_events": int(late),
+            "ann_accuracy_val": self.pipe.model.metrics.get("val_accuracy_ann"),
+            "torch_threads": torch.get_num_threads(),
+            "numpy": np.__version__,
+        }
+
+
+def run_pipeline(pipe: Pipeline) -> RunResult:
+    """Run ``pipe`` to the end of its source (or Ctrl-C) and return the report."""
+    return Runner(pipe).run()

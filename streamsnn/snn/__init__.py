@@ -1,0 +1,1 @@
+"""Spiking networks: neurons, quantised ANNs, conversion, models and the stateful operator."""

@@ -1,0 +1,212 @@
+"""The embedded default data: scikit-learn's real 8×8 handwritten digits, as events and frames.
+
+``digits-dvs`` records each digit the way N-MNIST was recorded: the image, upscaled to 28×28 on
+a 34×34 pixel array, moves along three saccades (a triangle of ~3.5 px sides, 100 ms each) in
+front of an emulated DVS (log-intensity change against a per-pixel contrast threshold, ON/OFF
+polarity, µs timestamps, background noise). Everything is seeded: the same sample index gives
+the same events on every machine and in every batch.
+
+The 1,797 digits are split once, stratified 60/20/20 with seed 0, into train (1,077),
+val (360) and test (360).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+import time
+from functools import lru_cache
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from streamsnn.encoding import DVSEmulator, DVSParams, background_noise
+from streamsnn.events import Sensor, make_events
+from streamsnn.sources.base import Packet, SourceBase
+
+SPLITS = ("train", "val", "test")
+DIGITS_DVS_SENSOR = Sensor("digits_dvs", 34, 34, 2, "emulated DVS of the digits-dvs data set")
+SACCADE_MS = 100
+FRAME_STEP_US = 1_000
+DIGIT_PX = 28
+RECORDING_US = 3 * SACCADE_MS * 1000
+GENERATE_BATCH = 64  # digits rendered and emulated together
+SENSOR_SEED = 1234  # the emulated sensor's fixed per-pixel threshold mismatch
+
+
+@lru_cache(maxsize=1)
+def _digits() -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    data = load_digits()
+    images = (data.images / 16.0).astype(np.float32)
+    labels = data.target.astype(np.int64)
+    index = np.arange(len(labels))
+    rest, test = train_test_split(index, test_size=360, stratify=labels, random_state=0)
+    train, val = train_test_split(rest, test_size=360, stratify=labels[rest], random_state=0)
+    return images, labels, {"train": np.sort(train), "val": np.sort(val), "test": np.sort(test)}
+
+
+def digits_split(split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Images (N×8×8 in [0, 1]), labels (N) and global digit indices (N) of a split."""
+    if split not in SPLITS:
+        raise ValueError(f"unknown split '{split}'; use one of {', '.join(SPLITS)}")
+    images, labels, splits = _digits()
+    idx = splits[split]
+    return images[idx], labels[idx], idx
+
+
+def saccade_offsets(n_frames: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Frame times (µs) and (dx, dy) offsets (px) of the three-saccade path."""
+    side = 3.5
+    tri = np.array([[-side / 2, side / 3**0.5 / 2], [side / 2, side / 3**0.5 / 2], [0, -side / 3**0.5]])
+    steps = SACCADE_MS * 1000 // FRAME_STEP_US
+    ease = (1 - np.cos(np.pi * np.arange(steps) / steps)) / 2  # smooth start and stop
+    path = [tri[i] + (tri[(i + 1) % 3] - tri[i]) * ease[:, None] for i in range(3)]
+    offsets = np.concatenate(path + [tri[:1]])
+    times = np.arange(len(offsets), dtype=np.int64) * FRAME_STEP_US
+    return times, offsets
+
+
+def render_saccades(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Intensity frames (K×N×34×34) of 8×8 digits (N×8×8) moving along the saccades, and the
+    frame times (K, µs)."""
+    n, h, w = len(images), DIGITS_DVS_SENSOR.height, DIGITS_DVS_SENSOR.width
+    times, offsets = saccade_offsets()
+    k = len(offsets)
+    big = F.interpolate(
+        torch.from_numpy(images)[:, None], size=(DIGIT_PX, DIGIT_PX), mode="bilinear", align_corners=False
+    )
+    pad = (w - DIGIT_PX) // 2
+    canvas = F.pad(big, (pad, pad, pad, pad))  # N×1×H×W
+    theta = torch.zeros(k, 2, 3, dtype=torch.float32)
+    theta[:, 0, 0] = theta[:, 1, 1] = 1
+    theta[:, 0, 2] = torch.from_numpy(-offsets[:, 0] * 2 / w).float()
+    theta[:, 1, 2] = torch.from_numpy(-offsets[:, 1] * 2 / h).float()
+    grid = F.affine_grid(theta, [k, 1, h, w], align_corners=False)  # K×H×W×2
+    # one grid_sample call per digit, each frame independent of the other digits in the batch
+    frames = torch.stack(
+        [F.grid_sample(canvas[i : i + 1].expand(k, 1, h, w), grid, align_corners=False)[:, 0] for i in range(n)],
+        dim=1,
+    )
+    return frames.numpy().clip(0, 1), times
+
+
+@lru_cache(maxsize=1)
+def _sensor_thresholds(params: DVSParams) -> np.ndarray:
+    rng = np.random.default_rng(SENSOR_SEED)
+    shape = (DIGITS_DVS_SENSOR.height, DIGITS_DVS_SENSOR.width)
+    return np.maximum(rng.normal(params.threshold, params.mismatch, shape), 0.05)
+
+
+def digits_dvs_events(indices: np.ndarray, seed: int = 0, params: DVSParams | None = None) -> list[np.ndarray]:
+    """The digits-dvs recordings of the digits ``indices`` (global indices into ``load_digits``).
+
+    A recording depends only on its digit, ``seed`` and ``params``, never on the batch it was
+    made in.
+    """
+    images, _, _ = _digits()
+    params = params or DVSParams()
+    frames, times = render_saccades(images[np.asarray(indices)])
+    dvs = DVSEmulator(_sensor_thresholds(params), params)
+    parts = [dvs(frame, t) for frame, t in zip(frames, times, strict=True)]
+    t = np.concatenate([q[0] for q in parts])
+    n, y, x = (np.concatenate([q[1][d] for q in parts]) for d in range(3))
+    p = np.concatenate([q[2] for q in parts])
+    order = np.argsort(n, kind="stable")
+    bounds = np.searchsorted(n[order], np.arange(len(indices) + 1))
+    out = []
+    for i, index in enumerate(indices):
+        sel = order[bounds[i] : bounds[i + 1]]
+        noise = background_noise(
+            np.random.default_rng([seed, int(index)]), 0, RECORDING_US, DIGITS_DVS_SENSOR.width,
+            DIGITS_DVS_SENSOR.height, params.noise_hz,
+        )
+        events = np.concatenate([make_events(np.floor(t[sel]), x[sel], y[sel], p[sel]), noise])
+        out.append(events[np.argsort(events["t"], kind="stable")])
+    return out
+
+
+class DigitsDVS(SourceBase):
+    """digits-dvs: one packet of events per digit of the chosen split (offline replay).
+
+    ``live=True`` plays the split instead as one continuous camera stream: the recordings back
+    to back on one sensor clock, in packets of ``packet_us`` released in real time, with no
+    sample boundaries (the label of the digit in view rides along for scoring).
+    """
+
+    kind = "events"
+    labels = True
+    sensor = DIGITS_DVS_SENSOR
+
+    def __init__(
+        self, split: str = "test", limit: int | None = None, seed: int = 0, live: bool = False,
+        packet_us: int = 1_000,
+    ) -> None:
+        _, self._labels, self._index = digits_split(split)
+        if limit is not None:
+            self._labels, self._index = self._labels[:limit], self._index[:limit]
+        self.split, self.seed, self.live, self.packet_us = split, seed, live, packet_us
+        self.stream = f"digits-dvs/{split}" + ("/live" if live else "")
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def recordings(self) -> Iterator[tuple[int, np.ndarray]]:
+        """(position in the split, events) of every recording, generated in batches."""
+        for start in range(0, len(self), GENERATE_BATCH):
+            chunk = self._index[start : start + GENERATE_BATCH]
+            yield from enumerate(digits_dvs_events(chunk, self.seed), start)
+
+    def __iter__(self) -> Iterator[Packet]:
+        if self.live:
+            yield from self._live()
+            return
+        for i, events in self.recordings():
+            yield Packet(self.stream, i, events, int(self._labels[i]), 0, RECORDING_US)
+
+    def _live(self) -> Iterator[Packet]:
+        wall0 = time.monotonic()
+        for i, events in self.recordings():
+            offset = i * RECORDING_US
+            cuts = np.searchsorted(events["t"], np.arange(self.packet_us, RECORDING_US + 1, self.packet_us))
+            lo = 0
+            for k, hi in enumerate(cuts):
+                packet = events[lo:hi].copy()
+                packet["t"] += offset
+                lo = hi
+                end = offset + (k + 1) * self.packet_us
+                delay = wall0 + end * 1e-6 - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                yield Packet(self.stream, None, packet, int(self._labels[i]), end_of_sample=False)
+
+
+class DigitsFrames(SourceBase):
+    """The same digits as frames (H×W in [0, 1], bilinear from 8×8), one packet per digit."""
+
+    kind = "frames"
+    live = False
+    labels = True
+
+    def __init__(self, split: str = "test", limit: int | None = None, size: int = 16) -> None:
+        images, self._labels, _ = digits_split(split)
+        if limit is not None:
+            images, self._labels = images[:limit], self._labels[:limit]
+        self._frames = digit_frames(images, size)
+        self.sensor = Sensor("digits_frames", size, size, 1, "digits as intensity frames")
+        self.stream = f"digits-frames/{split}"
+
+    def __len__(self) -> int:
+        return len(self._labels)
+
+    def __iter__(self) -> Iterator[Packet]:
+        for i, (frame, label) in enumerate(zip(self._frames, self._labels, strict=True)):
+            yield Packet(self.stream, i, frame, int(label), 0, 0)
+
+
+def digit_frames(images: np.ndarray, size: int) -> np.ndarray:
+    """8×8 digits resized (bilinear) to size×size, values in [0, 1]."""
+    out = F.interpolate(torch.from_numpy(images)[:, None], size=(size, size), mode="bilinear", align_corners=False)
+    return out[:, 0].clamp(0, 1).numpy()
