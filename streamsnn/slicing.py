@@ -101,8 +101,10 @@ class Slicer:
         events = self._take_pending()
         if self._t0 is None:
             self._t0 = self._window_start = int(events["t"][0]) if len(events) else 0
-        if t_end_us is None:
-            t_end_us = int(events["t"][-1]) + 1 if len(events) else self._window_start
+        if len(events):  # events past a declared end are still sliced, never lost
+            t_end_us = max(t_end_us or 0, int(events["t"][-1]) + 1)
+        elif t_end_us is None:
+            t_end_us = self._window_start
         self._pending = [events]
         if self.time_window_us is not None:
             out = self._cut_time(final_t_us=t_end_us)

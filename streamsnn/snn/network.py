@@ -34,7 +34,8 @@ class SpikingNetwork(nn.Module):
 
     def _trace_shapes(self) -> list[tuple[int, ...]]:
         shapes = []
-        x = torch.zeros(1, *self.input_shape)
+        param = next(self.layers.parameters(), None)
+        x = torch.zeros(1, *self.input_shape, dtype=param.dtype if param is not None else torch.float32)
         with torch.no_grad():
             for layer in self.layers:
                 if isinstance(layer, IFNeuron):

@@ -123,7 +123,8 @@ def digits_dvs_events(indices: np.ndarray, seed: int = 0, params: DVSParams | No
             np.random.default_rng([seed, int(index)]), 0, RECORDING_US, DIGITS_DVS_SENSOR.width,
             DIGITS_DVS_SENSOR.height, params.noise_hz,
         )
-        events = np.concatenate([make_events(np.floor(t[sel]), x[sel], y[sel], p[sel]), noise])
+        t_us = np.minimum(np.floor(t[sel]), RECORDING_US - 1)  # crossings at the last frame
+        events = np.concatenate([make_events(t_us, x[sel], y[sel], p[sel]), noise])
         out.append(events[np.argsort(events["t"], kind="stable")])
     return out
 

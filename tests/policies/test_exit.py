@@ -1,0 +1,47 @@
+import math
+
+import pytest
+
+from streamsnn.policies import make_exit_policy, make_reset_policy
+from streamsnn.policies.exit import normalised_entropy_score
+from streamsnn.prediction import Prediction
+
+
+def pred(step, probs):
+    return Prediction("s", 0, step, 0, 0, max(range(len(probs)), key=probs.__getitem__), max(probs), probs)
+
+
+def test_fixed_exits_at_t():
+    p = make_exit_policy("fixed", steps=4)
+    assert [p.decide(pred(t, [0.5, 0.5])) for t in (1, 3, 4)] == [None, None, "max_steps"]
+
+
+def test_confidence_exits_strictly_above_threshold_or_at_max_steps():
+    p = make_exit_policy("confidence", threshold=0.9, max_steps=8)
+    assert p.decide(pred(1, [0.9, 0.1])) is None  # not strictly above
+    assert p.decide(pred(1, [0.95, 0.05])) == "confident"
+    assert p.decide(pred(8, [0.6, 0.4])) == "max_steps"
+
+
+def test_entropy_score():
+    assert normalised_entropy_score([1.0, 0.0, 0.0]) == pytest.approx(1.0)
+    assert normalised_entropy_score([1 / 3] * 3) == pytest.approx(0.0)
+    p = make_exit_policy("confidence", threshold=0.5, score="entropy")
+    probs = [0.9, 0.05, 0.05]
+    h = -sum(q * math.log(q) for q in probs) / math.log(3)
+    assert (p.decide(pred(1, probs)) == "confident") == (1 - h > 0.5)
+
+
+def test_unknown_policies_are_named():
+    with pytest.raises(KeyError, match="unknown exit policy 'oracle2'.*fixed"):
+        make_exit_policy("oracle2")
+    with pytest.raises(KeyError, match="unknown reset policy 'sometimes'"):
+        make_reset_policy("sometimes")
+
+
+def test_reset_on_exit():
+    r = make_reset_policy("on_exit")
+    p = pred(3, [0.5, 0.5])
+    assert not r.after(p)
+    p.final = True
+    assert r.after(p)

@@ -1,0 +1,94 @@
+import torch
+
+from streamsnn.snn.checkpoint import load_checkpoint
+from streamsnn.snn.operator import SNNOperator
+
+
+def make_operator(capacity=8, dtype=torch.float64):
+    return SNNOperator(load_checkpoint("builtin:digits_dvs").snn(), capacity, dtype=dtype)
+
+
+def inputs(t_n, b, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.rand(t_n, b, 2, 34, 34, generator=g) < 0.1).double() * 3.0
+
+
+def test_one_slice_at_a_time_equals_one_multistep_run():
+    xs = inputs(12, 3)
+    a, b = make_operator(), make_operator()
+    keys = ["s0", "s1", "s2"]
+    for k in keys:
+        a.attach(k)
+        b.attach(k)
+    stepped = [a.step(keys, x) for x in xs]
+    outs, spikes = b.run(keys, xs)
+    for t, r in enumerate(stepped):
+        assert torch.equal(r.output.argmax(1), outs[t].argmax(1))
+        torch.testing.assert_close(r.output, outs[t], rtol=0, atol=1e-9)
+    assert torch.equal(stepped[-1].spikes, spikes.sum(0))
+    assert stepped[-1].steps.tolist() == [12, 12, 12]
+    for sa, sb in zip(a.state.layers, b.state.layers, strict=True):
+        torch.testing.assert_close(sa.v, sb.v, rtol=0, atol=1e-9)
+
+
+def test_batched_streams_give_their_solo_results_and_do_not_leak():
+    xs = inputs(10, 4, seed=1)
+    batched = make_operator()
+    keys = ["a", "b", "c", "d"]
+    for k in keys:
+        batched.attach(k)
+    for x in xs:
+        res = batched.step(keys, x)
+    for i, k in enumerate(keys):
+        solo = make_operator()
+        solo.attach(k)
+        for x in xs:
+            r = solo.step([k], x[i : i + 1])
+        assert torch.equal(r.spikes, res.spikes[i : i + 1])
+        torch.testing.assert_close(r.output, res.output[i : i + 1], rtol=0, atol=1e-9)
+
+
+def test_streams_step_independently_in_any_subset_and_order():
+    xs = inputs(6, 2, seed=2)
+    op = make_operator()
+    op.attach("x")
+    op.attach("y")
+    for t in range(6):  # y steps only every other slice, x every slice, in varying order
+        op.step(["x"], xs[t, :1])
+        if t % 2 == 0:
+            r = op.step(["y"], xs[t // 2, 1:])
+    ref = make_operator()
+    ref.attach("y")
+    for t in range(3):
+        rr = ref.step(["y"], xs[t, 1:])
+    torch.testing.assert_close(r.output, rr.output, rtol=0, atol=1e-9)
+    assert r.steps.tolist() == [3]
+
+
+def test_reset_clears_state_to_fresh():
+    op = make_operator(capacity=2)
+    op.attach("a")
+    fresh = [layer.v.clone() for layer in op.state.layers]
+    xs = inputs(5, 1, seed=3)
+    first = [op.step(["a"], x).output.clone() for x in xs]
+    op.reset(["a"])
+    assert op.steps[0] == 0 and op.spikes[0] == 0 and op.state.out.abs().sum() == 0
+    for v, f in zip(op.state.layers, fresh, strict=True):
+        assert torch.equal(v.v, f)
+    again = [op.step(["a"], x).output for x in xs]
+    for a, b in zip(first, again, strict=True):
+        assert torch.equal(a, b)
+
+
+def test_detached_slot_is_reused_fresh():
+    op = make_operator(capacity=1)
+    op.attach("a")
+    op.step(["a"], inputs(1, 1)[0])
+    op.detach("a")
+    op.attach("b")
+    assert op.steps.tolist() == [0] and op.state.out.abs().sum() == 0
+    try:
+        op.attach("c")
+        raise AssertionError("capacity exceeded without error")
+    except RuntimeError as err:
+        assert "full" in str(err)
