@@ -51,7 +51,8 @@ def _sensors(args: argparse.Namespace) -> int:
     width = max(len(n) for n in sensors) if sensors else 4
     print(f"{'name':<{width}}  {'W×H':>9}  P  format     description")
     for name, s in sorted(sensors.items()):
-        print(f"{name:<{width}}  {f'{s.width}×{s.height}':>9}  {s.polarities}  {s.file_format:<9}  {s.description}")
+        size = f"{s.width}×{s.height}"
+        print(f"{name:<{width}}  {size:>9}  {s.polarities}  {s.file_format:<9}  {s.description}")
     return 0
 
 
@@ -61,7 +62,9 @@ def make_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run a pipeline.yaml: source → SNN → policies → sinks")
     run.add_argument("pipeline", type=Path)
-    run.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field (repeatable)")
+    run.add_argument(
+        "--set", action="append", metavar="KEY=VALUE", help="override a config field (repeatable)"
+    )
     run.add_argument("--output", help="also write every prediction to this JSONL file")
     run.add_argument("--report", help="write report.json (plus per-sample outcomes and a PNG) here")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -69,7 +72,9 @@ def make_parser() -> argparse.ArgumentParser:
 
     train = sub.add_parser("train", help="train a QCFS ANN for conversion from a training config")
     train.add_argument("config", type=Path)
-    train.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field (repeatable)")
+    train.add_argument(
+        "--set", action="append", metavar="KEY=VALUE", help="override a config field (repeatable)"
+    )
     train.add_argument("--output", help="checkpoint path (default: the config's output)")
     train.add_argument("--no-progress", action="store_true")
     train.set_defaults(func=_train)

@@ -140,7 +140,9 @@ class DVSEmulator:
         self._ref: np.ndarray | None = None
         self._t = 0.0
 
-    def __call__(self, frame: np.ndarray, t_us: float) -> tuple[np.ndarray, tuple[np.ndarray, ...], np.ndarray]:
+    def __call__(
+        self, frame: np.ndarray, t_us: float
+    ) -> tuple[np.ndarray, tuple[np.ndarray, ...], np.ndarray]:
         """Feed the frame seen at ``t_us``; return event times (µs, float), pixel index arrays
         (one per frame dimension) and polarities (1 ON, 0 OFF) of the crossings since the last one."""
         cur = np.log(np.asarray(frame, dtype=np.float64) + self.params.log_eps)

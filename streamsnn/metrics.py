@@ -37,10 +37,22 @@ class SampleOutcome:
 def percentiles(values: list[float]) -> dict[str, float]:
     """p50, p90, p99, mean and max of ``values`` (ms)."""
     if not values:
-        return {"p50": float("nan"), "p90": float("nan"), "p99": float("nan"), "mean": float("nan"), "max": float("nan")}
+        return {
+            "p50": float("nan"),
+            "p90": float("nan"),
+            "p99": float("nan"),
+            "mean": float("nan"),
+            "max": float("nan"),
+        }
     a = np.asarray(values, dtype=np.float64)
     p50, p90, p99 = np.percentile(a, [50, 90, 99])
-    return {"p50": float(p50), "p90": float(p90), "p99": float(p99), "mean": float(a.mean()), "max": float(a.max())}
+    return {
+        "p50": float(p50),
+        "p90": float(p90),
+        "p99": float(p99),
+        "mean": float(a.mean()),
+        "max": float(a.max()),
+    }
 
 
 def build_report(outcomes: list[SampleOutcome], extra: dict[str, Any]) -> dict[str, Any]:
@@ -59,7 +71,9 @@ def build_report(outcomes: list[SampleOutcome], extra: dict[str, Any]) -> dict[s
         "mean_steps": float(np.mean(steps)) if steps else None,
         "max_steps": int(max(steps)) if steps else None,
         "mean_steps_full_T": float(np.mean(steps_full)) if steps_full else None,
-        "step_saving": (1 - float(np.mean(steps)) / float(np.mean(steps_full))) if steps and steps_full else None,
+        "step_saving": (1 - float(np.mean(steps)) / float(np.mean(steps_full)))
+        if steps and steps_full
+        else None,
         "exit_reasons": dict(Counter(o.reason for o in outcomes)),
         "spikes_per_sample": float(np.mean([o.spikes for o in outcomes])) if outcomes else None,
         "input_latency_ms": percentiles([o.input_latency_ms for o in outcomes]),
@@ -124,14 +138,23 @@ def plot_report(outcomes: list[SampleOutcome], path: Path) -> Path:
     correct = np.array([o.label is None or o.cls == o.label for o in outcomes])
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
     bins = np.arange(0.5, steps.max() + 1.5)
-    ax1.hist([steps[correct], steps[~correct]], bins=bins, stacked=True, label=["correct", "wrong"],
-             color=["tab:green", "tab:red"])
+    ax1.hist(
+        [steps[correct], steps[~correct]],
+        bins=bins,
+        stacked=True,
+        label=["correct", "wrong"],
+        color=["tab:green", "tab:red"],
+    )
     ax1.set_xlabel("exit step")
     ax1.set_ylabel("samples")
     ax1.set_title(f"exit steps (mean {steps.mean():.2f})")
     ax1.legend()
-    ax2.scatter([o.input_latency_ms for o in outcomes], [o.compute_latency_ms for o in outcomes], s=6,
-                c=np.where(correct, "tab:green", "tab:red"))
+    ax2.scatter(
+        [o.input_latency_ms for o in outcomes],
+        [o.compute_latency_ms for o in outcomes],
+        s=6,
+        c=np.where(correct, "tab:green", "tab:red"),
+    )
     ax2.set_xlabel("input latency (ms, sensor time waited)")
     ax2.set_ylabel("compute latency (ms, wall time)")
     ax2.set_title("latency per decision")

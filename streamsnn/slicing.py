@@ -51,8 +51,7 @@ class Slicer:
         }
         if len(given) != 1:
             raise ValueError(
-                "give exactly one of time_window_us, event_count, n_time_bins; got "
-                f"{sorted(given) or 'none'}"
+                f"give exactly one of time_window_us, event_count, n_time_bins; got {sorted(given) or 'none'}"
             )
         for key, value in given.items():
             if int(value) < 1:
@@ -173,7 +172,4 @@ class Slicer:
         edges = start + ((t_end_us - start) * np.arange(n + 1, dtype=np.int64)) // n
         cuts = np.searchsorted(events["t"], edges, side="left")
         cuts[-1] = len(events)
-        return [
-            EventSlice(int(edges[i]), int(edges[i + 1]), events[cuts[i] : cuts[i + 1]])
-            for i in range(n)
-        ]
+        return [EventSlice(int(edges[i]), int(edges[i + 1]), events[cuts[i] : cuts[i + 1]]) for i in range(n)]

@@ -18,8 +18,12 @@ from streamsnn.events import Slice, make_events
 def test_binning_matches_tonic_to_frame():
     rng = np.random.default_rng(0)
     n = 4000
-    ev = make_events(np.sort(rng.integers(0, 10_000, n)), rng.integers(0, 40, n), rng.integers(0, 30, n),
-                     rng.integers(0, 2, n))
+    ev = make_events(
+        np.sort(rng.integers(0, 10_000, n)),
+        rng.integers(0, 40, n),
+        rng.integers(0, 30, n),
+        rng.integers(0, 2, n),
+    )
     ours, dropped = bin_events(ev, (2, 30, 40))
     theirs = to_frame_numpy(ev, (40, 30, 2), event_count=n)[0]
     assert dropped == 0
@@ -55,7 +59,7 @@ def test_dvs_emulator_counts_log_intensity_crossings():
     params = DVSParams(threshold=0.2, mismatch=0.0, log_eps=0.1, noise_hz=0.0)
     dvs = DVSEmulator(np.full((1, 2), 0.2), params)
     dvs(np.array([[0.0, 1.0]]), 0)
-    t, (ys, xs), p = dvs(np.array([[1.0, 0.0]]), 1_000)
+    t, (_ys, xs), p = dvs(np.array([[1.0, 0.0]]), 1_000)
     # log(1.1) - log(0.1) = 2.398: 11 ON events at pixel 0, 11 OFF at pixel 1
     assert (xs == 0).sum() == 11 and (xs == 1).sum() == 11
     assert set(p[xs == 0]) == {1} and set(p[xs == 1]) == {0}

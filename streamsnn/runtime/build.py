@@ -58,8 +58,8 @@ def build_pipeline(cfg: PipelineConfig, origin: str = "pipeline") -> Pipeline:
     allowed = EVENT_ENCODERS if source.kind == "events" else FRAME_ENCODERS
     if enc.type not in allowed:
         raise ConfigError(
-            f"{origin}: encoder.type: '{enc.type}' does not fit a {source.kind} source "
-            f"({cfg.source.type}); use one of {', '.join(allowed)}"
+            f"{origin}: encoder.type: '{enc.type}' does not fit source '{cfg.source.type}', which "
+            f"gives {source.kind}; use one of {', '.join(allowed)}"
         )
     if source.kind == "frames" and cfg.slicing.n_time_bins is None:
         raise ConfigError(f"{origin}: slicing: frame sources take n_time_bins (steps per frame)")

@@ -84,7 +84,9 @@ class RunResult:
     outcomes: list[SampleOutcome]
 
 
-def _to_slice(s: EventSlice | Slice, stream: str, sample: int, index: int, t0: int, label: int | None) -> Slice:
+def _to_slice(
+    s: EventSlice | Slice, stream: str, sample: int, index: int, t0: int, label: int | None
+) -> Slice:
     return Slice(stream, sample, index, s.t_start_us, s.t_end_us, s.events, t0, label)
 
 
@@ -135,8 +137,10 @@ class Runner:
         if kind == "frames":
             n = int(self.cfg.slicing.n_time_bins or 1)
             t0 = int(packet.t0_us or 0)
-            slices = [Slice(packet.stream, int(packet.sample or 0), i, t0, t0, packet.data, t0, packet.label)
-                      for i in range(n)]
+            slices = [
+                Slice(packet.stream, int(packet.sample or 0), i, t0, t0, packet.data, t0, packet.label)
+                for i in range(n)
+            ]
             slices[-1].last = True
             return [SampleSlices(packet.stream, int(packet.sample or 0), packet.label, slices)]
         if packet.end_of_sample:
@@ -152,8 +156,9 @@ class Runner:
             return [SampleSlices(packet.stream, sample, packet.label, slices)]
         return self._live_slices(packet.stream, slicer.push(packet.data), label=packet.label)
 
-    def _live_slices(self, stream: str, cut: list[EventSlice], label: int | None = None,
-                     last: bool = False) -> list[Slice]:
+    def _live_slices(
+        self, stream: str, cut: list[EventSlice], label: int | None = None, last: bool = False
+    ) -> list[Slice]:
         now = time.monotonic_ns()
         out = [_to_slice(s, stream, -1, -1, s.t_start_us, label) for s in cut]
         for s in out:
@@ -203,7 +208,9 @@ class Runner:
 
     def _open_sample(self, item: SampleSlices) -> None:
         key = (item.stream, item.sample)
-        lane = Lane(key, item.stream, item.sample, item.label, live=False, slices=collections.deque(item.slices))
+        lane = Lane(
+            key, item.stream, item.sample, item.label, live=False, slices=collections.deque(item.slices)
+        )
         lane.started_ns = time.monotonic_ns()
         lane.ended = True
         self.pipe.operator.attach(key)
@@ -245,7 +252,9 @@ class Runner:
                 lane.input_sum = x.clone() if lane.input_sum is None else lane.input_sum.add_(x)
         t0 = time.perf_counter()
         result = self.pipe.operator.step([lane.key for lane in lanes], torch.stack(tensors))
-        scaled = result.output / (result.steps.unsqueeze(1).to(result.output.dtype) if self.alpha_per_step else self.alpha)
+        scaled = result.output / (
+            result.steps.unsqueeze(1).to(result.output.dtype) if self.alpha_per_step else self.alpha
+        )
         probs = torch.softmax(scaled.double(), dim=1)
         conf, cls = probs.max(dim=1)
         probs_l, conf_l, cls_l = probs.tolist(), conf.tolist(), cls.tolist()
@@ -254,10 +263,18 @@ class Runner:
         for i, (lane, item) in enumerate(zip(lanes, items, strict=True)):
             t_pol = time.perf_counter()
             pred = Prediction(
-                stream=lane.stream, sample=lane.sample, step=steps_l[i], t_start_us=item.t_start_us,
-                t_end_us=item.t_end_us, cls=cls_l[i], confidence=conf_l[i], probs=probs_l[i],
-                label=item.label if lane.live else lane.label, spikes=int(spikes_l[i]),
-                input_latency_ms=(item.t_end_us - item.sample_t0_us) / 1000.0, output=result.output[i],
+                stream=lane.stream,
+                sample=lane.sample,
+                step=steps_l[i],
+                t_start_us=item.t_start_us,
+                t_end_us=item.t_end_us,
+                cls=cls_l[i],
+                confidence=conf_l[i],
+                probs=probs_l[i],
+                label=item.label if lane.live else lane.label,
+                spikes=int(spikes_l[i]),
+                input_latency_ms=(item.t_end_us - item.sample_t0_us) / 1000.0,
+                output=result.output[i],
             )
             lane.last = pred
             if lane.decision is None:
@@ -301,11 +318,23 @@ class Runner:
         if full is not None and lane.input_sum is not None:
             with torch.inference_mode():
                 ann_cls = int(self.pipe.model.ann((lane.input_sum / full.step)[None]).argmax(1))
-        self.outcomes.append(SampleOutcome(
-            d.stream, d.sample, d.label, d.cls, d.step, d.reason or "", d.input_latency_ms,
-            d.compute_latency_ms, d.e2e_latency_ms, d.spikes,
-            None if full is None else full.cls, None if full is None else full.step, ann_cls,
-        ))
+        self.outcomes.append(
+            SampleOutcome(
+                d.stream,
+                d.sample,
+                d.label,
+                d.cls,
+                d.step,
+                d.reason or "",
+                d.input_latency_ms,
+                d.compute_latency_ms,
+                d.e2e_latency_ms,
+                d.spikes,
+                None if full is None else full.cls,
+                None if full is None else full.step,
+                ann_cls,
+            )
+        )
         if self.bar is not None:
             self.bar.update(1)
 
@@ -340,6 +369,9 @@ class Runner:
                     self._admit(block=True)
         except KeyboardInterrupt:
             interrupted = True
+            for lane in list(self.lanes.values()):  # exited samples still stepping for full T
+                if lane.decision is not None and not lane.live:
+                    self._record(lane, lane.decision, full=None)
         finally:
             self.stop.set()
             self.in_q.close()

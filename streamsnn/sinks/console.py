@@ -22,7 +22,11 @@ class ConsoleSink:
         self._seen += 1
         if (self._seen - 1) % self.every:
             return
-        mark = "" if pred.label is None else ("  ok" if pred.cls == pred.label else f"  WRONG (label {pred.label})")
+        mark = (
+            ""
+            if pred.label is None
+            else ("  ok" if pred.cls == pred.label else f"  WRONG (label {pred.label})")
+        )
         state = f"final/{pred.reason}" if pred.final else "      "
         tqdm.write(
             f"{pred.stream} #{pred.sample:<5} step {pred.step:>3} {state:<20} class {pred.cls} "

@@ -76,7 +76,9 @@ def load_checkpoint(name: str) -> LoadedModel:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises several types for corrupt or foreign files
-        raise ValueError(f"{path}: not a readable streamsnn checkpoint ({type(err).__name__}: {err})") from None
+        raise ValueError(
+            f"{path}: not a readable streamsnn checkpoint ({type(err).__name__}: {err})"
+        ) from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ValueError(f"{path}: not a streamsnn checkpoint (expected format {FORMAT})")
     ann = build_model(payload["arch"])

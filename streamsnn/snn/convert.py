@@ -69,7 +69,9 @@ def convert_qcfs(ann: nn.Sequential, input_shape: tuple[int, ...], v0: float = 0
                 "use average pooling (nn.AvgPool2d) and retrain"
             )
         elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
-            raise ConversionError(f"{name}: BatchNorm must directly follow a conv or linear layer to be folded")
+            raise ConversionError(
+                f"{name}: BatchNorm must directly follow a conv or linear layer to be folded"
+            )
         elif isinstance(m, nn.ReLU):
             raise ConversionError(
                 f"{name}: ReLU needs data-based threshold balancing; replace it with QCFS and fine-tune"

@@ -26,7 +26,12 @@ def digits_cnn(
     layers: list[nn.Module] = []
     c, s = in_channels, size
     for w in widths:
-        layers += [nn.Conv2d(c, w, 3, padding=1, bias=False), nn.BatchNorm2d(w), QCFS(levels, theta), nn.AvgPool2d(2)]
+        layers += [
+            nn.Conv2d(c, w, 3, padding=1, bias=False),
+            nn.BatchNorm2d(w),
+            QCFS(levels, theta),
+            nn.AvgPool2d(2),
+        ]
         c, s = w, s // 2
     layers += [nn.Flatten(), nn.Linear(c * s * s, classes)]
     return nn.Sequential(*layers)

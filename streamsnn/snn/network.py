@@ -50,12 +50,17 @@ class SpikingNetwork(nn.Module):
         """Shape (without batch) of every spiking layer."""
         return list(self._neuron_shapes)
 
-    def init_state(self, batch: int, dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu") -> NetState:
+    def init_state(
+        self, batch: int, dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu"
+    ) -> NetState:
         """A fresh state (membranes at V0, empty output) for ``batch`` streams."""
         device = torch.device(device)
         neurons = [layer for layer in self.layers if isinstance(layer, IFNeuron)]
         return NetState(
-            tuple(n.init_state((batch, *s), dtype, device) for n, s in zip(neurons, self._neuron_shapes, strict=True)),
+            tuple(
+                n.init_state((batch, *s), dtype, device)
+                for n, s in zip(neurons, self._neuron_shapes, strict=True)
+            ),
             torch.zeros(batch, self.n_classes, dtype=dtype, device=device),
         )
 

@@ -95,7 +95,9 @@ class DigitsData:
             self.train_events, self.train_labels = split_events("train", cfg.data.seed)
             val_events, self.val_labels = split_events("val", cfg.data.seed)
             unit = cfg.input.rate_unit_us
-            self.val_x = torch.from_numpy(np.stack([rate_frame(e, 0, RECORDING_US, unit) for e in val_events]))
+            self.val_x = torch.from_numpy(
+                np.stack([rate_frame(e, 0, RECORDING_US, unit) for e in val_events])
+            )
         else:
             images, self.train_labels, _ = digits_split("train")
             self.train_frames = torch.from_numpy(digit_frames(images, cfg.data.size))[:, None]
@@ -109,7 +111,9 @@ class DigitsData:
             wins = random_windows(self.rng, len(self.train_events), t.full_stream_fraction, t.min_window_us)
             unit = self.cfg.input.rate_unit_us
             x = torch.from_numpy(
-                np.stack([rate_frame(e, w0, w1, unit) for e, (w0, w1) in zip(self.train_events, wins, strict=True)])
+                np.stack(
+                    [rate_frame(e, w0, w1, unit) for e, (w0, w1) in zip(self.train_events, wins, strict=True)]
+                )
             )
         else:
             x = self.train_frames

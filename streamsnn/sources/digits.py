@@ -12,8 +12,8 @@ val (360) and test (360).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 import time
+from collections.abc import Iterator
 from functools import lru_cache
 
 import numpy as np
@@ -64,7 +64,7 @@ def saccade_offsets(n_frames: int | None = None) -> tuple[np.ndarray, np.ndarray
     steps = SACCADE_MS * 1000 // FRAME_STEP_US
     ease = (1 - np.cos(np.pi * np.arange(steps) / steps)) / 2  # smooth start and stop
     path = [tri[i] + (tri[(i + 1) % 3] - tri[i]) * ease[:, None] for i in range(3)]
-    offsets = np.concatenate(path + [tri[:1]])
+    offsets = np.concatenate([*path, tri[:1]])
     times = np.arange(len(offsets), dtype=np.int64) * FRAME_STEP_US
     return times, offsets
 
@@ -87,7 +87,10 @@ def render_saccades(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     grid = F.affine_grid(theta, [k, 1, h, w], align_corners=False)  # K×H×W×2
     # one grid_sample call per digit, each frame independent of the other digits in the batch
     frames = torch.stack(
-        [F.grid_sample(canvas[i : i + 1].expand(k, 1, h, w), grid, align_corners=False)[:, 0] for i in range(n)],
+        [
+            F.grid_sample(canvas[i : i + 1].expand(k, 1, h, w), grid, align_corners=False)[:, 0]
+            for i in range(n)
+        ],
         dim=1,
     )
     return frames.numpy().clip(0, 1), times
@@ -100,7 +103,9 @@ def _sensor_thresholds(params: DVSParams) -> np.ndarray:
     return np.maximum(rng.normal(params.threshold, params.mismatch, shape), 0.05)
 
 
-def digits_dvs_events(indices: np.ndarray, seed: int = 0, params: DVSParams | None = None) -> list[np.ndarray]:
+def digits_dvs_events(
+    indices: np.ndarray, seed: int = 0, params: DVSParams | None = None
+) -> list[np.ndarray]:
     """The digits-dvs recordings of the digits ``indices`` (global indices into ``load_digits``).
 
     A recording depends only on its digit, ``seed`` and ``params``, never on the batch it was
@@ -120,8 +125,12 @@ def digits_dvs_events(indices: np.ndarray, seed: int = 0, params: DVSParams | No
     for i, index in enumerate(indices):
         sel = order[bounds[i] : bounds[i + 1]]
         noise = background_noise(
-            np.random.default_rng([seed, int(index)]), 0, RECORDING_US, DIGITS_DVS_SENSOR.width,
-            DIGITS_DVS_SENSOR.height, params.noise_hz,
+            np.random.default_rng([seed, int(index)]),
+            0,
+            RECORDING_US,
+            DIGITS_DVS_SENSOR.width,
+            DIGITS_DVS_SENSOR.height,
+            params.noise_hz,
         )
         t_us = np.minimum(np.floor(t[sel]), RECORDING_US - 1)  # crossings at the last frame
         events = np.concatenate([make_events(t_us, x[sel], y[sel], p[sel]), noise])
@@ -142,7 +151,11 @@ class DigitsDVS(SourceBase):
     sensor = DIGITS_DVS_SENSOR
 
     def __init__(
-        self, split: str = "test", limit: int | None = None, seed: int = 0, live: bool = False,
+        self,
+        split: str = "test",
+        limit: int | None = None,
+        seed: int = 0,
+        live: bool = False,
         packet_us: int = 1_000,
     ) -> None:
         _, self._labels, self._index = digits_split(split)
@@ -209,5 +222,7 @@ class DigitsFrames(SourceBase):
 
 def digit_frames(images: np.ndarray, size: int) -> np.ndarray:
     """8×8 digits resized (bilinear) to size×size, values in [0, 1]."""
-    out = F.interpolate(torch.from_numpy(images)[:, None], size=(size, size), mode="bilinear", align_corners=False)
+    out = F.interpolate(
+        torch.from_numpy(images)[:, None], size=(size, size), mode="bilinear", align_corners=False
+    )
     return out[:, 0].clamp(0, 1).numpy()

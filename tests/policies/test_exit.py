@@ -33,7 +33,7 @@ def test_entropy_score():
 
 
 def test_unknown_policies_are_named():
-    with pytest.raises(KeyError, match="unknown exit policy 'oracle2'.*fixed"):
+    with pytest.raises(KeyError, match=r"unknown exit policy 'oracle2'.*fixed"):
         make_exit_policy("oracle2")
     with pytest.raises(KeyError, match="unknown reset policy 'sometimes'"):
         make_reset_policy("sometimes")

@@ -1,3 +1,5 @@
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -55,10 +57,10 @@ def test_qcfs_snn_converges_to_the_quantised_ann():
     err_q = {t: float((m - quantised).abs().mean()) for t, m in mean.items()}
     err_c = {t: float((m - unquantised).abs().mean()) for t, m in mean.items()}
     up_to_l = [err_q[t] for t in (1, 2, 4) if t <= levels]
-    assert all(b < a for a, b in zip(up_to_l, up_to_l[1:], strict=False)), err_q
+    assert all(b < a for a, b in itertools.pairwise(up_to_l)), err_q
     assert err_q[levels] < 0.2 * err_q[1], err_q
     long = [err_c[t] for t in (8, 16, 32, 64, 128, 256)]
-    assert all(b < 0.75 * a for a, b in zip(long, long[1:], strict=False)), err_c
+    assert all(b < 0.75 * a for a, b in itertools.pairwise(long)), err_c
     assert err_c[256] < 0.01 * err_c[1], err_c
     gap = float((quantised - unquantised).abs().mean())
     assert abs(err_q[256] - gap) < 0.05 * gap + err_c[256]

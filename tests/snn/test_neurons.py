@@ -4,7 +4,9 @@ from streamsnn.snn.neurons import IFNeuron, IFState, if_soft_reset_step
 
 
 def test_soft_reset_keeps_the_remainder():
-    spikes, state = if_soft_reset_step(torch.tensor([0.7, 1.6, 0.2]), IFState(torch.tensor([0.5, 0.5, 0.5])), 1.0)
+    spikes, state = if_soft_reset_step(
+        torch.tensor([0.7, 1.6, 0.2]), IFState(torch.tensor([0.5, 0.5, 0.5])), 1.0
+    )
     assert spikes.tolist() == [1.0, 1.0, 0.0]
     assert torch.allclose(state.v, torch.tensor([0.2, 1.1, 0.7]))
 

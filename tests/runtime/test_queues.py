@@ -1,0 +1,56 @@
+import threading
+import time
+
+import pytest
+
+from streamsnn.runtime.queues import BoundedQueue, Closed
+
+
+def test_drop_oldest_keeps_the_newest_and_counts():
+    q = BoundedQueue(3, "drop_oldest")
+    for i in range(10):
+        q.put(i)
+    assert q.dropped == 7
+    assert [q.get_nowait() for _ in range(3)] == [7, 8, 9]
+
+
+def test_block_waits_for_room_and_loses_nothing():
+    q = BoundedQueue(2, "block")
+    got = []
+
+    def consumer():
+        for _ in range(50):
+            got.append(q.get(timeout=5))
+            time.sleep(0.001)
+
+    t = threading.Thread(target=consumer)
+    t.start()
+    for i in range(50):
+        q.put(i)
+        assert len(q) <= 2
+    t.join(5)
+    assert got == list(range(50)) and q.dropped == 0
+
+
+def test_close_wakes_producers_and_drains_for_consumers():
+    q = BoundedQueue(1, "block")
+    q.put("a")
+    errors = []
+
+    def producer():
+        try:
+            q.put("b")
+        except Closed:
+            errors.append("closed")
+
+    t = threading.Thread(target=producer)
+    t.start()
+    time.sleep(0.05)
+    q.close()
+    t.join(2)
+    assert errors == ["closed"]
+    assert q.get(timeout=1) == "a"
+    with pytest.raises(Closed):
+        q.get(timeout=1)
+    with pytest.raises(TimeoutError):
+        BoundedQueue(1).get(timeout=0.01)

@@ -1,0 +1,175 @@
+import itertools
+import json
+import time
+from collections import defaultdict
+
+import pytest
+
+from streamsnn.config import ConfigError, PipelineConfig, load_pipeline
+from streamsnn.runtime import build_pipeline, run_pipeline
+
+
+def config(root, *overrides, base="digits_dvs.yaml"):
+    return load_pipeline(
+        root / "pipelines" / base, ["runtime.progress=false", "sinks=[]", "report.path=null", *overrides]
+    )
+
+
+def run(cfg: PipelineConfig):
+    return run_pipeline(build_pipeline(cfg))
+
+
+def read_jsonl(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_replay_end_to_end_one_final_per_sample(root, tmp_path):
+    out = tmp_path / "preds.jsonl"
+    cfg = config(root, "source.limit=24", "runtime.batch_size=8", f"sinks=[{{type: jsonl, path: {out}}}]")
+    result = run(cfg)
+    preds = read_jsonl(out)
+    by_sample = defaultdict(list)
+    for p in preds:
+        by_sample[p["sample"]].append(p)
+    assert sorted(by_sample) == list(range(24))
+    for sample, ps in by_sample.items():
+        steps = [p["step"] for p in ps]
+        assert steps == list(range(1, len(ps) + 1)), sample  # in order, no gaps
+        assert [p["final"] for p in ps] == [False] * (len(ps) - 1) + [True]
+        last = ps[-1]
+        assert last["reason"] in ("confident", "max_steps", "end_of_sample")
+        assert last["reason"] != "confident" or last["confidence"] > 0.85
+        assert all(p["input_latency_ms"] == pytest.approx(20.0 * p["step"]) for p in ps)
+        compute = [p["compute_latency_ms"] for p in ps]
+        assert all(b > a for a, b in itertools.pairwise(compute))
+        assert abs(sum(last["probs"]) - 1) < 1e-4 and last["class"] == max(
+            range(10), key=last["probs"].__getitem__
+        )
+    report = result.report
+    finals = [ps[-1] for ps in by_sample.values()]
+    assert report["samples"] == 24
+    assert report["accuracy"] == pytest.approx(sum(p["class"] == p["label"] for p in finals) / 24)
+    assert report["mean_steps"] == pytest.approx(sum(p["step"] for p in finals) / 24)
+    assert report["max_steps"] == max(p["step"] for p in finals)
+    assert report["mean_steps_full_T"] == 15
+    for key in ("input_latency_ms", "compute_latency_ms", "e2e_latency_ms"):
+        assert report[key]["p50"] <= report[key]["p99"]
+    assert report["accuracy_full_T"] is not None and report["accuracy_ann"] is not None
+
+
+def test_decisions_do_not_depend_on_batching_or_full_t(root):
+    base = ("source.limit=20", "model.dtype=float64")
+    one = run(config(root, *base, "runtime.batch_size=1")).outcomes
+    many = run(config(root, *base, "runtime.batch_size=7")).outcomes
+    lean = run(config(root, *base, "runtime.batch_size=7", "runtime.full_t=false"))
+    key = lambda o: (o.sample, o.cls, o.steps, o.reason)  # noqa: E731
+    assert sorted(map(key, one)) == sorted(map(key, many)) == sorted(map(key, lean.outcomes))
+    assert sorted((o.sample, o.cls_full_t) for o in one) == sorted((o.sample, o.cls_full_t) for o in many)
+    skipped = sum(15 - o.steps for o in lean.outcomes)
+    assert lean.report["skipped_slices"] == skipped > 0
+    assert lean.report["accuracy_full_T"] is None or lean.report["samples"] == 20
+
+
+def test_fixed_policy_runs_every_sample_to_t(root):
+    result = run(config(root, "source.limit=6", "policy.exit={type: fixed, steps: 15}"))
+    assert [o.steps for o in result.outcomes] == [15] * 6
+    assert {o.reason for o in result.outcomes} == {"max_steps"}
+    assert result.report["accuracy"] == result.report["accuracy_full_T"]
+
+
+def test_realtime_replay_waits_for_sensor_time(root):
+    started = time.monotonic()
+    result = run(
+        config(
+            root,
+            "source.limit=2",
+            "runtime.batch_size=2",
+            "runtime.realtime=true",
+            "policy.exit={type: fixed, steps: 15}",
+        )
+    )
+    elapsed = time.monotonic() - started
+    assert elapsed >= 0.3  # 15 slices of 20 ms each
+    for o in result.outcomes:
+        assert o.input_latency_ms == pytest.approx(300.0)
+        assert o.e2e_latency_ms < 100  # emitted right after its slice was complete, not after a backlog
+
+
+def test_frame_source_with_direct_and_poisson_input(root):
+    direct = run(config(root, "source.limit=16", base="digits_frames.yaml"))
+    assert direct.report["samples"] == 16 and direct.report["accuracy"] >= 0.9
+    assert all(o.input_latency_ms == 0 for o in direct.outcomes)  # the frame arrived at once
+    poisson = run(
+        config(
+            root,
+            "source.limit=16",
+            "encoder.type=poisson",
+            "policy.exit={type: fixed, steps: 16}",
+            base="digits_frames.yaml",
+        )
+    )
+    again = run(
+        config(
+            root,
+            "source.limit=16",
+            "encoder.type=poisson",
+            "policy.exit={type: fixed, steps: 16}",
+            base="digits_frames.yaml",
+        )
+    )
+    assert [o.cls for o in poisson.outcomes] == [o.cls for o in again.outcomes]  # seeded
+
+
+class SlowSink:
+    def __init__(self, delay):
+        self.delay, self.seen = delay, 0
+
+    def write(self, pred):
+        self.seen += 1
+        time.sleep(self.delay)
+
+    def close(self):
+        pass
+
+
+def test_live_stream_resets_on_exit_and_keeps_deciding(root):
+    cfg = config(
+        root,
+        "source={type: digits_dvs, split: test, limit: 3, live: true, packet_us: 2000}",
+        "runtime.batch_size=1",
+    )
+    result = run(cfg)
+    decisions = result.outcomes
+    assert len(decisions) >= 3  # 900 ms of stream, a fresh decision after every exit
+    assert [o.sample for o in decisions] == list(range(len(decisions)))
+    assert all(o.steps <= 15 for o in decisions)
+    assert result.report["dropped_slices"] == 0
+
+
+def test_live_stream_drops_oldest_when_behind_and_counts(root):
+    cfg = config(
+        root,
+        "source={type: digits_dvs, split: test, limit: 2, live: true, packet_us: 1000}",
+        "slicing={time_window_us: 2000}",
+        "runtime.queue_size=2",
+        "runtime.batch_size=1",
+    )
+    pipe = build_pipeline(cfg)
+    slow = SlowSink(0.03)  # 30 ms per prediction, slices come every 2 ms
+    pipe.sinks.append(slow)
+    result = run_pipeline(pipe)
+    assert result.report["dropped_slices"] > 50
+    assert slow.seen == sum(o.steps for o in result.outcomes)  # everything emitted was delivered
+
+
+def test_mismatched_parts_are_config_errors(root):
+    with pytest.raises(ConfigError, match=r"encoder\.type: 'direct' does not fit source 'digits_dvs'"):
+        build_pipeline(config(root, "encoder.type=direct"))
+    with pytest.raises(ConfigError, match="expects input 2×34×34 but source 'digits_frames' gives 1×16×16"):
+        build_pipeline(
+            config(root, base="digits_frames.yaml").model_copy(update={"model": config(root).model})
+        )
+    with pytest.raises(ConfigError, match=r"model\.weights: no shipped weights 'builtin:nope'"):
+        build_pipeline(config(root, "model.weights=builtin:nope"))
+    with pytest.raises(ConfigError, match="frame sources take n_time_bins"):
+        build_pipeline(config(root, "slicing={time_window_us: 1000}", base="digits_frames.yaml"))

@@ -1,0 +1,103 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+CLI = [sys.executable, "-m", "streamsnn.cli"]
+
+
+def cli(*args, cwd, timeout=300):
+    return subprocess.run([*CLI, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+
+def test_sensors_lists_the_profiles(root):
+    out = cli("sensors", cwd=root)
+    assert out.returncode == 0
+    for name in ("nmnist", "dvs128", "cifar10dvs", "davis240", "davis346", "prophesee_gen4"):
+        assert name in out.stdout
+    assert "1280×720" in out.stdout and "346×260" in out.stdout
+
+
+def test_run_writes_predictions_report_and_plot(root, tmp_path):
+    preds, report = tmp_path / "p.jsonl", tmp_path / "r" / "report.json"
+    out = cli(
+        "run",
+        "pipelines/digits_dvs.yaml",
+        "--set",
+        "source.limit=10",
+        "--set",
+        "sinks=[]",
+        "--output",
+        str(preds),
+        "--report",
+        str(report),
+        "--no-progress",
+        cwd=root,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "accuracy at full T" in out.stdout and "mean steps" in out.stdout
+    data = json.loads(report.read_text())
+    for key in ("samples", "accuracy", "accuracy_full_T", "mean_steps", "max_steps"):
+        assert key in data
+    for key in ("input_latency_ms", "compute_latency_ms"):
+        assert set(data[key]) >= {"p50", "p99"}
+    assert data["samples"] == 10
+    lines = [json.loads(x) for x in preds.read_text().splitlines()]
+    assert sum(x["final"] for x in lines) == 10
+    assert report.with_suffix(".png").stat().st_size > 1000
+    assert len(report.with_name("report_samples.jsonl").read_text().splitlines()) == 10
+
+
+def test_config_errors_exit_2_with_the_field(root, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        (root / "pipelines" / "digits_dvs.yaml").read_text().replace("batch_size: 32", "batch_size: -1")
+    )
+    out = cli("run", str(bad), cwd=root)
+    assert out.returncode == 2
+    assert "bad.yaml: runtime.batch_size: Input should be greater than 0 (got -1)" in out.stderr
+    out = cli("run", "pipelines/digits_dvs.yaml", "--set", "policy.exit.kind=x", cwd=root)
+    assert out.returncode == 2 and "policy.exit.confidence.kind: unknown key" in out.stderr
+
+
+@pytest.mark.skipif(os.name != "posix", reason="SIGINT delivery")
+def test_ctrl_c_flushes_sinks_and_writes_the_report(root, tmp_path):
+    preds, report = tmp_path / "p.jsonl", tmp_path / "report.json"
+    proc = subprocess.Popen(
+        [
+            *CLI,
+            "run",
+            "pipelines/digits_dvs.yaml",
+            "--set",
+            "runtime.realtime=true",
+            "--set",
+            "runtime.batch_size=2",
+            "--set",
+            "sinks=[]",
+            "--output",
+            str(preds),
+            "--report",
+            str(report),
+            "--no-progress",
+        ],
+        cwd=root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and (not preds.exists() or preds.stat().st_size == 0):
+        time.sleep(0.1)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    _stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    data = json.loads(report.read_text())
+    assert data["interrupted"] is True and data["samples"] >= 1
+    lines = preds.read_text().splitlines()
+    finals = [json.loads(x) for x in lines if json.loads(x)["final"]]  # every line is complete JSON
+    assert len(finals) == data["samples"]
