@@ -7,7 +7,7 @@ and ``p`` (polarity 0 = OFF, 1 = ON); sensor sizes as (W, H, P); tensors as (T×
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -114,4 +114,3 @@ class Slice:
     label: int | None = None
     last: bool = False
     arrival_ns: int = 0
-    meta: dict[str, Any] = field(default_factory=dict)

@@ -14,6 +14,12 @@ def cli(*args, cwd, timeout=300):
     return subprocess.run([*CLI, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
 
 
+def run_args(preds, report, *overrides):
+    sets = [arg for o in (*overrides, "sinks=[]") for arg in ("--set", o)]
+    outputs = ["--output", str(preds), "--report", str(report), "--no-progress"]
+    return ["pipelines/digits_dvs.yaml", *sets, *outputs]
+
+
 def test_sensors_lists_the_profiles(root):
     out = cli("sensors", cwd=root)
     assert out.returncode == 0
@@ -24,20 +30,7 @@ def test_sensors_lists_the_profiles(root):
 
 def test_run_writes_predictions_report_and_plot(root, tmp_path):
     preds, report = tmp_path / "p.jsonl", tmp_path / "r" / "report.json"
-    out = cli(
-        "run",
-        "pipelines/digits_dvs.yaml",
-        "--set",
-        "source.limit=10",
-        "--set",
-        "sinks=[]",
-        "--output",
-        str(preds),
-        "--report",
-        str(report),
-        "--no-progress",
-        cwd=root,
-    )
+    out = cli("run", *run_args(preds, report, "source.limit=10"), cwd=root)
     assert out.returncode == 0, out.stderr
     assert "accuracy at full T" in out.stdout and "mean steps" in out.stdout
     data = json.loads(report.read_text())
@@ -68,22 +61,7 @@ def test_config_errors_exit_2_with_the_field(root, tmp_path):
 def test_ctrl_c_flushes_sinks_and_writes_the_report(root, tmp_path):
     preds, report = tmp_path / "p.jsonl", tmp_path / "report.json"
     proc = subprocess.Popen(
-        [
-            *CLI,
-            "run",
-            "pipelines/digits_dvs.yaml",
-            "--set",
-            "runtime.realtime=true",
-            "--set",
-            "runtime.batch_size=2",
-            "--set",
-            "sinks=[]",
-            "--output",
-            str(preds),
-            "--report",
-            str(report),
-            "--no-progress",
-        ],
+        [*CLI, "run", *run_args(preds, report, "runtime.realtime=true", "runtime.batch_size=2")],
         cwd=root,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -99,24 +99,8 @@ def test_frame_source_with_direct_and_poisson_input(root):
     direct = run(config(root, "source.limit=16", base="digits_frames.yaml"))
     assert direct.report["samples"] == 16 and direct.report["accuracy"] >= 0.9
     assert all(o.input_latency_ms == 0 for o in direct.outcomes)  # the frame arrived at once
-    poisson = run(
-        config(
-            root,
-            "source.limit=16",
-            "encoder.type=poisson",
-            "policy.exit={type: fixed, steps: 16}",
-            base="digits_frames.yaml",
-        )
-    )
-    again = run(
-        config(
-            root,
-            "source.limit=16",
-            "encoder.type=poisson",
-            "policy.exit={type: fixed, steps: 16}",
-            base="digits_frames.yaml",
-        )
-    )
+    poisson_args = ("source.limit=16", "encoder.type=poisson", "policy.exit={type: fixed, steps: 16}")
+    poisson, again = (run(config(root, *poisson_args, base="digits_frames.yaml")) for _ in range(2))
     assert [o.cls for o in poisson.outcomes] == [o.cls for o in again.outcomes]  # seeded
 
 

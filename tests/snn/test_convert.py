@@ -47,7 +47,7 @@ def test_qcfs_snn_converges_to_the_quantised_ann():
     images, _, _ = digits_split("val")
     x = torch.from_numpy(digit_frames(images[:64], 16))[:, None].double()
     ann = model.ann.double()
-    clip = nn.Sequential(*[Clip(float(m.theta)) if isinstance(m, QCFS) else m for m in ann])
+    clip = nn.Sequential(*[Clip(float(m.theta.detach())) if isinstance(m, QCFS) else m for m in ann])
     levels = next(m.levels for m in ann if isinstance(m, QCFS))
     snn = model.snn().double()
     with torch.no_grad():
