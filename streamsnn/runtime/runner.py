@@ -127,14 +127,10 @@ class Runner:
             pass
         except BaseException as err:  # reported by the stepping loop
             self.errors.append(err)
-            self.in_q.put(_END)
+            self.in_q.close()
 
     def _cut(self, packet: Packet) -> list[Any]:
-        kind = self.pipe.source.kind
-        slicer = self.slicers.get(packet.stream)
-        if slicer is None:
-            slicer = self.slicers[packet.stream] = self.pipe.new_slicer()
-        if kind == "frames":
+        if self.pipe.source.kind == "frames":
             n = int(self.cfg.slicing.n_time_bins or 1)
             t0 = int(packet.t0_us or 0)
             slices = [
@@ -143,6 +139,9 @@ class Runner:
             ]
             slices[-1].last = True
             return [SampleSlices(packet.stream, int(packet.sample or 0), packet.label, slices)]
+        slicer = self.slicers.get(packet.stream)
+        if slicer is None:
+            slicer = self.slicers[packet.stream] = self.pipe.new_slicer()
         if packet.end_of_sample:
             slicer.reset(packet.t0_us)
             cut = slicer.push(packet.data) + slicer.flush(packet.t_end_us)
@@ -151,8 +150,7 @@ class Runner:
             if not cut:  # no events at all: still one (empty) slice, so the sample gets a decision
                 cut = [EventSlice(t0, int(packet.t_end_us or t0 + 1), packet.data[:0])]
             slices = [_to_slice(s, packet.stream, sample, i, t0, packet.label) for i, s in enumerate(cut)]
-            if slices:
-                slices[-1].last = True
+            slices[-1].last = True
             return [SampleSlices(packet.stream, sample, packet.label, slices)]
         return self._live_slices(packet.stream, slicer.push(packet.data), label=packet.label)
 

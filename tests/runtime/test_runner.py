@@ -7,6 +7,7 @@ import pytest
 
 from streamsnn.config import ConfigError, PipelineConfig, load_pipeline
 from streamsnn.runtime import build_pipeline, run_pipeline
+from streamsnn.sources.digits import DigitsDVS
 
 
 def config(root, *overrides, base="digits_dvs.yaml"):
@@ -157,3 +158,23 @@ def test_mismatched_parts_are_config_errors(root):
         build_pipeline(config(root, "model.weights=builtin:nope"))
     with pytest.raises(ConfigError, match="frame sources take n_time_bins"):
         build_pipeline(config(root, "slicing={time_window_us: 1000}", base="digits_frames.yaml"))
+
+
+class FailingSource(DigitsDVS):
+    """digits-dvs that hits an unreadable recording after its first sample."""
+
+    def __iter__(self):
+        for packet in super().__iter__():
+            yield packet
+            raise ValueError("recording 1: truncated at byte 1234")
+
+
+def test_a_failing_source_stops_the_run_with_its_error_after_flushing(root, tmp_path):
+    out = tmp_path / "p.jsonl"
+    pipe = build_pipeline(config(root, "source.limit=3", f"sinks=[{{type: jsonl, path: {out}}}]"))
+    pipe.source = FailingSource(split="test", limit=3)
+    with pytest.raises(ValueError, match="truncated at byte 1234"):
+        run_pipeline(pipe)
+    text = out.read_text()  # the sink was closed: whatever was emitted is on disk as whole lines
+    assert text == "" or text.endswith("\n")
+    assert all(json.loads(x)["sample"] == 0 for x in text.splitlines())
