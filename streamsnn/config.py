@@ -88,9 +88,11 @@ class EncoderConfig(Strict):
 class ModelConfig(Strict):
     """The converted SNN. ``weights``: a checkpoint path or ``builtin:NAME`` (shipped weights).
     ``alpha``: the accumulated output is divided by alpha before the softmax (1: running sum as
-    in SEENN-I; ``t``: running mean)."""
+    in SEENN-I; ``t``: running mean). ``conversion``: ``qcfs`` (IF, soft reset) or ``qffs``
+    (negative spikes, spike budget Z_max = L)."""
 
     weights: str = "builtin:digits_dvs"
+    conversion: Literal["qcfs", "qffs"] = "qcfs"
     device: str = "cpu"
     dtype: Literal["float32", "float64"] = "float32"
     alpha: PositiveFloat | Literal["t"] = 1.0
@@ -194,6 +196,7 @@ class ArchConfig(Strict):
     widths: list[PositiveInt] = [32, 64]
     levels: PositiveInt = 4
     theta: PositiveFloat = 1.0
+    activation: Literal["qcfs", "relu"] = "qcfs"
 
 
 class TrainOptions(Strict):

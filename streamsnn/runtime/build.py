@@ -81,7 +81,9 @@ def build_pipeline(cfg: PipelineConfig, origin: str = "pipeline") -> Pipeline:
         torch.set_num_threads(cfg.runtime.threads)
     dtype = torch.float64 if cfg.model.dtype == "float64" else torch.float32
     try:
-        operator = SNNOperator(model.snn(v0=cfg.model.v0), cfg.runtime.batch_size, cfg.model.device, dtype)
+        operator = SNNOperator(
+            model.snn(cfg.model.conversion, cfg.model.v0), cfg.runtime.batch_size, cfg.model.device, dtype
+        )
     except (RuntimeError, AssertionError) as err:
         raise ConfigError(f"{origin}: model.device: cannot use '{cfg.model.device}': {err}") from None
 

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from streamsnn.snn.convert import convert_qcfs
+from streamsnn.snn.convert import convert
 from streamsnn.snn.models import build_model
 from streamsnn.snn.network import SpikingNetwork
 
@@ -35,9 +35,9 @@ class LoadedModel:
     def input_shape(self) -> tuple[int, int, int]:
         return tuple(self.input["shape"])  # type: ignore[return-value]
 
-    def snn(self, v0: float = 0.5) -> SpikingNetwork:
-        """The converted spiking network."""
-        return convert_qcfs(self.ann, self.input_shape, v0=v0)
+    def snn(self, method: str = "qcfs", v0: float = 0.5) -> SpikingNetwork:
+        """The converted spiking network (``method``: qcfs or qffs; see ``convert``)."""
+        return convert(self.ann, self.input_shape, method=method, v0=v0)
 
 
 def resolve_weights(name: str) -> Path:

@@ -1,21 +1,28 @@
-"""ANN → SNN conversion of QCFS-quantised networks.
+"""ANN → SNN conversion: QCFS, QFFS and data-based normalisation.
 
-Rules (Bu et al., as used by Dynamic Confidence and SEENN): BatchNorm is folded into the
-convolution before it; every QCFS activation becomes an integrate-and-fire layer with soft reset,
-threshold θ and initial membrane θ/2; spikes are binary, so θ moves into the weights of the next
-weighted layer; average pooling and flatten stay as they are; the last layer does not spike and
-only accumulates its output over time.
+Rules common to all methods: BatchNorm is folded into the conv or linear layer before it;
+average pooling and flatten stay as they are (average pooling is a depthwise conv with 1/k²
+weights); spikes are unit events, so each layer's threshold moves into the weights of the next
+weighted layer; the last layer does not spike and only accumulates its output over time.
+
+- QCFS (Bu et al.): QCFS(L, θ) → IF with soft reset, threshold θ, V0 = θ/2.
+- QFFS (Li et al.): QCFS(L, θ) → IF with negative spikes and budget Z_max = L (a b-bit LSQ
+  activation ``s·round(clip(x/s, 0, 2^b − 1))`` is QCFS with L = 2^b − 1, θ = L·s).
+- Data-based normalisation (Diehl et al., Rueckauer et al.): ReLU → IF with threshold λ, the
+  maximum or 99.9th percentile of the layer's activations on calibration data.
 """
 
 from __future__ import annotations
 
 import copy
 
+import numpy as np
+
 import torch
 from torch import nn
 
 from streamsnn.snn.network import SpikingNetwork
-from streamsnn.snn.neurons import IFNeuron
+from streamsnn.snn.neurons import IFNeuron, QFFSNeuron, SpikingNeuron
 from streamsnn.snn.quant import QCFS
 
 
@@ -34,10 +41,64 @@ def fold_batchnorm(conv: nn.Conv2d | nn.Linear, bn: nn.BatchNorm2d | nn.BatchNor
     return fused
 
 
-def convert_qcfs(ann: nn.Sequential, input_shape: tuple[int, ...], v0: float = 0.5) -> SpikingNetwork:
-    """Convert a QCFS ANN (``nn.Sequential``) into a ``SpikingNetwork`` for inputs of
-    ``input_shape`` (C×H×W). ``v0`` is the initial membrane as a fraction of θ."""
+METHODS = ("qcfs", "qffs", "data_norm")
+
+
+def activation_thresholds(
+    ann: nn.Sequential, calibration: torch.Tensor, percentile: float
+) -> dict[int, float]:
+    """λ per ReLU (by position in ``ann``): the ``percentile`` of its outputs on ``calibration``
+    inputs (100 = the maximum; 99.9 is robust to outliers)."""
+    acts: dict[int, list[torch.Tensor]] = {}
+    hooks = []
+    for i, m in enumerate(ann):
+        if isinstance(m, nn.ReLU):
+            hooks.append(
+                m.register_forward_hook(lambda _m, _x, y, i=i: acts.setdefault(i, []).append(y.flatten()))
+            )
+    was_training = ann.training
+    ann.eval()
+    try:
+        with torch.no_grad():
+            for start in range(0, len(calibration), 256):
+                ann(calibration[start : start + 256])
+    finally:
+        for h in hooks:
+            h.remove()
+        ann.train(was_training)
+    out = {}
+    for i, chunks in acts.items():
+        values = torch.cat(chunks).double().numpy()
+        out[i] = float(np.percentile(values, percentile)) if percentile < 100 else float(values.max())
+    return out
+
+
+def convert(
+    ann: nn.Sequential,
+    input_shape: tuple[int, ...],
+    method: str = "qcfs",
+    v0: float = 0.5,
+    calibration: torch.Tensor | None = None,
+    percentile: float = 99.9,
+) -> SpikingNetwork:
+    """Convert ``ann`` (``nn.Sequential``) into a ``SpikingNetwork`` for inputs of
+    ``input_shape`` (C×H×W).
+
+    ``method``: ``qcfs`` (QCFS → IF, soft reset), ``qffs`` (QCFS with L levels → IF with negative
+    spikes and Z_max = L; L = 2^b − 1 for b-bit LSQ) or ``data_norm`` (ReLU → IF with threshold
+    λ = the ``percentile`` of that layer's activations on ``calibration`` inputs; QCFS layers are
+    converted as in ``qcfs``). ``v0``: initial membrane as a fraction of the threshold.
+    """
+    if method not in METHODS:
+        raise ConversionError(f"unknown conversion method '{method}'; use one of {', '.join(METHODS)}")
     modules = [m for m in ann if not isinstance(m, (nn.Dropout, nn.Identity))]
+    lambdas: dict[int, float] = {}
+    if method == "data_norm":
+        if calibration is None:
+            raise ConversionError(
+                "data_norm conversion needs calibration inputs (a few hundred training samples)"
+            )
+        lambdas = activation_thresholds(nn.Sequential(*modules), calibration, percentile)
     layers: list[nn.Module] = []
     carry = 1.0  # amplitude of the incoming spikes, moved into the next weighted layer
     i = 0
@@ -59,8 +120,15 @@ def convert_qcfs(ann: nn.Sequential, input_shape: tuple[int, ...], v0: float = 0
             theta = float(m.theta.detach())
             if theta <= 0:
                 raise ConversionError(f"{name}: QCFS threshold must be positive, got {theta}")
-            layers.append(IFNeuron(theta, v0))
+            neuron = QFFSNeuron(theta, v0, z_max=m.levels) if method == "qffs" else IFNeuron(theta, v0)
+            layers.append(neuron)
             carry = theta
+        elif isinstance(m, nn.ReLU) and method == "data_norm":
+            lam = lambdas.get(i, 0.0)
+            if lam <= 0:
+                raise ConversionError(f"{name}: no positive activation on the calibration data; cannot set λ")
+            layers.append(IFNeuron(lam, v0))
+            carry = lam
         elif isinstance(m, (nn.AvgPool2d, nn.Flatten)):
             layers.append(copy.deepcopy(m))
         elif isinstance(m, nn.MaxPool2d):
@@ -74,11 +142,12 @@ def convert_qcfs(ann: nn.Sequential, input_shape: tuple[int, ...], v0: float = 0
             )
         elif isinstance(m, nn.ReLU):
             raise ConversionError(
-                f"{name}: ReLU needs data-based threshold balancing; replace it with QCFS and fine-tune"
+                f"{name}: ReLU needs data-based normalisation (method data_norm with calibration data), "
+                "or replace it with QCFS and fine-tune"
             )
         else:
             raise ConversionError(f"{name}: no spiking equivalent for {type(m).__name__}")
         i += 1
-    if not layers or not isinstance(layers[-1], (nn.Linear, nn.Conv2d, nn.Flatten, nn.AvgPool2d)):
+    if not layers or isinstance(layers[-1], SpikingNeuron):
         raise ConversionError("the last layer must be a non-spiking (accumulating) layer, e.g. nn.Linear")
     return SpikingNetwork(layers, input_shape).eval()

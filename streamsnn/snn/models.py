@@ -13,6 +13,24 @@ from torch import nn
 from streamsnn.snn.quant import QCFS
 
 
+def activation_layer(name: str, levels: int, theta: float) -> nn.Module:
+    """``qcfs`` (quantised, for QCFS/QFFS conversion) or ``relu`` (for data-based normalisation)."""
+    if name == "qcfs":
+        return QCFS(levels, theta)
+    if name == "relu":
+        return nn.ReLU()
+    raise ValueError(f"unknown activation '{name}'; use qcfs or relu")
+
+
+def activation_layer(name: str, levels: int, theta: float) -> nn.Module:
+    """``qcfs`` (quantised, for QCFS/QFFS conversion) or ``relu`` (for data-based normalisation)."""
+    if name == "qcfs":
+        return QCFS(levels, theta)
+    if name == "relu":
+        return nn.ReLU()
+    raise ValueError(f"unknown activation '{name}'; use qcfs or relu")
+
+
 def digits_cnn(
     in_channels: int = 2,
     size: int = 34,
@@ -20,16 +38,17 @@ def digits_cnn(
     widths: tuple[int, ...] = (32, 64),
     levels: int = 4,
     theta: float = 1.0,
+    activation: str = "qcfs",
 ) -> nn.Sequential:
-    """Small CNN for the digits data: [conv3×3-BN-QCFS-avgpool2] per width, then a linear
-    classifier. Input C×size×size."""
+    """Small CNN for the digits data: [conv3×3-BN-act-avgpool2] per width, then a linear
+    classifier. Input C×size×size. ``activation``: ``qcfs`` (L levels, threshold θ) or ``relu``."""
     layers: list[nn.Module] = []
     c, s = in_channels, size
     for w in widths:
         layers += [
             nn.Conv2d(c, w, 3, padding=1, bias=False),
             nn.BatchNorm2d(w),
-            QCFS(levels, theta),
+            activation_layer(activation, levels, theta),
             nn.AvgPool2d(2),
         ]
         c, s = w, s // 2

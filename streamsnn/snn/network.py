@@ -7,14 +7,14 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from streamsnn.snn.neurons import IFNeuron, IFState
+from streamsnn.snn.neurons import SpikingNeuron
 
 
 class NetState(NamedTuple):
     """State of a whole network for a batch: one membrane per spiking layer and the output
     accumulated by the last (non-spiking) layer since the last reset."""
 
-    layers: tuple[IFState, ...]
+    layers: tuple[NamedTuple, ...]
     out: torch.Tensor
 
 
@@ -38,7 +38,7 @@ class SpikingNetwork(nn.Module):
         x = torch.zeros(1, *self.input_shape, dtype=param.dtype if param is not None else torch.float32)
         with torch.no_grad():
             for layer in self.layers:
-                if isinstance(layer, IFNeuron):
+                if isinstance(layer, SpikingNeuron):
                     shapes.append(tuple(x.shape[1:]))
                 else:
                     x = layer(x)
@@ -55,7 +55,7 @@ class SpikingNetwork(nn.Module):
     ) -> NetState:
         """A fresh state (membranes at V0, empty output) for ``batch`` streams."""
         device = torch.device(device)
-        neurons = [layer for layer in self.layers if isinstance(layer, IFNeuron)]
+        neurons = [layer for layer in self.layers if isinstance(layer, SpikingNeuron)]
         return NetState(
             tuple(
                 n.init_state((batch, *s), dtype, device)
@@ -69,10 +69,10 @@ class SpikingNetwork(nn.Module):
         new_layers, spikes = [], torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
         k = 0
         for layer in self.layers:
-            if isinstance(layer, IFNeuron):
+            if isinstance(layer, SpikingNeuron):
                 x, s = layer(x, state.layers[k])
                 new_layers.append(s)
-                spikes = spikes + x.flatten(1).sum(1)
+                spikes = spikes + x.flatten(1).abs().sum(1)
                 k += 1
             else:
                 x = layer(x)
@@ -86,14 +86,14 @@ class SpikingNetwork(nn.Module):
         new_layers, spikes = [], torch.zeros(t_n, b, dtype=xs.dtype, device=xs.device)
         k = 0
         for layer in self.layers:
-            if isinstance(layer, IFNeuron):
+            if isinstance(layer, SpikingNeuron):
                 per_step = x.unflatten(0, (t_n, b))
                 s, outs = state.layers[k], []
                 for t in range(t_n):
                     z, s = layer(per_step[t], s)
                     outs.append(z)
                 x = torch.stack(outs).flatten(0, 1)
-                spikes = spikes + x.flatten(1).sum(1).unflatten(0, (t_n, b))
+                spikes = spikes + x.flatten(1).abs().sum(1).unflatten(0, (t_n, b))
                 new_layers.append(s)
                 k += 1
             else:

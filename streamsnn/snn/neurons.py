@@ -1,8 +1,15 @@
 """Spiking neurons as pure step functions over explicit state, and thin modules around them.
 
-A step takes the input current and the state and returns the spikes (0/1) and the new state;
-nothing is hidden in the module, so a network's state can be stored, batched, reset and
-restored per stream.
+A step takes the input current and the state and returns the spikes and the new state; nothing
+is hidden in the module, so a network's state can be stored, batched, reset and restored per
+stream. Thresholds and initial membranes are scalars, per layer, or per channel (shape C×1×1
+for conv layers, C for linear layers).
+
+- ``if_soft_reset_step``: integrate-and-fire, reset by subtraction (QCFS conversion).
+- ``qffs_step``: integrate-and-fire with negative spikes and a spike budget Z_max
+  (QFFS, supplementary eqs. 18–24).
+- ``lif_hard_reset_step``: leaky integrate-and-fire, reset to zero, surrogate gradient
+  (direct training, SEENN / TET).
 """
 
 from __future__ import annotations
@@ -14,39 +21,126 @@ from torch import nn
 
 
 class IFState(NamedTuple):
-    """Membrane potential of an integrate-and-fire layer (same shape as its input)."""
+    """Membrane potential (same shape as the layer's input)."""
 
     v: torch.Tensor
+
+
+class QFFSState(NamedTuple):
+    """Membrane potential and the running spike count Z (net of negative spikes)."""
+
+    v: torch.Tensor
+    count: torch.Tensor
+
+
+class SurrogateSpike(torch.autograd.Function):
+    """Heaviside step forward; triangle surrogate gradient max(0, γ − |x|)/γ² backward."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, gamma: float) -> torch.Tensor:  # type: ignore[override]
+        ctx.save_for_backward(x)
+        ctx.gamma = gamma
+        return (x >= 0).to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:  # type: ignore[override]
+        (x,) = ctx.saved_tensors
+        g = ctx.gamma
+        return grad * (g - x.abs()).clamp(min=0) / (g * g), None
 
 
 def if_soft_reset_step(
     x: torch.Tensor, state: IFState, threshold: torch.Tensor | float
 ) -> tuple[torch.Tensor, IFState]:
-    """Integrate-and-fire with soft reset (reset by subtraction).
-
-    ``v ← v + x``; a neuron with ``v ≥ threshold`` spikes (1) and ``v ← v − threshold``.
-    """
+    """``v ← v + x``; a neuron with ``v ≥ threshold`` spikes (1) and ``v ← v − threshold``."""
     v = state.v + x
     spikes = (v >= threshold).to(x.dtype)
     return spikes, IFState(v - spikes * threshold)
 
 
-class IFNeuron(nn.Module):
-    """Integrate-and-fire layer, soft reset, threshold θ (scalar or per channel), initial
-    membrane ``v0`` as a fraction of θ (0.5: the QCFS / high-entropy initialisation)."""
+def qffs_step(
+    x: torch.Tensor, state: QFFSState, threshold: torch.Tensor | float, z_max: int
+) -> tuple[torch.Tensor, QFFSState]:
+    """Soft-reset IF with negative spikes and a spike budget (eqs. 18–20 of the supplement).
 
-    def __init__(self, threshold: torch.Tensor | float = 1.0, v0: float = 0.5) -> None:
+    ``v ← v + x``; spike +1 if ``v ≥ θ`` and ``Z < Z_max``; spike −1 if ``v < 0`` and ``Z > 0``;
+    ``v ← v − z·θ``; ``Z ← Z + z``. A negative spike takes back an earlier spike that later input
+    proved premature (overshoot), so the count tracks the quantised activation.
+    """
+    v = state.v + x
+    pos = (v >= threshold) & (state.count < z_max)
+    neg = (v < 0) & (state.count > 0)
+    z = pos.to(x.dtype) - neg.to(x.dtype)
+    return z, QFFSState(v - z * threshold, state.count + z)
+
+
+def lif_hard_reset_step(
+    x: torch.Tensor, state: IFState, threshold: torch.Tensor | float, decay: float, gamma: float = 1.0
+) -> tuple[torch.Tensor, IFState]:
+    """``v ← decay·v + x``; spike if ``v ≥ threshold`` (surrogate gradient of width ``gamma``);
+    a spiking neuron resets to 0. ``decay`` is SEENN's τ = 0.5."""
+    v = state.v * decay + x
+    spikes = SurrogateSpike.apply(v - threshold, gamma)
+    return spikes, IFState(v * (1 - spikes))
+
+
+class SpikingNeuron(nn.Module):
+    """A layer of spiking neurons: threshold θ and initial membrane ``v0`` as a fraction of θ
+    (0.5: the QCFS / high-entropy initialisation), both scalar or per channel."""
+
+    def __init__(self, threshold: torch.Tensor | float = 1.0, v0: torch.Tensor | float = 0.5) -> None:
         super().__init__()
-        self.register_buffer("threshold", torch.as_tensor(threshold, dtype=torch.float32))
-        self.v0 = float(v0)
+        self.register_buffer("threshold", torch.as_tensor(threshold, dtype=torch.float32).clone())
+        self.register_buffer("v0", torch.as_tensor(v0, dtype=torch.float32).clone())
 
-    def init_state(self, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> IFState:
+    def _fresh_v(self, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+        start = (self.v0 * self.threshold).to(dtype=dtype, device=device)
+        return torch.zeros(shape, dtype=dtype, device=device) + start
+
+    def init_state(self, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> NamedTuple:
         """State of a fresh layer for inputs of ``shape`` (batch first)."""
-        theta = self.threshold.to(dtype=dtype, device=device)
-        return IFState(torch.zeros(shape, dtype=dtype, device=device) + self.v0 * theta)
+        return IFState(self._fresh_v(shape, dtype, device))
+
+    def extra_repr(self) -> str:
+        def show(t: torch.Tensor) -> str:
+            return f"{t.item():.4g}" if t.numel() == 1 else f"per-channel[{t.numel()}]"
+
+        return f"threshold={show(self.threshold)}, v0={show(self.v0)}"
+
+
+class IFNeuron(SpikingNeuron):
+    """Integrate-and-fire, soft reset (QCFS and data-normalised conversion)."""
 
     def forward(self, x: torch.Tensor, state: IFState) -> tuple[torch.Tensor, IFState]:
         return if_soft_reset_step(x, state, self.threshold.to(x.dtype))
 
+
+class QFFSNeuron(SpikingNeuron):
+    """Integrate-and-fire with negative spikes and spike budget ``z_max`` = 2^b − 1 (QFFS)."""
+
+    def __init__(self, threshold: torch.Tensor | float = 1.0, v0: torch.Tensor | float = 0.5, z_max: int = 3):
+        super().__init__(threshold, v0)
+        self.z_max = int(z_max)
+
+    def init_state(self, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> QFFSState:
+        return QFFSState(self._fresh_v(shape, dtype, device), torch.zeros(shape, dtype=dtype, device=device))
+
+    def forward(self, x: torch.Tensor, state: QFFSState) -> tuple[torch.Tensor, QFFSState]:
+        return qffs_step(x, state, self.threshold.to(x.dtype), self.z_max)
+
     def extra_repr(self) -> str:
-        return f"threshold={self.threshold.flatten()[:4].tolist()}, v0={self.v0}"
+        return super().extra_repr() + f", z_max={self.z_max}"
+
+
+class LIFNeuron(SpikingNeuron):
+    """Leaky integrate-and-fire with hard reset and a surrogate gradient (direct training)."""
+
+    def __init__(self, threshold: float = 1.0, decay: float = 0.5, v0: float = 0.0, gamma: float = 1.0):
+        super().__init__(threshold, v0)
+        self.decay, self.gamma = float(decay), float(gamma)
+
+    def forward(self, x: torch.Tensor, state: IFState) -> tuple[torch.Tensor, IFState]:
+        return lif_hard_reset_step(x, state, self.threshold.to(x.dtype), self.decay, self.gamma)
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", decay={self.decay}"

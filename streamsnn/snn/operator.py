@@ -14,7 +14,6 @@ from dataclasses import dataclass
 import torch
 
 from streamsnn.snn.network import NetState, SpikingNetwork
-from streamsnn.snn.neurons import IFState
 
 
 @dataclass
@@ -82,7 +81,8 @@ class SNNOperator:
     @torch.inference_mode()
     def _reset_slots(self, idx: torch.Tensor) -> None:
         for layer, fresh in zip(self.state.layers, self._fresh.layers, strict=True):
-            layer.v[idx] = fresh.v
+            for field, value in zip(layer, fresh, strict=True):
+                field[idx] = value
         self.state.out[idx] = 0
         self.steps[idx] = 0
         self.spikes[idx] = 0
@@ -91,14 +91,16 @@ class SNNOperator:
     def _gather(self, idx: torch.Tensor | None) -> NetState:
         if idx is None:
             return self.state
-        return NetState(tuple(IFState(s.v[idx]) for s in self.state.layers), self.state.out[idx])
+        layers = tuple(type(s)(*(f[idx] for f in s)) for s in self.state.layers)
+        return NetState(layers, self.state.out[idx])
 
     def _scatter(self, idx: torch.Tensor | None, new: NetState) -> None:
         if idx is None:
             self.state = new
             return
         for layer, s in zip(self.state.layers, new.layers, strict=True):
-            layer.v[idx] = s.v
+            for field, value in zip(layer, s, strict=True):
+                field[idx] = value
         self.state.out[idx] = new.out
 
     def _slots_of(self, keys: Sequence[Hashable]) -> torch.Tensor | None:

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from streamsnn.snn.checkpoint import load_checkpoint
-from streamsnn.snn.convert import ConversionError, convert_qcfs, fold_batchnorm
+from streamsnn.snn.convert import ConversionError, convert, fold_batchnorm
 from streamsnn.snn.models import digits_cnn
 from streamsnn.snn.quant import QCFS
 from streamsnn.sources.digits import digit_frames, digits_split
@@ -24,6 +24,17 @@ def test_batchnorm_folding_is_exact():
     x = torch.randn(4, 3, 10, 10, dtype=torch.float64)
     fused = fold_batchnorm(conv.double(), bn.double())
     torch.testing.assert_close(fused(x), bn(conv(x)), rtol=1e-12, atol=1e-12)
+
+
+def outputs_per_step(snn, x, steps):
+    """Accumulated output after every step (T×B×K) for constant input ``x``, stepping one
+    slice at a time (memory stays at one batch)."""
+    state, outs = snn.init_state(len(x), x.dtype), []
+    with torch.no_grad():
+        for _ in range(steps):
+            state, _ = snn.step(x, state)
+            outs.append(state.out)
+    return torch.stack(outs)
 
 
 class Clip(nn.Module):
@@ -52,7 +63,7 @@ def test_qcfs_snn_converges_to_the_quantised_ann():
     snn = model.snn().double()
     with torch.no_grad():
         quantised, unquantised = ann(x), clip(x)
-        _, outs, _ = snn.run(x.expand(256, *x.shape), snn.init_state(len(x), torch.float64))
+    outs = outputs_per_step(snn, x, 256)
     mean = {t: outs[t - 1] / t for t in (1, 2, 4, 8, 16, 32, 64, 128, 256)}
     err_q = {t: float((m - quantised).abs().mean()) for t, m in mean.items()}
     err_c = {t: float((m - unquantised).abs().mean()) for t, m in mean.items()}
@@ -71,22 +82,22 @@ def test_qcfs_snn_converges_to_the_quantised_ann():
 def test_max_pooling_is_refused_with_a_reason():
     net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(4, 2))
     with pytest.raises(ConversionError, match=r"layer 1 \(MaxPool2d\).*average pooling"):
-        convert_qcfs(net, (1, 4, 4))
+        convert(net, (1, 4, 4))
 
 
 def test_unconvertible_layers_are_named():
     net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(16, 2))
-    with pytest.raises(ConversionError, match=r"layer 1 \(ReLU\)"):
-        convert_qcfs(net, (1, 4, 4))
+    with pytest.raises(ConversionError, match=r"layer 1 \(ReLU\): ReLU needs data-based normalisation"):
+        convert(net, (1, 4, 4))
     net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.Sigmoid(), nn.Flatten(), nn.Linear(16, 2))
     with pytest.raises(ConversionError, match=r"layer 1 \(Sigmoid\)"):
-        convert_qcfs(net, (1, 4, 4))
+        convert(net, (1, 4, 4))
 
 
 def test_last_layer_accumulates_and_spikes_are_binary():
     torch.manual_seed(1)
     ann = digits_cnn(in_channels=1, size=16).eval()
-    snn = convert_qcfs(ann, (1, 16, 16))
+    snn = convert(ann, (1, 16, 16))
     x = torch.rand(2, 1, 16, 16)
     state = snn.init_state(2)
     layer_in = x
@@ -101,3 +112,71 @@ def test_last_layer_accumulates_and_spikes_are_binary():
     state2, _ = snn.step(x, state)
     assert not torch.equal(state.out, state2.out)  # output accumulates step after step
     assert isinstance(snn.layers[-1], nn.Linear)
+
+
+@pytest.fixture(scope="module")
+def relu_digits(tmp_path_factory):
+    """A full-precision ReLU digits CNN (frames), trained here in a few seconds."""
+    from streamsnn.config import load_train_config
+    from streamsnn.snn.train import train
+
+    root = __import__("pathlib").Path(__file__).resolve().parents[2]
+    path = tmp_path_factory.mktemp("relu") / "relu.pt"
+    cfg = load_train_config(
+        root / "configs" / "digits_frames.yaml", ["train.epochs=15", "model.activation=relu"]
+    )
+    train(cfg, output=path, progress=False)
+    return load_checkpoint(str(path))
+
+
+def test_data_norm_conversion_of_a_relu_net_approaches_the_ann(relu_digits):
+    train_images, _, _ = digits_split("train")
+    images, labels, _ = digits_split("val")
+    calibration = torch.from_numpy(digit_frames(train_images[:300], 16))[:, None]
+    x = torch.from_numpy(digit_frames(images, 16))[:, None]
+    with torch.no_grad():
+        ann_acc = float((relu_digits.ann(x).argmax(1).numpy() == labels).mean())
+    assert ann_acc > 0.95
+    acc = {}
+    for v0 in (0.0, 0.5):
+        snn = convert(
+            relu_digits.ann, (1, 16, 16), "data_norm", v0=v0, calibration=calibration, percentile=99.9
+        )
+        outs = outputs_per_step(snn, x, 256)
+        acc[v0] = {t: float((outs[t - 1].argmax(1).numpy() == labels).mean()) for t in (4, 16, 64, 256)}
+        assert acc[v0][256] >= ann_acc - 0.01, acc
+        assert acc[v0][4] < acc[v0][256], acc
+    assert acc[0.5][4] > acc[0.0][4]  # high-entropy V0 = θ/2 is faster early on
+
+
+def test_data_norm_thresholds_are_activation_percentiles(relu_digits):
+    from streamsnn.snn.convert import activation_thresholds
+
+    images, _, _ = digits_split("train")
+    cal = torch.from_numpy(digit_frames(images[:200], 16))[:, None]
+    top = activation_thresholds(relu_digits.ann, cal, 100)
+    robust = activation_thresholds(relu_digits.ann, cal, 99.9)
+    assert top.keys() == robust.keys() and len(top) == 2
+    assert all(0 < robust[k] <= top[k] for k in top)
+    with pytest.raises(ConversionError, match="needs calibration inputs"):
+        convert(relu_digits.ann, (1, 16, 16), "data_norm")
+
+
+def test_qffs_conversion_of_the_quantised_net_matches_it_at_z_max_steps():
+    """One QCFS layer → QFFS: after Z_max steps of constant input the spike count times θ/L is
+    exactly the quantised activation."""
+    torch.manual_seed(0)
+    ann = nn.Sequential(nn.Linear(20, 30), QCFS(3, 2.0), nn.Linear(30, 5)).double()
+    snn = convert(ann, (20,), "qffs").double()
+    x = torch.randn(64, 20, dtype=torch.float64) * 2
+    state = snn.init_state(64, torch.float64)
+    linear, neuron = snn.layers[0], snn.layers[1]
+    ns = neuron.init_state((64, 30), torch.float64, torch.device("cpu"))
+    total = torch.zeros(64, 30, dtype=torch.float64)
+    with torch.no_grad():
+        for _ in range(3):
+            z, ns = neuron(linear(x), ns)
+            total += z
+        torch.testing.assert_close(total * 2.0 / 3, ann[1](ann[0](x)), rtol=0, atol=1e-12)
+        _, outs, _ = snn.run(x.expand(3, *x.shape), state)
+        torch.testing.assert_close(outs[-1] / 3, ann(x), rtol=0, atol=1e-9)

@@ -1,6 +1,6 @@
 import torch
 
-from streamsnn.snn.neurons import IFNeuron, IFState, if_soft_reset_step
+from streamsnn.snn.neurons import IFNeuron, IFState, LIFNeuron, QFFSNeuron, if_soft_reset_step
 
 
 def test_soft_reset_keeps_the_remainder():
@@ -29,3 +29,63 @@ def test_step_is_pure():
     before = v.clone()
     if_soft_reset_step(torch.tensor([0.5]), IFState(v), 1.0)
     assert torch.equal(v, before)
+
+
+def qcfs(x, theta, levels):
+    return theta * torch.floor(torch.clamp(x / theta, 0, 1) * levels + 0.5) / levels
+
+
+def test_qffs_reproduces_the_quantised_activation_within_z_max_steps():
+    theta, z_max = 1.5, 3
+    neuron = QFFSNeuron(theta, v0=0.5, z_max=z_max)
+    x = torch.linspace(-1, 3, 401, dtype=torch.float64)
+    state = neuron.init_state(x.shape, torch.float64, torch.device("cpu"))
+    total = torch.zeros_like(x)
+    for _ in range(z_max):
+        z, state = neuron(x, state)
+        total += z
+    assert torch.equal(total * theta / z_max, qcfs(x, theta, z_max))  # exact, every input
+    assert torch.equal(state.count, total)
+    for _ in range(20):  # the budget holds however long the input stays
+        z, state = neuron(x, state)
+    assert state.count.max() <= z_max and state.count.min() >= 0
+
+
+def test_negative_spikes_correct_overshoot():
+    neuron = QFFSNeuron(1.0, v0=0.5, z_max=3)
+    state = neuron.init_state((1,), torch.float64, torch.device("cpu"))
+    seq = [1.0, -0.8, 0.0]  # an early burst, then input that takes most of it back
+    zs = []
+    for x in seq:
+        z, state = neuron(torch.tensor([x], dtype=torch.float64), state)
+        zs.append(float(z))
+    assert zs == [1.0, -1.0, 0.0]
+    assert float(state.count) == 0 == float(qcfs(torch.tensor(sum(seq)), 1.0 * 3, 3) / 1.0)
+    plain = IFNeuron(1.0, v0=0.5)  # without negative spikes the premature spike stays
+    s = plain.init_state((1,), torch.float64, torch.device("cpu"))
+    count = 0.0
+    for x in seq:
+        z, s = plain(torch.tensor([x], dtype=torch.float64), s)
+        count += float(z)
+    assert count == 1.0
+
+
+def test_lif_leaks_resets_hard_and_has_a_surrogate_gradient():
+    neuron = LIFNeuron(threshold=1.0, decay=0.5)
+    state = neuron.init_state((3,), torch.float32, torch.device("cpu"))
+    x = torch.tensor([0.6, 0.6, 1.2], requires_grad=True)
+    z1, state = neuron(x, state)
+    z2, state = neuron(x, state)
+    assert z1.tolist() == [0.0, 0.0, 1.0]  # 0.6 < 1
+    assert z2.tolist() == [0.0, 0.0, 1.0]  # 0.6·0.5 + 0.6 = 0.9 < 1; hard reset: 0 + 1.2 fires again
+    assert torch.allclose(state.v, torch.tensor([0.9, 0.9, 0.0]))
+    z2.sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+
+
+def test_per_channel_threshold_and_v0():
+    neuron = IFNeuron(torch.tensor([1.0, 2.0]).reshape(2, 1, 1), v0=torch.tensor([0.0, 0.5]).reshape(2, 1, 1))
+    state = neuron.init_state((1, 2, 3, 3), torch.float32, torch.device("cpu"))
+    assert torch.equal(state.v[0, 0], torch.zeros(3, 3)) and torch.equal(state.v[0, 1], torch.ones(3, 3))
+    z, _ = neuron(torch.full((1, 2, 3, 3), 1.0), state)
+    assert z[0, 0].sum() == 9 and z[0, 1].sum() == 9  # 0 + 1 ≥ 1; 1 + 1 ≥ 2
