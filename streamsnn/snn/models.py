@@ -22,15 +22,6 @@ def activation_layer(name: str, levels: int, theta: float) -> nn.Module:
     raise ValueError(f"unknown activation '{name}'; use qcfs or relu")
 
 
-def activation_layer(name: str, levels: int, theta: float) -> nn.Module:
-    """``qcfs`` (quantised, for QCFS/QFFS conversion) or ``relu`` (for data-based normalisation)."""
-    if name == "qcfs":
-        return QCFS(levels, theta)
-    if name == "relu":
-        return nn.ReLU()
-    raise ValueError(f"unknown activation '{name}'; use qcfs or relu")
-
-
 def digits_cnn(
     in_channels: int = 2,
     size: int = 34,
