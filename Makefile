@@ -22,6 +22,7 @@ demo: setup
 	$(BIN)/streamsnn run pipelines/digits_dvs.yaml
 
 test: setup
+	$(BIN)/ruff check streamsnn tests
 	$(BIN)/python -m pytest
 
 lint: setup

@@ -44,6 +44,22 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _convert(args: argparse.Namespace) -> int:
+    from streamsnn.snn.checkpoint import load_checkpoint
+    from streamsnn.snn.table import conversion_table, format_table
+
+    try:
+        model = load_checkpoint(args.weights)
+        steps = sorted({int(t) for t in args.steps.split(",")})
+        methods = args.methods.split(",")
+        table = conversion_table(model, methods, steps, args.split, args.v0)
+    except (FileNotFoundError, ValueError) as err:
+        raise ConfigError(str(err)) from None
+    print(f"{model.path.name} on the digits {args.split} split, direct input, V0 = {args.v0}·θ")
+    print(format_table(table))
+    return 0
+
+
 def _sensors(args: argparse.Namespace) -> int:
     from streamsnn.events import list_sensors
 
@@ -78,6 +94,14 @@ def make_parser() -> argparse.ArgumentParser:
     train.add_argument("--output", help="checkpoint path (default: the config's output)")
     train.add_argument("--no-progress", action="store_true")
     train.set_defaults(func=_train)
+
+    conv = sub.add_parser("convert", help="convert a checkpoint to an SNN and print the conversion table")
+    conv.add_argument("weights", help="checkpoint path or builtin:NAME")
+    conv.add_argument("--methods", default="qcfs,qffs", help="comma-separated: qcfs, qffs")
+    conv.add_argument("--steps", default="1,2,4,8,16,32", help="comma-separated T values")
+    conv.add_argument("--split", default="test", choices=["train", "val", "test"])
+    conv.add_argument("--v0", type=float, default=0.5, help="initial membrane as a fraction of θ")
+    conv.set_defaults(func=_convert)
 
     sensors = sub.add_parser("sensors", help="list the sensor profiles")
     sensors.set_defaults(func=_sensors)

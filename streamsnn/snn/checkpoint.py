@@ -30,6 +30,7 @@ class LoadedModel:
     input: dict[str, Any]
     metrics: dict[str, Any]
     path: Path
+    train_config: dict[str, Any]
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -83,4 +84,6 @@ def load_checkpoint(name: str) -> LoadedModel:
         raise ValueError(f"{path}: not a streamsnn checkpoint (expected format {FORMAT})")
     ann = build_model(payload["arch"])
     ann.load_state_dict(payload["state_dict"])
-    return LoadedModel(ann.eval(), payload["input"], payload.get("metrics", {}), path)
+    return LoadedModel(
+        ann.eval(), payload["input"], payload.get("metrics", {}), path, payload.get("train_config", {})
+    )
