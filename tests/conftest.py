@@ -9,3 +9,16 @@ SHARED_EVENTS = ROOT.parent / "shared" / "data" / "events"
 @pytest.fixture(scope="session")
 def root() -> Path:
     return ROOT
+
+
+@pytest.fixture(scope="session")
+def relu_digits(tmp_path_factory):
+    """A full-precision ReLU digits CNN (16×16 frames), trained here in a few seconds."""
+    from streamsnn.config import load_train_config
+    from streamsnn.snn.checkpoint import load_checkpoint
+    from streamsnn.snn.train import train
+
+    path = tmp_path_factory.mktemp("relu") / "relu.pt"
+    overrides = ["train.epochs=15", "model.activation=relu"]
+    train(load_train_config(ROOT / "configs" / "digits_frames.yaml", overrides), output=path, progress=False)
+    return load_checkpoint(str(path))

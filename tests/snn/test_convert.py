@@ -114,21 +114,6 @@ def test_last_layer_accumulates_and_spikes_are_binary():
     assert isinstance(snn.layers[-1], nn.Linear)
 
 
-@pytest.fixture(scope="module")
-def relu_digits(tmp_path_factory):
-    """A full-precision ReLU digits CNN (frames), trained here in a few seconds."""
-    from streamsnn.config import load_train_config
-    from streamsnn.snn.train import train
-
-    root = __import__("pathlib").Path(__file__).resolve().parents[2]
-    path = tmp_path_factory.mktemp("relu") / "relu.pt"
-    cfg = load_train_config(
-        root / "configs" / "digits_frames.yaml", ["train.epochs=15", "model.activation=relu"]
-    )
-    train(cfg, output=path, progress=False)
-    return load_checkpoint(str(path))
-
-
 def test_data_norm_conversion_of_a_relu_net_approaches_the_ann(relu_digits):
     train_images, _, _ = digits_split("train")
     images, labels, _ = digits_split("val")

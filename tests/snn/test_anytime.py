@@ -1,0 +1,100 @@
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from streamsnn.snn.anytime import (
+    AnytimeObjective,
+    SparsityPenalty,
+    optimize_scaling,
+    prune_small_weights,
+    scalable_layers,
+    scale_channels,
+    simulate,
+)
+from streamsnn.snn.convert import convert, fold_batchnorm
+from streamsnn.snn.models import digits_cnn
+from streamsnn.sources.digits import digit_frames, digits_split
+
+
+def folded(ann: nn.Sequential) -> list[nn.Module]:
+    mods, out = list(ann), []
+    i = 0
+    while i < len(mods):
+        if isinstance(mods[i], nn.Conv2d) and isinstance(mods[i + 1], nn.BatchNorm2d):
+            out.append(fold_batchnorm(mods[i], mods[i + 1]))
+            i += 2
+        else:
+            out.append(mods[i])
+            i += 1
+    return out
+
+
+def test_channel_scaling_leaves_the_ann_function_unchanged():
+    torch.manual_seed(0)
+    ann = digits_cnn(in_channels=1, size=16, activation="relu").eval()
+    layers = folded(ann)
+    x = torch.rand(8, 1, 16, 16)
+    with torch.no_grad():
+        before = nn.Sequential(*layers)(x)
+        positions = scalable_layers(layers, lambda m: isinstance(m, nn.ReLU))
+        assert len(positions) == 2
+        for p in positions:
+            channels = layers[p - 1].out_channels
+            scale_channels(layers, p, torch.exp(torch.randn(channels)))
+        after = nn.Sequential(*layers)(x)
+    torch.testing.assert_close(after, before, rtol=1e-5, atol=1e-5)
+    assert not torch.equal(layers[0].weight, folded(ann)[0].weight)
+
+
+def test_firing_rate_scaling_and_high_entropy_init_lower_pareto_latency(relu_digits):
+    train_images, train_labels, _ = digits_split("train")
+    images, labels, _ = digits_split("val")
+    cal = torch.from_numpy(digit_frames(train_images[:150], 16))[:, None]
+    x = torch.from_numpy(digit_frames(images, 16))[:, None]
+    with torch.no_grad():
+        ann_acc = float((relu_digits.ann(x).argmax(1).numpy() == labels).mean())
+    steps = 12
+
+    def p_lat(snn):
+        acc, _ = simulate(snn, x, labels, steps)
+        return float((ann_acc - acc).sum())
+
+    latency = {}
+    for v0 in (0.0, 0.5):
+        snn = convert(relu_digits.ann, (1, 16, 16), "data_norm", v0=v0, calibration=cal)
+        latency[("unscaled", v0)] = p_lat(snn)
+        result = optimize_scaling(snn, cal, train_labels[:150], steps, ann_acc, {"global": 8, "layer": 16})
+        latency[("scaled", v0)] = p_lat(snn)
+        assert result.history and set(result.etas) == {1, 4}
+    assert latency[("unscaled", 0.5)] < latency[("unscaled", 0.0)]  # high-entropy initialisation
+    assert latency[("scaled", 0.0)] < latency[("unscaled", 0.0)]  # firing-rate scaling
+    assert latency[("scaled", 0.5)] < latency[("unscaled", 0.5)]
+
+
+def test_objective_terms():
+    obj = AnytimeObjective()
+    r = obj(np.array([0.5, 0.9, 1.0]), np.array([10.0, 10.0, 10.0]), a_max=1.0, e_ref=10.0)
+    assert r["min_error"] == 0.0 and r["pareto_latency"] == pytest.approx(0.6)
+    assert r["loss"] == pytest.approx(10 * 0.6 / 3 + 100 * 0.6 / 3)
+
+
+def test_sparsity_penalties_follow_beta_and_weights():
+    torch.manual_seed(0)
+    model = digits_cnn(in_channels=1, size=16, activation="relu")
+    penalty = SparsityPenalty(model, torch.rand(1, 1, 16, 16), activation=1.0, weight=1.0)
+    la = penalty.activation_loss().item()
+    assert la == pytest.approx(0.5, abs=1e-6)  # β = 0: half the activations are expected non-zero
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.bias.fill_(-1.0)
+    expected = 0.5 * (1 + float(torch.erf(torch.tensor(-1 / 2**0.5))))
+    assert penalty.activation_loss().item() == pytest.approx(expected, rel=1e-5)
+    lw = penalty.weight_loss().item()
+    with torch.no_grad():
+        model[0].weight.mul_(2)
+    assert penalty.weight_loss().item() > lw
+    with torch.no_grad():
+        model[0].weight[0, 0, 0, 0] = 1e-6
+    assert prune_small_weights(model, 1e-4) >= 1 and model[0].weight[0, 0, 0, 0] == 0
