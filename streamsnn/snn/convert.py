@@ -20,7 +20,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from streamsnn.snn.network import SpikingNetwork
+from streamsnn.snn.models import ResidualBlock
+from streamsnn.snn.network import Fork, Merge, Scale, SpikingNetwork
 from streamsnn.snn.neurons import IFNeuron, QFFSNeuron, SpikingNeuron
 from streamsnn.snn.quant import QCFS
 
@@ -72,6 +73,41 @@ def activation_thresholds(
     return out
 
 
+def _qcfs_neuron(m: QCFS, method: str, v0: float, name: str) -> SpikingNeuron:
+    theta = float(m.theta.detach())
+    if theta <= 0:
+        raise ConversionError(f"{name}: QCFS threshold must be positive, got {theta}")
+    return QFFSNeuron(theta, v0, z_max=m.levels) if method == "qffs" else IFNeuron(theta, v0)
+
+
+def _scaled(m: nn.Module, factor: float) -> nn.Module:
+    with torch.no_grad():
+        m.weight.mul_(factor)
+    return m
+
+
+def _residual(
+    block: ResidualBlock, key: str, carry: float, method: str, v0: float, name: str
+) -> list[nn.Module]:
+    """[Fork, conv1, IF, conv2, Merge(shortcut), IF] with BN folded and spike amplitudes moved
+    into the weights (the identity shortcut becomes a scale by the incoming amplitude)."""
+    theta1 = float(block.act1.theta.detach())
+    conv1 = _scaled(fold_batchnorm(block.conv1, block.bn1), carry)
+    conv2 = _scaled(fold_batchnorm(block.conv2, block.bn2), theta1)
+    if len(block.shortcut):
+        shortcut: nn.Module = _scaled(fold_batchnorm(block.shortcut[0], block.shortcut[1]), carry)
+    else:
+        shortcut = Scale(carry)
+    return [
+        Fork(key),
+        conv1,
+        _qcfs_neuron(block.act1, method, v0, name),
+        conv2,
+        Merge(key, shortcut),
+        _qcfs_neuron(block.act2, method, v0, name),
+    ]
+
+
 def convert(
     ann: nn.Sequential,
     input_shape: tuple[int, ...],
@@ -116,12 +152,13 @@ def convert(
             carry = 1.0
             layers.append(m)
         elif isinstance(m, QCFS):
-            theta = float(m.theta.detach())
-            if theta <= 0:
-                raise ConversionError(f"{name}: QCFS threshold must be positive, got {theta}")
-            neuron = QFFSNeuron(theta, v0, z_max=m.levels) if method == "qffs" else IFNeuron(theta, v0)
-            layers.append(neuron)
-            carry = theta
+            layers.append(_qcfs_neuron(m, method, v0, name))
+            carry = float(m.theta.detach())
+        elif isinstance(m, ResidualBlock):
+            if method == "data_norm" or not isinstance(m.act1, QCFS) or not isinstance(m.act2, QCFS):
+                raise ConversionError(f"{name}: residual blocks convert with QCFS activations (qcfs, qffs)")
+            layers += _residual(m, f"res{i}", carry, method, v0, name)
+            carry = float(m.act2.theta.detach())
         elif isinstance(m, nn.ReLU) and method == "data_norm":
             lam = lambdas.get(i, 0.0)
             if lam <= 0:

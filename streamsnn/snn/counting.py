@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from streamsnn.snn.network import NetState, SpikingNetwork
+from streamsnn.snn.network import Scale, SpikingNetwork
 from streamsnn.snn.neurons import SpikingNeuron
 
 PJ_PER_AC = 0.9
@@ -32,6 +32,8 @@ def synaptic_events(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
         return per_group.flatten(1).sum(1) * (layer.out_channels // g)
     if isinstance(layer, nn.Linear):
         return nz.flatten(1).sum(1) * layer.out_features
+    if isinstance(layer, Scale):
+        return nz.flatten(1).sum(1)
     if isinstance(layer, nn.AvgPool2d):
         k = layer.kernel_size if isinstance(layer.kernel_size, tuple) else (layer.kernel_size,) * 2
         pooled = F.avg_pool2d(nz, k, layer.stride, layer.padding, count_include_pad=True) * (k[0] * k[1])
@@ -83,42 +85,47 @@ class Counts:
         return self.ann_macs * PJ_PER_MAC * 1e-6
 
 
+class _StepCounter:
+    """Observer of one network step: spikes per spiking layer, events and MACs per synapse."""
+
+    def __init__(self, counts: Counts, batch: int, analog: bool, first_step: bool) -> None:
+        self.counts, self.batch, self.analog, self.first_step = counts, batch, analog, first_step
+        self.spikes: list[float] = []
+        self.events: list[float] = []
+        self.macs: list[float] = []
+
+    def __call__(self, layer: nn.Module, x: torch.Tensor, y: torch.Tensor) -> None:
+        if isinstance(layer, SpikingNeuron):
+            self.spikes.append(float(y.abs().sum()))
+            self.analog = False
+            return
+        if self.first_step:
+            self.counts.ann_macs += dense_macs(layer, x, y)
+        if self.analog and isinstance(layer, (nn.Conv2d, nn.Linear)):
+            self.macs.append(float(dense_macs(layer, x, y) * self.batch))
+            self.events.append(0.0)
+        else:
+            self.events.append(float(synaptic_events(layer, x).sum()))
+            self.macs.append(0.0)
+
+
 @torch.no_grad()
 def counted_run(
     net: SpikingNetwork, xs: torch.Tensor, analog_input: bool = True
 ) -> tuple[torch.Tensor, Counts]:
     """Run T steps (xs: T×B×C×H×W) from a fresh state, counting as it goes. Returns the
     accumulated output after every step (T×B×K) and the counts. ``analog_input``: the input is a
-    real-valued frame (direct coding), so the first layer performs MACs."""
+    real-valued frame (direct coding), so the layers before the first spiking layer perform MACs."""
     t_n, b = xs.shape[:2]
     state = net.init_state(b, xs.dtype, xs.device)
     neurons = sum(int(torch.tensor(s).prod()) for s in net.neuron_shapes)
-    names = [f"{i}:{type(m).__name__}" for i, m in enumerate(net.layers)]
-    counts = Counts(b, neurons, names)
+    counts = Counts(b, neurons, [f"{i}:{type(m).__name__}" for i, m in enumerate(net.layers)])
     outs = []
     for t in range(t_n):
-        x, layer_states, spikes, events, macs = xs[t], [], [], [], []
-        analog, k = analog_input, 0
-        for layer in net.layers:
-            if isinstance(layer, SpikingNeuron):
-                x, s = layer(x, state.layers[k])
-                layer_states.append(s)
-                spikes.append(float(x.abs().sum()))
-                analog, k = False, k + 1
-                continue
-            y = layer(x)
-            if t == 0:
-                counts.ann_macs += dense_macs(layer, x, y)
-            if analog and isinstance(layer, (nn.Conv2d, nn.Linear)):
-                macs.append(float(dense_macs(layer, x, y) * b))
-                events.append(0.0)
-            else:
-                events.append(float(synaptic_events(layer, x).sum()))
-                macs.append(0.0)
-            x = y
-        state = NetState(tuple(layer_states), state.out + x)
+        step = _StepCounter(counts, b, analog_input, first_step=t == 0)
+        state, _ = net.step(xs[t], state, step)
         outs.append(state.out)
-        counts.spikes.append(spikes)
-        counts.events.append(events)
-        counts.macs.append(macs)
+        counts.spikes.append(step.spikes)
+        counts.events.append(step.events)
+        counts.macs.append(step.macs)
     return torch.stack(outs), counts

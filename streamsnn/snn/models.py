@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 from torch import nn
 
+from streamsnn.snn.neurons import LIFNeuron, SpikingNeuron
 from streamsnn.snn.quant import QCFS
 
 
@@ -47,7 +49,174 @@ def digits_cnn(
     return nn.Sequential(*layers)
 
 
-ARCHITECTURES = {"digits_cnn": digits_cnn}
+def vgg16(
+    in_channels: int = 3,
+    size: int = 32,
+    classes: int = 10,
+    levels: int = 4,
+    theta: float = 8.0,
+    activation: str = "qcfs",
+    dropout: float = 0.0,
+) -> nn.Sequential:
+    """VGG-16 for conversion (as in the QCFS code): 13 conv3×3-BN-act layers with average pooling
+    (max pooling does not convert), then 4096-4096-classes fully connected."""
+    plan = [64, 64, "P", 128, 128, "P", 256, 256, 256, "P", 512, 512, 512, "P", 512, 512, 512, "P"]
+    layers: list[nn.Module] = []
+    c, s = in_channels, size
+    for item in plan:
+        if item == "P":
+            layers.append(nn.AvgPool2d(2))
+            s //= 2
+            continue
+        w = int(item)
+        layers += [
+            nn.Conv2d(c, w, 3, padding=1, bias=False),
+            nn.BatchNorm2d(w),
+            activation_layer(activation, levels, theta),
+        ]
+        c = w
+    layers.append(nn.Flatten())
+    features = c * s * s
+    for width in (4096, 4096):
+        layers += [nn.Linear(features, width), activation_layer(activation, levels, theta)]
+        if dropout:
+            layers.append(nn.Dropout(dropout))
+        features = width
+    layers.append(nn.Linear(features, classes))
+    return nn.Sequential(*layers)
+
+
+class ResidualBlock(nn.Module):
+    """Basic residual block: conv3×3-BN-act-conv3×3-BN, plus the shortcut (identity, or
+    conv1×1-BN when the shape changes), then act."""
+
+    def __init__(self, cin: int, cout: int, stride: int, activation: str, levels: int, theta: float) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.act1 = activation_layer(activation, levels, theta)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.shortcut = (
+            nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+            if stride != 1 or cin != cout
+            else nn.Sequential()
+        )
+        self.act2 = activation_layer(activation, levels, theta)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.bn2(self.conv2(self.act1(self.bn1(self.conv1(x)))))
+        return self.act2(y + self.shortcut(x))
+
+
+def _resnet(
+    stem: int,
+    stages: list[tuple[int, int]],
+    in_channels: int,
+    size: int,
+    classes: int,
+    levels: int,
+    theta: float,
+    activation: str,
+    hidden: int | None = None,
+) -> nn.Sequential:
+    layers: list[nn.Module] = [
+        nn.Conv2d(in_channels, stem, 3, 1, 1, bias=False),
+        nn.BatchNorm2d(stem),
+        activation_layer(activation, levels, theta),
+    ]
+    c, s = stem, size
+    for i, (width, blocks) in enumerate(stages):
+        for b in range(blocks):
+            stride = 2 if (i > 0 and b == 0) else 1
+            layers.append(ResidualBlock(c, width, stride, activation, levels, theta))
+            c, s = width, (s + stride - 1) // stride
+    layers += [nn.AvgPool2d(s), nn.Flatten()]
+    if hidden:
+        layers += [nn.Linear(c, hidden), activation_layer(activation, levels, theta)]
+        c = hidden
+    layers.append(nn.Linear(c, classes))
+    return nn.Sequential(*layers)
+
+
+def resnet18(
+    in_channels: int = 3,
+    size: int = 32,
+    classes: int = 10,
+    levels: int = 4,
+    theta: float = 8.0,
+    activation: str = "qcfs",
+) -> nn.Sequential:
+    """ResNet-18, CIFAR variant (3×3 stem, no max pooling): 64-128-256-512, two blocks each."""
+    return _resnet(
+        64, [(64, 2), (128, 2), (256, 2), (512, 2)], in_channels, size, classes, levels, theta, activation
+    )
+
+
+def resnet19(
+    in_channels: int = 3,
+    size: int = 32,
+    classes: int = 10,
+    levels: int = 4,
+    theta: float = 8.0,
+    activation: str = "qcfs",
+) -> nn.Sequential:
+    """ResNet-19 of the SNN literature (TET, SEENN): 128 stem, 128×3, 256×3, 512×2, FC 256."""
+    return _resnet(
+        128, [(128, 3), (256, 3), (512, 2)], in_channels, size, classes, levels, theta, activation, 256
+    )
+
+
+def resnet20(
+    in_channels: int = 3,
+    size: int = 32,
+    classes: int = 10,
+    levels: int = 4,
+    theta: float = 8.0,
+    activation: str = "qcfs",
+) -> nn.Sequential:
+    """ResNet-20 for CIFAR (He et al.): 16 stem, 16×3, 32×3, 64×3."""
+    return _resnet(16, [(16, 3), (32, 3), (64, 3)], in_channels, size, classes, levels, theta, activation)
+
+
+def vggsnn(
+    in_channels: int = 2,
+    size: int = 48,
+    classes: int = 10,
+    threshold: float = 1.0,
+    decay: float = 0.5,
+    gamma: float = 1.0,
+) -> nn.Sequential:
+    """VGGSNN of SEENN/TET for CIFAR10-DVS, trained directly as an SNN: 8 conv3×3-BN-LIF layers
+    (64, 128 s2, 256, 256 s2, 512, 512 s2, 512, 512 s2) and Linear(512·3·3, classes) for 48×48
+    input; LIF τ = 0.5, threshold 1, hard reset."""
+    plan = [(64, 1), (128, 2), (256, 1), (256, 2), (512, 1), (512, 2), (512, 1), (512, 2)]
+    layers: list[nn.Module] = []
+    c, s = in_channels, size
+    for width, stride in plan:
+        layers += [
+            nn.Conv2d(c, width, 3, stride, 1, bias=False),
+            nn.BatchNorm2d(width),
+            LIFNeuron(threshold, decay, v0=0.0, gamma=gamma),
+        ]
+        c, s = width, (s + stride - 1) // stride
+    layers += [nn.Flatten(), nn.Linear(c * s * s, classes)]
+    return nn.Sequential(*layers)
+
+
+ARCHITECTURES = {
+    "digits_cnn": digits_cnn,
+    "vgg16": vgg16,
+    "resnet18": resnet18,
+    "resnet19": resnet19,
+    "resnet20": resnet20,
+    "vggsnn": vggsnn,
+}
+
+
+def is_spiking(model: nn.Module) -> bool:
+    """True for networks built with spiking neurons (trained directly as SNNs)."""
+    return any(isinstance(m, SpikingNeuron) for m in model.modules())
 
 
 def build_model(arch: dict[str, Any]) -> nn.Sequential:

@@ -165,3 +165,34 @@ def test_qffs_conversion_of_the_quantised_net_matches_it_at_z_max_steps():
         torch.testing.assert_close(total * 2.0 / 3, ann[1](ann[0](x)), rtol=0, atol=1e-12)
         _, outs, _ = snn.run(x.expand(3, *x.shape), state)
         torch.testing.assert_close(outs[-1] / 3, ann(x), rtol=0, atol=1e-9)
+
+
+def test_residual_network_conversion_converges_to_its_clip_network():
+    """ResNet (identity and conv shortcuts): the SNN's mean output converges to the same network
+    with clip(x, 0, θ) activations, the limit of rate coding."""
+    import copy
+
+    from streamsnn.snn.models import build_model
+
+    torch.manual_seed(0)
+    ann = build_model({"name": "resnet20", "size": 16, "theta": 1.0}).double()
+    for m in ann.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.1, 0.1)
+            m.running_var.uniform_(0.2, 0.5)
+            m.bias.data.uniform_(0, 0.3)
+    ann.eval()
+    clip = copy.deepcopy(ann)
+    for module in list(clip.modules()):
+        for child_name, child in list(module.named_children()):
+            if isinstance(child, QCFS):
+                setattr(module, child_name, Clip(float(child.theta.detach())))
+    x = torch.rand(4, 3, 16, 16, dtype=torch.float64)
+    with torch.no_grad():
+        target = clip(x)
+    snn = convert(ann, (3, 16, 16)).double()
+    assert sum(type(m).__name__ == "Merge" for m in snn.layers) == 9
+    outs = outputs_per_step(snn, x, 256)
+    err = {t: float((outs[t - 1] / t - target).abs().mean() / target.abs().mean()) for t in (4, 16, 64, 256)}
+    assert err[4] > err[16] > err[64] > err[256], err
+    assert err[256] < 0.01, err
