@@ -38,7 +38,12 @@ def _train(args: argparse.Namespace) -> int:
     from streamsnn.config import load_train_config
     from streamsnn.snn.train import train
 
-    cfg = load_train_config(args.config, args.set)
+    overrides = list(args.set or [])
+    if args.device:
+        overrides.append(f"train.device={args.device}")
+    if args.amp:
+        overrides.append("train.amp=true")
+    cfg = load_train_config(args.config, overrides)
     result = train(cfg, output=Path(args.output) if args.output else None, progress=not args.no_progress)
     print(json.dumps(result, indent=2))
     return 0
@@ -92,6 +97,8 @@ def make_parser() -> argparse.ArgumentParser:
         "--set", action="append", metavar="KEY=VALUE", help="override a config field (repeatable)"
     )
     train.add_argument("--output", help="checkpoint path (default: the config's output)")
+    train.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: the config's train.device)")
+    train.add_argument("--amp", action="store_true", help="mixed precision (fp16 on CUDA, bf16 on CPU)")
     train.add_argument("--no-progress", action="store_true")
     train.set_defaults(func=_train)
 

@@ -176,38 +176,68 @@ class PipelineConfig(Strict):
 
 # -- training ---------------------------------------------------------------------------------
 class TrainDataConfig(Strict):
-    name: Literal["digits_dvs", "digits_frames"]
+    """Training data: the embedded digits, CIFAR-10 (official python layout under ``root``) or
+    CIFAR10-DVS (tonic's layout under ``root``; ``frames`` equal-event frames at size×size)."""
+
+    name: Literal["digits_dvs", "digits_frames", "cifar10", "cifar10dvs"]
     seed: int = 0
     size: PositiveInt = 16
+    root: str = "data"
+    download: bool = False
+    limit: PositiveInt | None = None  # use only the first N samples of each split
+    frames: PositiveInt = 10
+    augment: bool = True
 
 
 class InputSpecConfig(Strict):
     """What the model expects as input, stored in the checkpoint for the encoder."""
 
-    encoder: Literal["event_rate", "event_count", "direct", "poisson"]
+    encoder: Literal["event_rate", "event_count", "direct", "poisson", "event_frames"]
     rate_unit_us: PositiveFloat = 100_000.0
+    steps: PositiveInt | None = None  # slices per sample a directly trained SNN was trained on
 
 
 class ArchConfig(Strict):
-    name: Literal["digits_cnn"] = "digits_cnn"
+    """The network (``streamsnn.snn.models``); fields a model does not take are left unset."""
+
+    name: Literal["digits_cnn", "vgg16", "resnet18", "resnet19", "resnet20", "vggsnn"] = "digits_cnn"
     in_channels: PositiveInt
     size: PositiveInt
     classes: PositiveInt = 10
-    widths: list[PositiveInt] = [32, 64]
-    levels: PositiveInt = 4
-    theta: PositiveFloat = 1.0
-    activation: Literal["qcfs", "relu"] = "qcfs"
+    widths: list[PositiveInt] | None = None
+    levels: PositiveInt | None = None
+    theta: PositiveFloat | None = None
+    activation: Literal["qcfs", "relu"] | None = None
+    dropout: float | None = Field(None, ge=0, lt=1)
+    threshold: PositiveFloat | None = None
+    decay: float | None = Field(None, gt=0, le=1)
 
 
 class TrainOptions(Strict):
+    """``method``: ``ann`` (QAT / full precision, for conversion) or ``direct`` (SNN, TET loss).
+    ``init_from``: fine-tune from this (full-precision) checkpoint. ``max_steps``: stop after
+    this many optimiser steps (smoke tests)."""
+
+    method: Literal["ann", "direct"] = "ann"
     epochs: PositiveInt = 60
     batch_size: PositiveInt = 64
+    optimizer: Literal["adam", "sgd"] = "adam"
     lr: PositiveFloat = 3e-3
+    momentum: float = Field(0.9, ge=0, lt=1)
     weight_decay: float = Field(5e-4, ge=0)
     seed: int = 0
     full_stream_fraction: float = Field(0.4, ge=0, le=1)
     min_window_us: PositiveInt = 20_000
     shift_px: int = Field(2, ge=0)
+    init_from: str | None = None
+    tet_lambda: float = Field(1e-3, ge=0, le=1)
+    sparsity_activation: float = Field(0.0, ge=0)
+    sparsity_weight: float = Field(0.0, ge=0)
+    prune_epsilon: float | None = Field(None, gt=0)
+    device: str = "cpu"
+    amp: bool = False
+    max_steps: PositiveInt | None = None
+    eval_every: PositiveInt = 5
 
 
 class TrainConfig(Strict):

@@ -16,8 +16,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from streamsnn.snn.convert import convert
-from streamsnn.snn.models import build_model
+from streamsnn.snn.convert import convert, fold_spiking
+from streamsnn.snn.models import build_model, is_spiking
 from streamsnn.snn.network import SpikingNetwork
 
 FORMAT = "streamsnn-checkpoint/1"
@@ -37,7 +37,10 @@ class LoadedModel:
         return tuple(self.input["shape"])  # type: ignore[return-value]
 
     def snn(self, method: str = "qcfs", v0: float = 0.5) -> SpikingNetwork:
-        """The converted spiking network (``method``: qcfs or qffs; see ``convert``)."""
+        """The spiking network: converted (``method``: qcfs or qffs; see ``convert``), or, for
+        a directly trained SNN, itself with BatchNorm folded (``method`` and ``v0`` unused)."""
+        if is_spiking(self.ann):
+            return fold_spiking(self.ann, self.input_shape)
         return convert(self.ann, self.input_shape, method=method, v0=v0)
 
 
@@ -55,14 +58,15 @@ def resolve_weights(name: str) -> Path:
     return path
 
 
-def save_checkpoint(path: Path, model: nn.Sequential, cfg: Any, metrics: dict[str, Any]) -> None:
-    arch = cfg.model.model_dump()
-    channels = arch["in_channels"]
-    size = arch["size"]
+def save_checkpoint(
+    path: Path, model: nn.Sequential, cfg: Any, metrics: dict[str, Any], input_shape: tuple[int, ...]
+) -> None:
+    """Write ``model`` with its architecture, input spec (shape C×H×W of one step), metrics and
+    the training config."""
     payload = {
         "format": FORMAT,
-        "arch": arch,
-        "input": {"shape": [channels, size, size], **cfg.input.model_dump()},
+        "arch": cfg.model.model_dump(exclude_none=True),
+        "input": {"shape": list(input_shape), **cfg.input.model_dump(exclude_none=True)},
         "state_dict": {k: v.detach().clone() for k, v in model.state_dict().items()},
         "metrics": metrics,
         "train_config": cfg.model_dump(),

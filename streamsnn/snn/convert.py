@@ -187,3 +187,19 @@ def convert(
     if not layers or isinstance(layers[-1], SpikingNeuron):
         raise ConversionError("the last layer must be a non-spiking (accumulating) layer, e.g. nn.Linear")
     return SpikingNetwork(layers, input_shape).eval()
+
+
+def fold_spiking(model: nn.Sequential, input_shape: tuple[int, ...]) -> SpikingNetwork:
+    """A directly trained spiking ``nn.Sequential`` (conv-BN-LIF ...) as a ``SpikingNetwork``
+    for inference, each BatchNorm folded into the conv or linear layer before it."""
+    modules, layers, i = list(model), [], 0
+    while i < len(modules):
+        m = modules[i]
+        nxt = modules[i + 1] if i + 1 < len(modules) else None
+        if isinstance(m, (nn.Conv2d, nn.Linear)) and isinstance(nxt, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            layers.append(fold_batchnorm(m, nxt))
+            i += 2
+            continue
+        layers.append(copy.deepcopy(m))
+        i += 1
+    return SpikingNetwork(layers, input_shape).eval()

@@ -1,9 +1,18 @@
-"""Training of the QCFS-quantised ANNs that are converted to SNNs (``streamsnn train``).
+"""Training (``streamsnn train CONFIG``): quantisation-aware ANNs for conversion, and SNNs trained
+directly with surrogate gradients and the TET loss.
 
-Event data: the ANN sees what the SNN's running mean input looks like after any number of
-slices, so it is trained on event-rate frames of random time windows of each recording
-(prefixes and sub-windows, rates normalised by window length) and of whole recordings.
-Frame data: the frame itself (direct input), with small random shifts.
+- ``method: ann`` trains the configured ANN (QCFS / LSQ-style quantised activations, or ReLU for
+  a full-precision start or data-based normalisation), optionally fine-tuning from a
+  full-precision checkpoint (``init_from``: weights copied, each QCFS threshold initialised at
+  the 99th percentile of the matching ReLU's activations) and with Dutson et al.'s sparsity
+  penalties.
+- ``method: direct`` trains a spiking network (VGGSNN, LIF) on frame sequences with
+  ``(1 − λ)·mean_t CE(o_t, y) + λ·MSE(o, 1)`` (TET, λ = 1e-3).
+
+Event data for the digits: the ANN sees what the SNN's running mean input looks like after any
+number of slices, so it is trained on event-rate frames of random time windows of each
+recording (prefixes and sub-windows, rates normalised by window length) and of whole recordings.
+Runs are seeded; ``device: cuda`` and ``amp: true`` (mixed precision) for GPU users.
 """
 
 from __future__ import annotations
@@ -11,6 +20,7 @@ from __future__ import annotations
 import math
 import random
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,18 +30,14 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from streamsnn import datasets as ds
 from streamsnn.config import TrainConfig
-from streamsnn.encoding import bin_events
-from streamsnn.snn.checkpoint import save_checkpoint
-from streamsnn.snn.models import build_model
-from streamsnn.sources.digits import (
-    DIGITS_DVS_SENSOR,
-    GENERATE_BATCH,
-    RECORDING_US,
-    digit_frames,
-    digits_dvs_events,
-    digits_split,
-)
+from streamsnn.snn.anytime import SparsityPenalty, prune_small_weights
+from streamsnn.snn.checkpoint import load_checkpoint, save_checkpoint
+from streamsnn.snn.models import build_model, is_spiking
+from streamsnn.snn.network import SpikingNetwork
+from streamsnn.snn.quant import QCFS
+from streamsnn.sources.digits import RECORDING_US
 
 
 def seed_everything(seed: int) -> None:
@@ -42,122 +48,211 @@ def seed_everything(seed: int) -> None:
     torch.use_deterministic_algorithms(True, warn_only=True)
 
 
-def rate_frame(events: np.ndarray, t0_us: int, t1_us: int, rate_unit_us: float) -> np.ndarray:
-    """Events in [t0_us, t1_us) binned P×H×W as events per pixel per ``rate_unit_us``."""
-    lo, hi = np.searchsorted(events["t"], [t0_us, t1_us])
-    counts, _ = bin_events(events[lo:hi], DIGITS_DVS_SENSOR.shape)
-    return counts * np.float32(rate_unit_us / max(int(t1_us - t0_us), 1))
-
-
-def split_events(split: str, seed: int) -> tuple[list[np.ndarray], np.ndarray]:
-    """All digits-dvs recordings and labels of a split."""
-    _, labels, index = digits_split(split)
-    events: list[np.ndarray] = []
-    for start in range(0, len(index), GENERATE_BATCH):
-        events += digits_dvs_events(index[start : start + GENERATE_BATCH], seed)
-    return events, labels
-
-
-def random_windows(rng: np.random.Generator, n: int, full_fraction: float, min_us: int) -> np.ndarray:
-    """n windows (t0, t1) in µs: whole recordings, prefixes and sub-windows of the recording."""
-    windows = np.zeros((n, 2), dtype=np.int64)
-    windows[:, 1] = RECORDING_US
-    kind = rng.random(n)
-    length = rng.integers(min_us, RECORDING_US + 1, n)
-    prefix = (kind >= full_fraction) & (kind < full_fraction + (1 - full_fraction) / 2)
-    sub = kind >= full_fraction + (1 - full_fraction) / 2
-    windows[prefix, 1] = length[prefix]
-    start = (rng.random(n) * (RECORDING_US - length)).astype(np.int64)
-    windows[sub, 0], windows[sub, 1] = start[sub], start[sub] + length[sub]
-    return windows
-
-
-def shift_batch(x: torch.Tensor, rng: np.random.Generator, max_px: int) -> torch.Tensor:
-    """Shift every image of a batch by a random whole number of pixels (zero fill)."""
-    if max_px <= 0:
-        return x
-    out = torch.zeros_like(x)
-    h, w = x.shape[-2:]
-    for i, (dy, dx) in enumerate(rng.integers(-max_px, max_px + 1, (len(x), 2))):
-        out[i, ..., max(dy, 0) : h + min(dy, 0), max(dx, 0) : w + min(dx, 0)] = x[
-            i, ..., max(-dy, 0) : h + min(-dy, 0), max(-dx, 0) : w + min(-dx, 0)
-        ]
-    return out
-
-
-class DigitsData:
-    """Training and validation inputs for a digits model, as configured."""
+class TrainingData:
+    """Training batches and evaluation inputs for one configured data set."""
 
     def __init__(self, cfg: TrainConfig) -> None:
-        self.cfg = cfg
-        self.rng = np.random.default_rng(cfg.train.seed)
-        if cfg.data.name == "digits_dvs":
-            self.train_events, self.train_labels = split_events("train", cfg.data.seed)
-            val_events, self.val_labels = split_events("val", cfg.data.seed)
+        self.cfg, d, t = cfg, cfg.data, cfg.train
+        self.rng = np.random.default_rng(t.seed)
+        self.sequences = cfg.model.name == "vggsnn"  # frame sequences N×T×C×H×W
+        if d.name == "digits_dvs":
+            self.train_events, self.train_y = ds.split_events("train", d.seed)
+            val_events, self.val_y = ds.split_events("val", d.seed)
             unit = cfg.input.rate_unit_us
             self.val_x = torch.from_numpy(
-                np.stack([rate_frame(e, 0, RECORDING_US, unit) for e in val_events])
+                np.stack([ds.rate_frame(e, 0, RECORDING_US, unit) for e in val_events])
             )
-        else:
-            images, self.train_labels, _ = digits_split("train")
-            self.train_frames = torch.from_numpy(digit_frames(images, cfg.data.size))[:, None]
-            val_images, self.val_labels, _ = digits_split("val")
-            self.val_x = torch.from_numpy(digit_frames(val_images, cfg.data.size))[:, None]
+        elif d.name == "digits_frames":
+            images, self.train_y, _ = ds.digits_split("train")
+            self.train_x = torch.from_numpy(ds.digit_frames(images, d.size))[:, None]
+            val_images, self.val_y, _ = ds.digits_split("val")
+            self.val_x = torch.from_numpy(ds.digit_frames(val_images, d.size))[:, None]
+        elif d.name == "cifar10":
+            images, self.train_y = ds.cifar10_arrays(d.root, "train", d.download)
+            test_images, self.val_y = ds.cifar10_arrays(d.root, "test", d.download)
+            images, self.train_y = images[: d.limit], self.train_y[: d.limit]
+            test_images, self.val_y = test_images[: d.limit], self.val_y[: d.limit]
+            self.train_x, self.val_x = ds.normalise_cifar10(images), ds.normalise_cifar10(test_images)
+        elif d.name == "cifar10dvs":
+            dataset = ds.open_cifar10dvs(d.root, d.download)
+            train_idx = ds.cifar10dvs_split(dataset.data, "train")[: d.limit]
+            test_idx = ds.cifar10dvs_split(dataset.data, "test")[: d.limit]
+            self.train_x, self.train_y = self._dvs_tensors(dataset, train_idx)
+            self.val_x, self.val_y = self._dvs_tensors(dataset, test_idx)
+        self.val_y = np.asarray(self.val_y)
+        self.train_y = np.asarray(self.train_y)
 
-    def epoch(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Inputs and labels of one training epoch (fresh random windows and shifts)."""
-        t = self.cfg.train
-        if self.cfg.data.name == "digits_dvs":
-            wins = random_windows(self.rng, len(self.train_events), t.full_stream_fraction, t.min_window_us)
+    def _dvs_tensors(self, dataset: Any, indices: list[int]) -> tuple[torch.Tensor, np.ndarray]:
+        d = self.cfg.data
+        frames = [
+            ds.seenn_frames(dataset[i][0], d.frames, d.size)
+            for i in tqdm(indices, desc="preprocess", leave=False)
+        ]
+        return torch.stack(frames), np.array([dataset.targets[i] for i in indices])
+
+    def __len__(self) -> int:
+        return len(self.train_y)
+
+    def epoch_inputs(self) -> torch.Tensor:
+        """All training inputs of one epoch, freshly augmented."""
+        d, t = self.cfg.data, self.cfg.train
+        if d.name == "digits_dvs":
+            wins = ds.random_windows(
+                self.rng, len(self.train_events), t.full_stream_fraction, t.min_window_us
+            )
             unit = self.cfg.input.rate_unit_us
-            x = torch.from_numpy(
-                np.stack(
-                    [rate_frame(e, w0, w1, unit) for e, (w0, w1) in zip(self.train_events, wins, strict=True)]
-                )
-            )
-        else:
-            x = self.train_frames
-        return shift_batch(x, self.rng, t.shift_px), torch.from_numpy(self.train_labels)
+            frames = [
+                ds.rate_frame(e, w0, w1, unit) for e, (w0, w1) in zip(self.train_events, wins, strict=True)
+            ]
+            return ds.shift_batch(torch.from_numpy(np.stack(frames)), self.rng, t.shift_px)
+        if d.name == "cifar10":
+            return ds.random_crop_flip(self.train_x, self.rng) if d.augment else self.train_x
+        if d.name == "cifar10dvs":
+            return ds.augment_event_frames(self.train_x, self.rng) if d.augment else self.train_x
+        return ds.shift_batch(self.train_x, self.rng, t.shift_px)
+
+    def batches(self, generator: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        x, y = self.epoch_inputs(), torch.from_numpy(self.train_y)
+        order = torch.randperm(len(y), generator=generator)
+        bs = self.cfg.train.batch_size
+        for i in range(0, len(y), bs):
+            idx = order[i : i + bs]
+            yield x[idx], y[idx]
 
 
-def accuracy(model: nn.Module, x: torch.Tensor, y: np.ndarray) -> float:
-    """Top-1 accuracy of ``model`` on inputs ``x`` (evaluation mode, batches of 256)."""
-    model.eval()
+def tet_loss(per_step: torch.Tensor, target: torch.Tensor, lam: float) -> torch.Tensor:
+    """TET: (1 − λ)·mean_t CE(o_t, y) + λ·MSE(o, 1) over per-step outputs T×B×K."""
+    ce = torch.stack([F.cross_entropy(o, target) for o in per_step]).mean()
+    mse = F.mse_loss(per_step, torch.ones_like(per_step))
+    return (1 - lam) * ce + lam * mse
+
+
+class Trainee:
+    """The model being trained and how to get its outputs (ANN forward or SNN over T steps)."""
+
+    def __init__(self, model: nn.Sequential, input_shape: tuple[int, ...]) -> None:
+        self.model = model
+        self.net = SpikingNetwork(list(model), input_shape) if is_spiking(model) else None
+
+    def per_step(self, x: torch.Tensor) -> torch.Tensor:
+        """SNN outputs at every step (T×B×K) for frame sequences x (B×T×C×H×W)."""
+        assert self.net is not None
+        xs = x.transpose(0, 1)
+        return self.net.run_per_step(xs, self.net.init_state(xs.shape[1], xs.dtype, xs.device))[1]
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        return self.per_step(x).mean(0) if self.net is not None else self.model(x)
+
+    def loss(self, x: torch.Tensor, y: torch.Tensor, tet_lambda: float) -> torch.Tensor:
+        if self.net is not None:
+            return tet_loss(self.per_step(x), y, tet_lambda)
+        return F.cross_entropy(self.model(x), y)
+
+
+def accuracy(
+    trainee: Trainee, x: torch.Tensor, y: np.ndarray, device: torch.device, batch: int = 256
+) -> float:
+    """Top-1 accuracy (evaluation mode)."""
+    trainee.model.eval()
+    preds = []
     with torch.inference_mode():
-        pred = torch.cat([model(x[i : i + 256]).argmax(1) for i in range(0, len(x), 256)])
-    return float((pred.numpy() == y).mean())
+        for i in range(0, len(x), batch):
+            preds.append(trainee.logits(x[i : i + batch].to(device)).argmax(1).cpu())
+    return float((torch.cat(preds).numpy() == y).mean()) if preds else float("nan")
+
+
+def init_from_checkpoint(model: nn.Module, path: str, calibration: torch.Tensor) -> None:
+    """Copy the weights of a (full-precision) checkpoint of the same architecture; every QCFS
+    threshold θ starts at the 99th percentile of the matching ReLU's activations."""
+    source = load_checkpoint(path).ann
+    missing, unexpected = model.load_state_dict(source.state_dict(), strict=False)
+    bad = [k for k in missing if not k.endswith(".theta")] + list(unexpected)
+    if bad:
+        raise ValueError(f"{path}: does not fit the configured architecture (keys {bad[:5]})")
+    relus = [m for m in source.modules() if isinstance(m, nn.ReLU)]
+    qcfs = [m for m in model.modules() if isinstance(m, QCFS)]
+    if not qcfs or len(relus) != len(qcfs):
+        return
+    acts: dict[int, torch.Tensor] = {}
+    hooks = [
+        r.register_forward_hook(lambda _m, _x, y, i=i: acts.__setitem__(i, y.detach().flatten()))
+        for i, r in enumerate(relus)
+    ]
+    source.eval()
+    with torch.no_grad():
+        source(calibration)
+    for h in hooks:
+        h.remove()
+    with torch.no_grad():
+        for i, q in enumerate(qcfs):
+            q.theta.fill_(max(float(torch.quantile(acts[i][:1_000_000].float(), 0.99)), 1e-3))
 
 
 def train(cfg: TrainConfig, output: Path | None = None, progress: bool = True) -> dict[str, Any]:
-    """Train the configured QCFS ANN, save the checkpoint and return its metrics."""
+    """Train as configured, save the checkpoint and return its metrics."""
     seed_everything(cfg.train.seed)
     started = time.perf_counter()
-    data = DigitsData(cfg)
-    model = build_model(cfg.model.model_dump())
     t = cfg.train
-    opt = torch.optim.Adam(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
-    steps_per_epoch = math.ceil(len(data.train_labels) / t.batch_size)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, t.epochs * steps_per_epoch)
+    device = torch.device(t.device)
+    data = TrainingData(cfg)
+    model = build_model(cfg.model.model_dump(exclude_none=True))
+    input_shape = tuple(data.val_x.shape[2:] if data.sequences else data.val_x.shape[1:])
+    if t.init_from:
+        init_from_checkpoint(model, t.init_from, data.epoch_inputs()[:256])
+    model.to(device)
+    trainee = Trainee(model, input_shape)
+    penalty = None
+    if t.sparsity_activation or t.sparsity_weight:
+        example = data.val_x[:1].to(device)
+        penalty = SparsityPenalty(model, example, t.sparsity_activation, t.sparsity_weight)
+    if t.optimizer == "sgd":
+        opt: torch.optim.Optimizer = torch.optim.SGD(
+            model.parameters(), lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay
+        )
+    else:
+        opt = torch.optim.Adam(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+    total_steps = t.epochs * math.ceil(len(data) / t.batch_size)
+    if t.max_steps:
+        total_steps = min(total_steps, t.max_steps)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(total_steps, 1))
+    amp_dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
+    scaler = torch.amp.GradScaler(device.type, enabled=t.amp and device.type == "cuda")
     gen = torch.Generator().manual_seed(t.seed)
-    bar = tqdm(range(t.epochs), desc="train", unit="epoch", disable=not progress)
-    val_acc = 0.0
-    for epoch in bar:
-        x, y = data.epoch()
+    steps, val_acc, loss_sum, seen = 0, float("nan"), 0.0, 0
+    bar = tqdm(total=total_steps, desc=f"train {cfg.model.name}", unit="step", disable=not progress)
+    for epoch in range(t.epochs):
         model.train()
-        order = torch.randperm(len(y), generator=gen)
-        total = 0.0
-        for i in range(0, len(y), t.batch_size):
-            idx = order[i : i + t.batch_size]
-            loss = F.cross_entropy(model(x[idx]), y[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+        loss_sum, seen = 0.0, 0
+        for x, y in data.batches(gen):
+            x, y = x.to(device), y.to(device)
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=t.amp):
+                loss = trainee.loss(x, y, t.tet_lambda)
+                if penalty is not None:
+                    loss = loss + penalty()
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
             sched.step()
-            total += loss.item() * len(idx)
-        if (epoch + 1) % 5 == 0 or epoch + 1 == t.epochs:
-            val_acc = accuracy(model, data.val_x, data.val_labels)
-        bar.set_postfix(loss=f"{total / len(y):.3f}", val_acc=f"{val_acc:.4f}")
-    metrics = {"val_accuracy_ann": val_acc, "train_seconds": round(time.perf_counter() - started, 1)}
+            steps += 1
+            loss_sum, seen = loss_sum + loss.item() * len(y), seen + len(y)
+            bar.update(1)
+            if steps >= total_steps:
+                break
+        last = epoch + 1 == t.epochs or steps >= total_steps
+        if last or (epoch + 1) % t.eval_every == 0:
+            val_acc = accuracy(trainee, data.val_x, data.val_y, device)
+        bar.set_postfix(epoch=epoch + 1, loss=f"{loss_sum / max(seen, 1):.3f}", val_acc=f"{val_acc:.4f}")
+        if last:
+            break
+    bar.close()
+    metrics: dict[str, Any] = {
+        "val_accuracy_ann" if not trainee.net else "val_accuracy_snn": val_acc,
+        "train_steps": steps,
+        "train_seconds": round(time.perf_counter() - started, 1),
+    }
+    if t.prune_epsilon:
+        metrics["pruned_weights"] = prune_small_weights(model, t.prune_epsilon)
     path = Path(output or cfg.output)
-    save_checkpoint(path, model, cfg, metrics)
+    save_checkpoint(path, model.cpu(), cfg, metrics, input_shape)
     return {"checkpoint": str(path), **metrics}

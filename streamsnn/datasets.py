@@ -1,0 +1,235 @@
+"""Training data sets: the embedded digits (events and frames), CIFAR-10 and CIFAR10-DVS.
+
+Every data set yields input tensors ready for a model: frames N×C×H×W for ANNs, or frame
+sequences N×T×C×H×W for directly trained SNNs. CIFAR-10 is read from its official python
+layout (``cifar-10-batches-py``); CIFAR10-DVS through tonic's dataset class, with SEENN's
+preprocessing (10 frames of equal event counts with tonic's ``ToFrame``, resized to 48×48) and
+a fixed per-class split (recordings 0–899 of each class train, 900–999 test; CIFAR10-DVS ships
+no split of its own).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+import re
+import tarfile
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from streamsnn.encoding import bin_events
+from streamsnn.sources.digits import (
+    DIGITS_DVS_SENSOR,
+    GENERATE_BATCH,
+    RECORDING_US,
+    digit_frames,
+    digits_dvs_events,
+    digits_split,
+)
+
+CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
+CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR10_STD = (0.2470, 0.2435, 0.2616)
+CIFAR10DVS_TEST_FROM = 900  # per class: recordings 0..899 train, 900..999 test
+
+
+class DatasetError(FileNotFoundError):
+    """A data set is missing or malformed; the message names the path and what to do."""
+
+
+# -- digits ---------------------------------------------------------------------------------------
+def rate_frame(events: np.ndarray, t0_us: int, t1_us: int, rate_unit_us: float) -> np.ndarray:
+    """Events in [t0_us, t1_us) binned P×H×W as events per pixel per ``rate_unit_us``."""
+    lo, hi = np.searchsorted(events["t"], [t0_us, t1_us])
+    counts, _ = bin_events(events[lo:hi], DIGITS_DVS_SENSOR.shape)
+    return counts * np.float32(rate_unit_us / max(int(t1_us - t0_us), 1))
+
+
+def split_events(split: str, seed: int) -> tuple[list[np.ndarray], np.ndarray]:
+    """All digits-dvs recordings and labels of a split."""
+    _, labels, index = digits_split(split)
+    events: list[np.ndarray] = []
+    for start in range(0, len(index), GENERATE_BATCH):
+        events += digits_dvs_events(index[start : start + GENERATE_BATCH], seed)
+    return events, labels
+
+
+def random_windows(rng: np.random.Generator, n: int, full_fraction: float, min_us: int) -> np.ndarray:
+    """n windows (t0, t1) in µs: whole recordings, prefixes and sub-windows of the recording."""
+    windows = np.zeros((n, 2), dtype=np.int64)
+    windows[:, 1] = RECORDING_US
+    kind = rng.random(n)
+    length = rng.integers(min_us, RECORDING_US + 1, n)
+    prefix = (kind >= full_fraction) & (kind < full_fraction + (1 - full_fraction) / 2)
+    sub = kind >= full_fraction + (1 - full_fraction) / 2
+    windows[prefix, 1] = length[prefix]
+    start = (rng.random(n) * (RECORDING_US - length)).astype(np.int64)
+    windows[sub, 0], windows[sub, 1] = start[sub], start[sub] + length[sub]
+    return windows
+
+
+def shift_batch(x: torch.Tensor, rng: np.random.Generator, max_px: int) -> torch.Tensor:
+    """Shift every image (or frame sequence) of a batch by a random whole number of pixels,
+    zero fill."""
+    if max_px <= 0:
+        return x
+    out = torch.zeros_like(x)
+    h, w = x.shape[-2:]
+    for i, (dy, dx) in enumerate(rng.integers(-max_px, max_px + 1, (len(x), 2))):
+        out[i, ..., max(dy, 0) : h + min(dy, 0), max(dx, 0) : w + min(dx, 0)] = x[
+            i, ..., max(-dy, 0) : h + min(-dy, 0), max(-dx, 0) : w + min(-dx, 0)
+        ]
+    return out
+
+
+# -- CIFAR-10 ---------------------------------------------------------------------------------------
+def _md5(path: Path) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def download_cifar10(root: Path) -> None:
+    """Fetch and unpack the official CIFAR-10 python archive into ``root`` (md5 checked)."""
+    root.mkdir(parents=True, exist_ok=True)
+    archive = root / "cifar-10-python.tar.gz"
+    if not archive.exists():
+        urllib.request.urlretrieve(CIFAR10_URL, archive)
+    if _md5(archive) != CIFAR10_MD5:
+        raise DatasetError(f"{archive}: checksum mismatch (corrupt or partial download); delete it and retry")
+    with tarfile.open(archive) as tar:
+        tar.extractall(root, filter="data")
+
+
+def cifar10_arrays(root: str | Path, split: str, download: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Images (N×3×32×32 uint8) and labels of CIFAR-10 from ``root/cifar-10-batches-py``."""
+    folder = Path(root) / "cifar-10-batches-py"
+    if not folder.is_dir():
+        if not download:
+            raise DatasetError(
+                f"{folder}: CIFAR-10 not found; set data.download: true or unpack "
+                "cifar-10-python.tar.gz there"
+            )
+        download_cifar10(Path(root))
+    names = [f"data_batch_{i}" for i in range(1, 6)] if split == "train" else ["test_batch"]
+    images, labels = [], []
+    for name in names:
+        path = folder / name
+        try:
+            with open(path, "rb") as f:
+                batch = pickle.load(f, encoding="bytes")  # the official data format
+            images.append(np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
+            labels.append(np.asarray(batch[b"labels"], dtype=np.int64))
+        except (OSError, KeyError, pickle.UnpicklingError, ValueError, EOFError) as err:
+            raise DatasetError(
+                f"{path}: not a readable CIFAR-10 batch ({type(err).__name__}: {err})"
+            ) from None
+    return np.concatenate(images), np.concatenate(labels)
+
+
+def normalise_cifar10(images: np.ndarray) -> torch.Tensor:
+    x = torch.from_numpy(images).float() / 255.0
+    mean = torch.tensor(CIFAR10_MEAN).reshape(1, 3, 1, 1)
+    std = torch.tensor(CIFAR10_STD).reshape(1, 3, 1, 1)
+    return (x - mean) / std
+
+
+def random_crop_flip(x: torch.Tensor, rng: np.random.Generator, pad: int = 4) -> torch.Tensor:
+    """Standard CIFAR augmentation: random crop with ``pad`` px zero padding, horizontal flip."""
+    n, _, h, w = x.shape
+    padded = F.pad(x, (pad, pad, pad, pad))
+    out = torch.empty_like(x)
+    offsets = rng.integers(0, 2 * pad + 1, (n, 2))
+    flips = rng.random(n) < 0.5
+    for i in range(n):
+        dy, dx = offsets[i]
+        crop = padded[i, :, dy : dy + h, dx : dx + w]
+        out[i] = crop.flip(-1) if flips[i] else crop
+    return out
+
+
+# -- CIFAR10-DVS ------------------------------------------------------------------------------------
+def cifar10dvs_index(path: str) -> int:
+    """The recording number in a CIFAR10-DVS file name (``cifar10_airplane_123.aedat4`` → 123)."""
+    match = re.search(r"(\d+)\.aedat4$", path)
+    if not match:
+        raise DatasetError(f"{path}: not a CIFAR10-DVS recording name (expected ..._<number>.aedat4)")
+    return int(match.group(1))
+
+
+def cifar10dvs_split(files: list[str], split: str) -> list[int]:
+    """Positions in ``files`` of the fixed per-class split: recordings numbered below
+    ``CIFAR10DVS_TEST_FROM`` train, the rest test."""
+    test = split != "train"
+    return [i for i, f in enumerate(files) if (cifar10dvs_index(f) >= CIFAR10DVS_TEST_FROM) == test]
+
+
+def open_cifar10dvs(root: str | Path, download: bool = False) -> Any:
+    """tonic's CIFAR10DVS under ``root`` (tonic's layout: ``root/CIFAR10DVS/<class>/*.aedat4``)."""
+    import tonic
+
+    location = Path(root) / "CIFAR10DVS"
+    if not download and not (location / tonic.datasets.CIFAR10DVS.filename).exists():
+        raise DatasetError(
+            f"{location}: CIFAR10-DVS not found (tonic expects {tonic.datasets.CIFAR10DVS.filename} and the "
+            "unpacked class folders there); set data.download: true to fetch it"
+        )
+    return tonic.datasets.CIFAR10DVS(save_to=str(root))
+
+
+def seenn_frames(events: np.ndarray, frames: int = 10, size: int = 48) -> torch.Tensor:
+    """SEENN's CIFAR10-DVS preprocessing: ``frames`` frames of equal event counts
+    (tonic's ``ToFrame``), 2×128×128 each, resized (bilinear) to size×size: T×2×size×size."""
+    import tonic
+
+    to_frame = tonic.transforms.ToFrame(sensor_size=(128, 128, 2), n_event_bins=frames)
+    stack = to_frame(events).astype(np.float32)
+    x = torch.from_numpy(stack)
+    if x.shape[0] < frames:  # fewer events than frames: pad with empty frames
+        x = torch.cat([x, torch.zeros(frames - x.shape[0], *x.shape[1:])])
+    return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+
+
+def augment_event_frames(
+    x: torch.Tensor, rng: np.random.Generator, roll_px: int = 5, rotate_deg: float = 30.0
+):
+    """SEENN's CIFAR10-DVS augmentation on N×T×C×H×W: horizontal flip, ±roll_px rolls and
+    ±rotate_deg rotation, the same for every frame of a sample."""
+    out = x.clone()
+    n = x.shape[0]
+    flips = rng.random(n) < 0.5
+    shifts = rng.integers(-roll_px, roll_px + 1, (n, 2))
+    angles = np.deg2rad(rng.uniform(-rotate_deg, rotate_deg, n))
+    for i in range(n):
+        s = out[i].flip(-1) if flips[i] else out[i]
+        s = torch.roll(s, shifts=(int(shifts[i, 0]), int(shifts[i, 1])), dims=(-2, -1))
+        cos, sin = float(np.cos(angles[i])), float(np.sin(angles[i]))
+        theta = torch.tensor([[cos, -sin, 0.0], [sin, cos, 0.0]]).expand(s.shape[0], 2, 3)
+        grid = F.affine_grid(theta, list(s.shape), align_corners=False)
+        out[i] = F.grid_sample(s, grid, align_corners=False)
+    return out
+
+
+__all__ = [
+    "DatasetError",
+    "augment_event_frames",
+    "cifar10_arrays",
+    "cifar10dvs_split",
+    "digit_frames",
+    "normalise_cifar10",
+    "open_cifar10dvs",
+    "random_crop_flip",
+    "random_windows",
+    "rate_frame",
+    "seenn_frames",
+    "shift_batch",
+    "split_events",
+]
