@@ -74,9 +74,7 @@ def activation_thresholds(
 
 
 def _qcfs_neuron(m: QCFS, method: str, v0: float, name: str) -> SpikingNeuron:
-    theta = float(m.theta.detach())
-    if theta <= 0:
-        raise ConversionError(f"{name}: QCFS threshold must be positive, got {theta}")
+    theta = float(m.threshold.detach())
     return QFFSNeuron(theta, v0, z_max=m.levels) if method == "qffs" else IFNeuron(theta, v0)
 
 
@@ -91,7 +89,7 @@ def _residual(
 ) -> list[nn.Module]:
     """[Fork, conv1, IF, conv2, Merge(shortcut), IF] with BN folded and spike amplitudes moved
     into the weights (the identity shortcut becomes a scale by the incoming amplitude)."""
-    theta1 = float(block.act1.theta.detach())
+    theta1 = float(block.act1.threshold.detach())
     conv1 = _scaled(fold_batchnorm(block.conv1, block.bn1), carry)
     conv2 = _scaled(fold_batchnorm(block.conv2, block.bn2), theta1)
     if len(block.shortcut):
@@ -153,12 +151,12 @@ def convert(
             layers.append(m)
         elif isinstance(m, QCFS):
             layers.append(_qcfs_neuron(m, method, v0, name))
-            carry = float(m.theta.detach())
+            carry = float(m.threshold.detach())
         elif isinstance(m, ResidualBlock):
             if method == "data_norm" or not isinstance(m.act1, QCFS) or not isinstance(m.act2, QCFS):
                 raise ConversionError(f"{name}: residual blocks convert with QCFS activations (qcfs, qffs)")
             layers += _residual(m, f"res{i}", carry, method, v0, name)
-            carry = float(m.act2.theta.detach())
+            carry = float(m.act2.threshold.detach())
         elif isinstance(m, nn.ReLU) and method == "data_norm":
             lam = lambdas.get(i, 0.0)
             if lam <= 0:

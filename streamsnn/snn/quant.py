@@ -26,9 +26,17 @@ class QCFS(nn.Module):
         self.levels = levels
         self.theta = nn.Parameter(torch.tensor(float(theta)))
 
+    MIN_THETA = 1e-4  # θ is kept positive: a learnt threshold can otherwise cross zero
+
+    @property
+    def threshold(self) -> torch.Tensor:
+        """The effective (positive) threshold θ."""
+        return self.theta.clamp(min=self.MIN_THETA)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = torch.clamp(x / self.theta, 0, 1) * self.levels
-        return floor_ste(y + 0.5) * (self.theta / self.levels)
+        theta = self.threshold
+        y = torch.clamp(x / theta, 0, 1) * self.levels
+        return floor_ste(y + 0.5) * (theta / self.levels)
 
     def extra_repr(self) -> str:
-        return f"levels={self.levels}, theta={self.theta.item():.4g}"
+        return f"levels={self.levels}, theta={self.threshold.item():.4g}"

@@ -185,7 +185,9 @@ def init_from_checkpoint(model: nn.Module, path: str, calibration: torch.Tensor)
         h.remove()
     with torch.no_grad():
         for i, q in enumerate(qcfs):
-            q.theta.fill_(max(float(torch.quantile(acts[i][:1_000_000].float(), 0.99)), 1e-3))
+            level = float(torch.quantile(acts[i][:1_000_000].float(), 0.99))
+            if level > 0:  # a silent ReLU keeps the configured θ
+                q.theta.fill_(level)
 
 
 def train(cfg: TrainConfig, output: Path | None = None, progress: bool = True) -> dict[str, Any]:

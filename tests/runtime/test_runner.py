@@ -93,7 +93,7 @@ def test_realtime_replay_waits_for_sensor_time(root):
     assert elapsed >= 0.3  # 15 slices of 20 ms each
     for o in result.outcomes:
         assert o.input_latency_ms == pytest.approx(300.0)
-        assert o.e2e_latency_ms < 100  # emitted right after its slice was complete, not after a backlog
+        assert o.e2e_latency_ms < 200  # right after its slice was complete, not after a 300 ms backlog
 
 
 def test_frame_source_with_direct_and_poisson_input(root):

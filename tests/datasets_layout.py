@@ -1,0 +1,73 @@
+"""Tiny data sets written in the real on-disk layouts, for tests that train or replay."""
+
+import pickle
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+CIFAR10DVS_CLASSES = [
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+]
+
+
+def write_cifar10(root: Path, per_batch: int = 4, seed: int = 0) -> Path:
+    """CIFAR-10's official python layout: root/cifar-10-batches-py/{data_batch_1..5,test_batch}."""
+    rng = np.random.default_rng(seed)
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        batch = {
+            b"batch_label": name.encode(),
+            b"labels": rng.integers(0, 10, per_batch).tolist(),
+            b"data": rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8),
+            b"filenames": [f"img_{i}.png".encode() for i in range(per_batch)],
+        }
+        with open(folder / name, "wb") as f:
+            pickle.dump(batch, f)
+    with open(folder / "batches.meta", "wb") as f:
+        pickle.dump({b"label_names": [c.encode() for c in CIFAR10DVS_CLASSES]}, f)
+    return root
+
+
+def write_aedat4(path: Path, events: np.ndarray, size: tuple[int, int] = (128, 128)) -> None:
+    """An AEDAT4 file written by dv-processing (as a DV camera would record it)."""
+    import dv_processing as dv
+
+    store = dv.EventStore()
+    for t, x, y, p in zip(events["t"], events["x"], events["y"], events["p"], strict=True):
+        store.push_back(int(t), int(x), int(y), bool(p))
+    writer = dv.io.MonoCameraWriter(str(path), dv.io.MonoCameraWriter.EventOnlyConfig("DVXplorer", size))
+    writer.writeEvents(store)
+    del writer  # closes the file
+
+
+def write_cifar10dvs(
+    root: Path, numbers=(*range(90), *range(900, 910)), events: int = 60, seed: int = 0
+) -> Path:
+    """tonic's CIFAR10-DVS layout: root/CIFAR10DVS/CIFAR10DVS.zip plus <class>/cifar10_<class>_<n>.aedat4
+    (tonic wants the archive and at least 1000 recordings to consider the data set present)."""
+    rng = np.random.default_rng(seed)
+    location = root / "CIFAR10DVS"
+    location.mkdir(parents=True)
+    with zipfile.ZipFile(location / "CIFAR10DVS.zip", "w") as z:
+        z.writestr("README.txt", "test fixture")
+    dtype = np.dtype([("t", "<i8"), ("x", "<i2"), ("y", "<i2"), ("p", "i1")])
+    for cls in CIFAR10DVS_CLASSES:
+        (location / cls).mkdir()
+        for n in numbers:
+            ev = np.zeros(events, dtype=dtype)
+            ev["t"] = np.sort(rng.integers(0, 1_000_000, events))
+            ev["x"], ev["y"] = rng.integers(0, 128, events), rng.integers(0, 128, events)
+            ev["p"] = rng.integers(0, 2, events)
+            write_aedat4(location / cls / f"cifar10_{cls}_{n}.aedat4", ev)
+    return root

@@ -1,0 +1,89 @@
+"""Every training config of the papers' settings trains one step on a tiny data set written in
+the real layout, on CPU, and its checkpoint becomes a spiking network."""
+
+import pytest
+import torch
+
+from streamsnn.config import load_train_config
+from streamsnn.datasets import DatasetError, cifar10dvs_split, open_cifar10dvs
+from streamsnn.snn.checkpoint import load_checkpoint
+from streamsnn.snn.train import train
+from tests.datasets_layout import write_cifar10, write_cifar10dvs
+
+SMOKE = ["data.download=false", "data.limit=4", "train.max_steps=1", "train.epochs=1", "train.batch_size=2"]
+
+
+@pytest.fixture(scope="module")
+def cifar10_root(tmp_path_factory):
+    return write_cifar10(tmp_path_factory.mktemp("cifar10"))
+
+
+@pytest.fixture(scope="module")
+def cifar10dvs_root(tmp_path_factory):
+    return write_cifar10dvs(tmp_path_factory.mktemp("cifar10dvs"))
+
+
+def smoke_train(root, name, data_root, tmp_path, *extra):
+    out = tmp_path / f"{name}.pt"
+    cfg = load_train_config(root / "configs" / f"{name}.yaml", [*SMOKE, f"data.root={data_root}", *extra])
+    result = train(cfg, output=out, progress=False)
+    assert result["train_steps"] == 1
+    return load_checkpoint(str(out)), cfg
+
+
+def check_snn(model, method="qcfs"):
+    snn = model.snn(method)
+    x = torch.rand(1, *model.input_shape)
+    state, _ = snn.step(x, snn.init_state(1))
+    state, _ = snn.step(x, state)
+    assert state.out.shape == (1, 10) and torch.isfinite(state.out).all()
+    return snn
+
+
+@pytest.mark.parametrize("name", ["cifar10_vgg16_qcfs", "cifar10_resnet18_qcfs"])
+def test_cifar10_qcfs_configs_train_one_step(root, cifar10_root, tmp_path, name):
+    model, _cfg = smoke_train(root, name, cifar10_root, tmp_path)
+    assert model.input_shape == (3, 32, 32)
+    check_snn(model, "qcfs")
+
+
+@pytest.mark.parametrize("arch", ["vgg16", "resnet18"])
+def test_cifar10_qffs_2bit_configs_fine_tune_from_full_precision(root, cifar10_root, tmp_path, arch):
+    _fp, _ = smoke_train(root, f"cifar10_{arch}_fp", cifar10_root, tmp_path)
+    fp_path = tmp_path / f"cifar10_{arch}_fp.pt"
+    model, _ = smoke_train(
+        root, f"cifar10_{arch}_qffs2bit", cifar10_root, tmp_path, f"train.init_from={fp_path}"
+    )
+    thetas = [float(m.threshold.detach()) for m in model.ann.modules() if hasattr(m, "levels")]
+    assert thetas and all(t != 8.0 for t in thetas)  # initialised from the ReLU activations
+    assert {m.levels for m in model.ann.modules() if hasattr(m, "levels")} == {3}
+    snn = check_snn(model, "qffs")
+    assert {n.z_max for n in snn.neurons} == {3}
+
+
+def test_cifar10dvs_vggsnn_tet_trains_one_step(root, cifar10dvs_root, tmp_path):
+    model, _ = smoke_train(root, "cifar10dvs_vggsnn_tet", cifar10dvs_root, tmp_path)
+    assert model.input_shape == (2, 48, 48) and model.input["steps"] == 10
+    snn = check_snn(model)
+    assert not any(type(m).__name__.startswith("BatchNorm") for m in snn.layers)  # folded
+
+
+def test_cifar10dvs_split_is_fixed_per_class(cifar10dvs_root):
+    dataset = open_cifar10dvs(cifar10dvs_root)
+    assert len(dataset) == 1000
+    train_idx, test_idx = cifar10dvs_split(dataset.data, "train"), cifar10dvs_split(dataset.data, "test")
+    assert len(train_idx) == 900 and len(test_idx) == 100 and not set(train_idx) & set(test_idx)
+    assert sorted(dataset.targets[i] for i in test_idx) == sorted(list(range(10)) * 10)
+
+
+def test_missing_data_sets_say_what_to_do(tmp_path):
+    from streamsnn.datasets import cifar10_arrays
+
+    with pytest.raises(DatasetError, match=r"CIFAR-10 not found; set data\.download: true"):
+        cifar10_arrays(tmp_path, "train")
+    with pytest.raises(DatasetError, match="CIFAR10-DVS not found"):
+        open_cifar10dvs(tmp_path)
+    broken = write_cifar10(tmp_path / "b")
+    (broken / "cifar-10-batches-py" / "test_batch").write_bytes(b"\x80\x04garbage")
+    with pytest.raises(DatasetError, match="test_batch: not a readable CIFAR-10 batch"):
+        cifar10_arrays(broken, "test")
