@@ -57,7 +57,8 @@ def _convert(args: argparse.Namespace) -> int:
         model = load_checkpoint(args.weights)
         steps = sorted({int(t) for t in args.steps.split(",")})
         methods = args.methods.split(",")
-        table = conversion_table(model, methods, steps, args.split, args.v0)
+        phases = {k: int(v) for k, v in (p.split("=") for p in args.scale.split(","))} if args.scale else None
+        table = conversion_table(model, methods, steps, args.split, args.v0, phases, args.scale_v0)
     except (FileNotFoundError, ValueError) as err:
         raise ConfigError(str(err)) from None
     print(f"{model.path.name} on the digits {args.split} split, direct input, V0 = {args.v0}·θ")
@@ -104,10 +105,16 @@ def make_parser() -> argparse.ArgumentParser:
 
     conv = sub.add_parser("convert", help="convert a checkpoint to an SNN and print the conversion table")
     conv.add_argument("weights", help="checkpoint path or builtin:NAME")
-    conv.add_argument("--methods", default="qcfs,qffs", help="comma-separated: qcfs, qffs")
+    conv.add_argument("--methods", default="qcfs,qffs", help="comma-separated: qcfs, qffs, data_norm")
     conv.add_argument("--steps", default="1,2,4,8,16,32", help="comma-separated T values")
     conv.add_argument("--split", default="test", choices=["train", "val", "test"])
     conv.add_argument("--v0", type=float, default=0.5, help="initial membrane as a fraction of θ")
+    conv.add_argument(
+        "--scale",
+        metavar="PHASE=EVALS,...",
+        help="also optimise firing-rate scaling with Subplex, e.g. global=20,layer=50,channel=200",
+    )
+    conv.add_argument("--scale-v0", action="store_true", help="optimise V0 together with the scaling")
     conv.set_defaults(func=_convert)
 
     sensors = sub.add_parser("sensors", help="list the sensor profiles")

@@ -79,3 +79,15 @@ def test_ctrl_c_flushes_sinks_and_writes_the_report(root, tmp_path):
     lines = preds.read_text().splitlines()
     finals = [json.loads(x) for x in lines if json.loads(x)["final"]]  # every line is complete JSON
     assert len(finals) == data["samples"]
+
+
+def test_convert_prints_the_conversion_table(root):
+    out = cli("convert", "builtin:digits_frames_2bit", "--steps", "1,3,8", "--split", "val", cwd=root)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    header = next(line for line in lines if line.lstrip().startswith("method"))
+    assert "T=1" in header and "T=8" in header and "spikes/neuron@8" in header and "Pareto lat." in header
+    assert any(line.strip().startswith("QCFS") for line in lines)
+    assert any(line.strip().startswith("QFFS") for line in lines)
+    out = cli("convert", "builtin:digits_dvs", cwd=root)
+    assert out.returncode == 2 and "frame models" in out.stderr

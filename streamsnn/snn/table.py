@@ -10,7 +10,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from streamsnn.snn.anytime import optimize_scaling
 from streamsnn.snn.checkpoint import LoadedModel
+from streamsnn.snn.convert import convert
 from streamsnn.snn.counting import counted_run
 from streamsnn.snn.network import SpikingNetwork
 from streamsnn.sources.digits import digit_frames, digits_split
@@ -62,19 +64,43 @@ class ConversionTable:
     samples: int
 
 
+CALIBRATION_SAMPLES = 300  # training-split samples for data_norm thresholds and scaling
+
+
 def conversion_table(
-    model: LoadedModel, methods: list[str], steps: list[int], split: str = "test", v0: float = 0.5
+    model: LoadedModel,
+    methods: list[str],
+    steps: list[int],
+    split: str = "test",
+    v0: float = 0.5,
+    scale_phases: dict[str, int] | None = None,
+    scale_v0: bool = False,
 ) -> ConversionTable:
-    """ANN accuracy, one row per method and the ANN's energy per sample (µJ)."""
+    """ANN accuracy, one row per method and the ANN's energy per sample (µJ).
+
+    ``data_norm`` takes its thresholds from the training split; ``scale_phases`` (e.g.
+    ``{"global": 20, "layer": 50}``) adds a firing-rate-scaled row per method, optimised on the
+    training split for T = max(steps) (V0 too with ``scale_v0``); the table itself is measured
+    on ``split``.
+    """
     x, labels = frame_inputs(model, split)
+    cal_x, cal_y = frame_inputs(model, "train")
+    cal_x, cal_y = cal_x[:CALIBRATION_SAMPLES], cal_y[:CALIBRATION_SAMPLES]
     with torch.no_grad():
         ann_acc = float((model.ann(x).argmax(1).numpy() == labels).mean())
+        cal_acc = float((model.ann(cal_x).argmax(1).numpy() == cal_y).mean())
     rows, ann_energy = [], 0.0
-    for method in methods:
-        acc, counts, p_lat = evaluate_snn(model.snn(method, v0), x, labels, steps, ann_acc)
+    variants = [(m, False) for m in methods] + ([(m, True) for m in methods] if scale_phases else [])
+    for method, scaled in variants:
+        snn = convert(model.ann, model.input_shape, method, v0, calibration=cal_x)
+        name = method
+        if scaled:
+            optimize_scaling(snn, cal_x, cal_y, max(steps), cal_acc, scale_phases or {}, optimize_v0=scale_v0)
+            name = f"{method}+scaling" + ("+v0" if scale_v0 else "")
+        acc, counts, p_lat = evaluate_snn(snn, x, labels, steps, ann_acc)
         rows.append(
             MethodRow(
-                method,
+                name,
                 v0,
                 acc,
                 counts.spikes_per_neuron(),

@@ -3,6 +3,7 @@ import pytest
 import torch
 from torch import nn
 
+from streamsnn.config import load_train_config
 from streamsnn.snn.anytime import (
     AnytimeObjective,
     SparsityPenalty,
@@ -12,8 +13,10 @@ from streamsnn.snn.anytime import (
     scale_channels,
     simulate,
 )
+from streamsnn.snn.checkpoint import load_checkpoint
 from streamsnn.snn.convert import convert, fold_batchnorm
 from streamsnn.snn.models import digits_cnn
+from streamsnn.snn.train import train
 from streamsnn.sources.digits import digit_frames, digits_split
 
 
@@ -98,3 +101,38 @@ def test_sparsity_penalties_follow_beta_and_weights():
     with torch.no_grad():
         model[0].weight[0, 0, 0, 0] = 1e-6
     assert prune_small_weights(model, 1e-4) >= 1 and model[0].weight[0, 0, 0, 0] == 0
+
+
+def test_sparsity_fine_tuning_makes_activations_sparser(relu_digits, tmp_path, root):
+    images, _, _ = digits_split("val")
+    x = torch.from_numpy(digit_frames(images[:200], 16))[:, None]
+
+    def nonzero_fraction(model):
+        acts = []
+        hooks = [
+            m.register_forward_hook(lambda _m, _x, y: acts.append(y)) for m in model if isinstance(m, nn.ReLU)
+        ]
+        with torch.no_grad():
+            model.eval()(x)
+        for h in hooks:
+            h.remove()
+        return float(sum((a > 0).sum() for a in acts) / sum(a.numel() for a in acts))
+
+    def fine_tune(activation: float, weight: float, name: str):
+        overrides = [
+            "model.activation=relu",
+            "train.epochs=8",
+            f"train.init_from={relu_digits.path}",
+            "train.lr=0.003",
+            f"train.sparsity_activation={activation}",
+            f"train.sparsity_weight={weight}",
+            "train.prune_epsilon=1e-4",
+        ]
+        cfg = load_train_config(root / "configs" / "digits_frames.yaml", overrides)
+        result = train(cfg, output=tmp_path / name, progress=False)
+        return result, load_checkpoint(str(tmp_path / name))
+
+    _, plain = fine_tune(0.0, 0.0, "plain.pt")
+    result, sparse = fine_tune(5.0, 0.5, "sparse.pt")
+    assert nonzero_fraction(sparse.ann) < 0.85 * nonzero_fraction(plain.ann)  # same fine-tuning, no penalty
+    assert result["val_accuracy_ann"] > 0.9 and "pruned_weights" in result

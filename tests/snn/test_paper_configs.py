@@ -87,3 +87,27 @@ def test_missing_data_sets_say_what_to_do(tmp_path):
     (broken / "cifar-10-batches-py" / "test_batch").write_bytes(b"\x80\x04garbage")
     with pytest.raises(DatasetError, match="test_batch: not a readable CIFAR-10 batch"):
         cifar10_arrays(broken, "test")
+
+
+@pytest.mark.parametrize("name", ["digits_frames", "digits_frames_2bit", "digits_dvs"])
+def test_digits_configs_train_one_step(root, tmp_path, name):
+    out = tmp_path / f"{name}.pt"
+    cfg = load_train_config(root / "configs" / f"{name}.yaml", ["train.max_steps=1", "train.epochs=1"])
+    assert train(cfg, output=out, progress=False)["train_steps"] == 1
+    check_snn(load_checkpoint(str(out)))
+
+
+def test_every_config_has_a_training_test(root):
+    covered = {
+        "cifar10_vgg16_qcfs",
+        "cifar10_resnet18_qcfs",
+        "cifar10_vgg16_fp",
+        "cifar10_resnet18_fp",
+        "cifar10_vgg16_qffs2bit",
+        "cifar10_resnet18_qffs2bit",
+        "cifar10dvs_vggsnn_tet",
+        "digits_frames",
+        "digits_frames_2bit",
+        "digits_dvs",
+    }
+    assert {p.stem for p in (root / "configs").glob("*.yaml")} == covered
