@@ -111,3 +111,21 @@ def test_every_config_has_a_training_test(root):
         "digits_dvs",
     }
     assert {p.stem for p in (root / "configs").glob("*.yaml")} == covered
+
+
+def test_mixed_precision_training_step_on_cpu(root, tmp_path):
+    """``--amp`` (bf16 autocast on CPU, fp16 with a gradient scaler on CUDA) trains and saves."""
+    out = tmp_path / "amp.pt"
+    cfg = load_train_config(root / "configs" / "digits_frames.yaml", ["train.max_steps=2", "train.amp=true"])
+    result = train(cfg, output=out, progress=False)
+    assert result["train_steps"] == 2
+    model = load_checkpoint(str(out))
+    assert all(p.dtype == torch.float32 and torch.isfinite(p).all() for p in model.ann.parameters())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_training_step(root, tmp_path):
+    cfg = load_train_config(
+        root / "configs" / "digits_frames.yaml", ["train.max_steps=2", "train.device=cuda"]
+    )
+    assert train(cfg, output=tmp_path / "cuda.pt", progress=False)["train_steps"] == 2
