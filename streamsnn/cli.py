@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from streamsnn.config import ConfigError
 
@@ -78,29 +79,30 @@ def _sensors(args: argparse.Namespace) -> int:
     return 0
 
 
+def _config_command(sub: Any, name: str, help_text: str, positional: str) -> argparse.ArgumentParser:
+    """A sub-command that takes a YAML file, ``--set KEY=VALUE`` overrides and ``--no-progress``."""
+    cmd = sub.add_parser(name, help=help_text)
+    cmd.add_argument(positional, type=Path)
+    cmd.add_argument(
+        "--set", action="append", metavar="KEY=VALUE", help="override a config field (repeatable)"
+    )
+    cmd.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return cmd
+
+
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="streamsnn", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    run = sub.add_parser("run", help="run a pipeline.yaml: source → SNN → policies → sinks")
-    run.add_argument("pipeline", type=Path)
-    run.add_argument(
-        "--set", action="append", metavar="KEY=VALUE", help="override a config field (repeatable)"
-    )
+    run = _config_command(sub, "run", "run a pipeline.yaml: source → SNN → policies → sinks", "pipeline")
     run.add_argument("--output", help="also write every prediction to this JSONL file")
     run.add_argument("--report", help="write report.json (plus per-sample outcomes and a PNG) here")
-    run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.set_defaults(func=_run)
 
-    train = sub.add_parser("train", help="train a QCFS ANN for conversion from a training config")
-    train.add_argument("config", type=Path)
-    train.add_argument(
-        "--set", action="append", metavar="KEY=VALUE", help="override a config field (repeatable)"
-    )
+    train = _config_command(sub, "train", "train an ANN for conversion, or an SNN directly", "config")
     train.add_argument("--output", help="checkpoint path (default: the config's output)")
     train.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: the config's train.device)")
     train.add_argument("--amp", action="store_true", help="mixed precision (fp16 on CUDA, bf16 on CPU)")
-    train.add_argument("--no-progress", action="store_true")
     train.set_defaults(func=_train)
 
     conv = sub.add_parser("convert", help="convert a checkpoint to an SNN and print the conversion table")

@@ -6,6 +6,7 @@ checkpoint is rebuilt without code from the user.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import torch
@@ -109,17 +110,25 @@ class ResidualBlock(nn.Module):
         return self.act2(y + self.shortcut(x))
 
 
-def _resnet(
-    stem: int,
-    stages: list[tuple[int, int]],
-    in_channels: int,
-    size: int,
-    classes: int,
-    levels: int,
-    theta: float,
-    activation: str,
-    hidden: int | None = None,
+RESNET_PLANS: dict[str, tuple[int, list[tuple[int, int]], int | None]] = {
+    # stem width, (width, blocks) per stage, hidden FC width
+    "resnet18": (64, [(64, 2), (128, 2), (256, 2), (512, 2)], None),  # CIFAR variant: 3×3 stem, no max pool
+    "resnet19": (128, [(128, 3), (256, 3), (512, 2)], 256),  # TET / SEENN
+    "resnet20": (16, [(16, 3), (32, 3), (64, 3)], None),  # He et al., CIFAR
+}
+
+
+def resnet(
+    plan: str,
+    in_channels: int = 3,
+    size: int = 32,
+    classes: int = 10,
+    levels: int = 4,
+    theta: float = 8.0,
+    activation: str = "qcfs",
 ) -> nn.Sequential:
+    """A ResNet of ``RESNET_PLANS`` with basic residual blocks and global average pooling."""
+    stem, stages, hidden = RESNET_PLANS[plan]
     layers: list[nn.Module] = [
         nn.Conv2d(in_channels, stem, 3, 1, 1, bias=False),
         nn.BatchNorm2d(stem),
@@ -137,46 +146,6 @@ def _resnet(
         c = hidden
     layers.append(nn.Linear(c, classes))
     return nn.Sequential(*layers)
-
-
-def resnet18(
-    in_channels: int = 3,
-    size: int = 32,
-    classes: int = 10,
-    levels: int = 4,
-    theta: float = 8.0,
-    activation: str = "qcfs",
-) -> nn.Sequential:
-    """ResNet-18, CIFAR variant (3×3 stem, no max pooling): 64-128-256-512, two blocks each."""
-    return _resnet(
-        64, [(64, 2), (128, 2), (256, 2), (512, 2)], in_channels, size, classes, levels, theta, activation
-    )
-
-
-def resnet19(
-    in_channels: int = 3,
-    size: int = 32,
-    classes: int = 10,
-    levels: int = 4,
-    theta: float = 8.0,
-    activation: str = "qcfs",
-) -> nn.Sequential:
-    """ResNet-19 of the SNN literature (TET, SEENN): 128 stem, 128×3, 256×3, 512×2, FC 256."""
-    return _resnet(
-        128, [(128, 3), (256, 3), (512, 2)], in_channels, size, classes, levels, theta, activation, 256
-    )
-
-
-def resnet20(
-    in_channels: int = 3,
-    size: int = 32,
-    classes: int = 10,
-    levels: int = 4,
-    theta: float = 8.0,
-    activation: str = "qcfs",
-) -> nn.Sequential:
-    """ResNet-20 for CIFAR (He et al.): 16 stem, 16×3, 32×3, 64×3."""
-    return _resnet(16, [(16, 3), (32, 3), (64, 3)], in_channels, size, classes, levels, theta, activation)
 
 
 def vggsnn(
@@ -207,9 +176,7 @@ def vggsnn(
 ARCHITECTURES = {
     "digits_cnn": digits_cnn,
     "vgg16": vgg16,
-    "resnet18": resnet18,
-    "resnet19": resnet19,
-    "resnet20": resnet20,
+    **{name: functools.partial(resnet, name) for name in RESNET_PLANS},
     "vggsnn": vggsnn,
 }
 
