@@ -67,6 +67,38 @@ def _convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def _calibrate(args: argparse.Namespace) -> int:
+    from streamsnn.calibrate import calibrate, plot_scan
+    from streamsnn.config import load_pipeline
+
+    overrides = list(args.set or [])
+    cfg = load_pipeline(args.pipeline, overrides)
+    try:
+        cal, scan, _ = calibrate(
+            cfg,
+            args.split,
+            args.resolution,
+            args.tolerance,
+            args.alpha,
+            not args.no_temperature,
+            progress=not args.no_progress,
+            target_saving=args.target_saving,
+        )
+    except ValueError as err:
+        raise ConfigError(f"{args.pipeline}: {err}") from None
+    out = Path(args.output or f"runs/{cfg.name}/calibration.json")
+    cal.save(out)
+    png = plot_scan(scan, cal, out.with_suffix(".png"))
+    grid = f"{len(scan.thresholds)} thresholds, step {cal.resolution:g}"
+    print(f"Dynamic Confidence for {cfg.name} on {cal.split} ({grid})")
+    print(f"  alpha {cal.alpha:g}   temperature {cal.temperature:.4f}   threshold {cal.threshold:.4f}")
+    print(f"  accuracy {100 * cal.accuracy:.2f} % (full T: {100 * cal.accuracy_full_T:.2f} %)")
+    print(f"  mean steps {cal.mean_steps:.3f} of {cal.steps}   saving {100 * cal.saving:.1f} %")
+    print(f"  Pareto front: {len(cal.front)} points")
+    print(f"wrote {out} and {png}", file=sys.stderr)
+    return 0
+
+
 def _sensors(args: argparse.Namespace) -> int:
     from streamsnn.events import list_sensors
 
@@ -104,6 +136,25 @@ def make_parser() -> argparse.ArgumentParser:
     train.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: the config's train.device)")
     train.add_argument("--amp", action="store_true", help="mixed precision (fp16 on CUDA, bf16 on CPU)")
     train.set_defaults(func=_train)
+
+    cal = _config_command(
+        sub, "calibrate", "choose Dynamic Confidence's threshold on a validation split", "pipeline"
+    )
+    cal.add_argument("--split", default="val", choices=["train", "val"], help="never test")
+    cal.add_argument("--resolution", type=float, default=1e-4, help="threshold grid step")
+    cal.add_argument(
+        "--tolerance", type=float, default=0.0, help="accuracy loss allowed against full T (fraction)"
+    )
+    cal.add_argument(
+        "--target-saving",
+        type=float,
+        help="choose the most conservative no-loss threshold that still saves this fraction of steps "
+        "(default: the paper's lowest mean steps)",
+    )
+    cal.add_argument("--alpha", type=float, help="α (default: T for QCFS, 2^b − 1 for QFFS)")
+    cal.add_argument("--no-temperature", action="store_true", help="skip temperature scaling")
+    cal.add_argument("--output", help="calibration file (default: runs/<pipeline name>/calibration.json)")
+    cal.set_defaults(func=_calibrate)
 
     conv = sub.add_parser("convert", help="convert a checkpoint to an SNN and print the conversion table")
     conv.add_argument("weights", help="checkpoint path or builtin:NAME")

@@ -116,7 +116,44 @@ class ConfidenceExitConfig(Strict):
     score: Literal["max_softmax", "entropy"] = "max_softmax"
 
 
-ExitConfig = Annotated[FixedExitConfig | ConfidenceExitConfig, Field(discriminator="type")]
+class DynamicConfidenceExitConfig(Strict):
+    """Dynamic Confidence: final when ``max softmax(O_t / (α·τ)) > threshold``, else at
+    ``max_steps``. Values come from ``calibration`` (a file of ``streamsnn calibrate``); values
+    given here override the file's."""
+
+    type: Literal["dynamic_confidence"]
+    calibration: str | None = None
+    threshold: float | None = Field(None, ge=0.0, le=1.0)
+    alpha: PositiveFloat | None = None
+    temperature: PositiveFloat | None = None
+    max_steps: PositiveInt | None = None
+
+
+class DeadlineExitConfig(Strict):
+    """Anytime: final at a budget of sensor time waited (``input_ms``) or wall time computed
+    (``compute_ms``) or steps, whichever comes first, with the best-so-far prediction."""
+
+    type: Literal["deadline"]
+    input_ms: PositiveFloat | None = None
+    compute_ms: PositiveFloat | None = None
+    max_steps: PositiveInt | None = None
+
+
+class OracleExitConfig(Strict):
+    """Upper bound: final at the first correct prediction (needs labels; offline only)."""
+
+    type: Literal["oracle"]
+    max_steps: PositiveInt | None = None
+
+
+ExitConfig = Annotated[
+    FixedExitConfig
+    | ConfidenceExitConfig
+    | DynamicConfidenceExitConfig
+    | DeadlineExitConfig
+    | OracleExitConfig,
+    Field(discriminator="type"),
+]
 
 
 class PolicyConfig(Strict):

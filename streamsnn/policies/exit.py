@@ -9,6 +9,8 @@ from __future__ import annotations
 import math
 from typing import Any, Protocol
 
+import torch
+
 from streamsnn.prediction import Prediction
 
 
@@ -59,7 +61,96 @@ class Confidence:
         return None
 
 
-EXIT_POLICIES: dict[str, type] = {"fixed": FixedSteps, "confidence": Confidence}
+class DynamicConfidence:
+    """Dynamic Confidence (Li & Furber): confidence ``max softmax(O_t / (α·τ))`` of the
+    accumulated output O_t, with α (T for QCFS, 2^b − 1 for QFFS) and the temperature τ and
+    threshold chosen by ``streamsnn calibrate``; final when the confidence exceeds the threshold."""
+
+    name = "dynamic_confidence"
+
+    def __init__(
+        self,
+        calibration: str | None = None,
+        threshold: float | None = None,
+        alpha: float | None = None,
+        temperature: float | None = None,
+        max_steps: int | None = None,
+    ) -> None:
+        if calibration:
+            from streamsnn.calibrate import load_calibration
+
+            cal = load_calibration(calibration)
+            threshold = cal.threshold if threshold is None else threshold
+            alpha = cal.alpha if alpha is None else alpha
+            temperature = cal.temperature if temperature is None else temperature
+            max_steps = cal.steps if max_steps is None else max_steps
+        if threshold is None or alpha is None:
+            raise ValueError("dynamic_confidence needs a calibration file or both threshold and alpha")
+        self.threshold, self.max_steps = float(threshold), max_steps
+        self.scale = float(alpha) * float(temperature or 1.0)
+
+    def confidence(self, pred: Prediction) -> float:
+        assert pred.output is not None, "dynamic_confidence reads the accumulated output"
+        return float(torch.softmax(pred.output.double() / self.scale, dim=0).max())
+
+    def decide(self, pred: Prediction) -> str | None:
+        if self.confidence(pred) > self.threshold:
+            return "confident"
+        if self.max_steps is not None and pred.step >= self.max_steps:
+            return "max_steps"
+        return None
+
+
+class Deadline:
+    """Final once the sensor time waited or the wall time computed reaches its budget (ms), or
+    at ``max_steps``: the best-so-far prediction at the deadline."""
+
+    name = "deadline"
+
+    def __init__(
+        self, input_ms: float | None = None, compute_ms: float | None = None, max_steps: int | None = None
+    ):
+        if input_ms is None and compute_ms is None and max_steps is None:
+            raise ValueError("deadline needs input_ms, compute_ms or max_steps")
+        self.input_ms, self.compute_ms, self.max_steps = input_ms, compute_ms, max_steps
+
+    def decide(self, pred: Prediction) -> str | None:
+        if self.input_ms is not None and pred.input_latency_ms >= self.input_ms:
+            return "input_deadline"
+        if self.compute_ms is not None and pred.compute_latency_ms >= self.compute_ms:
+            return "compute_deadline"
+        if self.max_steps is not None and pred.step >= self.max_steps:
+            return "max_steps"
+        return None
+
+
+class Oracle:
+    """Upper bound of any exit policy: final at the first correct prediction (samples never
+    correct run to the end). Needs labels, so it is refused on live sources."""
+
+    name = "oracle"
+    needs_labels = True
+
+    def __init__(self, max_steps: int | None = None) -> None:
+        self.max_steps = max_steps
+
+    def decide(self, pred: Prediction) -> str | None:
+        if pred.label is None:
+            raise ValueError("the oracle policy needs labels; this stream has none")
+        if pred.cls == pred.label:
+            return "correct"
+        if self.max_steps is not None and pred.step >= self.max_steps:
+            return "max_steps"
+        return None
+
+
+EXIT_POLICIES: dict[str, type] = {
+    "fixed": FixedSteps,
+    "confidence": Confidence,
+    "dynamic_confidence": DynamicConfidence,
+    "deadline": Deadline,
+    "oracle": Oracle,
+}
 
 
 def make_exit_policy(name: str, **options: Any) -> ExitPolicy:

@@ -87,7 +87,15 @@ def build_pipeline(cfg: PipelineConfig, origin: str = "pipeline") -> Pipeline:
     except (RuntimeError, AssertionError) as err:
         raise ConfigError(f"{origin}: model.device: cannot use '{cfg.model.device}': {err}") from None
 
-    exit_policy = make_exit_policy(cfg.policy.exit.type, **_options(cfg.policy.exit))
+    if getattr(cfg.policy.exit, "type", "") == "oracle" and (source.live or not source.labels):
+        raise ConfigError(
+            f"{origin}: policy.exit: the oracle exits at the first correct prediction, so it needs labels; "
+            f"source '{cfg.source.type}' is live or unlabelled (use it on a labelled offline replay)"
+        )
+    try:
+        exit_policy = make_exit_policy(cfg.policy.exit.type, **_options(cfg.policy.exit))
+    except ValueError as err:
+        raise ConfigError(f"{origin}: policy.exit: {err}") from None
     reset_policy = make_reset_policy(cfg.policy.reset)
     sinks = [make_sink(s.type, **_options(s)) for s in cfg.sinks]
     return Pipeline(cfg, source, model, operator, encoder, exit_policy, reset_policy, sinks)

@@ -25,6 +25,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -34,6 +35,7 @@ from streamsnn.prediction import Prediction
 from streamsnn.runtime.build import Pipeline
 from streamsnn.runtime.queues import BoundedQueue, Closed
 from streamsnn.slicing import EventSlice, Slicer
+from streamsnn.snn.models import is_spiking
 from streamsnn.sources.base import Packet
 
 _END = object()
@@ -272,7 +274,7 @@ class Runner:
                 label=item.label if lane.live else lane.label,
                 spikes=int(spikes_l[i]),
                 input_latency_ms=(item.t_end_us - item.sample_t0_us) / 1000.0,
-                output=result.output[i],
+                output=result.output[i].clone(),
             )
             lane.last = pred
             if lane.decision is None:
@@ -312,10 +314,10 @@ class Runner:
         self._close(lane)
 
     def _record(self, lane: Lane, d: Prediction, full: Prediction | None) -> None:
-        ann_cls = None
-        if full is not None and lane.input_sum is not None:
+        ann_out = None
+        if full is not None and lane.input_sum is not None and not is_spiking(self.pipe.model.ann):
             with torch.inference_mode():
-                ann_cls = int(self.pipe.model.ann((lane.input_sum / full.step)[None]).argmax(1))
+                ann_out = self.pipe.model.ann((lane.input_sum / full.step)[None])[0].double().tolist()
         self.outcomes.append(
             SampleOutcome(
                 d.stream,
@@ -330,7 +332,8 @@ class Runner:
                 d.spikes,
                 None if full is None else full.cls,
                 None if full is None else full.step,
-                ann_cls,
+                None if ann_out is None else int(np.argmax(ann_out)),
+                ann_out,
             )
         )
         if self.bar is not None:

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from streamsnn.metrics import pareto_latency, pareto_power
 from streamsnn.snn.counting import counted_run
 from streamsnn.snn.network import SpikingNetwork
 from streamsnn.snn.neurons import SpikingNeuron
@@ -155,13 +156,12 @@ class AnytimeObjective:
     def __call__(
         self, accuracy: np.ndarray, events: np.ndarray, a_max: float, e_ref: float
     ) -> dict[str, float]:
-        gap = a_max - accuracy
         t = len(accuracy)
         m_e = float(1 - accuracy.max())
-        tac = float(gap.sum() / t)
-        pac = float((events * gap).sum() / (t * max(e_ref, 1e-12)))
-        loss = self.lambda_error * m_e + self.lambda_latency * tac + self.lambda_power * pac
-        return {"loss": loss, "min_error": m_e, "pareto_latency": float(gap.sum()), "pac": pac}
+        p_l = pareto_latency(a_max, accuracy)
+        pac = pareto_power(a_max, accuracy, events) / (t * max(e_ref, 1e-12))
+        loss = self.lambda_error * m_e + self.lambda_latency * p_l / t + self.lambda_power * pac
+        return {"loss": loss, "min_error": m_e, "pareto_latency": p_l, "pac": pac}
 
 
 def simulate(

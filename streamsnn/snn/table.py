@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from streamsnn.metrics import pareto_latency
 from streamsnn.snn.anytime import optimize_scaling
 from streamsnn.snn.checkpoint import LoadedModel
 from streamsnn.snn.convert import convert
@@ -39,11 +40,6 @@ def frame_inputs(model: LoadedModel, split: str) -> tuple[torch.Tensor, np.ndarr
         )
     images, labels, _ = digits_split(split)
     return torch.from_numpy(digit_frames(images, int(data.get("size", 16))))[:, None], labels
-
-
-def pareto_latency(ann_accuracy: float, accuracy_per_step: list[float]) -> float:
-    """Σ_t (a_max − a_t) over the steps given (accuracy as a fraction, so the unit is steps)."""
-    return float(sum(ann_accuracy - a for a in accuracy_per_step))
 
 
 def evaluate_snn(

@@ -45,3 +45,38 @@ def test_reset_on_exit():
     assert not r.after(p)
     p.final = True
     assert r.after(p)
+
+
+def pred_out(step, logits, label=None, input_ms=0.0, compute_ms=0.0):
+    import torch
+
+    out = torch.tensor(logits, dtype=torch.float64)
+    probs = torch.softmax(out, 0).tolist()
+    p = Prediction("s", 0, step, 0, 0, int(out.argmax()), max(probs), probs, label=label, output=out)
+    p.input_latency_ms, p.compute_latency_ms = input_ms, compute_ms
+    return p
+
+
+def test_dynamic_confidence_scales_by_alpha_and_temperature():
+    p = make_exit_policy("dynamic_confidence", threshold=0.8, alpha=4.0, temperature=1.0, max_steps=6)
+    # accumulated logits [8, 0]: softmax([2, 0]) = 0.881 > 0.8 with α = 4; a plain softmax would say 0.9997
+    assert p.decide(pred_out(2, [8.0, 0.0])) == "confident"
+    assert p.decide(pred_out(2, [4.0, 0.0])) is None  # softmax([1, 0]) = 0.731
+    cooler = make_exit_policy("dynamic_confidence", threshold=0.8, alpha=4.0, temperature=2.0)
+    assert cooler.decide(pred_out(2, [8.0, 0.0])) is None  # softmax([1, 0])
+    assert p.decide(pred_out(6, [1.0, 0.0])) == "max_steps"
+    with pytest.raises(ValueError, match="needs a calibration file or both threshold and alpha"):
+        make_exit_policy("dynamic_confidence", threshold=0.5)
+
+
+def test_deadline_and_oracle():
+    d = make_exit_policy("deadline", input_ms=100.0, compute_ms=5.0)
+    assert d.decide(pred_out(1, [0.0, 1.0], input_ms=60)) is None
+    assert d.decide(pred_out(2, [0.0, 1.0], input_ms=100)) == "input_deadline"
+    assert d.decide(pred_out(2, [0.0, 1.0], input_ms=20, compute_ms=5.5)) == "compute_deadline"
+    o = make_exit_policy("oracle", max_steps=3)
+    assert o.decide(pred_out(1, [1.0, 0.0], label=1)) is None
+    assert o.decide(pred_out(2, [0.0, 1.0], label=1)) == "correct"
+    assert o.decide(pred_out(3, [1.0, 0.0], label=1)) == "max_steps"
+    with pytest.raises(ValueError, match="needs labels"):
+        o.decide(pred_out(1, [1.0, 0.0]))

@@ -2,9 +2,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from streamsnn.metrics import pareto_latency
 from streamsnn.snn.checkpoint import load_checkpoint
 from streamsnn.snn.counting import PJ_PER_AC, PJ_PER_MAC, counted_run, dense_macs, synaptic_events
-from streamsnn.snn.table import conversion_table, format_table, pareto_latency
+from streamsnn.snn.table import conversion_table, format_table
 
 
 def brute_force_conv_events(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
