@@ -22,11 +22,11 @@ demo: setup
 	$(BIN)/streamsnn run pipelines/digits_dvs.yaml
 
 test: setup
-	$(BIN)/ruff check streamsnn tests
+	$(BIN)/ruff check streamsnn tests benchmarks
 	$(BIN)/python -m pytest
 
 lint: setup
-	$(BIN)/ruff check streamsnn tests
+	$(BIN)/ruff check streamsnn tests benchmarks
 	$(BIN)/ruff format --check streamsnn tests
 
 train: setup
