@@ -39,6 +39,8 @@ class Collected:
     outputs: np.ndarray
     labels: np.ndarray
     ann_logits: np.ndarray
+    spikes: np.ndarray  # N×T, spikes of all layers since the start of the sample (cumulative)
+    neurons: int
 
 
 class OutputCollector:
@@ -46,10 +48,12 @@ class OutputCollector:
 
     def __init__(self) -> None:
         self.rows: dict[int, list[np.ndarray]] = {}
+        self.spikes: dict[int, list[float]] = {}
 
     def write(self, pred: Any) -> None:
         assert pred.output is not None
         self.rows.setdefault(pred.sample, []).append(pred.output.double().numpy())
+        self.spikes.setdefault(pred.sample, []).append(float(pred.spikes))
 
     def close(self) -> None:
         pass
@@ -75,7 +79,9 @@ def collect(cfg: PipelineConfig, split: str, steps: int | None = None, progress:
     outputs = np.stack([_pad(collector.rows[o.sample], t_n) for o in outcomes])
     labels = np.array([o.label for o in outcomes])
     ann = np.array([o.ann_output for o in outcomes], dtype=np.float64)
-    return Collected(outputs, labels, ann)
+    spikes = np.stack([_pad([np.array(v) for v in collector.spikes[o.sample]], t_n) for o in outcomes])
+    neurons = sum(int(np.prod(s)) for s in pipe.operator.net.neuron_shapes)
+    return Collected(outputs, labels, ann, spikes, neurons)
 
 
 def _pad(rows: list[np.ndarray], t_n: int) -> np.ndarray:

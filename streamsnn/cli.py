@@ -99,6 +99,45 @@ def _calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _evaluate(args: argparse.Namespace) -> int:
+    from streamsnn.calibrate import calibrate, collect, load_calibration
+    from streamsnn.config import ConfidenceExitConfig, load_pipeline
+    from streamsnn.evaluate import evaluate_policies, format_rows, plot_evaluation
+
+    cfg = load_pipeline(args.pipeline, list(args.set or []))
+    out_dir = Path(args.output_dir or f"runs/{cfg.name}/evaluate")
+    cal_path = Path(args.calibration or f"runs/{cfg.name}/calibration.json")
+    try:
+        if cal_path.exists():
+            cal = load_calibration(cal_path)
+        else:  # calibrate on validation first: the test split never chooses anything
+            print(f"no calibration at {cal_path}: calibrating on val", file=sys.stderr)
+            cal = calibrate(cfg, "val", progress=not args.no_progress, target_saving=args.target_saving)[0]
+            cal.save(cal_path)
+        data = collect(cfg, args.split, steps=cal.steps, progress=not args.no_progress)
+    except ValueError as err:
+        raise ConfigError(f"{args.pipeline}: {err}") from None
+    exit_cfg = cfg.policy.exit
+    seenn = exit_cfg.threshold if isinstance(exit_cfg, ConfidenceExitConfig) else 0.9
+    alpha = 1.0 if cfg.model.alpha == "t" else float(cfg.model.alpha)
+    rows, summary = evaluate_policies(data, seenn, alpha, cal)
+    table = format_rows(rows, summary)
+    print(f"{cfg.name} on {args.split} ({len(data.labels)} samples; thresholds from {cal_path})")
+    print(table)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "table.txt").write_text(table + "\n")
+    report = {
+        **summary,
+        "split": args.split,
+        "calibration": str(cal_path),
+        "rows": [{k: v for k, v in r.__dict__.items() if k != "exits"} for r in rows],
+    }
+    (out_dir / "evaluation.json").write_text(json.dumps(report, indent=2) + "\n")
+    for path in plot_evaluation(data, rows, out_dir):
+        print(f"wrote {path}", file=sys.stderr)
+    return 0
+
+
 def _sensors(args: argparse.Namespace) -> int:
     from streamsnn.events import list_sensors
 
@@ -155,6 +194,17 @@ def make_parser() -> argparse.ArgumentParser:
     cal.add_argument("--no-temperature", action="store_true", help="skip temperature scaling")
     cal.add_argument("--output", help="calibration file (default: runs/<pipeline name>/calibration.json)")
     cal.set_defaults(func=_calibrate)
+
+    ev = _config_command(sub, "evaluate", "compare exit policies on a split: table and plots", "pipeline")
+    ev.add_argument("--split", default="test", choices=["train", "val", "test"])
+    ev.add_argument(
+        "--calibration", help="Dynamic Confidence calibration (default: runs/<name>/calibration.json)"
+    )
+    ev.add_argument(
+        "--target-saving", type=float, help="when calibrating first: see `calibrate --target-saving`"
+    )
+    ev.add_argument("--output-dir", help="where table, JSON and plots go (default: runs/<name>/evaluate)")
+    ev.set_defaults(func=_evaluate)
 
     conv = sub.add_parser("convert", help="convert a checkpoint to an SNN and print the conversion table")
     conv.add_argument("weights", help="checkpoint path or builtin:NAME")

@@ -127,3 +127,66 @@ def test_oracle_is_refused_on_a_live_source(root):
     )
     with pytest.raises(ConfigError, match="oracle exits at the first correct prediction, so it needs labels"):
         build_pipeline(cfg)
+
+
+def test_evaluate_matches_the_runtime_and_writes_table_and_plots(root, tmp_path):
+    import subprocess
+    import sys
+
+    from streamsnn.calibrate import collect, load_calibration
+    from streamsnn.evaluate import evaluate_policies
+
+    sets = ["--set", "source.limit=48", "--set", "runtime.progress=false"]
+    cal_path, out_dir = tmp_path / "cal.json", tmp_path / "eval"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "streamsnn.cli",
+            "evaluate",
+            "pipelines/digits_frames.yaml",
+            *sets,
+            "--calibration",
+            str(cal_path),
+            "--output-dir",
+            str(out_dir),
+            "--target-saving",
+            "0.5",
+            "--no-progress",
+        ],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "calibrating on val" in proc.stderr and cal_path.exists()  # chosen on val, not test
+    for name in ("table.txt", "evaluation.json", "accuracy_vs_steps.png", "exit_steps.png", "confidence.png"):
+        assert (out_dir / name).stat().st_size > 100
+    assert "Dynamic Confidence" in proc.stdout and "oracle" in proc.stdout
+
+    cal = load_calibration(cal_path)
+    cfg = load_pipeline(
+        root / "pipelines" / "digits_frames.yaml", ["source.limit=48", "runtime.progress=false"]
+    )
+    rows, summary = evaluate_policies(collect(cfg, "test", steps=cal.steps, progress=False), 0.9, 16.0, cal)
+    oracle = rows[-1]
+    assert oracle.mean_steps <= min(r.mean_steps for r in rows) and oracle.accuracy >= max(
+        r.accuracy for r in rows
+    )
+    assert summary["empirical_aet"] == pytest.approx(oracle.mean_steps)
+    run_cfg = load_pipeline(
+        root / "pipelines" / "digits_frames.yaml",
+        [
+            "source.limit=48",
+            "runtime.progress=false",
+            "sinks=[]",
+            "report.path=null",
+            f"policy.exit={{type: dynamic_confidence, calibration: {cal_path}}}",
+        ],
+    )
+    report = run_pipeline(build_pipeline(run_cfg)).report  # the same policy, slice by slice
+    dc = next(r for r in rows if r.method.startswith("Dynamic"))
+    assert report["mean_steps"] == pytest.approx(dc.mean_steps) and report["accuracy"] == pytest.approx(
+        dc.accuracy
+    )
