@@ -156,9 +156,23 @@ ExitConfig = Annotated[
 ]
 
 
+class PeriodicResetConfig(Strict):
+    """Live streams: also close and reset a decision still open after ``every_steps`` slices."""
+
+    type: Literal["periodic"]
+    every_steps: PositiveInt
+
+
+class DecayResetConfig(Strict):
+    """Live streams: no hard reset; the state decays towards fresh by ``factor`` per slice."""
+
+    type: Literal["decay"]
+    factor: float = Field(0.9, gt=0, lt=1)
+
+
 class PolicyConfig(Strict):
     exit: ExitConfig
-    reset: Literal["on_exit"] = "on_exit"
+    reset: Literal["on_exit"] | PeriodicResetConfig | DecayResetConfig = "on_exit"
 
 
 # -- sinks, runtime, report -------------------------------------------------------------------

@@ -96,6 +96,11 @@ def build_pipeline(cfg: PipelineConfig, origin: str = "pipeline") -> Pipeline:
         exit_policy = make_exit_policy(cfg.policy.exit.type, **_options(cfg.policy.exit))
     except ValueError as err:
         raise ConfigError(f"{origin}: policy.exit: {err}") from None
-    reset_policy = make_reset_policy(cfg.policy.reset)
+    reset = cfg.policy.reset
+    reset_policy = (
+        make_reset_policy(reset)
+        if isinstance(reset, str)
+        else make_reset_policy(reset.type, **_options(reset))
+    )
     sinks = [make_sink(s.type, **_options(s)) for s in cfg.sinks]
     return Pipeline(cfg, source, model, operator, encoder, exit_policy, reset_policy, sinks)

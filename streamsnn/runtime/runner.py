@@ -279,6 +279,8 @@ class Runner:
             lane.last = pred
             if lane.decision is None:
                 reason = self.pipe.exit_policy.decide(pred)
+                if reason is None and lane.live:
+                    reason = self.pipe.reset_policy.closes(pred)
                 if reason is None and item.last:
                     reason = "end_of_sample" if not lane.live else "end_of_stream"
                 pred.final, pred.reason = reason is not None, reason
@@ -290,6 +292,11 @@ class Runner:
                 if pred.final:
                     lane.decision = pred
             self._after_prediction(lane, pred)
+        decay = self.pipe.reset_policy.decay
+        if decay is not None:  # live streams forget old evidence, slice by slice
+            self.pipe.operator.decay(
+                [lane.key for lane in lanes if lane.live and lane.key in self.lanes], decay
+            )
         self.step_s += time.perf_counter() - t_begin
 
     def _after_prediction(self, lane: Lane, pred: Prediction) -> None:
@@ -300,6 +307,8 @@ class Runner:
             self._record(lane, decision, full=None)
             if self.pipe.reset_policy.after(decision):
                 self.pipe.operator.reset([lane.key])
+            else:
+                self.pipe.operator.restart_counts([lane.key])
             lane.sample += 1
             lane.t0_us, lane.compute_s, lane.decision = None, 0.0, None
             if lane.ended and not lane.slices:

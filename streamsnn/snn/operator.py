@@ -87,6 +87,26 @@ class SNNOperator:
         self.steps[idx] = 0
         self.spikes[idx] = 0
 
+    @torch.inference_mode()
+    def decay(self, keys: Sequence[Hashable], factor: float) -> None:
+        """Move these streams' state towards fresh: membranes ``v0 + factor·(v − v0)``, the
+        accumulated output ``factor·out`` (other state, such as QFFS spike counts, is kept)."""
+        if not keys:
+            return
+        idx = self._index(keys)
+        for layer, fresh in zip(self.state.layers, self._fresh.layers, strict=True):
+            v = layer.v[idx]
+            layer.v[idx] = fresh.v + factor * (v - fresh.v)
+        self.state.out[idx] = self.state.out[idx] * factor
+
+    @torch.inference_mode()
+    def restart_counts(self, keys: Sequence[Hashable]) -> None:
+        """Start counting steps and spikes anew (a new decision) without touching the state."""
+        if keys:
+            idx = self._index(keys)
+            self.steps[idx] = 0
+            self.spikes[idx] = 0
+
     # -- stepping -------------------------------------------------------------------------
     def _gather(self, idx: torch.Tensor | None) -> NetState:
         if idx is None:

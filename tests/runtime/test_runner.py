@@ -178,3 +178,30 @@ def test_a_failing_source_stops_the_run_with_its_error_after_flushing(root, tmp_
     text = out.read_text()  # the sink was closed: whatever was emitted is on disk as whole lines
     assert text == "" or text.endswith("\n")
     assert all(json.loads(x)["sample"] == 0 for x in text.splitlines())
+
+
+def test_periodic_reset_closes_open_decisions_on_a_live_stream(root):
+    cfg = config(
+        root,
+        "source={type: digits_dvs, split: test, limit: 2, live: true, packet_us: 2000}",
+        "policy.exit={type: confidence, threshold: 1.0}",  # never confident
+        "policy.reset={type: periodic, every_steps: 5}",
+        "runtime.batch_size=1",
+    )
+    result = run(cfg)
+    reasons = [o.reason for o in result.outcomes]
+    assert reasons.count("period") >= 5 and all(o.steps <= 5 for o in result.outcomes)
+    assert all(o.steps == 5 for o in result.outcomes if o.reason == "period")
+
+
+def test_decaying_reset_keeps_deciding_without_hard_resets(root):
+    cfg = config(
+        root,
+        "source={type: digits_dvs, split: test, limit: 2, live: true, packet_us: 2000}",
+        "policy.exit={type: fixed, steps: 4}",
+        "policy.reset={type: decay, factor: 0.5}",
+        "runtime.batch_size=1",
+    )
+    result = run(cfg)
+    assert len(result.outcomes) >= 6 and all(o.steps <= 4 for o in result.outcomes)
+    assert [o.sample for o in result.outcomes] == list(range(len(result.outcomes)))

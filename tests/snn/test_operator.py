@@ -92,3 +92,23 @@ def test_detached_slot_is_reused_fresh():
         raise AssertionError("capacity exceeded without error")
     except RuntimeError as err:
         assert "full" in str(err)
+
+
+def test_decay_moves_state_towards_fresh_and_keeps_steps():
+    op = make_operator(capacity=2)
+    op.attach("a")
+    op.attach("b")
+    fresh = [layer.v.clone() for layer in op.state.layers]
+    xs = inputs(3, 2, seed=4)
+    for x in xs:
+        op.step(["a", "b"], x)
+    before_out = op.state.out.clone()
+    before_v = [layer.v.clone() for layer in op.state.layers]
+    op.decay(["a"], 0.25)
+    torch.testing.assert_close(op.state.out[0], 0.25 * before_out[0])
+    assert torch.equal(op.state.out[1], before_out[1])  # other streams untouched
+    for v, b, f in zip(op.state.layers, before_v, fresh, strict=True):
+        torch.testing.assert_close(v.v[0], f[0] + 0.25 * (b[0] - f[0]))
+    assert op.steps.tolist() == [3, 3]
+    op.restart_counts(["a"])
+    assert op.steps.tolist() == [0, 3]
