@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from streamsnn.config import FixedExitConfig, PipelineConfig
+from streamsnn.snn.counting import counted_run
 
 CALIBRATION_FORMAT = "streamsnn-calibration/1"
 
@@ -41,6 +42,8 @@ class Collected:
     ann_logits: np.ndarray
     spikes: np.ndarray  # N×T, spikes of all layers since the start of the sample (cumulative)
     neurons: int
+    energy_uj: np.ndarray  # N×T, estimated energy since the start of the sample (cumulative, µJ)
+    ann_energy_uj: float  # one dense pass of the same network
 
 
 class OutputCollector:
@@ -49,11 +52,13 @@ class OutputCollector:
     def __init__(self) -> None:
         self.rows: dict[int, list[np.ndarray]] = {}
         self.spikes: dict[int, list[float]] = {}
+        self.energy: dict[int, list[float]] = {}
 
     def write(self, pred: Any) -> None:
         assert pred.output is not None
         self.rows.setdefault(pred.sample, []).append(pred.output.double().numpy())
         self.spikes.setdefault(pred.sample, []).append(float(pred.spikes))
+        self.energy.setdefault(pred.sample, []).append(pred.energy_uj)
 
     def close(self) -> None:
         pass
@@ -65,11 +70,10 @@ def collect(cfg: PipelineConfig, split: str, steps: int | None = None, progress:
     from streamsnn.runtime import build_pipeline, run_pipeline
 
     t_max = steps or exit_max_steps(cfg)
-    source = cfg.source.model_copy(update={"split": split})
     exit_cfg = FixedExitConfig(type="fixed", steps=t_max or 1_000_000)
     policy = cfg.policy.model_copy(update={"exit": exit_cfg})
-    runtime = cfg.runtime.model_copy(update={"full_t": True, "progress": progress})
-    run_cfg = cfg.model_copy(update={"source": source, "policy": policy, "runtime": runtime, "sinks": []})
+    runtime = cfg.runtime.model_copy(update={"full_t": True, "progress": progress, "count_operations": True})
+    run_cfg = cfg.on_split(split).model_copy(update={"policy": policy, "runtime": runtime, "sinks": []})
     pipe = build_pipeline(run_cfg)
     collector = OutputCollector()
     pipe.sinks.append(collector)
@@ -79,9 +83,15 @@ def collect(cfg: PipelineConfig, split: str, steps: int | None = None, progress:
     outputs = np.stack([_pad(collector.rows[o.sample], t_n) for o in outcomes])
     labels = np.array([o.label for o in outcomes])
     ann = np.array([o.ann_output for o in outcomes], dtype=np.float64)
-    spikes = np.stack([_pad([np.array(v) for v in collector.spikes[o.sample]], t_n) for o in outcomes])
-    neurons = sum(int(np.prod(s)) for s in pipe.operator.net.neuron_shapes)
-    return Collected(outputs, labels, ann, spikes, neurons)
+    spikes, energy = (
+        np.stack([_pad([np.array(v) for v in per_sample[o.sample]], t_n) for o in outcomes])
+        for per_sample in (collector.spikes, collector.energy)
+    )
+    net = pipe.operator.net
+    neurons = sum(int(np.prod(s)) for s in net.neuron_shapes)
+    one_step = torch.zeros(1, 1, *pipe.encoder.shape, dtype=pipe.operator.dtype, device=pipe.operator.device)
+    ann_energy = counted_run(net, one_step)[1].ann_energy_uj()
+    return Collected(outputs, labels, ann, spikes, neurons, energy, ann_energy)
 
 
 def _pad(rows: list[np.ndarray], t_n: int) -> np.ndarray:

@@ -120,7 +120,15 @@ def _evaluate(args: argparse.Namespace) -> int:
     exit_cfg = cfg.policy.exit
     seenn = exit_cfg.threshold if isinstance(exit_cfg, ConfidenceExitConfig) else 0.9
     alpha = 1.0 if cfg.model.alpha == "t" else float(cfg.model.alpha)
-    rows, summary = evaluate_policies(data, seenn, alpha, cal)
+    policy_net = args.policy_net or getattr(exit_cfg, "weights", None)
+    policy_steps = None
+    if policy_net:
+        from streamsnn.policies.policy_net import PolicyNetExit, first_slice_inputs
+        from streamsnn.runtime import build_pipeline
+
+        inputs = first_slice_inputs(build_pipeline(cfg.on_split(args.split)))[0]
+        policy_steps = PolicyNetExit(policy_net).choose(inputs)
+    rows, summary = evaluate_policies(data, seenn, alpha, cal, policy_steps)
     table = format_rows(rows, summary)
     print(f"{cfg.name} on {args.split} ({len(data.labels)} samples; thresholds from {cal_path})")
     print(table)
@@ -202,6 +210,9 @@ def make_parser() -> argparse.ArgumentParser:
     )
     ev.add_argument(
         "--target-saving", type=float, help="when calibrating first: see `calibrate --target-saving`"
+    )
+    ev.add_argument(
+        "--policy-net", help="SEENN-II policy network (`streamsnn train`, train.method: policy) for its row"
     )
     ev.add_argument("--output-dir", help="where table, JSON and plots go (default: runs/<name>/evaluate)")
     ev.set_defaults(func=_evaluate)

@@ -146,12 +146,21 @@ class OracleExitConfig(Strict):
     max_steps: PositiveInt | None = None
 
 
+class PolicyNetExitConfig(Strict):
+    """SEENN-II: a policy network (``weights``, trained by ``streamsnn train`` with
+    ``train.method: policy``) picks each sample's number of steps from its first slice."""
+
+    type: Literal["policy_net"]
+    weights: str
+
+
 ExitConfig = Annotated[
     FixedExitConfig
     | ConfidenceExitConfig
     | DynamicConfidenceExitConfig
     | DeadlineExitConfig
-    | OracleExitConfig,
+    | OracleExitConfig
+    | PolicyNetExitConfig,
     Field(discriminator="type"),
 ]
 
@@ -199,13 +208,15 @@ class RuntimeConfig(Strict):
     """``batch_size``: streams stepped together (offline replay: samples in flight).
     ``queue_size``: bound of every queue between stages. ``realtime``: release slices at their
     sensor time. ``full_t``: keep stepping exited samples (without emitting) to report the
-    accuracy the same samples reach at full length; their exit decisions are unchanged."""
+    accuracy the same samples reach at full length; their exit decisions are unchanged.
+    ``count_operations``: count synaptic events and energy per prediction (a little slower)."""
 
     batch_size: PositiveInt = 32
     queue_size: PositiveInt = 64
     realtime: bool = False
     progress: bool = True
     full_t: bool = True
+    count_operations: bool = False
     threads: PositiveInt | None = None
 
 
@@ -223,6 +234,10 @@ class PipelineConfig(Strict):
     runtime: RuntimeConfig = RuntimeConfig()
     sinks: list[SinkConfig] = []
     report: ReportConfig = ReportConfig()
+
+    def on_split(self, split: str) -> PipelineConfig:
+        """The same pipeline reading ``split`` of its source."""
+        return self.model_copy(update={"source": self.source.model_copy(update={"split": split})})
 
 
 # -- training ---------------------------------------------------------------------------------
@@ -251,7 +266,9 @@ class InputSpecConfig(Strict):
 class ArchConfig(Strict):
     """The network (``streamsnn.snn.models``); fields a model does not take are left unset."""
 
-    name: Literal["digits_cnn", "vgg16", "resnet18", "resnet19", "resnet20", "vggsnn"] = "digits_cnn"
+    name: Literal["digits_cnn", "vgg16", "resnet8", "resnet18", "resnet19", "resnet20", "vggsnn"] = (
+        "digits_cnn"
+    )
     in_channels: PositiveInt
     size: PositiveInt
     classes: PositiveInt = 10
@@ -269,7 +286,7 @@ class TrainOptions(Strict):
     ``init_from``: fine-tune from this (full-precision) checkpoint. ``max_steps``: stop after
     this many optimiser steps (smoke tests)."""
 
-    method: Literal["ann", "direct"] = "ann"
+    method: Literal["ann", "direct", "policy"] = "ann"
     epochs: PositiveInt = 60
     batch_size: PositiveInt = 64
     optimizer: Literal["adam", "sgd"] = "adam"
@@ -282,6 +299,7 @@ class TrainOptions(Strict):
     shift_px: int = Field(2, ge=0)
     init_from: str | None = None
     tet_lambda: float = Field(1e-3, ge=0, le=1)
+    beta: float = Field(0.5, ge=0)  # SEENN-II: penalty of a wrong prediction
     sparsity_activation: float = Field(0.0, ge=0)
     sparsity_weight: float = Field(0.0, ge=0)
     prune_epsilon: float | None = Field(None, gt=0)
@@ -292,11 +310,24 @@ class TrainOptions(Strict):
 
 
 class TrainConfig(Strict):
-    data: TrainDataConfig
+    """``pipeline``: for ``train.method: policy`` (SEENN-II), the pipeline whose SNN the policy
+    network serves; its source gives the data, so ``data`` and ``input`` are not needed."""
+
+    data: TrainDataConfig | None = None
     model: ArchConfig
-    input: InputSpecConfig
+    input: InputSpecConfig | None = None
     train: TrainOptions = TrainOptions()
     output: str
+    pipeline: str | None = None
+
+    @model_validator(mode="after")
+    def _data_for_method(self) -> TrainConfig:
+        if self.train.method == "policy":
+            if not self.pipeline:
+                raise ValueError("train.method policy needs `pipeline:` (the SNN pipeline the policy serves)")
+        elif self.data is None or self.input is None:
+            raise ValueError(f"train.method {self.train.method} needs `data:` and `input:` sections")
+        return self
 
 
 # -- loading ----------------------------------------------------------------------------------

@@ -4,7 +4,8 @@ One full-length pass collects every sample's accumulated output after every slic
 exit step is then the first step at which it would have stopped on those outputs (the same rule
 the runtime applies slice by slice), so all policies are compared on identical SNN outputs:
 fixed T (every T), SEENN-I (max softmax of the running sum / α over a threshold), Dynamic
-Confidence (a calibration file chosen on validation) and the oracle (the first correct step).
+Confidence (a calibration file chosen on validation), SEENN-II (a trained policy network's step
+counts, chosen from each sample's first slice) and the oracle (the first correct step).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ class PolicyRow:
     mean_steps: float
     saving: float
     spikes_per_neuron: float
+    energy_uj: float  # mean estimated energy per sample up to its exit
     exits: np.ndarray  # exit step per sample (1-based)
 
 
@@ -39,17 +41,22 @@ def row(method: str, data: Collected, exits: np.ndarray) -> PolicyRow:
     idx = exits - 1
     pred = data.outputs[np.arange(n), idx].argmax(-1)
     spikes = data.spikes[np.arange(n), idx].mean() / max(data.neurons, 1)
+    energy = data.energy_uj[np.arange(n), idx].mean()
     steps = float(exits.mean())
-    return PolicyRow(
-        method, float((pred == data.labels).mean()), steps, 1 - steps / t_n, float(spikes), exits
-    )
+    accuracy = float((pred == data.labels).mean())
+    return PolicyRow(method, accuracy, steps, 1 - steps / t_n, float(spikes), float(energy), exits)
 
 
 def evaluate_policies(
-    data: Collected, seenn_threshold: float, seenn_alpha: float, calibration: Calibration | None
+    data: Collected,
+    seenn_threshold: float,
+    seenn_alpha: float,
+    calibration: Calibration | None,
+    policy_steps: np.ndarray | None = None,
 ) -> tuple[list[PolicyRow], dict[str, float]]:
-    """Rows for fixed T, SEENN-I, Dynamic Confidence (with a calibration) and the oracle, and
-    summary figures (ANN accuracy, AET, empirical AET)."""
+    """Rows for fixed T, SEENN-I, Dynamic Confidence (with a calibration), SEENN-II (with the
+    policy network's chosen step per sample) and the oracle, and summary figures (ANN accuracy
+    and energy, AET, empirical AET)."""
     n, t_n = data.outputs.shape[:2]
     correct = data.outputs.argmax(-1) == data.labels[:, None]
     rows = [row(f"fixed T={t_n}", data, np.full(n, t_n))]
@@ -69,11 +76,14 @@ def evaluate_policies(
                 first_above(conf, calibration.threshold),
             )
         )
+    if policy_steps is not None:
+        rows.append(row("SEENN-II (policy network)", data, np.minimum(policy_steps, t_n)))
     first_ok = np.where(correct.any(axis=1), correct.argmax(axis=1) + 1, t_n)
     rows.append(row("oracle (first correct step)", data, first_ok))
     ann = float((data.ann_logits.argmax(-1) == data.labels).mean()) if data.ann_logits.size else float("nan")
     summary = {
         "ann_accuracy": ann,
+        "ann_energy_uj": data.ann_energy_uj,
         "aet": aet(correct),
         "empirical_aet": empirical_aet(correct),
         "steps": t_n,
@@ -82,7 +92,16 @@ def evaluate_policies(
 
 
 def format_rows(rows: list[PolicyRow], summary: dict[str, float]) -> str:
-    head = ["method", "ANN %", "SNN %", "mean steps", "saving %", "spikes/neuron", "vs oracle (steps)"]
+    head = [
+        "method",
+        "ANN %",
+        "SNN %",
+        "mean steps",
+        "saving %",
+        "spikes/neuron",
+        "energy µJ",
+        "vs oracle (steps)",
+    ]
     oracle = rows[-1].mean_steps
     lines = [head]
     for r in rows:
@@ -94,6 +113,7 @@ def format_rows(rows: list[PolicyRow], summary: dict[str, float]) -> str:
                 f"{r.mean_steps:.2f}",
                 f"{100 * r.saving:.1f}",
                 f"{r.spikes_per_neuron:.3f}",
+                f"{r.energy_uj:.3f}",
                 f"{r.mean_steps - oracle:+.2f}",
             ]
         )
@@ -105,6 +125,7 @@ def format_rows(rows: list[PolicyRow], summary: dict[str, float]) -> str:
         for x in lines
     ]
     text.insert(1, "  ".join("-" * w for w in widths))
+    text.append(f"ANN energy (one dense pass) {summary['ann_energy_uj']:.3f} µJ")
     text.append(f"AET {summary['aet']:.3f} steps, empirical AET {summary['empirical_aet']:.3f} (SEENN)")
     return "\n".join(text)
 

@@ -33,6 +33,8 @@ class SampleOutcome:
     steps_full_t: int | None = None
     cls_ann: int | None = None
     ann_output: list[float] | None = None
+    synaptic_events: int | None = None  # when the runtime counts operations
+    energy_uj: float | None = None
 
 
 def accuracy_per_step(correct: np.ndarray) -> np.ndarray:
@@ -92,6 +94,12 @@ def percentiles(values: list[float]) -> dict[str, float]:
     }
 
 
+def _mean_of(values: list[Any]) -> float | None:
+    """Mean of the values that are set (None when none is)."""
+    known = [v for v in values if v is not None]
+    return float(np.mean(known)) if known else None
+
+
 def build_report(outcomes: list[SampleOutcome], extra: dict[str, Any]) -> dict[str, Any]:
     """The run's report: accuracy with and without early exit, steps, latencies, counters."""
     labelled = [o for o in outcomes if o.label is not None]
@@ -113,6 +121,8 @@ def build_report(outcomes: list[SampleOutcome], extra: dict[str, Any]) -> dict[s
         else None,
         "exit_reasons": dict(Counter(o.reason for o in outcomes)),
         "spikes_per_sample": float(np.mean([o.spikes for o in outcomes])) if outcomes else None,
+        "synaptic_events_per_sample": _mean_of([o.synaptic_events for o in outcomes]),
+        "energy_uj_per_sample": _mean_of([o.energy_uj for o in outcomes]),
         "input_latency_ms": percentiles([o.input_latency_ms for o in outcomes]),
         "compute_latency_ms": percentiles([o.compute_latency_ms for o in outcomes]),
         "e2e_latency_ms": percentiles([o.e2e_latency_ms for o in outcomes]),
@@ -140,6 +150,8 @@ def report_table(report: dict[str, Any]) -> str:
         ("mean steps", f"{_fmt(report['mean_steps'])} of {_fmt(report['mean_steps_full_T'])}"),
         ("step saving", _fmt(report["step_saving"], pct=True)),
         ("max steps", _fmt(report["max_steps"])),
+        ("spikes per sample", _fmt(report["spikes_per_sample"])),
+        ("energy per sample (µJ)", _fmt(report["energy_uj_per_sample"])),
         ("input latency (ms)", lat("input_latency_ms")),
         ("compute latency (ms)", lat("compute_latency_ms")),
         ("end-to-end latency (ms)", lat("e2e_latency_ms")),

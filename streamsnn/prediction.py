@@ -17,7 +17,9 @@ class Prediction:
     ``input_latency_ms`` is the sensor time waited (first event of the sample to the end of this
     slice); ``compute_latency_ms`` the wall time spent encoding, stepping and deciding for this
     sample so far; ``e2e_latency_ms`` the wall time from this slice's arrival to emission.
-    ``spikes`` counts spikes of all layers since the last reset.
+    ``spikes`` counts spikes of all layers since the last reset; ``synaptic_events`` the
+    accumulates and ``energy_uj`` the estimated energy (µJ) since the last reset, when the
+    runtime counts operations (``runtime.count_operations``), else 0.
     """
 
     stream: str
@@ -35,11 +37,14 @@ class Prediction:
     compute_latency_ms: float = 0.0
     e2e_latency_ms: float = 0.0
     spikes: int = 0
+    synaptic_events: int = 0
+    energy_uj: float = 0.0
     emit_time: float = 0.0
     output: torch.Tensor | None = field(default=None, repr=False)  # accumulated output (K)
+    input: torch.Tensor | None = field(default=None, repr=False)  # this slice's input, for policies that ask
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain-type fields for JSON and msgpack (the accumulated output tensor is left out)."""
+        """Plain-type fields for JSON and msgpack (the output and input tensors are left out)."""
         return {
             "stream": self.stream,
             "sample": self.sample,
@@ -56,5 +61,7 @@ class Prediction:
             "compute_latency_ms": round(self.compute_latency_ms, 4),
             "e2e_latency_ms": round(self.e2e_latency_ms, 4),
             "spikes": self.spikes,
+            "synaptic_events": self.synaptic_events,
+            "energy_uj": round(self.energy_uj, 6),
             "emit_time": self.emit_time,
         }

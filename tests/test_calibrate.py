@@ -2,6 +2,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from streamsnn.calibrate import (
     Scan,
@@ -135,7 +136,13 @@ def test_evaluate_matches_the_runtime_and_writes_table_and_plots(root, tmp_path)
 
     from streamsnn.calibrate import collect, load_calibration
     from streamsnn.evaluate import evaluate_policies
+    from streamsnn.policies.policy_net import PolicyNetExit, first_slice_inputs, save_policy
+    from streamsnn.snn.models import build_model
 
+    torch.manual_seed(0)
+    arch = {"name": "resnet8", "in_channels": 1, "size": 16, "classes": 16, "activation": "relu"}
+    policy_path = tmp_path / "policy.pt"
+    save_policy(policy_path, build_model(arch), arch, (1, 16, 16), list(range(1, 17)), {}, {})
     sets = ["--set", "source.limit=48", "--set", "runtime.progress=false"]
     cal_path, out_dir = tmp_path / "cal.json", tmp_path / "eval"
     proc = subprocess.run(
@@ -152,6 +159,8 @@ def test_evaluate_matches_the_runtime_and_writes_table_and_plots(root, tmp_path)
             str(out_dir),
             "--target-saving",
             "0.5",
+            "--policy-net",
+            str(policy_path),
             "--no-progress",
         ],
         cwd=root,
@@ -163,30 +172,39 @@ def test_evaluate_matches_the_runtime_and_writes_table_and_plots(root, tmp_path)
     assert "calibrating on val" in proc.stderr and cal_path.exists()  # chosen on val, not test
     for name in ("table.txt", "evaluation.json", "accuracy_vs_steps.png", "exit_steps.png", "confidence.png"):
         assert (out_dir / name).stat().st_size > 100
-    assert "Dynamic Confidence" in proc.stdout and "oracle" in proc.stdout
+    for method in ("Dynamic Confidence", "SEENN-I ", "SEENN-II", "oracle", "energy µJ"):
+        assert method in proc.stdout
 
     cal = load_calibration(cal_path)
     cfg = load_pipeline(
         root / "pipelines" / "digits_frames.yaml", ["source.limit=48", "runtime.progress=false"]
     )
-    rows, summary = evaluate_policies(collect(cfg, "test", steps=cal.steps, progress=False), 0.9, 16.0, cal)
+    policy_steps = PolicyNetExit(str(policy_path)).choose(first_slice_inputs(build_pipeline(cfg))[0])
+    data = collect(cfg, "test", steps=cal.steps, progress=False)
+    rows, summary = evaluate_policies(data, 0.9, 16.0, cal, policy_steps)
     oracle = rows[-1]
     assert oracle.mean_steps <= min(r.mean_steps for r in rows) and oracle.accuracy >= max(
         r.accuracy for r in rows
     )
     assert summary["empirical_aet"] == pytest.approx(oracle.mean_steps)
-    run_cfg = load_pipeline(
-        root / "pipelines" / "digits_frames.yaml",
-        [
-            "source.limit=48",
-            "runtime.progress=false",
-            "sinks=[]",
-            "report.path=null",
-            f"policy.exit={{type: dynamic_confidence, calibration: {cal_path}}}",
-        ],
-    )
-    report = run_pipeline(build_pipeline(run_cfg)).report  # the same policy, slice by slice
-    dc = next(r for r in rows if r.method.startswith("Dynamic"))
-    assert report["mean_steps"] == pytest.approx(dc.mean_steps) and report["accuracy"] == pytest.approx(
-        dc.accuracy
-    )
+    assert summary["ann_energy_uj"] > 0 and rows[0].energy_uj > 0
+    for method, exit_cfg in [
+        ("Dynamic", f"{{type: dynamic_confidence, calibration: {cal_path}}}"),
+        ("SEENN-II", f"{{type: policy_net, weights: {policy_path}}}"),
+    ]:
+        run_cfg = load_pipeline(
+            root / "pipelines" / "digits_frames.yaml",
+            [
+                "source.limit=48",
+                "runtime.progress=false",
+                "runtime.count_operations=true",
+                "sinks=[]",
+                "report.path=null",
+                f"policy.exit={exit_cfg}",
+            ],
+        )
+        report = run_pipeline(build_pipeline(run_cfg)).report  # the same policy, slice by slice
+        r = next(r for r in rows if r.method.startswith(method))
+        assert report["mean_steps"] == pytest.approx(r.mean_steps)
+        assert report["accuracy"] == pytest.approx(r.accuracy)
+        assert report["energy_uj_per_sample"] == pytest.approx(r.energy_uj, rel=1e-5)

@@ -11,6 +11,7 @@ from typing import Any, Protocol
 
 import torch
 
+from streamsnn.policies.policy_net import PolicyNetExit
 from streamsnn.prediction import Prediction
 
 
@@ -150,6 +151,7 @@ EXIT_POLICIES: dict[str, type] = {
     "dynamic_confidence": DynamicConfidence,
     "deadline": Deadline,
     "oracle": Oracle,
+    "policy_net": PolicyNetExit,
 }
 
 

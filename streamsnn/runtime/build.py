@@ -82,7 +82,12 @@ def build_pipeline(cfg: PipelineConfig, origin: str = "pipeline") -> Pipeline:
     dtype = torch.float64 if cfg.model.dtype == "float64" else torch.float32
     try:
         operator = SNNOperator(
-            model.snn(cfg.model.conversion, cfg.model.v0), cfg.runtime.batch_size, cfg.model.device, dtype
+            model.snn(cfg.model.conversion, cfg.model.v0),
+            cfg.runtime.batch_size,
+            cfg.model.device,
+            dtype,
+            count_operations=cfg.runtime.count_operations,
+            analog_input=cfg.encoder.type != "poisson",
         )
     except (RuntimeError, AssertionError) as err:
         raise ConfigError(f"{origin}: model.device: cannot use '{cfg.model.device}': {err}") from None

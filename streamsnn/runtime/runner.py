@@ -35,6 +35,7 @@ from streamsnn.prediction import Prediction
 from streamsnn.runtime.build import Pipeline
 from streamsnn.runtime.queues import BoundedQueue, Closed
 from streamsnn.slicing import EventSlice, Slicer
+from streamsnn.snn.counting import energy_uj
 from streamsnn.snn.models import is_spiking
 from streamsnn.sources.base import Packet
 
@@ -91,6 +92,27 @@ def _to_slice(
     return Slice(stream, sample, index, s.t_start_us, s.t_end_us, s.events, t0, label)
 
 
+def sample_slices(packet: Packet, slicer: Slicer | None, frame_steps: int) -> list[Slice]:
+    """All slices of one whole sample: a frame shown for ``frame_steps`` steps (``slicer`` None),
+    or events cut by ``slicer``. A sample without events still gets one empty slice, so it gets a
+    decision."""
+    sample = int(packet.sample or 0)
+    if slicer is None:
+        t0 = int(packet.t0_us or 0)
+        slices = [
+            Slice(packet.stream, sample, i, t0, t0, packet.data, t0, packet.label) for i in range(frame_steps)
+        ]
+    else:
+        slicer.reset(packet.t0_us)
+        cut = slicer.push(packet.data) + slicer.flush(packet.t_end_us)
+        t0 = int(slicer.t0_us or 0)
+        if not cut:
+            cut = [EventSlice(t0, int(packet.t_end_us or t0 + 1), packet.data[:0])]
+        slices = [_to_slice(s, packet.stream, sample, i, t0, packet.label) for i, s in enumerate(cut)]
+    slices[-1].last = True
+    return slices
+
+
 class Runner:
     def __init__(self, pipe: Pipeline) -> None:
         self.pipe = pipe
@@ -107,6 +129,7 @@ class Runner:
         self.skipped_slices = 0
         self.dropped_in_lanes = 0
         self.source_done = False
+        self.needs_input = bool(getattr(pipe.exit_policy, "needs_input", False))
         alpha = self.cfg.model.alpha
         self.alpha_per_step = alpha == "t"
         self.alpha = 1.0 if alpha == "t" else float(alpha)
@@ -132,28 +155,13 @@ class Runner:
             self.in_q.close()
 
     def _cut(self, packet: Packet) -> list[Any]:
-        if self.pipe.source.kind == "frames":
-            n = int(self.cfg.slicing.n_time_bins or 1)
-            t0 = int(packet.t0_us or 0)
-            slices = [
-                Slice(packet.stream, int(packet.sample or 0), i, t0, t0, packet.data, t0, packet.label)
-                for i in range(n)
-            ]
-            slices[-1].last = True
+        if self.pipe.source.kind == "frames" or packet.end_of_sample:
+            slicer = self.pipe.new_slicer() if self.pipe.source.kind == "events" else None
+            slices = sample_slices(packet, slicer, int(self.cfg.slicing.n_time_bins or 1))
             return [SampleSlices(packet.stream, int(packet.sample or 0), packet.label, slices)]
         slicer = self.slicers.get(packet.stream)
         if slicer is None:
             slicer = self.slicers[packet.stream] = self.pipe.new_slicer()
-        if packet.end_of_sample:
-            slicer.reset(packet.t0_us)
-            cut = slicer.push(packet.data) + slicer.flush(packet.t_end_us)
-            sample = int(packet.sample or 0)
-            t0 = int(slicer.t0_us or 0)
-            if not cut:  # no events at all: still one (empty) slice, so the sample gets a decision
-                cut = [EventSlice(t0, int(packet.t_end_us or t0 + 1), packet.data[:0])]
-            slices = [_to_slice(s, packet.stream, sample, i, t0, packet.label) for i, s in enumerate(cut)]
-            slices[-1].last = True
-            return [SampleSlices(packet.stream, sample, packet.label, slices)]
         return self._live_slices(packet.stream, slicer.push(packet.data), label=packet.label)
 
     def _live_slices(
@@ -259,6 +267,7 @@ class Runner:
         conf, cls = probs.max(dim=1)
         probs_l, conf_l, cls_l = probs.tolist(), conf.tolist(), cls.tolist()
         steps_l, spikes_l = result.steps.tolist(), result.spikes.tolist()
+        acs_l, macs_l = result.acs.tolist(), result.macs.tolist()
         shared_s = time.perf_counter() - t0
         for i, (lane, item) in enumerate(zip(lanes, items, strict=True)):
             t_pol = time.perf_counter()
@@ -273,9 +282,13 @@ class Runner:
                 probs=probs_l[i],
                 label=item.label if lane.live else lane.label,
                 spikes=int(spikes_l[i]),
+                synaptic_events=int(acs_l[i]),
+                energy_uj=energy_uj(acs_l[i], macs_l[i]),
                 input_latency_ms=(item.t_end_us - item.sample_t0_us) / 1000.0,
                 output=result.output[i].clone(),
             )
+            if self.needs_input:
+                pred.input = tensors[i]
             lane.last = pred
             if lane.decision is None:
                 reason = self.pipe.exit_policy.decide(pred)
@@ -323,7 +336,7 @@ class Runner:
         self._close(lane)
 
     def _record(self, lane: Lane, d: Prediction, full: Prediction | None) -> None:
-        ann_out = None
+        ann_out, counted = None, self.pipe.operator.count_operations
         if full is not None and lane.input_sum is not None and not is_spiking(self.pipe.model.ann):
             with torch.inference_mode():
                 ann_out = self.pipe.model.ann((lane.input_sum / full.step)[None])[0].double().tolist()
@@ -343,6 +356,8 @@ class Runner:
                 None if full is None else full.step,
                 None if ann_out is None else int(np.argmax(ann_out)),
                 ann_out,
+                d.synaptic_events if counted else None,
+                d.energy_uj if counted else None,
             )
         )
         if self.bar is not None:

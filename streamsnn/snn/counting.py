@@ -79,14 +79,49 @@ class Counts:
         """Estimated energy per sample over the first ``steps`` steps (µJ)."""
         acs = sum(sum(e) for e in self.events[:steps])
         macs = sum(sum(m) for m in self.macs[:steps])
-        return (acs * PJ_PER_AC + macs * PJ_PER_MAC) / self.samples * 1e-6
+        return energy_uj(acs, macs) / self.samples
 
     def ann_energy_uj(self) -> float:
-        return self.ann_macs * PJ_PER_MAC * 1e-6
+        return energy_uj(0, self.ann_macs)
+
+
+def layer_operations(
+    layer: nn.Module, x: torch.Tensor, y: torch.Tensor, analog: bool
+) -> tuple[torch.Tensor, int]:
+    """Per sample: accumulates (B, synaptic events) and multiply-accumulates (an int, the same
+    for every sample) of one synapse layer. ``analog``: its input is real-valued (no spiking
+    layer before it), so a conv or linear layer multiplies."""
+    if analog and isinstance(layer, (nn.Conv2d, nn.Linear)):
+        return torch.zeros(x.shape[0], device=x.device), dense_macs(layer, x, y)
+    return synaptic_events(layer, x), 0
+
+
+class SampleCounter:
+    """Observer of one network step: accumulates ``acs`` and multiply-accumulates ``macs`` per
+    sample (B), the operator's per-stream counters."""
+
+    def __init__(self, batch: int, analog_input: bool, device: torch.device | str = "cpu") -> None:
+        self.analog = analog_input
+        self.acs = torch.zeros(batch, device=device)
+        self.macs = torch.zeros(batch, device=device)
+
+    def __call__(self, layer: nn.Module, x: torch.Tensor, y: torch.Tensor) -> None:
+        if isinstance(layer, SpikingNeuron):
+            self.analog = False
+            return
+        acs, macs = layer_operations(layer, x, y, self.analog)
+        self.acs += acs
+        self.macs += macs
+
+
+def energy_uj(acs: float, macs: float) -> float:
+    """Energy (µJ) of ``acs`` accumulates and ``macs`` multiply-accumulates."""
+    return (acs * PJ_PER_AC + macs * PJ_PER_MAC) * 1e-6
 
 
 class _StepCounter:
-    """Observer of one network step: spikes per spiking layer, events and MACs per synapse."""
+    """Observer of one network step: spikes per spiking layer, events and MACs per synapse
+    (summed over the batch)."""
 
     def __init__(self, counts: Counts, batch: int, analog: bool, first_step: bool) -> None:
         self.counts, self.batch, self.analog, self.first_step = counts, batch, analog, first_step
@@ -101,12 +136,9 @@ class _StepCounter:
             return
         if self.first_step:
             self.counts.ann_macs += dense_macs(layer, x, y)
-        if self.analog and isinstance(layer, (nn.Conv2d, nn.Linear)):
-            self.macs.append(float(dense_macs(layer, x, y) * self.batch))
-            self.events.append(0.0)
-        else:
-            self.events.append(float(synaptic_events(layer, x).sum()))
-            self.macs.append(0.0)
+        acs, macs = layer_operations(layer, x, y, self.analog)
+        self.events.append(float(acs.sum()))
+        self.macs.append(float(macs * self.batch))
 
 
 @torch.no_grad()

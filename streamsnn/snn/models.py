@@ -111,10 +111,12 @@ class ResidualBlock(nn.Module):
 
 
 RESNET_PLANS: dict[str, tuple[int, list[tuple[int, int]], int | None]] = {
-    # stem width, (width, blocks) per stage, hidden FC width
-    "resnet18": (64, [(64, 2), (128, 2), (256, 2), (512, 2)], None),  # CIFAR variant: 3×3 stem, no max pool
-    "resnet19": (128, [(128, 3), (256, 3), (512, 2)], 256),  # TET / SEENN
-    "resnet20": (16, [(16, 3), (32, 3), (64, 3)], None),  # He et al., CIFAR
+    # stem width, (width, blocks) per stage, hidden FC width; the CIFAR variants of SEENN's
+    # appendix table 6 (3×3 stem, no max pooling, global average pooling, one FC)
+    "resnet8": (16, [(16, 1), (32, 1), (64, 1)], None),  # SEENN-II's policy network
+    "resnet18": (64, [(64, 2), (128, 2), (256, 2), (512, 2)], None),
+    "resnet19": (128, [(128, 3), (256, 3), (512, 2)], None),
+    "resnet20": (16, [(16, 2), (32, 2), (64, 2)], None),
 }
 
 

@@ -13,22 +13,30 @@ from dataclasses import dataclass
 
 import torch
 
+from streamsnn.snn.counting import SampleCounter
 from streamsnn.snn.network import NetState, SpikingNetwork
 
 
 @dataclass
 class StepResult:
-    """Per stream of the call: accumulated output (B×K), steps since reset (B) and spikes
-    since reset (B)."""
+    """Per stream of the call: accumulated output (B×K), and since reset (B each): steps,
+    spikes, synaptic events (accumulates) and multiply-accumulates (0 unless counted)."""
 
     keys: list[Hashable]
     output: torch.Tensor
     steps: torch.Tensor
     spikes: torch.Tensor
+    acs: torch.Tensor
+    macs: torch.Tensor
 
 
 class SNNOperator:
-    """Holds the state of up to ``capacity`` streams of one ``SpikingNetwork``."""
+    """Holds the state of up to ``capacity`` streams of one ``SpikingNetwork``.
+
+    ``count_operations``: also count every stream's synaptic events and multiply-accumulates
+    (``streamsnn.snn.counting``; costs roughly one extra single-channel conv per layer).
+    ``analog_input``: the input is real-valued, so the layers before the first spiking layer
+    multiply (False for binary spike input)."""
 
     def __init__(
         self,
@@ -36,6 +44,8 @@ class SNNOperator:
         capacity: int,
         device: str | torch.device = "cpu",
         dtype: torch.dtype = torch.float32,
+        count_operations: bool = False,
+        analog_input: bool = True,
     ) -> None:
         self.device, self.dtype = torch.device(device), dtype
         self.net = network.to(device=self.device, dtype=dtype).eval()
@@ -44,6 +54,9 @@ class SNNOperator:
         self._fresh = self.net.init_state(1, dtype, self.device)
         self.steps = torch.zeros(capacity, dtype=torch.long, device=self.device)
         self.spikes = torch.zeros(capacity, dtype=dtype, device=self.device)
+        self.acs = torch.zeros(capacity, device=self.device)
+        self.macs = torch.zeros(capacity, device=self.device)
+        self.count_operations, self.analog_input = count_operations, analog_input
         self._slots: dict[Hashable, int] = {}
         self._free = list(range(capacity - 1, -1, -1))
 
@@ -84,8 +97,11 @@ class SNNOperator:
             for field, value in zip(layer, fresh, strict=True):
                 field[idx] = value
         self.state.out[idx] = 0
-        self.steps[idx] = 0
-        self.spikes[idx] = 0
+        self._zero_counters(idx)
+
+    def _zero_counters(self, idx: torch.Tensor) -> None:
+        for counter in (self.steps, self.spikes, self.acs, self.macs):
+            counter[idx] = 0
 
     @torch.inference_mode()
     def decay(self, keys: Sequence[Hashable], factor: float) -> None:
@@ -103,9 +119,7 @@ class SNNOperator:
     def restart_counts(self, keys: Sequence[Hashable]) -> None:
         """Start counting steps and spikes anew (a new decision) without touching the state."""
         if keys:
-            idx = self._index(keys)
-            self.steps[idx] = 0
-            self.spikes[idx] = 0
+            self._zero_counters(self._index(keys))
 
     # -- stepping -------------------------------------------------------------------------
     def _gather(self, idx: torch.Tensor | None) -> NetState:
@@ -134,17 +148,23 @@ class SNNOperator:
     def step(self, keys: Sequence[Hashable], x: torch.Tensor) -> StepResult:
         """Advance streams ``keys`` by one slice each; ``x`` is B×C×H×W (row i for keys[i])."""
         idx = self._slots_of(keys)
-        new, spikes = self.net.step(x.to(self.device, self.dtype), self._gather(idx))
+        counter = SampleCounter(len(keys), self.analog_input, self.device) if self.count_operations else None
+        new, spikes = self.net.step(x.to(self.device, self.dtype), self._gather(idx), counter)
         self._scatter(idx, new)
         sel = slice(None) if idx is None else idx
         self.steps[sel] += 1
         self.spikes[sel] += spikes
-        return StepResult(list(keys), new.out, self.steps[sel].clone(), self.spikes[sel].clone())
+        if counter is not None:
+            self.acs[sel] += counter.acs
+            self.macs[sel] += counter.macs
+        counters = (self.steps, self.spikes, self.acs, self.macs)
+        return StepResult(list(keys), new.out, *(c[sel].clone() for c in counters))
 
     @torch.inference_mode()
     def run(self, keys: Sequence[Hashable], xs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Advance streams ``keys`` by T slices at once (xs: T×B×C×H×W, layer by layer).
-        Returns the accumulated output after every slice (T×B×K) and spikes per slice (T×B)."""
+        Returns the accumulated output after every slice (T×B×K) and spikes per slice (T×B);
+        operations are not counted here."""
         idx = self._slots_of(keys)
         new, outs, spikes = self.net.run(xs.to(self.device, self.dtype), self._gather(idx))
         self._scatter(idx, new)

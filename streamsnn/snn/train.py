@@ -192,6 +192,11 @@ def init_from_checkpoint(model: nn.Module, path: str, calibration: torch.Tensor)
 
 def train(cfg: TrainConfig, output: Path | None = None, progress: bool = True) -> dict[str, Any]:
     """Train as configured, save the checkpoint and return its metrics."""
+    if cfg.train.method == "policy":
+        from streamsnn.policies.policy_net import train_policy
+
+        return train_policy(cfg, output, progress)
+    assert cfg.data is not None and cfg.input is not None
     seed_everything(cfg.train.seed)
     started = time.perf_counter()
     t = cfg.train

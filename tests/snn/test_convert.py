@@ -191,7 +191,7 @@ def test_residual_network_conversion_converges_to_its_clip_network():
     with torch.no_grad():
         target = clip(x)
     snn = convert(ann, (3, 16, 16)).double()
-    assert sum(type(m).__name__ == "Merge" for m in snn.layers) == 9
+    assert sum(type(m).__name__ == "Merge" for m in snn.layers) == 6
     outs = outputs_per_step(snn, x, 256)
     err = {t: float((outs[t - 1] / t - target).abs().mean() / target.abs().mean()) for t in (4, 16, 64, 256)}
     assert err[4] > err[16] > err[64] > err[256], err
