@@ -109,6 +109,8 @@ def test_every_config_has_a_training_test(root):
         "digits_frames",
         "digits_frames_2bit",
         "digits_dvs",
+        "digits_frames_policy",  # SEENN-II: tests/policies/test_policy_net.py
+        "digits_dvs_policy",
     }
     assert {p.stem for p in (root / "configs").glob("*.yaml")} == covered
 
