@@ -142,7 +142,7 @@ def test_evaluate_matches_the_runtime_and_writes_table_and_plots(root, tmp_path)
     torch.manual_seed(0)
     arch = {"name": "resnet8", "in_channels": 1, "size": 16, "classes": 16, "activation": "relu"}
     policy_path = tmp_path / "policy.pt"
-    save_policy(policy_path, build_model(arch), arch, (1, 16, 16), list(range(1, 17)), {}, {})
+    save_policy(policy_path, build_model(arch), arch, (1, 16, 16), list(range(1, 17)))
     sets = ["--set", "source.limit=48", "--set", "runtime.progress=false"]
     cal_path, out_dir = tmp_path / "cal.json", tmp_path / "eval"
     proc = subprocess.run(

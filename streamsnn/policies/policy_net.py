@@ -46,6 +46,9 @@ def first_slice_inputs(pipe: Any) -> tuple[torch.Tensor, np.ndarray]:
     return torch.stack([r[1] for r in rows]), np.asarray([r[2] for r in rows])
 
 
+MAX_OPEN_DECISIONS = 1 << 16  # far above the streams any operator holds at once
+
+
 class PolicyNetExit:
     """SEENN-II at run time: at a sample's first slice the policy network picks the number of
     steps (argmax of v); the prediction is final at that step."""
@@ -79,6 +82,8 @@ class PolicyNetExit:
         if pred.step >= self._target[key]:
             del self._target[key]
             return "policy"
+        if len(self._target) > MAX_OPEN_DECISIONS:  # samples cut short by their end never got here
+            del self._target[next(iter(self._target))]
         return None
 
 
@@ -88,23 +93,15 @@ def save_policy(
     arch: dict[str, Any],
     input_shape: tuple[int, ...],
     candidates: list[int],
-    metrics: dict[str, Any],
-    config: dict[str, Any],
+    metrics: dict[str, Any] | None = None,
+    train_config: dict[str, Any] | None = None,
 ) -> None:
-    from streamsnn.snn.checkpoint import FORMAT
+    """A policy network checkpoint: the usual checkpoint whose input spec names the candidate
+    step counts (one per output of ``net``)."""
+    from streamsnn.snn.checkpoint import save_checkpoint
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(
-        {
-            "format": FORMAT,
-            "arch": arch,
-            "input": {"shape": list(input_shape), "encoder": "policy", "candidates": candidates},
-            "state_dict": {k: v.detach().cpu().clone() for k, v in net.state_dict().items()},
-            "metrics": metrics,
-            "train_config": config,
-        },
-        path,
-    )
+    spec = {"shape": list(input_shape), "encoder": "policy", "candidates": candidates}
+    save_checkpoint(path, net, arch, spec, metrics or {}, train_config or {})
 
 
 def train_policy(cfg: Any, output: Path | None = None, progress: bool = True) -> dict[str, Any]:
@@ -167,5 +164,7 @@ def train_policy(cfg: Any, output: Path | None = None, progress: bool = True) ->
         "train_seconds": round(time.perf_counter() - started, 1),
     }
     path = Path(output or cfg.output)
-    save_policy(path, net, arch, tuple(x.shape[1:]), candidates, metrics, cfg.model_dump())
+    save_policy(
+        path, net, arch, tuple(x.shape[1:]), candidates, metrics=metrics, train_config=cfg.model_dump()
+    )
     return {"checkpoint": str(path), **metrics}

@@ -59,17 +59,22 @@ def resolve_weights(name: str) -> Path:
 
 
 def save_checkpoint(
-    path: Path, model: nn.Sequential, cfg: Any, metrics: dict[str, Any], input_shape: tuple[int, ...]
+    path: Path,
+    model: nn.Module,
+    arch: dict[str, Any],
+    input_spec: dict[str, Any],
+    metrics: dict[str, Any],
+    train_config: dict[str, Any],
 ) -> None:
-    """Write ``model`` with its architecture, input spec (shape C×H×W of one step), metrics and
-    the training config."""
+    """Write ``model``'s weights with its architecture (``build_model``'s dict), input spec
+    (``shape`` C×H×W of one step, the encoder and its options), metrics and training config."""
     payload = {
         "format": FORMAT,
-        "arch": cfg.model.model_dump(exclude_none=True),
-        "input": {"shape": list(input_shape), **cfg.input.model_dump(exclude_none=True)},
-        "state_dict": {k: v.detach().clone() for k, v in model.state_dict().items()},
+        "arch": arch,
+        "input": input_spec,
+        "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
         "metrics": metrics,
-        "train_config": cfg.model_dump(),
+        "train_config": train_config,
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(payload, path)

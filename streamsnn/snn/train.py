@@ -261,5 +261,8 @@ def train(cfg: TrainConfig, output: Path | None = None, progress: bool = True) -
     if t.prune_epsilon:
         metrics["pruned_weights"] = prune_small_weights(model, t.prune_epsilon)
     path = Path(output or cfg.output)
-    save_checkpoint(path, model.cpu(), cfg, metrics, input_shape)
+    input_spec = {"shape": list(input_shape), **cfg.input.model_dump(exclude_none=True)}
+    save_checkpoint(
+        path, model.cpu(), cfg.model.model_dump(exclude_none=True), input_spec, metrics, cfg.model_dump()
+    )
     return {"checkpoint": str(path), **metrics}

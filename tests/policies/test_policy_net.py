@@ -50,7 +50,7 @@ def policy_file(tmp_path):
     arch = {"name": "resnet8", "in_channels": 1, "size": 8, "classes": 3, "activation": "relu"}
     net = build_model(arch).eval()
     path = tmp_path / "policy.pt"
-    save_policy(path, net, arch, (1, 8, 8), [1, 2, 4], {}, {})
+    save_policy(path, net, arch, (1, 8, 8), [1, 2, 4])
     return path, net
 
 
