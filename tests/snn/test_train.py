@@ -46,11 +46,16 @@ def test_checkpoints_load_safely(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["digits_frames", "digits_dvs"])
 def test_training_config_reproduces_the_shipped_weights(root, tmp_path, name):
-    """``streamsnn train configs/NAME.yaml`` gives the shipped weights (bit-exact on the same CPU
-    and torch version; elsewhere the same recipe, not necessarily the same bits)."""
+    """``streamsnn train configs/NAME.yaml`` reproduces the shipped weights: the same seeded
+    trajectory (each conv/linear weight points the same way) and the same validation accuracy. Bits differ
+    across CPUs (vector widths change float summation order), so bit-exactness is checked
+    between two runs on one machine above."""
     cfg = load_train_config(root / "configs" / f"{name}.yaml")
     result = train(cfg, output=tmp_path / "w.pt", progress=False)
     shipped = torch.load(root / "streamsnn" / "assets" / f"{name}.pt", weights_only=True)
-    fresh = torch.load(tmp_path / "w.pt", weights_only=True)
-    assert all(torch.equal(shipped["state_dict"][k], fresh["state_dict"][k]) for k in shipped["state_dict"])
-    assert result["val_accuracy_ann"] == shipped["metrics"]["val_accuracy_ann"]
+    fresh = torch.load(tmp_path / "w.pt", weights_only=True)["state_dict"]
+    for key, weight in shipped["state_dict"].items():
+        if key.endswith(".weight") and weight.dim() > 1:  # conv/linear; seed 1 gives |cos| < 0.2
+            cosine = torch.nn.functional.cosine_similarity(weight.flatten(), fresh[key].flatten(), dim=0)
+            assert cosine > 0.9, (key, float(cosine))
+    assert abs(result["val_accuracy_ann"] - shipped["metrics"]["val_accuracy_ann"]) <= 0.01
