@@ -55,33 +55,147 @@ class DigitsFramesSourceConfig(Strict):
     size: PositiveInt = 16
 
 
-SourceConfig = Annotated[DigitsDVSSourceConfig | DigitsFramesSourceConfig, Field(discriminator="type")]
+class EventDatasetSourceConfig(Strict):
+    """Replay of a recorded data set through tonic (``root``: tonic's ``save_to``; ``download``:
+    fetch it when missing). Splits are stored and fixed (CIFAR10-DVS per class: 0–799 train,
+    800–899 val, 900–999 test); ``limit`` takes a class-balanced prefix."""
+
+    type: Literal["cifar10dvs", "nmnist", "dvs_gesture"]
+    root: str = "data"
+    download: bool = False
+    split: Split = "test"
+    limit: PositiveInt | None = None
+
+
+class RecordingSourceConfig(Strict):
+    """Recorded event files: ``path`` is a file, a folder or a glob (.aedat4, .aedat, .dat, .raw, .bin,
+    .npy). ``mode: stream`` plays each file as a continuous stream in ``packet_us`` packets;
+    ``mode: sample`` makes each file one sample. ``sensor``: a profile (needed for .npy; checked
+    against the geometry a file states). ``format`` overrides the file extension."""
+
+    type: Literal["recording"]
+    path: str
+    format: Literal["aedat", "aedat4", "prophesee_dat", "prophesee_raw", "nmnist", "numpy"] | None = None
+    sensor: str | None = None
+    mode: Literal["stream", "sample"] = "stream"
+    packet_us: PositiveInt = 10_000
+
+
+class _SensorOptions(Strict):
+    """A live source's pixel array: ``sensor`` (a profile, see ``streamsnn sensors``) or
+    ``width`` and ``height``."""
+
+    sensor: str | None = None
+    width: PositiveInt | None = None
+    height: PositiveInt | None = None
+
+    @model_validator(mode="after")
+    def _sensor_or_size(self) -> _SensorOptions:
+        sized = (self.width is not None, self.height is not None)
+        if self.sensor is not None and any(sized):
+            raise ValueError("give either sensor or width and height, not both")
+        if self.sensor is None and any(sized) and not all(sized):
+            raise ValueError("give both width and height")
+        return self
+
+
+class UDPSourceConfig(_SensorOptions):
+    """Live SPIF events over UDP on ``host:port`` (``port: 0`` takes a free port), stamped on
+    arrival. Packets every ``packet_us`` µs of wall time; silence is reported after ``silence_s``;
+    ``stop_after_silence_s`` ends the stream after that much silence (None: run until stopped)."""
+
+    type: Literal["udp"]
+    host: str = "127.0.0.1"
+    port: int = Field(3333, ge=0, le=65535)
+    packet_us: PositiveInt = 1_000
+    silence_s: PositiveFloat = 1.0
+    stop_after_silence_s: PositiveFloat | None = None
+
+    @model_validator(mode="after")
+    def _needs_sensor(self) -> UDPSourceConfig:
+        if self.sensor is None and self.width is None:
+            raise ValueError("give sensor (e.g. dvs128, see `streamsnn sensors`) or width and height")
+        return self
+
+
+class CameraSourceConfig(_SensorOptions):
+    """A USB event camera through aestream (needs aestream built with the camera's driver).
+    ``device_id``/``device_address``: an iniVation camera on the USB bus; ``serial``: a Prophesee
+    camera; default: the first found. ``sensor`` defaults to davis346 / prophesee_gen4.
+    ``polarity``: given to every event (aestream reads counts without polarity)."""
+
+    type: Literal["camera"]
+    camera: Literal["inivation", "prophesee"] = "inivation"
+    device_id: int | None = Field(None, ge=0)
+    device_address: int | None = Field(None, ge=0)
+    serial: str | None = None
+    packet_us: PositiveInt = 1_000
+    polarity: Literal[0, 1] = 1
+
+
+class WebcamSourceConfig(_SensorOptions):
+    """An OpenCV camera (``device``: index or URL) or a video file (path), grayscale in [0, 1]
+    resized to the sensor. ``emulate_dvs``: frames → events of an emulated DVS (contrast
+    ``threshold``) for the event encoders; else frames for ``direct``/``poisson``. ``fps``: frame
+    rate of a file (default: the file's); ``realtime``: play a file at that rate."""
+
+    type: Literal["webcam"]
+    device: int | str = 0
+    emulate_dvs: bool = False
+    threshold: PositiveFloat = 0.2
+    fps: PositiveFloat | None = None
+    max_frames: PositiveInt | None = None
+    realtime: bool = True
+
+    @model_validator(mode="after")
+    def _needs_sensor(self) -> WebcamSourceConfig:
+        if self.sensor is None and self.width is None:
+            raise ValueError("give sensor (e.g. digits_dvs) or width and height of the frames for the model")
+        return self
+
+
+SourceConfig = Annotated[
+    DigitsDVSSourceConfig
+    | DigitsFramesSourceConfig
+    | EventDatasetSourceConfig
+    | RecordingSourceConfig
+    | UDPSourceConfig
+    | CameraSourceConfig
+    | WebcamSourceConfig,
+    Field(discriminator="type"),
+]
 
 
 class SlicingConfig(Strict):
     """How a stream is cut into slices (one SNN step each); exactly one option. For frame
-    sources ``n_time_bins`` is the number of steps each frame is shown for."""
+    sources ``n_time_bins`` is the number of steps each frame is shown for. ``n_time_bins`` and
+    ``n_event_bins`` (equal event counts, tonic's rule) split whole samples: not for live streams."""
 
     time_window_us: PositiveInt | None = None
     event_count: PositiveInt | None = None
     n_time_bins: PositiveInt | None = None
+    n_event_bins: PositiveInt | None = None
 
     @model_validator(mode="after")
     def _exactly_one(self) -> SlicingConfig:
         given = [k for k, v in self.model_dump().items() if v is not None]
         if len(given) != 1:
             raise ValueError(
-                f"give exactly one of time_window_us, event_count, n_time_bins (got {given or 'none'})"
+                "give exactly one of time_window_us, event_count, n_time_bins, n_event_bins "
+                f"(got {given or 'none'})"
             )
         return self
 
 
 class EncoderConfig(Strict):
-    """Slice → tensor. ``rate_unit_us`` defaults to the value the model was trained with."""
+    """Slice → tensor. ``rate_unit_us`` defaults to the value the model was trained with.
+    ``size`` (event encoders): binned P×H×W resized (bilinear) to P×size×size, as SEENN's
+    CIFAR10-DVS frames (128×128 → 48×48)."""
 
     type: Literal["event_rate", "event_count", "direct", "poisson"]
     rate_unit_us: PositiveFloat | None = None
     seed: int = 0
+    size: PositiveInt | None = None
 
 
 # -- model and policies ---------------------------------------------------------------------
@@ -201,7 +315,15 @@ class ConsoleSinkConfig(Strict):
     every: PositiveInt = 1
 
 
-SinkConfig = Annotated[JsonlSinkConfig | ConsoleSinkConfig, Field(discriminator="type")]
+class RecordSinkConfig(Strict):
+    """The source's events to AEDAT4 (dv-processing), to replay the session later with
+    ``type: recording``; ``{stream}`` in ``path`` gives one file per stream."""
+
+    type: Literal["record"]
+    path: str
+
+
+SinkConfig = Annotated[JsonlSinkConfig | ConsoleSinkConfig | RecordSinkConfig, Field(discriminator="type")]
 
 
 class RuntimeConfig(Strict):

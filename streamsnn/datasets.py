@@ -4,19 +4,17 @@ Every data set yields input tensors ready for a model: frames N×C×H×W for ANN
 sequences N×T×C×H×W for directly trained SNNs. CIFAR-10 is read from its official python
 layout (``cifar-10-batches-py``); CIFAR10-DVS through tonic's dataset class, with SEENN's
 preprocessing (10 frames of equal event counts with tonic's ``ToFrame``, resized to 48×48) and
-a fixed per-class split (recordings 0–899 of each class train, 900–999 test; CIFAR10-DVS ships
-no split of its own).
+the stored per-class split of ``streamsnn.sources.event_datasets`` (train to learn, val to
+validate; test stays for evaluation).
 """
 
 from __future__ import annotations
 
 import hashlib
 import pickle
-import re
 import tarfile
 import urllib.request
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -31,16 +29,12 @@ from streamsnn.sources.digits import (
     digits_dvs_events,
     digits_split,
 )
+from streamsnn.sources.event_datasets import DatasetError
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
-CIFAR10DVS_TEST_FROM = 900  # per class: recordings 0..899 train, 900..999 test
-
-
-class DatasetError(FileNotFoundError):
-    """A data set is missing or malformed; the message names the path and what to do."""
 
 
 # -- digits ---------------------------------------------------------------------------------------
@@ -157,34 +151,6 @@ def random_crop_flip(x: torch.Tensor, rng: np.random.Generator, pad: int = 4) ->
 
 
 # -- CIFAR10-DVS ------------------------------------------------------------------------------------
-def cifar10dvs_index(path: str) -> int:
-    """The recording number in a CIFAR10-DVS file name (``cifar10_airplane_123.aedat4`` → 123)."""
-    match = re.search(r"(\d+)\.aedat4$", path)
-    if not match:
-        raise DatasetError(f"{path}: not a CIFAR10-DVS recording name (expected ..._<number>.aedat4)")
-    return int(match.group(1))
-
-
-def cifar10dvs_split(files: list[str], split: str) -> list[int]:
-    """Positions in ``files`` of the fixed per-class split: recordings numbered below
-    ``CIFAR10DVS_TEST_FROM`` train, the rest test."""
-    test = split != "train"
-    return [i for i, f in enumerate(files) if (cifar10dvs_index(f) >= CIFAR10DVS_TEST_FROM) == test]
-
-
-def open_cifar10dvs(root: str | Path, download: bool = False) -> Any:
-    """tonic's CIFAR10DVS under ``root`` (tonic's layout: ``root/CIFAR10DVS/<class>/*.aedat4``)."""
-    import tonic
-
-    location = Path(root) / "CIFAR10DVS"
-    if not download and not (location / tonic.datasets.CIFAR10DVS.filename).exists():
-        raise DatasetError(
-            f"{location}: CIFAR10-DVS not found (tonic expects {tonic.datasets.CIFAR10DVS.filename} and the "
-            "unpacked class folders there); set data.download: true to fetch it"
-        )
-    return tonic.datasets.CIFAR10DVS(save_to=str(root))
-
-
 def seenn_frames(events: np.ndarray, frames: int = 10, size: int = 48) -> torch.Tensor:
     """SEENN's CIFAR10-DVS preprocessing: ``frames`` frames of equal event counts
     (tonic's ``ToFrame``), 2×128×128 each, resized (bilinear) to size×size: T×2×size×size."""
@@ -222,10 +188,8 @@ __all__ = [
     "DatasetError",
     "augment_event_frames",
     "cifar10_arrays",
-    "cifar10dvs_split",
     "digit_frames",
     "normalise_cifar10",
-    "open_cifar10dvs",
     "random_crop_flip",
     "random_windows",
     "rate_frame",

@@ -25,6 +25,25 @@ def make_events(t: Any, x: Any, y: Any, p: Any) -> np.ndarray:
     return events
 
 
+_FIELD_NAMES = {"t": ("t", "timestamp", "ts"), "x": ("x",), "y": ("y",), "p": ("p", "polarity", "on", "pol")}
+
+
+def to_events(array: np.ndarray) -> np.ndarray:
+    """Any structured event array (tonic's, aestream's, dv-processing's, expelliarmus') as
+    ``EVENT_DTYPE``; polarity becomes 0/1. Raises ``ValueError`` naming missing fields."""
+    if array.dtype == EVENT_DTYPE and (not len(array) or (array["p"].max() <= 1 and array["p"].min() >= 0)):
+        return array
+    names = array.dtype.names or ()
+    fields = {}
+    for field, aliases in _FIELD_NAMES.items():
+        found = [a for a in aliases if a in names]
+        if not found:
+            raise ValueError(f"event array has no field {' / '.join(aliases)} (fields: {names or 'none'})")
+        fields[field] = array[found[0]]
+    p = fields["p"]
+    return make_events(fields["t"], fields["x"], fields["y"], p if p.dtype == np.bool_ else p > 0)
+
+
 @dataclass(frozen=True)
 class Sensor:
     """Pixel array geometry of an event sensor."""

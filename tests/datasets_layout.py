@@ -52,7 +52,7 @@ def write_aedat4(path: Path, events: np.ndarray, size: tuple[int, int] = (128, 1
 
 
 def write_cifar10dvs(
-    root: Path, numbers=(*range(90), *range(900, 910)), events: int = 60, seed: int = 0
+    root: Path, numbers=(*range(80), *range(800, 810), *range(900, 910)), events: int = 60, seed: int = 0
 ) -> Path:
     """tonic's CIFAR10-DVS layout: root/CIFAR10DVS/CIFAR10DVS.zip plus <class>/cifar10_<class>_<n>.aedat4
     (tonic wants the archive and at least 1000 recordings to consider the data set present)."""

@@ -3,9 +3,12 @@ import pytest
 import torch
 from tonic.functional import to_frame_numpy
 
+from streamsnn.config import ConfigError, load_pipeline
+from streamsnn.datasets import seenn_frames
 from streamsnn.encoding import (
     DVSEmulator,
     DVSParams,
+    EventCountEncoder,
     EventRateEncoder,
     PoissonEncoder,
     background_noise,
@@ -13,6 +16,8 @@ from streamsnn.encoding import (
     make_encoder,
 )
 from streamsnn.events import Slice, make_events
+from streamsnn.runtime import build_pipeline
+from streamsnn.slicing import Slicer
 
 
 def test_binning_matches_tonic_to_frame():
@@ -77,3 +82,74 @@ def test_background_noise_rate():
 def test_unknown_encoder_is_named():
     with pytest.raises(KeyError, match="unknown encoder 'nope'"):
         make_encoder("nope", (2, 4, 4))
+
+
+def test_large_frames_match_tonic_and_drop_outside_events():
+    rng = np.random.default_rng(1)
+    n = 20_000
+    ev = make_events(np.arange(n), rng.integers(0, 1280, n), rng.integers(0, 720, n), rng.integers(0, 2, n))
+    ours, dropped = bin_events(ev, (2, 720, 1280))  # 1.8 M cells: the scatter path
+    assert dropped == 0
+    assert np.array_equal(ours, to_frame_numpy(ev, (1280, 720, 2), event_count=n)[0].astype(np.float32))
+    bad = make_events([1, 2, 3, 4], [1280, -1, 3, 5], [0, 0, 720, 7], [1, 1, 1, 0])
+    counts, dropped = bin_events(bad, (2, 720, 1280))
+    assert dropped == 3 and counts.sum() == 1 and counts[0, 7, 5] == 1
+
+
+def test_single_polarity_and_wide_coordinate_fields():
+    ev = np.array(
+        [(1, 3, 2, 1), (2, 3, 2, 0), (3, -4, 2, 1), (4, 9, 40, 0)],
+        dtype=[("t", "<i8"), ("x", "<i8"), ("y", "<i8"), ("p", "<i8")],
+    )
+    counts, dropped = bin_events(ev, (1, 30, 40))
+    assert dropped == 2 and counts[0, 2, 3] == 2 and counts.sum() == 2
+
+
+def test_returned_tensors_are_never_reused():
+    enc = EventCountEncoder((2, 720, 1280))
+    a = enc(Slice("s", 0, 0, 0, 1, make_events([0], [5], [6], [1])))
+    b = enc(Slice("s", 0, 1, 1, 2, make_events([1], [7], [8], [0])))
+    assert a.sum() == 1 and a[1, 6, 5] == 1 and b.sum() == 1 and b[0, 8, 7] == 1
+    assert a.dtype == torch.float32 and a.shape == (2, 720, 1280)
+
+
+def test_seenn_preprocessing_through_slicer_and_encoder_equals_seenn_frames():
+    rng = np.random.default_rng(5)
+    n = 20_007  # not a multiple of 10: tonic leaves the last 7 events out, and so do we
+    ev = make_events(
+        np.sort(rng.integers(0, 1_300_000, n)),
+        rng.integers(0, 128, n),
+        rng.integers(0, 128, n),
+        rng.integers(0, 2, n),
+    )
+    slicer = Slicer(n_event_bins=10)
+    enc = make_encoder("event_count", (2, 128, 128), size=48)
+    ours = torch.stack(
+        [
+            enc(Slice("s", 0, i, s.t_start_us, s.t_end_us, s.events))
+            for i, s in enumerate(slicer.push(ev) + slicer.flush())
+        ]
+    )
+    assert enc.out_shape == (2, 48, 48) and ours.shape == (10, 2, 48, 48)
+    assert torch.equal(ours, seenn_frames(ev))
+
+
+def test_rate_encoder_resizes_then_scales():
+    ev = make_events(np.arange(64), np.arange(64) % 8, np.arange(64) // 8, np.ones(64))
+    counts = EventCountEncoder((2, 8, 8), size=4)(Slice("s", 0, 0, 0, 5_000, ev))
+    rate = EventRateEncoder((2, 8, 8), size=4, rate_unit_us=10_000)(Slice("s", 0, 0, 0, 5_000, ev))
+    assert rate.shape == (2, 4, 4) and torch.allclose(rate, counts * 2)
+    assert torch.allclose(counts[1], torch.ones(4, 4)) and counts[0].sum() == 0
+
+
+def test_pipeline_checks_the_resized_shape_against_the_model(root):
+    base = ["runtime.progress=false", "sinks=[]", "report.path=null"]
+    path = root / "pipelines" / "digits_dvs.yaml"
+    with pytest.raises(
+        ConfigError, match="expects input 2×34×34 but source 'digits_dvs' gives 2×34×34 resized to 2×17×17"
+    ):
+        build_pipeline(load_pipeline(path, [*base, "encoder.size=17"]))
+    assert build_pipeline(load_pipeline(path, [*base, "encoder.size=34"])).encoder.out_shape == (2, 34, 34)
+    frames = root / "pipelines" / "digits_frames.yaml"
+    with pytest.raises(ConfigError, match=r"encoder\.size resizes binned events"):
+        build_pipeline(load_pipeline(frames, [*base, "encoder.size=16"]))

@@ -1,8 +1,15 @@
+from itertools import pairwise
+
 import numpy as np
 import pytest
 import tonic.slicers
+from pydantic import ValidationError
+from tonic.functional import to_frame_numpy
 
+from streamsnn.config import ConfigError, SlicingConfig, load_pipeline
+from streamsnn.encoding import bin_events
 from streamsnn.events import make_events
+from streamsnn.runtime import build_pipeline
 from streamsnn.slicing import Slicer
 
 
@@ -47,7 +54,9 @@ def test_n_time_bins_keeps_every_event_unlike_tonic():
     assert tonic_total < len(ev)  # tonic drops the last event(s); we do not
 
 
-@pytest.mark.parametrize("mode", [{"time_window_us": 20_000}, {"event_count": 333}])
+@pytest.mark.parametrize(
+    "mode", [{"time_window_us": 20_000}, {"event_count": 333}, {"n_time_bins": 9}, {"n_event_bins": 9}]
+)
 def test_streaming_in_packets_equals_slicing_at_once(mode):
     ev = random_events(seed=1)
     whole = Slicer(**mode)
@@ -96,3 +105,71 @@ def test_exactly_one_slicing_option():
         Slicer()
     with pytest.raises(ValueError, match="event_count must be >= 1"):
         Slicer(event_count=0)
+
+
+def unique_times(n, seed, t_max=1_000_000):
+    rng = np.random.default_rng(seed)
+    t = np.sort(rng.choice(t_max, n, replace=False))
+    return make_events(t, rng.integers(0, 34, n), rng.integers(0, 34, n), rng.integers(0, 2, n))
+
+
+@pytest.mark.parametrize("n", [5003, 5000, 69])
+def test_n_event_bins_matches_tonic_to_frame(n):
+    ev = random_events(n=n, seed=n)
+    s = Slicer(n_event_bins=7)
+    bins = s.push(ev) + s.flush()
+    theirs = tonic.slicers.SliceByEventBins(bin_count=7).slice(ev, 0)[0]
+    assert len(bins) == 7
+    assert all(np.array_equal(a.events, b) for a, b in zip(bins, theirs, strict=True))
+    frames = np.stack([bin_events(b.events, (2, 34, 34))[0] for b in bins])
+    assert np.array_equal(frames, to_frame_numpy(ev, (34, 34, 2), n_event_bins=7).astype(np.float32))
+    assert s.unbinned_events == n % 7  # tonic's rule: the last n mod k events are left out
+
+
+def test_n_event_bins_tile_the_sample_and_end_after_their_last_event():
+    ev = unique_times(4000, seed=3)
+    s = Slicer(n_event_bins=10)
+    s.reset(0)
+    bins = s.push(ev) + s.flush(1_000_000)
+    assert [len(b.events) for b in bins] == [400] * 10
+    assert bins[0].t_start_us == 0 and bins[-1].t_end_us == 1_000_000
+    assert all(a.t_end_us == b.t_start_us for a, b in pairwise(bins))
+    for b in bins:
+        assert np.all((b.events["t"] >= b.t_start_us) & (b.events["t"] < b.t_end_us))
+    assert all(b.t_end_us == b.events["t"][-1] + 1 for b in bins[:-1])
+
+
+def test_n_event_bins_with_fewer_events_than_bins_gives_empty_slices_like_tonic():
+    ev = make_events([10, 20, 30], [0, 1, 2], [0, 0, 0], [1, 0, 1])
+    s = Slicer(n_event_bins=5)
+    s.reset(0)
+    bins = s.push(ev) + s.flush(100)
+    assert [len(b.events) for b in bins] == [0] * 5 and s.unbinned_events == 3
+    assert not to_frame_numpy(ev, (34, 34, 2), n_event_bins=5).any()
+    assert [(b.t_start_us, b.t_end_us) for b in bins] == [(0, 20), (20, 40), (40, 60), (60, 80), (80, 100)]
+
+
+def test_overlapping_packets_of_a_sample_are_sorted_before_binning():
+    ev = unique_times(1000, seed=4)
+    s = Slicer(n_time_bins=4)
+    s.push(ev[::2])
+    s.push(ev[1::2])  # the second packet goes back in time
+    bins = s.flush()
+    ref = Slicer(n_time_bins=4)
+    assert all(
+        np.array_equal(a.events, b.events) for a, b in zip(bins, ref.push(ev) + ref.flush(), strict=True)
+    )
+
+
+def test_n_event_bins_config_and_live_sources(root):
+    assert SlicingConfig(n_event_bins=10).n_event_bins == 10
+    with pytest.raises(ValidationError, match=r"exactly one of .*n_event_bins"):
+        SlicingConfig(n_event_bins=10, n_time_bins=10)
+    base = ["runtime.progress=false", "sinks=[]", "report.path=null", "slicing={n_event_bins: 5}"]
+    cfg = load_pipeline(root / "pipelines" / "digits_dvs.yaml", [*base, "source.live=true"])
+    with pytest.raises(ConfigError, match=r"slicing\.n_event_bins needs sample boundaries"):
+        build_pipeline(cfg)
+    assert (
+        build_pipeline(load_pipeline(root / "pipelines" / "digits_dvs.yaml", base)).new_slicer().n_event_bins
+        == 5
+    )

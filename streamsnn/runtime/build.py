@@ -47,7 +47,11 @@ def build_pipeline(cfg: PipelineConfig, origin: str = "pipeline") -> Pipeline:
     Mismatches between parts (an event encoder on a frame source, a sensor the model was not
     trained for...) raise ``ConfigError`` naming the fields involved.
     """
-    source = make_source(cfg.source.type, **_options(cfg.source))
+    try:
+        source = make_source(cfg.source.type, **_options(cfg.source))
+    except (OSError, ValueError, KeyError) as err:
+        raise ConfigError(f"{origin}: source: {err}") from None
+    source.realtime = cfg.runtime.realtime
     try:
         model = load_checkpoint(cfg.model.weights)
     except (FileNotFoundError, ValueError) as err:
@@ -63,19 +67,32 @@ def build_pipeline(cfg: PipelineConfig, origin: str = "pipeline") -> Pipeline:
         )
     if source.kind == "frames" and cfg.slicing.n_time_bins is None:
         raise ConfigError(f"{origin}: slicing: frame sources take n_time_bins (steps per frame)")
-    if cfg.slicing.n_time_bins is not None and source.live:
-        raise ConfigError(f"{origin}: slicing.n_time_bins needs sample boundaries; a live stream has none")
-    if tuple(source.sensor.shape) != tuple(shape):
+    for key in ("n_time_bins", "n_event_bins"):
+        if getattr(cfg.slicing, key) is not None and not source.segmented:
+            raise ConfigError(
+                f"{origin}: slicing.{key} needs sample boundaries; source '{cfg.source.type}' is one "
+                "continuous stream (use time_window_us or event_count)"
+            )
+    if enc.size is not None and enc.type not in EVENT_ENCODERS:
         raise ConfigError(
-            f"{origin}: model.weights: {model.path.name} expects input {'×'.join(map(str, shape))} but "
-            f"source '{cfg.source.type}' gives {'×'.join(map(str, source.sensor.shape))}"
+            f"{origin}: encoder.size resizes binned events; '{enc.type}' takes frames as they are"
         )
     options: dict[str, Any] = {}
     if enc.type == "event_rate":
         options["rate_unit_us"] = enc.rate_unit_us or float(model.input.get("rate_unit_us", 10_000.0))
     if enc.type == "poisson":
         options["seed"] = enc.seed
-    encoder = make_encoder(enc.type, tuple(shape), **options)
+    if enc.type in EVENT_ENCODERS:
+        options["size"] = enc.size
+    sensor_shape = tuple(source.sensor.shape)
+    encoder = make_encoder(enc.type, sensor_shape, **options)
+    out_shape = tuple(getattr(encoder, "out_shape", sensor_shape))
+    if out_shape != tuple(shape):
+        resized = f" resized to {'×'.join(map(str, out_shape))}" if out_shape != sensor_shape else ""
+        raise ConfigError(
+            f"{origin}: model.weights: {model.path.name} expects input {'×'.join(map(str, shape))} but "
+            f"source '{cfg.source.type}' gives {'×'.join(map(str, sensor_shape))}{resized}"
+        )
 
     if cfg.runtime.threads:
         torch.set_num_threads(cfg.runtime.threads)
@@ -107,5 +124,7 @@ def build_pipeline(cfg: PipelineConfig, origin: str = "pipeline") -> Pipeline:
         if isinstance(reset, str)
         else make_reset_policy(reset.type, **_options(reset))
     )
+    if source.kind != "events" and any(s.type == "record" for s in cfg.sinks):
+        raise ConfigError(f"{origin}: sinks: 'record' writes events; source '{cfg.source.type}' gives frames")
     sinks = [make_sink(s.type, **_options(s)) for s in cfg.sinks]
     return Pipeline(cfg, source, model, operator, encoder, exit_policy, reset_policy, sinks)

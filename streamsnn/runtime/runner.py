@@ -20,6 +20,7 @@ Ctrl-C stops the source, finishes the sinks and still returns the report (``inte
 from __future__ import annotations
 
 import collections
+import dataclasses
 import threading
 import time
 from dataclasses import dataclass, field
@@ -40,6 +41,13 @@ from streamsnn.snn.models import is_spiking
 from streamsnn.sources.base import Packet
 
 _END = object()
+
+
+@dataclass
+class StreamEnd:
+    """An unsegmented stream has no more slices."""
+
+    stream: str
 
 
 @dataclass
@@ -127,8 +135,10 @@ class Runner:
         self.lanes: dict[Any, Lane] = {}
         self.outcomes: list[SampleOutcome] = []
         self.skipped_slices = 0
+        self.late_in_samples = 0  # late events of slicers no longer kept (ended samples, streams)
         self.dropped_in_lanes = 0
         self.source_done = False
+        self._held: Any = None  # an item waiting for a free lane (replay only)
         self.needs_input = bool(getattr(pipe.exit_policy, "needs_input", False))
         alpha = self.cfg.model.alpha
         self.alpha_per_step = alpha == "t"
@@ -137,16 +147,19 @@ class Runner:
     # -- source stage ----------------------------------------------------------------------
     def _source_main(self) -> None:
         try:
+            recorders = [sink for sink in self.pipe.sinks if hasattr(sink, "write_packet")]
             with self.pipe.source as source:
                 for packet in source:
                     if self.stop.is_set():
                         break
+                    for recorder in recorders:
+                        recorder.write_packet(packet, source.sensor)
                     for item in self._cut(packet):
                         self.in_q.put(item)
-            for stream, slicer in self.slicers.items():  # end of a live stream: the tail
-                if self.live:
-                    for item in self._live_slices(stream, slicer.flush(), last=True):
-                        self.in_q.put(item)
+            for stream, slicer in self.slicers.items():  # end of an unsegmented stream: the tail
+                for item in self._live_slices(stream, slicer.flush(), last=True):
+                    self.in_q.put(item)
+                self.in_q.put(StreamEnd(stream))
             self.in_q.put(_END)
         except Closed:
             pass
@@ -158,11 +171,17 @@ class Runner:
         if self.pipe.source.kind == "frames" or packet.end_of_sample:
             slicer = self.pipe.new_slicer() if self.pipe.source.kind == "events" else None
             slices = sample_slices(packet, slicer, int(self.cfg.slicing.n_time_bins or 1))
+            self.late_in_samples += slicer.late_events if slicer is not None else 0
             return [SampleSlices(packet.stream, int(packet.sample or 0), packet.label, slices)]
         slicer = self.slicers.get(packet.stream)
         if slicer is None:
             slicer = self.slicers[packet.stream] = self.pipe.new_slicer()
-        return self._live_slices(packet.stream, slicer.push(packet.data), label=packet.label)
+        out: list[Any] = self._live_slices(packet.stream, slicer.push(packet.data), label=packet.label)
+        if packet.end_of_stream:
+            out += self._live_slices(packet.stream, slicer.flush(), label=packet.label, last=True)
+            out.append(StreamEnd(packet.stream))
+            self.late_in_samples += self.slicers.pop(packet.stream).late_events
+        return out
 
     def _live_slices(
         self, stream: str, cut: list[EventSlice], label: int | None = None, last: bool = False
@@ -194,25 +213,46 @@ class Runner:
 
     # -- stepping loop ---------------------------------------------------------------------
     def _admit(self, block: bool) -> None:
-        """Move items from the input queue into lanes while there is room."""
+        """Move items from the input queue into lanes while there is room. A replay (not live)
+        never drops: an item that needs a new lane while all are taken waits (``_held``), and a
+        stream's queued slices are bounded by ``queue_size`` by not reading further."""
         capacity = self.pipe.operator.capacity
         while not self.source_done:
-            if not self.live and len(self.lanes) >= capacity:
+            if not self.live and self._backlogged(capacity):
                 return
-            try:
-                item = self.in_q.get(timeout=0.05) if block else self.in_q.get_nowait()
-            except TimeoutError:
-                return
-            except Closed:
-                self.source_done = True
-                return
+            if self._held is not None:
+                item, self._held = self._held, None
+            else:
+                try:
+                    item = self.in_q.get(timeout=0.05) if block else self.in_q.get_nowait()
+                except TimeoutError:
+                    return
+                except Closed:
+                    self.source_done = True
+                    return
             block = False
+            new_lane = isinstance(item, SampleSlices) or (
+                isinstance(item, Slice) and item.stream not in self.lanes
+            )
+            if not self.live and new_lane and len(self.lanes) >= capacity:
+                self._held = item
+                return
             if item is _END:
                 self.source_done = True
             elif isinstance(item, SampleSlices):
                 self._open_sample(item)
+            elif isinstance(item, StreamEnd):
+                self._end_stream(item.stream)
             else:
                 self._route_live(item)
+
+    def _backlogged(self, capacity: int) -> bool:
+        if self._held is not None and len(self.lanes) >= capacity:
+            return True
+        queued = [len(lane.slices) for lane in self.lanes.values() if lane.live]
+        if queued:
+            return max(queued) >= self.cfg.runtime.queue_size
+        return len(self.lanes) >= capacity
 
     def _open_sample(self, item: SampleSlices) -> None:
         key = (item.stream, item.sample)
@@ -238,6 +278,22 @@ class Runner:
             self.dropped_in_lanes += 1
         lane.slices.append(item)
         lane.ended = lane.ended or item.last
+
+    def _end_stream(self, stream: str) -> None:
+        """No more slices for ``stream``: the slice already queued last closes its decision, or,
+        when none is queued, the newest prediction becomes final (``end_of_stream``)."""
+        lane = self.lanes.get(stream)
+        if lane is None:
+            return
+        lane.ended = True
+        if lane.slices:
+            lane.slices[-1].last = True
+            return
+        if lane.last is not None and lane.decision is None:
+            final = dataclasses.replace(lane.last, final=True, reason="end_of_stream", emit_time=time.time())
+            self.out_q.put(final)
+            self._record(lane, final, full=None)
+        self._close(lane)
 
     def _step(self, lanes: list[Lane]) -> None:
         t_begin = time.perf_counter()
@@ -411,7 +467,7 @@ class Runner:
 
     def _extra(self, wall: float, interrupted: bool) -> dict[str, Any]:
         cfg = self.cfg
-        late = sum(s.late_events for s in self.slicers.values())
+        late = self.late_in_samples + sum(s.late_events for s in self.slicers.values())
         return {
             "pipeline": cfg.name,
             "source": cfg.source.type,
@@ -428,6 +484,9 @@ class Runner:
             "out_of_bounds_events": int(getattr(self.pipe.encoder, "out_of_bounds", 0)),
             "late_events": int(late),
             "torch_threads": torch.get_num_threads(),
+            "source_stats": dict(self.pipe.source.stats),
+            "recorded_events": sum(getattr(s, "events_written", 0) for s in self.pipe.sinks),
+            "late_events_not_recorded": sum(getattr(s, "late_events", 0) for s in self.pipe.sinks),
         }
 
 

@@ -1,4 +1,5 @@
-"""Where predictions go: JSONL files and the console (looked up by ``type``)."""
+"""Where predictions go: JSONL files and the console; ``record`` writes the source's events to
+AEDAT4 (looked up by ``type``). A sink with ``write_packet`` sees every source packet."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Any, Protocol
 from streamsnn.prediction import Prediction
 from streamsnn.sinks.console import ConsoleSink
 from streamsnn.sinks.jsonl import JsonlSink
+from streamsnn.sinks.record import RecordSink
 
 
 class Sink(Protocol):
@@ -15,7 +17,7 @@ class Sink(Protocol):
     def close(self) -> None: ...
 
 
-SINKS: dict[str, type] = {"jsonl": JsonlSink, "console": ConsoleSink}
+SINKS: dict[str, type] = {"jsonl": JsonlSink, "console": ConsoleSink, "record": RecordSink}
 
 
 def make_sink(name: str, **options: Any) -> Sink:
@@ -25,4 +27,4 @@ def make_sink(name: str, **options: Any) -> Sink:
     return SINKS[name](**options)
 
 
-__all__ = ["SINKS", "ConsoleSink", "JsonlSink", "Sink", "make_sink"]
+__all__ = ["SINKS", "ConsoleSink", "JsonlSink", "RecordSink", "Sink", "make_sink"]

@@ -38,6 +38,7 @@ from streamsnn.snn.models import build_model, is_spiking
 from streamsnn.snn.network import SpikingNetwork
 from streamsnn.snn.quant import QCFS
 from streamsnn.sources.digits import RECORDING_US
+from streamsnn.sources.event_datasets import dataset_split, open_tonic_dataset
 
 
 def seed_everything(seed: int) -> None:
@@ -74,11 +75,11 @@ class TrainingData:
             test_images, self.val_y = test_images[: d.limit], self.val_y[: d.limit]
             self.train_x, self.val_x = ds.normalise_cifar10(images), ds.normalise_cifar10(test_images)
         elif d.name == "cifar10dvs":
-            dataset = ds.open_cifar10dvs(d.root, d.download)
-            train_idx = ds.cifar10dvs_split(dataset.data, "train")[: d.limit]
-            test_idx = ds.cifar10dvs_split(dataset.data, "test")[: d.limit]
+            dataset = open_tonic_dataset("cifar10dvs", d.root, "train", d.download)
+            train_idx = dataset_split("cifar10dvs", dataset, "train")[: d.limit]
+            val_idx = dataset_split("cifar10dvs", dataset, "val")[: d.limit]
             self.train_x, self.train_y = self._dvs_tensors(dataset, train_idx)
-            self.val_x, self.val_y = self._dvs_tensors(dataset, test_idx)
+            self.val_x, self.val_y = self._dvs_tensors(dataset, val_idx)
         self.val_y = np.asarray(self.val_y)
         self.train_y = np.asarray(self.train_y)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -17,7 +18,8 @@ class Packet:
 
     Dataset and file sources send a whole sample per packet (``end_of_sample=True``) with its
     recording window ``[t0_us, t_end_us)`` when known; live sources send packets of a continuous
-    stream (``sample=None``, ``end_of_sample=False``).
+    stream (``sample=None``, ``end_of_sample=False``); ``end_of_stream`` marks the last packet of a
+    stream that ends while the source goes on (the next file of a replay).
     """
 
     stream: str
@@ -27,6 +29,7 @@ class Packet:
     t0_us: int | None = None
     t_end_us: int | None = None
     end_of_sample: bool = True
+    end_of_stream: bool = False
 
 
 class Source(Protocol):
@@ -34,13 +37,18 @@ class Source(Protocol):
 
     ``kind`` is ``"events"`` or ``"frames"``; ``live`` says whether data arrives on the sensor's
     own clock (and may be dropped when the pipeline is behind) or is replayed from storage
-    (blocks, loses nothing). ``labels`` says whether packets carry ground truth.
+    (blocks, loses nothing). ``labels`` says whether packets carry ground truth. ``stats``
+    counts recovered bad input; ``realtime`` paces a replay at sensor time. ``segmented``:
+    packets are whole samples rather than pieces of one continuous stream.
     """
 
     kind: str
     live: bool
     labels: bool
     sensor: Sensor
+    realtime: bool
+    segmented: bool
+    stats: dict[str, int]
 
     def __iter__(self) -> Iterator[Packet]: ...
 
@@ -54,7 +62,41 @@ class Source(Protocol):
 
 
 class SourceBase:
-    """Context-manager plumbing shared by the sources."""
+    """Plumbing shared by the sources: context manager, counters and real-time pacing.
+
+    ``stats`` holds the source's counters of recovered bad input (skipped samples, silences...);
+    the runner copies them into the report. ``realtime`` sources release packets at their sensor
+    time (``pace``).
+    """
+
+    realtime: bool = False
+
+    @property
+    def segmented(self) -> bool:
+        """Whether packets are whole samples (replay) rather than pieces of one continuous stream."""
+        return not self.live
+
+    @property
+    def stats(self) -> dict[str, int]:
+        if "_stats" not in self.__dict__:
+            self._stats: dict[str, int] = {}
+        return self._stats
+
+    def count(self, key: str, n: int = 1) -> None:
+        """Add ``n`` to the counter ``key`` of ``stats``."""
+        self.stats[key] = self.stats.get(key, 0) + n
+
+    def pace(self, t_us: int) -> None:
+        """With ``realtime``, sleep until sensor time ``t_us`` (µs) has passed on the wall clock;
+        the first call anchors sensor time to the wall clock."""
+        if not self.realtime:
+            return
+        if "_clock" not in self.__dict__:
+            self._clock = (time.monotonic(), t_us)
+        wall0, t0 = self._clock
+        delay = wall0 + (t_us - t0) * 1e-6 - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
 
     def close(self) -> None:
         pass

@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from streamsnn.config import load_train_config
-from streamsnn.datasets import DatasetError, cifar10dvs_split, open_cifar10dvs
 from streamsnn.snn.checkpoint import load_checkpoint
 from streamsnn.snn.train import train
+from streamsnn.sources.event_datasets import DatasetError, dataset_split, open_tonic_dataset
 from tests.datasets_layout import write_cifar10, write_cifar10dvs
 
 SMOKE = ["data.download=false", "data.limit=4", "train.max_steps=1", "train.epochs=1", "train.batch_size=2"]
@@ -69,11 +69,17 @@ def test_cifar10dvs_vggsnn_tet_trains_one_step(root, cifar10dvs_root, tmp_path):
 
 
 def test_cifar10dvs_split_is_fixed_per_class(cifar10dvs_root):
-    dataset = open_cifar10dvs(cifar10dvs_root)
+    dataset = open_tonic_dataset("cifar10dvs", cifar10dvs_root, "test")
     assert len(dataset) == 1000
-    train_idx, test_idx = cifar10dvs_split(dataset.data, "train"), cifar10dvs_split(dataset.data, "test")
-    assert len(train_idx) == 900 and len(test_idx) == 100 and not set(train_idx) & set(test_idx)
-    assert sorted(dataset.targets[i] for i in test_idx) == sorted(list(range(10)) * 10)
+    parts = {split: dataset_split("cifar10dvs", dataset, split) for split in ("train", "val", "test")}
+    assert [len(parts[s]) for s in ("train", "val", "test")] == [800, 100, 100]
+    assert sorted(i for part in parts.values() for i in part) == list(range(1000))  # disjoint and complete
+    for split, lo in (("val", 800), ("test", 900)):
+        assert sorted(dataset.targets[i] for i in parts[split]) == sorted(list(range(10)) * 10)
+        assert all(
+            lo <= int(dataset.data[i].rsplit("_", 1)[1].split(".")[0]) < lo + 100 for i in parts[split]
+        )
+    assert [dataset.targets[i] for i in parts["test"][:10]] == list(range(10))  # round robin
 
 
 def test_missing_data_sets_say_what_to_do(tmp_path):
@@ -81,8 +87,8 @@ def test_missing_data_sets_say_what_to_do(tmp_path):
 
     with pytest.raises(DatasetError, match=r"CIFAR-10 not found; set data\.download: true"):
         cifar10_arrays(tmp_path, "train")
-    with pytest.raises(DatasetError, match="CIFAR10-DVS not found"):
-        open_cifar10dvs(tmp_path)
+    with pytest.raises(DatasetError, match="CIFAR10DVS not found in tonic's layout"):
+        open_tonic_dataset("cifar10dvs", tmp_path, "test")
     broken = write_cifar10(tmp_path / "b")
     (broken / "cifar-10-batches-py" / "test_batch").write_bytes(b"\x80\x04garbage")
     with pytest.raises(DatasetError, match="test_batch: not a readable CIFAR-10 batch"):

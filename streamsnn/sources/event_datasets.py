@@ -1,0 +1,158 @@
+"""Replay of recorded event data sets through tonic's own dataset classes: CIFAR10-DVS, N-MNIST and
+DVS Gesture (download, on-disk layout and reading are tonic's; ``root`` is tonic's ``save_to``).
+
+Splits are fixed and stored here, so every run, tool and paper table uses the same samples:
+
+- CIFAR10-DVS ships no split (frameworks that split it on the fly let test recordings leak into
+  training). Per class, by the recording number in the file name: 0–799 train, 800–899 val,
+  900–999 test (``CIFAR10DVS_SPLITS``).
+- N-MNIST and DVS Gesture keep their official test sets; every tenth recording of the official
+  training set (position % 10 == 9) is held out as val.
+
+Within a split, samples are ordered round-robin over the classes, so ``limit: N`` takes a
+class-balanced prefix. A sample that cannot be read is skipped, logged with its file and the
+damaged position, and counted (``stats['skipped_samples']``); the replay continues.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from streamsnn.events import Sensor, to_events
+from streamsnn.sources.base import Packet, SourceBase
+from streamsnn.sources.recordings import FORMATS, RecordingError, read_events
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "val", "test")
+CIFAR10DVS_SPLITS = {"train": range(0, 800), "val": range(800, 900), "test": range(900, 1000)}
+VAL_EVERY = 10  # N-MNIST, DVS Gesture: training-set positions i with i % 10 == 9 are val
+
+
+class DatasetError(FileNotFoundError):
+    """A data set is missing or malformed; the message names the path and what to do."""
+
+
+# name: (tonic class, sensor (W, H), has an official train/test split)
+DATASETS: dict[str, tuple[str, tuple[int, int], bool]] = {
+    "cifar10dvs": ("CIFAR10DVS", (128, 128), False),
+    "nmnist": ("NMNIST", (34, 34), True),
+    "dvs_gesture": ("DVSGesture", (128, 128), True),
+}
+
+
+def cifar10dvs_number(path: str) -> int:
+    """The recording number in a CIFAR10-DVS file name (``cifar10_airplane_123.aedat4`` → 123)."""
+    match = re.search(r"(\d+)\.aedat4$", path)
+    if not match:
+        raise DatasetError(f"{path}: not a CIFAR10-DVS recording name (expected ..._<number>.aedat4)")
+    return int(match.group(1))
+
+
+def cifar10dvs_split(files: list[str], split: str) -> list[int]:
+    """Positions in ``files`` (tonic's ``dataset.data``) of ``split`` of the stored per-class split."""
+    if split not in CIFAR10DVS_SPLITS:
+        raise ValueError(f"unknown split '{split}'; use one of {', '.join(SPLITS)}")
+    numbers = CIFAR10DVS_SPLITS[split]
+    return [i for i, f in enumerate(files) if cifar10dvs_number(f) in numbers]
+
+
+def round_robin(indices: list[int], targets: list[int]) -> list[int]:
+    """``indices`` reordered class by class in turn (the first of every class, then the second...)."""
+    rank: dict[int, int] = {}
+    keyed = []
+    for i in indices:
+        r = rank.get(targets[i], 0)
+        rank[targets[i]] = r + 1
+        keyed.append((r, targets[i], i))
+    return [i for _, _, i in sorted(keyed)]
+
+
+def open_tonic_dataset(name: str, root: str | Path, split: str, download: bool = False) -> Any:
+    """tonic's dataset class for ``name`` under ``root`` (the official part that holds ``split``)."""
+    import tonic
+
+    if name not in DATASETS:
+        raise KeyError(f"unknown data set '{name}'; known: {', '.join(DATASETS)}")
+    cls_name, _, official = DATASETS[name]
+    cls = getattr(tonic.datasets, cls_name)
+    kwargs: dict[str, Any] = {"save_to": str(root)}
+    if official:
+        kwargs["train"] = split != "test"
+    if not download:  # tonic's own existence check decides; a missing data set is not fetched
+        cls = type(cls.__name__, (cls,), {"download": _refuse_download})
+    return cls(**kwargs)
+
+
+def _refuse_download(self: Any) -> None:
+    raise DatasetError(
+        f"{self.location_on_system}: {type(self).__name__} not found in tonic's layout (its archive and "
+        "the unpacked recordings); set source.download: true to fetch it, or point source.root at it"
+    )
+
+
+def dataset_split(name: str, dataset: Any, split: str) -> list[int]:
+    """Positions in ``dataset`` of ``split`` (see the module docstring), round-robin over classes."""
+    if split not in SPLITS:
+        raise ValueError(f"unknown split '{split}'; use one of {', '.join(SPLITS)}")
+    if name == "cifar10dvs":
+        indices = cifar10dvs_split(dataset.data, split)
+    elif split == "test":
+        indices = list(range(len(dataset)))
+    else:
+        val = [i % VAL_EVERY == VAL_EVERY - 1 for i in range(len(dataset))]
+        indices = [i for i in range(len(dataset)) if val[i] == (split == "val")]
+    return round_robin(indices, list(dataset.targets))
+
+
+class EventDatasetSource(SourceBase):
+    """One packet of events per sample of ``split`` of a tonic data set (offline replay)."""
+
+    kind = "events"
+    live = False
+    labels = True
+
+    def __init__(
+        self,
+        name: str,
+        root: str = "data",
+        download: bool = False,
+        split: str = "test",
+        limit: int | None = None,
+    ) -> None:
+        self.name, self.split = name, split
+        self.dataset = open_tonic_dataset(name, root, split, download)
+        self.indices = dataset_split(name, self.dataset, split)[:limit]
+        width, height = DATASETS[name][1]
+        self.sensor = Sensor(name, width, height, 2, f"{DATASETS[name][0]} (tonic)")
+        self.stream = f"{name}/{split}"
+        self.errors: list[str] = []
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __iter__(self) -> Iterator[Packet]:
+        for position, index in enumerate(self.indices):
+            try:
+                events, label = self.dataset[index]
+                events = to_events(events)
+            except Exception as err:  # any reader failure skips only this sample
+                self._skip(index, err)
+                continue
+            yield Packet(self.stream, position, events, int(label))
+
+    def _skip(self, index: int, err: Exception) -> None:
+        path = str(self.dataset.data[index])
+        message = f"{path}: {type(err).__name__}: {err}"
+        if Path(path).suffix.lower() in FORMATS:  # name the damaged position, as our reader sees it
+            try:
+                read_events(path)
+            except (RecordingError, OSError) as detail:
+                message = str(detail)
+        self.count("skipped_samples")
+        self.errors.append(message)
+        log.warning("skipping sample %d: %s", index, message)

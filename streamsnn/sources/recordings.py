@@ -1,0 +1,416 @@
+"""Recorded event files: AEDAT4, Prophesee ``.dat``/``.raw``, N-MNIST ``.bin`` and NumPy arrays.
+
+Each format is read by the field's own library:
+
+- ``.aedat4`` (iniVation DV): the ``aedat`` decoder that tonic's ``read_aedat4`` uses, packet by
+  packet, so a long recording streams and a damaged one is read up to the damaged packet.
+  (aestream 0.6.4's ``FileInput`` returns no events for AEDAT4 files — aestream issue #105 — and
+  dv-processing's reader hangs on a corrupt LZ4 packet, so neither is used for reading; the
+  ``record`` sink writes AEDAT4 with dv-processing.)
+- ``.aedat`` (jAER AER-DAT 2.0, DAVIS346 and DVS128 chips): tonic's header reader and
+  address decoding; geometry from the ``AEChip`` header line.
+- ``.dat`` (Prophesee DAT): aestream's ``FileInput``; geometry from the ``% Width``/``% Height``
+  header lines when present.
+- ``.raw`` (Prophesee EVT 2.0 / 3.0): expelliarmus (tonic's Prophesee reader); aestream 0.6.4
+  rejects EVT 2.0 and decodes EVT 3.0 time stamps differently. Geometry from the header.
+- ``.bin`` (N-MNIST, ATIS 34×34): tonic's ``read_mnist_file``.
+- ``.npy``: a structured array with fields ``t``/``timestamp``, ``x``, ``y``, ``p``/``polarity``;
+  geometry from a ``sensors/`` profile.
+
+Damaged files raise ``RecordingError`` naming the file and the position (packet or byte); the
+events before it are kept. A ``RecordingSource`` replays a file, a folder or a glob of files; a
+damaged file ends its own stream early and is counted (``stats['damaged_files']``), the others
+continue.
+"""
+
+from __future__ import annotations
+
+import glob
+import io
+import logging
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from streamsnn.events import EVENT_DTYPE, Sensor, load_sensor, make_events, to_events
+from streamsnn.sources.base import Packet, SourceBase
+
+log = logging.getLogger(__name__)
+
+FORMATS = {
+    ".aedat": "aedat",
+    ".aedat4": "aedat4",
+    ".dat": "prophesee_dat",
+    ".raw": "prophesee_raw",
+    ".bin": "nmnist",
+    ".npy": "numpy",
+}
+NMNIST_SENSOR = Sensor("nmnist", 34, 34, 2, "ATIS (N-MNIST saccades)", "bin")
+NMNIST_EVENT_BYTES = 5
+DAT_EVENT_BYTES = 8
+
+
+class RecordingError(ValueError):
+    """A recording cannot be read (further); the message names the file and the position."""
+
+
+@dataclass
+class Recording:
+    """An open recording: its path, format, geometry (``None`` when the file has none) and the
+    events it holds, in packets as stored."""
+
+    path: Path
+    format: str
+    sensor: Sensor | None
+
+    def packets(self) -> Iterator[np.ndarray]:
+        """Events (``EVENT_DTYPE``) in file order, a stored packet at a time; raises
+        ``RecordingError`` at a damaged place after yielding everything before it."""
+        yield from _READERS[self.format](self.path)
+
+
+def recording_format(path: Path, fmt: str | None = None) -> str:
+    """The format of ``path``: ``fmt`` when given, else from the file extension."""
+    if fmt is not None:
+        if fmt not in FORMATS.values():
+            raise RecordingError(f"{path}: unknown format '{fmt}'; known: {', '.join(FORMATS.values())}")
+        return fmt
+    if path.suffix.lower() not in FORMATS:
+        raise RecordingError(
+            f"{path}: cannot tell the format from '{path.suffix}'; known: {', '.join(FORMATS)} "
+            "(or set the format)"
+        )
+    return FORMATS[path.suffix.lower()]
+
+
+def open_recording(path: str | Path, fmt: str | None = None) -> Recording:
+    """Open ``path`` and read its geometry (the events are read by ``Recording.packets``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such recording")
+    fmt = recording_format(path, fmt)
+    sensor = {
+        "aedat": _jaer_sensor,
+        "aedat4": _aedat4_sensor,
+        "prophesee_dat": _prophesee_sensor,
+        "prophesee_raw": _prophesee_sensor,
+        "nmnist": lambda _: NMNIST_SENSOR,
+        "numpy": lambda _: None,
+    }[fmt](path)
+    return Recording(path, fmt, sensor)
+
+
+def read_events(path: str | Path, fmt: str | None = None) -> np.ndarray:
+    """All events of a recording (``EVENT_DTYPE``)."""
+    parts = list(open_recording(path, fmt).packets())
+    if len(parts) == 1:
+        return parts[0]
+    return join_events(parts)
+
+
+def join_events(parts: list[np.ndarray]) -> np.ndarray:
+    """Concatenate event arrays as raw bytes (numpy copies packed records field by field, ~6×
+    slower)."""
+    if not parts:
+        return np.empty(0, EVENT_DTYPE)
+    raw = np.dtype((np.void, EVENT_DTYPE.itemsize))
+    return np.concatenate([p.view(raw) for p in parts]).view(EVENT_DTYPE)
+
+
+# -- AEDAT4 ------------------------------------------------------------------------------------------
+def _aedat4_decoder(path: Path) -> Any:  # aedat's Decoder
+    import aedat
+
+    try:
+        return aedat.Decoder(str(path))
+    except (RuntimeError, OSError) as err:
+        raise RecordingError(f"{path}: not a readable AEDAT4 file (header: {err})") from None
+
+
+def _aedat4_sensor(path: Path) -> Sensor:
+    streams = _aedat4_decoder(path).id_to_stream()
+    events = [s for s in streams.values() if s.get("type") == "events"]
+    if not events:
+        raise RecordingError(f"{path}: the AEDAT4 file holds no event stream (streams: {streams})")
+    return Sensor(path.stem, int(events[0]["width"]), int(events[0]["height"]), 2, "from the AEDAT4 header")
+
+
+def _aedat4_packets(path: Path) -> Iterator[np.ndarray]:
+    decoder = _aedat4_decoder(path)
+    index, count = 0, 0
+    while True:
+        try:
+            packet = next(decoder)
+        except StopIteration:
+            return
+        except RuntimeError as err:
+            raise RecordingError(
+                f"{path}: damaged at packet {index} (after {count:,} events): {err}"
+            ) from None
+        index += 1
+        if "events" in packet:
+            events = to_events(packet["events"])
+            count += len(events)
+            yield events
+
+
+# -- jAER AER-DAT 2.0 ------------------------------------------------------------------------------
+JAER_CHIPS = {"davis346": (346, 260), "dvs128": (128, 128)}
+
+
+def _jaer_chip(path: Path) -> str:
+    with open(path, "rb") as f:
+        head = f.read(1 << 16)
+    match = re.search(rb"#\s*AEChip:\s*(\S+)", head)
+    name = match.group(1).decode("latin-1").lower() if match else ""
+    for chip in JAER_CHIPS:
+        if chip in name:
+            return chip
+    raise RecordingError(
+        f"{path}: jAER chip '{name or 'not stated'}' is not supported (known: {', '.join(JAER_CHIPS)})"
+    )
+
+
+def _jaer_sensor(path: Path) -> Sensor:
+    chip = _jaer_chip(path)
+    return Sensor(chip, *JAER_CHIPS[chip], 2, "from the jAER AEChip header line")
+
+
+def _read_jaer(path: Path) -> Iterator[np.ndarray]:
+    from tonic.io import get_aer_events_from_file, read_aedat_header_from_file
+
+    version, start, _ = read_aedat_header_from_file(str(path))
+    if not 2 <= version < 3:
+        raise RecordingError(f"{path}: AER-DAT {version} is not supported (2.0 is)")
+    size = path.stat().st_size
+    if size - start == 1:  # tonic's reader points at the header's last newline when no data follows
+        return
+    if (size - start) % 8:
+        good = (size - start) // 8
+        raise RecordingError(f"{path}: truncated at byte {start + good * 8} (AER-DAT 2.0 events are 8 bytes)")
+    raw = get_aer_events_from_file(str(path), version, start)
+    addr, t = raw["address"].astype(np.int64), raw["timeStamp"].astype(np.int64)
+    chip = _jaer_chip(path)
+    width, height = JAER_CHIPS[chip]
+    if chip == "davis346":  # jAER's DAVIS address layout, as tonic's read_davis_346 decodes it
+        x, y, p = width - 1 - ((addr >> 12) & 0x3FF), height - 1 - ((addr >> 22) & 0x1FF), (addr >> 11) & 1
+    else:  # DVS128: polarity in bit 0, y in bits 1-7, x in bits 8-14
+        x, y, p = (addr >> 8) & 0x7F, (addr >> 1) & 0x7F, addr & 1
+    yield make_events(t, x, y, p)
+
+
+# -- Prophesee ---------------------------------------------------------------------------------------
+def _prophesee_header(path: Path) -> tuple[list[str], int]:
+    """Header lines (``% ...``) of a Prophesee file and the byte offset where data starts."""
+    lines, offset = [], 0
+    with open(path, "rb") as f:
+        while True:
+            line = f.readline()
+            if not line.startswith(b"%"):
+                break
+            lines.append(line[1:].decode("latin-1").strip())
+            offset += len(line)
+            if line.strip() == b"% end":
+                break
+    return lines, offset
+
+
+def _prophesee_sensor(path: Path) -> Sensor | None:
+    lines, _ = _prophesee_header(path)
+    text = "\n".join(lines)
+    width = re.search(r"(?im)^width\s+(\d+)|width=(\d+)", text)
+    height = re.search(r"(?im)^height\s+(\d+)|height=(\d+)", text)
+    geometry = re.search(r"(?im)^geometry\s+(\d+)x(\d+)", text)
+    if geometry:
+        return Sensor(path.stem, int(geometry.group(1)), int(geometry.group(2)), 2, "from the file header")
+    if width and height:
+        w = int(width.group(1) or width.group(2))
+        h = int(height.group(1) or height.group(2))
+        return Sensor(path.stem, w, h, 2, "from the file header")
+    return None
+
+
+def _read_dat(path: Path) -> Iterator[np.ndarray]:
+    import aestream
+
+    _, offset = _prophesee_header(path)
+    payload = path.stat().st_size - offset - 2  # two bytes after the header: event type and size
+    good = max(payload, 0) // DAT_EVENT_BYTES
+    sensor = _prophesee_sensor(path) or Sensor("dat", 1 << 14, 1 << 14)
+    if good:
+        yield to_events(aestream.FileInput(str(path), (sensor.width, sensor.height)).load())[:good]
+    if payload < 0 or payload % DAT_EVENT_BYTES:
+        raise RecordingError(
+            f"{path}: truncated at byte {offset + 2 + good * DAT_EVENT_BYTES} "
+            f"(DAT events are {DAT_EVENT_BYTES} bytes; the {good:,} whole events before it are kept)"
+        )
+
+
+def _read_raw(path: Path) -> Iterator[np.ndarray]:
+    from expelliarmus import Wizard
+
+    lines, _ = _prophesee_header(path)
+    text = " ".join(lines).lower()
+    encoding = (
+        "evt3" if re.search(r"evt\s*3|evt3", text) else "evt2" if re.search(r"evt\s*2|evt2", text) else None
+    )
+    if encoding is None:
+        raise RecordingError(f"{path}: the header names no EVT 2.0/3.0 encoding (header: {lines[:4]})")
+    try:
+        events = to_events(Wizard(encoding=encoding, fpath=str(path)).read())
+    except (RuntimeError, ValueError, OSError) as err:
+        raise RecordingError(f"{path}: damaged {encoding.upper()} data: {err}") from None
+    yield events
+
+
+# -- N-MNIST and NumPy -------------------------------------------------------------------------------
+def _read_nmnist(path: Path) -> Iterator[np.ndarray]:
+    from tonic.io import read_mnist_file
+
+    data = path.read_bytes()
+    good = len(data) // NMNIST_EVENT_BYTES
+    dtype = np.dtype([("x", "<i2"), ("y", "<i2"), ("t", "<i8"), ("p", "i1")])
+    yield to_events(read_mnist_file(io.BytesIO(data[: good * NMNIST_EVENT_BYTES]), dtype, is_stream=True))
+    if len(data) % NMNIST_EVENT_BYTES:
+        raise RecordingError(
+            f"{path}: truncated at byte {good * NMNIST_EVENT_BYTES} (N-MNIST events are "
+            f"{NMNIST_EVENT_BYTES} bytes; the {good:,} whole events before it are kept)"
+        )
+
+
+def _read_numpy(path: Path) -> Iterator[np.ndarray]:
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as err:
+        raise RecordingError(f"{path}: not a readable .npy event array ({err})") from None
+    try:
+        yield to_events(array)
+    except ValueError as err:
+        raise RecordingError(f"{path}: {err}") from None
+
+
+_READERS = {
+    "aedat": _read_jaer,
+    "aedat4": _aedat4_packets,
+    "prophesee_dat": _read_dat,
+    "prophesee_raw": _read_raw,
+    "nmnist": _read_nmnist,
+    "numpy": _read_numpy,
+}
+
+
+# -- the source --------------------------------------------------------------------------------------
+def recording_paths(path: str) -> list[Path]:
+    """A file, every recording in a folder (sorted), or the files matching a glob (sorted)."""
+    p = Path(path)
+    if p.is_dir():
+        found = sorted(f for f in p.iterdir() if f.suffix.lower() in FORMATS)
+    elif any(c in path for c in "*?["):
+        found = sorted(Path(f) for f in glob.glob(path))
+    else:
+        found = [p]
+    if not found:
+        raise FileNotFoundError(f"{path}: no recordings ({', '.join(FORMATS)}) found")
+    return found
+
+
+class RecordingSource(SourceBase):
+    """Replays recordings: one file, a folder or a glob, in sorted order.
+
+    ``mode='stream'``: each recording is one continuous, unsegmented stream (named after the
+    file) cut into packets of ``packet_us`` sensor time, like a camera; decisions come from the
+    exit and reset policies, and ``realtime`` releases the packets at sensor time.
+    ``mode='sample'``: each recording is one sample (offline replay of e.g. N-MNIST files; the
+    runner paces those). ``sensor`` names a ``sensors/`` profile; when the file states its
+    geometry too, the two must agree. Replays never drop data (``live`` is False).
+    """
+
+    kind = "events"
+    live = False
+    labels = False
+
+    def __init__(
+        self,
+        path: str,
+        format: str | None = None,
+        sensor: str | None = None,
+        mode: str = "stream",
+        packet_us: int = 10_000,
+        realtime: bool = False,
+    ) -> None:
+        if mode not in ("stream", "sample"):
+            raise ValueError(f"mode must be 'stream' or 'sample', got '{mode}'")
+        self.paths = recording_paths(path)
+        self.format, self.mode, self.packet_us, self.realtime = format, mode, int(packet_us), realtime
+        self.errors: list[str] = []
+        self._packet_end: int | None = None  # sensor time (µs) closing the packet being cut
+        first = open_recording(self.paths[0], format)
+        self.sensor = self._geometry(first, sensor)
+
+    def _geometry(self, rec: Recording, profile: str | None) -> Sensor:
+        named = load_sensor(profile) if profile else None
+        if named and rec.sensor and (named.width, named.height) != (rec.sensor.width, rec.sensor.height):
+            raise ValueError(
+                f"{rec.path}: the file says {rec.sensor.width}×{rec.sensor.height} but sensor '{profile}' is "
+                f"{named.width}×{named.height}"
+            )
+        sensor = named or rec.sensor
+        if sensor is None:
+            raise ValueError(
+                f"{rec.path}: the file states no geometry; name a sensor profile (source.sensor)"
+            )
+        return sensor
+
+    @property
+    def segmented(self) -> bool:
+        return self.mode == "sample"
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __iter__(self) -> Iterator[Packet]:
+        for i, path in enumerate(self.paths):
+            stream = path.stem
+            parts: list[np.ndarray] = []
+            try:
+                for events in open_recording(path, self.format).packets():
+                    if self.mode == "sample":
+                        parts.append(events)
+                    else:
+                        yield from self._stream_packets(stream, events)
+            except RecordingError as err:
+                self.count("damaged_files")
+                self.errors.append(str(err))
+                log.warning("%s (the events before it are used)", err)
+            if self.mode == "stream":
+                yield Packet(stream, None, np.empty(0, EVENT_DTYPE), end_of_sample=False, end_of_stream=True)
+            else:
+                events = join_events(parts)
+                t0 = int(events["t"][0]) if len(events) else 0
+                t_end = int(events["t"].max()) + 1 if len(events) else t0
+                yield Packet(stream, i, events, None, t0, t_end)
+            self._packet_end = None
+
+    def _stream_packets(self, stream: str, events: np.ndarray) -> Iterator[Packet]:
+        """Re-cut stored packets into packets of ``packet_us`` sensor time."""
+        if not len(events):
+            return
+        if self._packet_end is None:
+            self._packet_end = int(events["t"][0]) + self.packet_us
+        t = events["t"]
+        lo = 0
+        while lo < len(events):
+            hi = int(np.searchsorted(t, self._packet_end, side="left"))
+            if hi >= len(events):  # the rest: a packet the next stored one may extend
+                self.pace(int(t[-1]) + 1)
+                yield Packet(stream, None, events[lo:], end_of_sample=False)
+                return
+            if hi > lo:
+                self.pace(self._packet_end)
+                yield Packet(stream, None, events[lo:hi], end_of_sample=False)
+            lo = hi
+            self._packet_end += self.packet_us

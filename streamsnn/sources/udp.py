@@ -1,0 +1,355 @@
+"""Live events over UDP in the SPIF format (as aestream, spiffer and SpiNNaker's spif send them).
+
+**Wire format.** Every event is one little-endian 32-bit word::
+
+    bit  31      no-timestamp flag (1: no timestamp follows; 0: the next word is a timestamp)
+    bits 30..16  x (15 bits)
+    bit  15      polarity (1 ON, 0 OFF)
+    bits 14..0   y (15 bits)
+
+This is the layout of SpiNNakerManchester/spif (``spiffer``) and of aestream's UDP output,
+checked here against aestream 0.6.4's own sender (``aestream input file … output udp``): its
+datagrams are byte for byte what ``spif_encode`` makes. A datagram holds any number of words;
+aestream sends 128 events (512 bytes) per datagram, and so does ``send_events`` by default.
+
+**Time.** SPIF events normally carry no timestamp, so ``UDPSource`` stamps every event with its
+arrival time on the monotonic clock, in µs since the source started reading (all events of one
+datagram share a stamp). Words sent with the timestamp flag cleared (aestream's
+``--include-timestamp``) are followed by a 32-bit sender timestamp; those timestamp words are
+recognised and skipped (counted in ``sender_timestamps_ignored``), the event is still stamped on
+arrival. Pace the sender in real time (``send_events(realtime=True)``): a recording blasted out at
+once arrives at one instant.
+
+**Why not aestream's ``UDPInput``.** Checked with real sockets on aestream 0.6.4:
+``UDPInput(shape, port=...).read()`` returns a W×H float32 numpy array of event *counts* since the
+last read (indexed ``[x, y]``), with polarity dropped (an ON and an OFF event at one pixel read as
+2.0) and no times; it always binds 0.0.0.0 (every interface, no host option); it reads at most
+128 events per datagram and silently drops the rest; it writes out-of-sensor coordinates into its
+buffer without a bounds check; a port already in use is only printed to stderr (no exception,
+nothing ever arrives); and ``stop_stream()`` leaves the socket bound until one more datagram
+arrives. The pipeline's models take ON/OFF channels and the time slicer needs event times, so this
+module decodes SPIF itself with a plain socket: it binds the configured host (127.0.0.1 unless a
+config says otherwise), keeps polarity, takes datagrams up to 64 KiB, counts bad input, and stops
+within 50 ms of ``close()``. aestream stays the way to read USB cameras (``sources/camera.py``).
+
+**Bad input** (documented, counted recoveries, in ``stats``):
+
+- events outside the sensor (x ≥ width or y ≥ height) are dropped: ``out_of_bounds_events``
+  (the first one is logged with its coordinates);
+- bytes after the last whole word of a datagram are ignored: ``malformed_datagrams``;
+- silence: after ``silence_s`` without a datagram a warning is logged once and ``silences``
+  counted; when data returns, ``recoveries`` is counted and logged; with
+  ``stop_after_silence_s`` the stream ends after that much silence (``stopped_after_silence``).
+  Silence is measured from the start of reading too: a sender that never comes is reported (and
+  ends the stream) the same way;
+- datagrams that were already waiting when the source started reading (sent between building
+  and running the pipeline) are kept and stamped 0, the start of reading: ``early_datagrams``.
+
+``stats`` also counts the ``datagrams`` and the ``events`` received (inside the sensor).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import socket
+import threading
+import time
+from collections.abc import Iterator
+
+import numpy as np
+
+from streamsnn.config import ConfigError
+from streamsnn.events import EVENT_DTYPE, Sensor, load_sensor, make_events
+from streamsnn.sources.base import Packet, SourceBase
+
+log = logging.getLogger(__name__)
+
+SPIF_NO_TIMESTAMP = 1 << 31
+SPIF_MAX_COORD = 0x7FFF
+DATAGRAM_EVENTS = 128  # aestream's default packet size (512 bytes)
+MAX_DATAGRAM = 65_536
+POLL_S = 0.05  # longest wait in a blocking call before the source looks at ``close()`` again
+
+
+def sensor_from_options(sensor: str | None, width: int | None, height: int | None, polarities: int) -> Sensor:
+    """The sensor of a live source: a profile name (``streamsnn sensors``) or width × height."""
+    if sensor is not None:
+        if width is not None or height is not None:
+            raise ConfigError("source: give either sensor or width and height, not both")
+        try:
+            return load_sensor(sensor)
+        except KeyError as err:
+            raise ConfigError(f"source.sensor: {err.args[0]}") from None
+    if width is None or height is None:
+        raise ConfigError("source: give sensor (a profile, see `streamsnn sensors`) or both width and height")
+    return Sensor(f"{width}x{height}", int(width), int(height), polarities, "given by width and height")
+
+
+def spif_encode(events: np.ndarray) -> np.ndarray:
+    """SPIF words (uint32, no timestamps) of ``events`` (``EVENT_DTYPE``); polarity p > 0 is ON.
+
+    Raises ``ValueError`` for coordinates SPIF cannot carry (negative or above 32767)."""
+    x, y = events["x"].astype(np.int64), events["y"].astype(np.int64)
+    bad = (x < 0) | (x > SPIF_MAX_COORD) | (y < 0) | (y > SPIF_MAX_COORD)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ValueError(
+            f"{int(bad.sum())} events have coordinates SPIF cannot carry (0..{SPIF_MAX_COORD}); "
+            f"first: event {i} at x={x[i]}, y={y[i]}"
+        )
+    p = (events["p"] > 0).astype(np.int64)
+    return (SPIF_NO_TIMESTAMP | (x << 16) | (p << 15) | y).astype(np.uint32)
+
+
+def spif_decode(
+    payload: bytes | bytearray | memoryview,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int]:
+    """Decode one datagram: x, y (int64) and p (int8) of its events, the number of sender
+    timestamp words skipped and the number of bytes left over after the last whole word."""
+    n = len(payload) // 4
+    words = np.frombuffer(payload, dtype="<u4", count=n).astype(np.int64)
+    skipped = 0
+    flagged = (words & SPIF_NO_TIMESTAMP) != 0
+    if not flagged.all():  # an event word with the flag cleared is followed by its timestamp word
+        is_time = np.zeros(n, dtype=bool)
+        after = -1
+        for i in np.flatnonzero(~flagged).tolist():
+            if i == after:  # this word is the timestamp of the previous event
+                continue
+            if i + 1 < n:
+                is_time[i + 1] = True
+                after = i + 1
+        skipped = int(is_time.sum())
+        words = words[~is_time]
+    x = (words >> 16) & SPIF_MAX_COORD
+    y = words & SPIF_MAX_COORD
+    p = ((words >> 15) & 1).astype(np.int8)
+    return x, y, p, skipped, len(payload) - 4 * n
+
+
+def _family(host: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
+class UDPSource(SourceBase):
+    """Events arriving as SPIF datagrams on ``host:port``, one unsegmented live stream.
+
+    Packets of the events received in the last ``packet_us`` of wall time (µs) are released every
+    ``packet_us``, also when empty, so the pipeline can stop the source at any time; a packet's
+    ``t0_us``/``t_end_us`` bound the stretch of the stream clock (µs) it covers. ``port`` 0
+    takes a free port (see ``port`` after construction). The socket is bound when the source is
+    made (a port in use is a ``ConfigError`` naming it) and closed by ``close()``.
+    """
+
+    kind = "events"
+    live = True
+    labels = False
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 3333,
+        sensor: str | None = None,
+        width: int | None = None,
+        height: int | None = None,
+        packet_us: int = 1_000,
+        silence_s: float = 1.0,
+        stop_after_silence_s: float | None = None,
+        receive_buffer_bytes: int = 4 << 20,
+    ) -> None:
+        if packet_us < 1:
+            raise ConfigError(f"source.packet_us: must be >= 1 µs, got {packet_us}")
+        if silence_s <= 0:
+            raise ConfigError(f"source.silence_s: must be > 0 s, got {silence_s}")
+        if stop_after_silence_s is not None and stop_after_silence_s <= 0:
+            raise ConfigError(f"source.stop_after_silence_s: must be > 0 s, got {stop_after_silence_s}")
+        self.sensor = sensor_from_options(sensor, width, height, polarities=2)
+        self.packet_us, self.silence_s, self.stop_after_silence_s = packet_us, silence_s, stop_after_silence_s
+        self._closed = threading.Event()
+        self._lock = threading.Lock()
+        try:
+            self._sock = socket.socket(_family(host), socket.SOCK_DGRAM)
+        except OSError as err:
+            raise ConfigError(f"source.host: cannot open a UDP socket for '{host}': {err.strerror}") from None
+        try:
+            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer_bytes)
+            self._sock.bind((host, port))
+        except socket.gaierror as err:
+            self._sock.close()
+            raise ConfigError(f"source.host: cannot resolve '{host}': {err.strerror}") from None
+        except OSError as err:
+            self._sock.close()
+            raise ConfigError(
+                f"source.port: cannot listen for UDP on {host}:{port}: {err.strerror or err}"
+            ) from None
+        self.host, self.port = self._sock.getsockname()[:2]
+        self.stream = f"udp/{self.host}:{self.port}"
+        self.t0_ns: int | None = None  # monotonic clock (ns) at sensor time 0, once reading
+        self._warned_bounds = False
+        for key in ("datagrams", "events", "silences", "recoveries", "out_of_bounds_events"):
+            self.stats[key] = 0
+
+    def __len__(self) -> int:
+        """0: a live stream has no known length."""
+        return 0
+
+    def __iter__(self) -> Iterator[Packet]:
+        if self._closed.is_set():
+            return
+        self.t0_ns = t0 = time.monotonic_ns()
+        buf = bytearray(MAX_DATAGRAM)
+        parts = self._take_early(buf)
+        last_data_ns, silent = t0, False
+        packet_ns = self.packet_us * 1_000
+        emit_ns, prev_end_us = t0 + packet_ns, 0
+        while not self._closed.is_set():
+            now = time.monotonic_ns()
+            if now >= emit_ns:
+                end_us = (now - t0) // 1_000
+                events = np.concatenate(parts) if parts else np.empty(0, dtype=EVENT_DTYPE)
+                parts = []
+                yield Packet(self.stream, None, events, None, prev_end_us, end_us, end_of_sample=False)
+                prev_end_us = end_us
+                emit_ns += packet_ns
+                if emit_ns <= now:  # fell behind: the next packet is one period from now
+                    emit_ns = now + packet_ns
+                quiet_s = (time.monotonic_ns() - last_data_ns) / 1e9
+                if not silent and quiet_s >= self.silence_s:
+                    silent = True
+                    self.count("silences")
+                    log.warning("%s: no data for %.1f s (silence reported once)", self.stream, quiet_s)
+                if self.stop_after_silence_s is not None and quiet_s >= self.stop_after_silence_s:
+                    self.count("stopped_after_silence")
+                    log.warning(
+                        "%s: no data for %.1f s: ending the stream (stop_after_silence_s)",
+                        self.stream,
+                        quiet_s,
+                    )
+                    return
+                continue
+            try:
+                self._sock.settimeout(min(max((emit_ns - now) / 1e9, 1e-4), POLL_S))
+                size = self._sock.recv_into(buf)
+            except (TimeoutError, BlockingIOError, InterruptedError):
+                continue
+            except OSError:
+                if self._closed.is_set():
+                    return
+                raise
+            arrival_ns = time.monotonic_ns()
+            if silent:
+                silent = False
+                self.count("recoveries")
+                log.info(
+                    "%s: data again after %.1f s of silence", self.stream, (arrival_ns - last_data_ns) / 1e9
+                )
+            last_data_ns = arrival_ns
+            events = self._decode(memoryview(buf)[:size], (arrival_ns - t0) // 1_000)
+            if len(events):
+                parts.append(events)
+
+    def _decode(self, payload: memoryview, t_us: int) -> np.ndarray:
+        x, y, p, skipped, leftover = spif_decode(payload)
+        self.count("datagrams")
+        if skipped:
+            self.count("sender_timestamps_ignored", skipped)
+        if leftover:
+            self.count("malformed_datagrams")
+        inside = (x < self.sensor.width) & (y < self.sensor.height)
+        if not inside.all():
+            out = int((~inside).sum())
+            self.count("out_of_bounds_events", out)
+            if not self._warned_bounds:
+                self._warned_bounds = True
+                i = int(np.flatnonzero(~inside)[0])
+                log.warning(
+                    "%s: dropping events outside the %d×%d sensor '%s' (first at x=%d, y=%d); counted in "
+                    "out_of_bounds_events",
+                    self.stream,
+                    self.sensor.width,
+                    self.sensor.height,
+                    self.sensor.name,
+                    x[i],
+                    y[i],
+                )
+            x, y, p = x[inside], y[inside], p[inside]
+        self.count("events", len(x))
+        return make_events(np.full(len(x), t_us, dtype=np.int64), x, y, p)
+
+    def _take_early(self, buf: bytearray) -> list[np.ndarray]:
+        """Datagrams that arrived before reading started (when exactly is unknown), stamped 0."""
+        parts = []
+        self._sock.setblocking(False)
+        try:
+            while True:
+                size = self._sock.recv_into(buf)
+                self.count("early_datagrams")
+                parts.append(self._decode(memoryview(buf)[:size], 0))
+        except (BlockingIOError, InterruptedError):
+            pass
+        except OSError:
+            if not self._closed.is_set():
+                raise
+        return [p for p in parts if len(p)]
+
+    def close(self) -> None:
+        """Stop reading (an iteration in another thread ends within 50 ms) and free the port."""
+        with self._lock:
+            self._closed.set()
+            self._sock.close()
+
+
+def send_events(
+    events: np.ndarray,
+    host: str = "127.0.0.1",
+    port: int = 3333,
+    realtime: bool = True,
+    speed: float = 1.0,
+    events_per_datagram: int = DATAGRAM_EVENTS,
+    datagram_us: int = 1_000,
+    stop: threading.Event | None = None,
+) -> int:
+    """Send ``events`` (``EVENT_DTYPE``, t in µs) as SPIF datagrams to ``host:port``; return the
+    number of events sent.
+
+    A datagram holds at most ``events_per_datagram`` events (128 = 512 bytes, what aestream sends
+    and receives) from at most ``datagram_us`` of sensor time. With ``realtime`` each datagram
+    leaves when its last event has happened on the wall clock, sensor time divided by ``speed``;
+    without it everything is sent at once. ``stop`` (set from another thread) ends the sending early.
+    """
+    if events_per_datagram < 1 or 4 * events_per_datagram > MAX_DATAGRAM - 8:
+        most = (MAX_DATAGRAM - 8) // 4
+        raise ValueError(f"events_per_datagram must be in 1..{most}, got {events_per_datagram}")
+    if speed <= 0:
+        raise ValueError(f"speed must be > 0, got {speed}")
+    if datagram_us < 1:
+        raise ValueError(f"datagram_us must be >= 1 µs, got {datagram_us}")
+    if len(events) == 0:
+        return 0
+    if np.any(np.diff(events["t"]) < 0):
+        events = events[np.argsort(events["t"], kind="stable")]
+    words = spif_encode(events)
+    t = events["t"].astype(np.int64) - int(events["t"][0])
+    # datagram boundaries: every datagram_us of sensor time, and every events_per_datagram events
+    bins = np.flatnonzero(np.diff(t // datagram_us)) + 1
+    edges = [0]
+    for end in [*bins.tolist(), len(t)]:
+        edges.extend(range(edges[-1] + events_per_datagram, end, events_per_datagram))
+        edges.append(end)
+    sent = 0
+    with socket.socket(_family(host), socket.SOCK_DGRAM) as sock:
+        wall0 = time.monotonic()
+        for lo, hi in itertools.pairwise(edges):
+            if stop is not None and stop.is_set():
+                break
+            if realtime:
+                delay = wall0 + t[hi - 1] * 1e-6 / speed - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+            try:
+                sock.sendto(words[lo:hi].tobytes(), (host, port))
+            except ConnectionRefusedError:  # nobody listening (yet): UDP loses it, as on a wire
+                continue
+            sent += hi - lo
+    return sent
