@@ -22,3 +22,11 @@ def relu_digits(tmp_path_factory):
     overrides = ["train.epochs=15", "model.activation=relu"]
     train(load_train_config(ROOT / "configs" / "digits_frames.yaml", overrides), output=path, progress=False)
     return load_checkpoint(str(path))
+
+
+@pytest.fixture(scope="session")
+def cifar10dvs_root(tmp_path_factory):
+    """CIFAR10-DVS in tonic's layout (archive + 1000 tiny AEDAT4 files written by dv-processing)."""
+    from tests.datasets_layout import write_cifar10dvs
+
+    return write_cifar10dvs(tmp_path_factory.mktemp("cifar10dvs"))

@@ -9,7 +9,7 @@ Splits are fixed and stored here, so every run, tool and paper table uses the sa
 - N-MNIST and DVS Gesture keep their official test sets; every tenth recording of the official
   training set (position % 10 == 9) is held out as val.
 
-Within a split, samples are ordered round-robin over the classes, so ``limit: N`` takes a
+Within a split, samples are ordered by file path, then round-robin over the classes, so ``limit: N`` takes a
 class-balanced prefix. A sample that cannot be read is skipped, logged with its file and the
 damaged position, and counted (``stats['skipped_samples']``); the replay continues.
 """
@@ -106,6 +106,7 @@ def dataset_split(name: str, dataset: Any, split: str) -> list[int]:
     else:
         val = [i % VAL_EVERY == VAL_EVERY - 1 for i in range(len(dataset))]
         indices = [i for i in range(len(dataset)) if val[i] == (split == "val")]
+    indices.sort(key=lambda i: str(dataset.data[i]))  # the file system's listing order varies
     return round_robin(indices, list(dataset.targets))
 
 

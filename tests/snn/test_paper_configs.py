@@ -8,7 +8,7 @@ from streamsnn.config import load_train_config
 from streamsnn.snn.checkpoint import load_checkpoint
 from streamsnn.snn.train import train
 from streamsnn.sources.event_datasets import DatasetError, dataset_split, open_tonic_dataset
-from tests.datasets_layout import write_cifar10, write_cifar10dvs
+from tests.datasets_layout import write_cifar10
 
 SMOKE = ["data.download=false", "data.limit=4", "train.max_steps=1", "train.epochs=1", "train.batch_size=2"]
 
@@ -16,11 +16,6 @@ SMOKE = ["data.download=false", "data.limit=4", "train.max_steps=1", "train.epoc
 @pytest.fixture(scope="module")
 def cifar10_root(tmp_path_factory):
     return write_cifar10(tmp_path_factory.mktemp("cifar10"))
-
-
-@pytest.fixture(scope="module")
-def cifar10dvs_root(tmp_path_factory):
-    return write_cifar10dvs(tmp_path_factory.mktemp("cifar10dvs"))
 
 
 def smoke_train(root, name, data_root, tmp_path, *extra):

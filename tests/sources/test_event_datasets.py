@@ -1,0 +1,69 @@
+"""Data-set replay through tonic's own classes, on CIFAR10-DVS written in tonic's real layout."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from streamsnn.config import ConfigError, load_pipeline
+from streamsnn.runtime import build_pipeline
+from streamsnn.sources.event_datasets import DatasetError, EventDatasetSource
+
+SMOKE = ["data.download=false", "data.limit=4", "train.max_steps=1", "train.epochs=1", "train.batch_size=2"]
+
+
+def streamsnn(*args, cwd):
+    done = subprocess.run(
+        [sys.executable, "-m", "streamsnn.cli", *map(str, args)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done
+
+
+def test_cifar10dvs_replays_end_to_end_through_the_shipped_pipeline(root, cifar10dvs_root, tmp_path):
+    """A user with the data set under data/ and the trained checkpoint runs the pipeline unchanged
+    (here: one training step, and only the first 6 test recordings)."""
+    (tmp_path / "data").symlink_to(cifar10dvs_root)
+    sets = [x for s in SMOKE for x in ("--set", s)]
+    streamsnn("train", root / "configs" / "cifar10dvs_vggsnn_tet.yaml", *sets, "--no-progress", cwd=tmp_path)
+    assert (tmp_path / "runs" / "cifar10dvs_vggsnn_tet.pt").exists()
+    pipeline = root / "pipelines" / "cifar10dvs_replay.yaml"
+    streamsnn("run", pipeline, "--set", "source.limit=6", "--no-progress", cwd=tmp_path)
+    report = json.loads((tmp_path / "runs" / "cifar10dvs" / "report.json").read_text())
+    assert report["samples"] == report["labelled"] == 6 and report["source"] == "cifar10dvs"
+    assert 1 <= report["mean_steps"] <= report["max_steps"] <= 10
+    lines = [
+        json.loads(x)
+        for x in (tmp_path / "runs" / "cifar10dvs" / "predictions.jsonl").read_text().splitlines()
+    ]
+    finals = [p for p in lines if p["final"]]
+    assert sorted(p["label"] for p in finals) == [0, 1, 2, 3, 4, 5]  # class-balanced prefix of the test split
+    assert all(p["stream"] == "cifar10dvs/test" for p in lines)
+
+
+def test_a_damaged_recording_is_skipped_and_counted(cifar10dvs_root, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(cifar10dvs_root, copy)
+    damaged = copy / "CIFAR10DVS" / "automobile" / "cifar10_automobile_900.aedat4"
+    damaged.write_bytes(damaged.read_bytes()[: damaged.stat().st_size // 2])
+    source = EventDatasetSource("cifar10dvs", root=str(copy), split="test", limit=3)
+    packets = list(source)
+    assert [p.label for p in packets] == [0, 2]  # the automobile recording is left out...
+    assert [p.sample for p in packets] == [0, 2]  # ...and its position stays unused
+    assert source.stats == {"skipped_samples": 1}
+    assert "cifar10_automobile_900.aedat4: not a readable AEDAT4 file (header:" in source.errors[0]
+
+
+def test_missing_data_sets_say_where_and_what_to_do(root, tmp_path):
+    for name in ("cifar10dvs", "nmnist", "dvs_gesture"):
+        with pytest.raises(DatasetError, match=r"not found in tonic's layout.*source\.download: true"):
+            EventDatasetSource(name, root=str(tmp_path))
+    cfg = load_pipeline(root / "pipelines" / "cifar10dvs_replay.yaml", [f"source.root={tmp_path}"])
+    with pytest.raises(ConfigError, match=r"source: .*CIFAR10DVS not found"):
+        build_pipeline(cfg)
