@@ -231,9 +231,30 @@ def make_parser() -> argparse.ArgumentParser:
     conv.add_argument("--scale-v0", action="store_true", help="optimise V0 together with the scaling")
     conv.set_defaults(func=_convert)
 
+    send = sub.add_parser("send", help="stream a recording as SPIF over UDP, in real time (a test sender)")
+    send.add_argument("recording", help="an event file (.aedat4, .aedat, .dat, .raw, .bin, .npy)")
+    send.add_argument("--host", default="127.0.0.1")
+    send.add_argument("--port", type=int, default=3333)
+    send.add_argument("--speed", type=float, default=1.0, help="sensor seconds per wall second")
+    send.add_argument("--no-realtime", action="store_true", help="send as fast as possible")
+    send.set_defaults(func=_send)
+
     sensors = sub.add_parser("sensors", help="list the sensor profiles")
     sensors.set_defaults(func=_sensors)
     return parser
+
+
+def _send(args: argparse.Namespace) -> int:
+    from streamsnn.sources.recordings import RecordingError, read_events
+    from streamsnn.sources.udp import send_events
+
+    try:
+        events = read_events(args.recording)
+    except (OSError, RecordingError) as err:
+        raise ConfigError(str(err)) from None
+    sent = send_events(events, args.host, args.port, realtime=not args.no_realtime, speed=args.speed)
+    print(f"sent {sent:,} events to {args.host}:{args.port}", file=sys.stderr)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
