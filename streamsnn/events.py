@@ -30,8 +30,8 @@ _FIELD_NAMES = {"t": ("t", "timestamp", "ts"), "x": ("x",), "y": ("y",), "p": ("
 
 def to_events(array: np.ndarray) -> np.ndarray:
     """Any structured event array (tonic's, aestream's, dv-processing's, expelliarmus') as
-    ``EVENT_DTYPE``; polarity becomes 0/1. Raises ``ValueError`` naming missing fields."""
-    if array.dtype == EVENT_DTYPE and (not len(array) or (array["p"].max() <= 1 and array["p"].min() >= 0)):
+    ``EVENT_DTYPE``; converted polarity becomes 0/1. Raises ``ValueError`` naming missing fields."""
+    if array.dtype == EVENT_DTYPE:  # as it is (consumers read polarity as p > 0)
         return array
     names = array.dtype.names or ()
     fields = {}
