@@ -137,7 +137,7 @@ class WebcamSourceConfig(_SensorOptions):
     """An OpenCV camera (``device``: index or URL) or a video file (path), grayscale in [0, 1]
     resized to the sensor. ``emulate_dvs``: frames → events of an emulated DVS (contrast
     ``threshold``) for the event encoders; else frames for ``direct``/``poisson``. ``fps``: frame
-    rate of a file (default: the file's); ``realtime``: play a file at that rate."""
+    rate of a file (default: the file's); ``runtime.realtime`` plays a file at that rate."""
 
     type: Literal["webcam"]
     device: int | str = 0
@@ -145,7 +145,6 @@ class WebcamSourceConfig(_SensorOptions):
     threshold: PositiveFloat = 0.2
     fps: PositiveFloat | None = None
     max_frames: PositiveInt | None = None
-    realtime: bool = True
 
     @model_validator(mode="after")
     def _needs_sensor(self) -> WebcamSourceConfig:

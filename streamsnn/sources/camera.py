@@ -204,7 +204,7 @@ class WebcamSource(SourceBase):
         threshold: float = 0.2,
         fps: float | None = None,
         max_frames: int | None = None,
-        realtime: bool = True,
+        realtime: bool = False,
     ) -> None:
         cv2 = _import_cv2()
         if threshold <= 0:
@@ -261,10 +261,7 @@ class WebcamSource(SourceBase):
             failures = 0
             if self.is_file:
                 t_us = i * 1e6 / self.fps
-                if self.realtime:
-                    delay = wall0 + t_us * 1e-6 - time.monotonic()
-                    if delay > 0:
-                        time.sleep(delay)
+                self.pace(int(t_us))
             else:
                 t_us = (time.monotonic() - wall0) * 1e6
             yield t_us, self._to_sensor(image, cv2)

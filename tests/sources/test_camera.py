@@ -79,7 +79,7 @@ def test_webcam_frames_from_a_video_file_feed_the_frame_model(root, tmp_path):
     cfg = config(
         root,
         "digits_frames.yaml",
-        f"source={{type: webcam, device: '{video}', width: 16, height: 16, realtime: false}}",
+        f"source={{type: webcam, device: '{video}', width: 16, height: 16}}",
     )
     pipe = build_pipeline(cfg)
     assert (pipe.source.kind, pipe.source.live, len(pipe.source)) == ("frames", False, 20)
