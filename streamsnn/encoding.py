@@ -23,13 +23,6 @@ import torch
 
 from streamsnn.events import Slice, make_events
 
-_BINCOUNT_MAX_CELLS = 1 << 16
-"""Frames of up to this many cells (P·H·W) are counted with ``np.bincount`` on uint16 cell
-indices (fastest while the frame sits in cache); larger ones (Gen4: 1.8 M cells) by ``index_add_``
-of int32 indices into a fresh zeroed float32 tensor, which skips bincount's int64 frame and its
-float32 copy (2-3× faster at Gen4 size)."""
-
-
 _UNSIGNED = {1: np.dtype(np.uint8), 2: np.dtype(np.uint16), 4: np.dtype(np.uint32), 8: np.dtype(np.uint64)}
 
 
@@ -58,9 +51,11 @@ def _count_events(events: np.ndarray, shape: tuple[int, int, int]) -> tuple[torc
         x, y, p = x[inside], y[inside], p[inside]
         if len(x) == 0:
             return torch.zeros(shape), dropped
-    # cell index (p·H + y)·W + x in the narrowest type that holds it and the counting step takes
-    small = cells <= _BINCOUNT_MAX_CELLS
-    dtype = np.uint16 if small else np.int32 if cells < 2**31 else np.int64
+    # cell index (p·H + y)·W + x, built in the narrowest unsigned type (fast on contiguous
+    # memory), then counted by ``np.add.at`` with intp indices straight into float32: 2× faster
+    # than ``np.bincount`` (an int64 frame plus a float32 copy) at 128×128 and than torch's
+    # ``index_add_`` at Gen4 size (measured by benchmarks/ingest.py)
+    dtype = np.uint16 if cells <= 1 << 16 else np.uint32 if cells <= 1 << 32 else np.uint64
     if p_n == 2:
         index = np.multiply(np.ascontiguousarray(p) > 0, h, dtype=dtype)
         index += y
@@ -68,12 +63,9 @@ def _count_events(events: np.ndarray, shape: tuple[int, int, int]) -> tuple[torc
         index = y.astype(dtype)
     index *= w
     index += x
-    if small:  # (numpy's reshape costs less than a torch view)
-        counts = np.bincount(index, minlength=cells).astype(np.float32).reshape(shape)
-        return torch.from_numpy(counts), dropped
-    counts = torch.zeros(shape)
-    counts.view(-1).index_add_(0, torch.from_numpy(index), torch.ones(1).expand(len(index)))
-    return counts, dropped
+    counts = np.zeros(shape, np.float32)
+    np.add.at(counts.reshape(-1), index.astype(np.intp), np.float32(1))
+    return torch.from_numpy(counts), dropped
 
 
 def bin_events(events: np.ndarray, shape: tuple[int, int, int]) -> tuple[np.ndarray, int]:

@@ -100,8 +100,35 @@ def _mean_of(values: list[Any]) -> float | None:
     return float(np.mean(known)) if known else None
 
 
+def latencies(outcomes: list[SampleOutcome]) -> dict[str, dict[str, float]]:
+    """Input (sensor time waited), computational (wall time computed) and end-to-end latency
+    percentiles (ms) over ``outcomes``."""
+    return {
+        key: percentiles([getattr(o, key) for o in outcomes])
+        for key in ("input_latency_ms", "compute_latency_ms", "e2e_latency_ms")
+    }
+
+
+def per_stream(outcomes: list[SampleOutcome]) -> dict[str, dict[str, Any]]:
+    """Decisions, accuracy (labelled ones), mean steps and latencies of every stream."""
+    streams: dict[str, list[SampleOutcome]] = {}
+    for o in outcomes:
+        streams.setdefault(o.stream, []).append(o)
+    result = {}
+    for name, group in streams.items():
+        labelled = [o for o in group if o.label is not None]
+        result[name] = {
+            "decisions": len(group),
+            "accuracy": float(np.mean([o.cls == o.label for o in labelled])) if labelled else None,
+            "mean_steps": float(np.mean([o.steps for o in group])),
+            **latencies(group),
+        }
+    return result
+
+
 def build_report(outcomes: list[SampleOutcome], extra: dict[str, Any]) -> dict[str, Any]:
-    """The run's report: accuracy with and without early exit, steps, latencies, counters."""
+    """The run's report: accuracy with and without early exit, steps, latencies (overall and per
+    stream), counters."""
     labelled = [o for o in outcomes if o.label is not None]
     full = [o for o in labelled if o.cls_full_t is not None]
     ann = [o for o in labelled if o.cls_ann is not None]
@@ -123,9 +150,8 @@ def build_report(outcomes: list[SampleOutcome], extra: dict[str, Any]) -> dict[s
         "spikes_per_sample": float(np.mean([o.spikes for o in outcomes])) if outcomes else None,
         "synaptic_events_per_sample": _mean_of([o.synaptic_events for o in outcomes]),
         "energy_uj_per_sample": _mean_of([o.energy_uj for o in outcomes]),
-        "input_latency_ms": percentiles([o.input_latency_ms for o in outcomes]),
-        "compute_latency_ms": percentiles([o.compute_latency_ms for o in outcomes]),
-        "e2e_latency_ms": percentiles([o.e2e_latency_ms for o in outcomes]),
+        **latencies(outcomes),
+        "streams": per_stream(outcomes),
     }
     report.update(extra)
     return report
@@ -159,6 +185,18 @@ def report_table(report: dict[str, Any]) -> str:
     for key in ("samples_per_s", "wall_s", "dropped_packets", "out_of_bounds_events", "late_events"):
         if key in report:
             rows.append((key.replace("_", " "), _fmt(report[key])))
+    streams = report.get("streams", {})
+    if len(streams) > 1:  # one line per stream: decisions, accuracy, steps, latency p50 / p99
+        for name, st in streams.items():
+            rows.append(
+                (
+                    f"stream {name}",
+                    f"{st['decisions']} decisions, {_fmt(st['accuracy'], pct=True)}, "
+                    f"{st['mean_steps']:.2f} steps, input p50/p99 "
+                    f"{st['input_latency_ms']['p50']:.2f}/{st['input_latency_ms']['p99']:.2f} ms, "
+                    f"compute {st['compute_latency_ms']['p50']:.2f}/{st['compute_latency_ms']['p99']:.2f} ms",
+                )
+            )
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"  {k:<{width}}  {v}" for k, v in rows)
 

@@ -10,6 +10,7 @@ import pytest
 
 from streamsnn.config import load_pipeline
 from streamsnn.events import make_events
+from streamsnn.metrics import report_table
 from streamsnn.runtime import build_pipeline, run_pipeline
 from streamsnn.sources.recordings import RecordingError, RecordingSource, open_recording, read_events
 from tests.conftest import SHARED_EVENTS
@@ -196,20 +197,39 @@ def test_a_live_session_recorded_to_aedat4_replays_event_for_event(root, tmp_pat
     assert len(tonic.io.read_aedat4(str(files[0]))) == len(expected)  # tonic reads it too
     assert result.report["dropped_slices"] == 0
 
-    replay = load_pipeline(
-        root / "pipelines" / "digits_dvs.yaml",
-        [
-            f"source={{type: recording, path: '{files[0]}', sensor: digits_dvs, packet_us: 5000}}",
-            "runtime.progress=false",
-            "runtime.batch_size=1",
-            f"sinks=[{{type: jsonl, path: '{tmp_path}/replay.jsonl'}}]",
-            "policy.reset={type: periodic, every_steps: 15}",
-        ],
+    def replay(path, batch_size, sinks):
+        return load_pipeline(
+            root / "pipelines" / "digits_dvs.yaml",
+            [
+                f"source={{type: recording, path: '{path}', sensor: digits_dvs, packet_us: 5000}}",
+                "runtime.progress=false",
+                f"runtime.batch_size={batch_size}",
+                f"sinks={sinks}",
+                "policy.reset={type: periodic, every_steps: 15}",
+            ],
+        )
+
+    single = run_pipeline(
+        build_pipeline(replay(files[0], 1, f"[{{type: jsonl, path: '{tmp_path}/replay.jsonl'}}]"))
     )
-    run_pipeline(build_pipeline(replay))
     keys = ("step", "class", "confidence", "final", "reason", "t_end_us")
     a, b = (
         [[json.loads(line)[k] for k in keys] for line in (tmp_path / f).read_text().splitlines()]
         for f in ("live.jsonl", "replay.jsonl")
     )
     assert a == b and len(a) >= 3 * 15
+
+    # two copies of the session side by side: two streams, each reported on its own
+    folder = tmp_path / "two"
+    folder.mkdir()
+    for name in ("left", "right"):
+        shutil.copy(files[0], folder / f"{name}.aedat4")
+    both = run_pipeline(build_pipeline(replay(folder, 2, "[]"))).report
+    (only,) = single.report["streams"].values()
+    assert set(both["streams"]) == {"left", "right"}
+    for stream in both["streams"].values():
+        assert stream["decisions"] == only["decisions"] and stream["mean_steps"] == only["mean_steps"]
+        assert stream["input_latency_ms"]["p50"] == only["input_latency_ms"]["p50"]  # sensor time
+        assert stream["compute_latency_ms"]["p50"] > 0
+    assert both["samples"] == 2 * single.report["samples"]
+    assert "stream left" in report_table(both) and "stream right" in report_table(both)
