@@ -14,6 +14,9 @@ Timestamps going backwards: an event older than the start of the slice being fil
 longer be placed in time; it is dropped and counted in ``late_events``. Events within one pushed
 packet are stably sorted first.
 
+A time window is complete once a newer event arrives, or once a live source's packet end says
+sensor time has passed it (``advance``): a silent sensor still gets its empty windows on time.
+
 Slices are views of the pushed arrays where possible; a slice spanning several packets is one
 concatenated copy. Cuts are found with ``np.searchsorted``, with no Python work per event.
 """
@@ -130,12 +133,23 @@ class Slicer:
             events, t = events[late:], t[late:]
             if len(events) == 0:
                 return []
-        if self.time_window_us is not None:
-            return self._cut_time(events, t, final_t_us=None)
+        if self.time_window_us is not None:  # complete: the windows ending by the newest event
+            return self._cut_time(events, t, until_us=int(t[-1]))
         if self.event_count is not None:
             return self._cut_count(events, final=False)
         self._keep(events)
         return []
+
+    def advance(self, t_us: int) -> list[EventSlice]:
+        """Sensor time has reached ``t_us`` (µs): every event before it has been pushed (a live
+        source's packet end, sent even when no event came). Time windows ending by then are
+        complete and returned, empty ones included, so a silent sensor still gets its windows on
+        time instead of in one burst when events return. Other modes (and a stream without any
+        event yet, whose windows are not anchored) return nothing."""
+        if self.time_window_us is None or self._window_start is None:
+            return []
+        empty = np.empty(0, dtype=EVENT_DTYPE)
+        return self._cut_time(empty, empty["t"], until_us=int(t_us))
 
     def flush(self, t_end_us: int | None = None) -> list[EventSlice]:
         """End of sample: return all remaining slices, the last one possibly incomplete.
@@ -153,7 +167,7 @@ class Slicer:
         elif t_end_us is None:
             t_end_us = self._window_start
         if self.time_window_us is not None:
-            return self._cut_time(events, events["t"], final_t_us=t_end_us)
+            return self._cut_time(events, events["t"], until_us=t_end_us, final=True)
         if self.event_count is not None:
             return self._cut_count(events, final=True)
         if self.n_time_bins is not None:
@@ -172,15 +186,14 @@ class Slicer:
         self._pending, self._pending_n = [], 0
         return out
 
-    def _cut_time(self, events: np.ndarray, t: np.ndarray, final_t_us: int | None) -> list[EventSlice]:
-        """Cut ``events`` (all newer than the pending ones, which lie in the open window)."""
+    def _cut_time(
+        self, events: np.ndarray, t: np.ndarray, until_us: int, final: bool = False
+    ) -> list[EventSlice]:
+        """Cut ``events`` (all newer than the pending ones, which lie in the open window) into
+        the windows that end by ``until_us``; with ``final`` also the incomplete last one."""
         window = int(self.time_window_us)  # type: ignore[arg-type]
         start = int(self._window_start)  # type: ignore[arg-type]
-        if final_t_us is None:
-            # complete windows are those ending at or before the newest event
-            n = (int(t[-1]) - start) // window if len(t) else 0
-        else:
-            n = max(0, -(-(final_t_us - start) // window))  # ceil: keep the incomplete tail
+        n = -(-(until_us - start) // window) if final else (until_us - start) // window
         if n <= 0:
             self._keep(events)
             return []

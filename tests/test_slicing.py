@@ -79,6 +79,36 @@ def test_windows_anchor_at_sample_start_and_empty_windows_are_slices():
     assert out[0].t_start_us == 0 and out[-1].t_end_us == 100_000
 
 
+def test_advance_closes_silent_windows_on_time():
+    s = Slicer(time_window_us=10_000)
+    assert s.advance(50_000) == []  # no event yet: the windows are not anchored
+    assert s.push(make_events([1_000], [0], [0], [1])) == []
+    out = s.advance(30_999)  # [1, 11) and [11, 21) ms are complete, [21, 31) is not yet
+    assert [(w.t_start_us, w.t_end_us, len(w.events)) for w in out] == [
+        (1_000, 11_000, 1),
+        (11_000, 21_000, 0),
+    ]
+    assert [(w.t_start_us, len(w.events)) for w in s.advance(31_000)] == [(21_000, 0)]
+    assert s.advance(31_000) == [] and s.advance(5_000) == []  # nothing twice, time never goes back
+    s.push(make_events([25_000, 45_000], [0, 0], [0, 0], [1, 1]))
+    assert s.late_events == 1  # 25 ms lies in a window already closed by the heartbeat
+    assert [len(w.events) for w in s.flush()] == [1]
+
+
+def test_heartbeats_do_not_change_the_slices():
+    ev = random_events(seed=2)
+    whole = Slicer(time_window_us=20_000)
+    ref = whole.push(ev) + whole.flush(1_000_000)
+    streaming, got = Slicer(time_window_us=20_000), []
+    ends = np.arange(7_000, 1_000_000, 7_000)  # packets of 7 ms, each closed by its end time
+    for lo, hi, end in zip([0, *ends[:-1]], ends, ends, strict=True):
+        got += streaming.push(ev[(ev["t"] >= lo) & (ev["t"] < hi)]) + streaming.advance(int(end))
+    got += streaming.push(ev[ev["t"] >= ends[-1]]) + streaming.flush(1_000_000)
+    assert [(s.t_start_us, s.t_end_us) for s in got] == [(s.t_start_us, s.t_end_us) for s in ref]
+    assert all(np.array_equal(a.events, b.events) for a, b in zip(got, ref, strict=True))
+    assert streaming.late_events == 0
+
+
 def test_late_events_are_dropped_and_counted():
     s = Slicer(time_window_us=10_000)
     s.reset(0)

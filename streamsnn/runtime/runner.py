@@ -176,7 +176,10 @@ class Runner:
         slicer = self.slicers.get(packet.stream)
         if slicer is None:
             slicer = self.slicers[packet.stream] = self.pipe.new_slicer()
-        out: list[Any] = self._live_slices(packet.stream, slicer.push(packet.data), label=packet.label)
+        cut = slicer.push(packet.data)
+        if packet.t_end_us is not None:  # the packet's end is a heartbeat: silent windows close on time
+            cut += slicer.advance(packet.t_end_us)
+        out: list[Any] = self._live_slices(packet.stream, cut, label=packet.label)
         if packet.end_of_stream:
             out += self._live_slices(packet.stream, slicer.flush(), label=packet.label, last=True)
             out.append(StreamEnd(packet.stream))

@@ -156,6 +156,12 @@ def test_acceptance_predictions_while_a_sender_process_streams(root, tmp_path):
     votes = collections.Counter(p["class"] for p in finals)
     assert votes.most_common(1)[0][0] == CLASS, votes  # x and y came through (polarity: see the socket tests)
     assert report["samples"] == len([p for p in preds if p["final"]])
+    # the 1.5 s of silence after the sender: its empty 20 ms windows are stepped as the source's
+    # packets advance sensor time, not in one burst when (if) events return
+    silent = [p for p in preds if p["emit_time"] > end + 0.1]
+    assert len(silent) >= 25 and silent[-1]["emit_time"] - silent[0]["emit_time"] >= 0.8
+    stepped = [p for p in silent if p["reason"] != "end_of_stream"]  # (that one repeats the last)
+    assert all(b["t_end_us"] - a["t_end_us"] == 20_000 for a, b in itertools.pairwise(stepped))
 
 
 def test_killing_the_sender_reports_silence_and_closing_stops_the_pipeline(root, tmp_path, caplog):
