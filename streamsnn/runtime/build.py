@@ -45,13 +45,23 @@ def build_pipeline(cfg: PipelineConfig, origin: str = "pipeline") -> Pipeline:
     """Instantiate source, model, operator, encoder, policies and sinks of ``cfg``.
 
     Mismatches between parts (an event encoder on a frame source, a sensor the model was not
-    trained for...) raise ``ConfigError`` naming the fields involved.
+    trained for...) raise ``ConfigError`` naming the fields involved; what was already opened (a
+    bound socket, a sink's file) is closed again.
     """
     try:
         source = make_source(cfg.source.type, **_options(cfg.source))
     except (OSError, ValueError, KeyError) as err:
         raise ConfigError(f"{origin}: source: {err}") from None
     source.realtime = cfg.runtime.realtime
+    try:
+        return _build_around(cfg, source, origin)
+    except BaseException:
+        source.close()
+        raise
+
+
+def _build_around(cfg: PipelineConfig, source: Source, origin: str) -> Pipeline:
+    """The parts that take ``source``'s data, checked against it."""
     try:
         model = load_checkpoint(cfg.model.weights)
     except (FileNotFoundError, ValueError) as err:
@@ -126,5 +136,15 @@ def build_pipeline(cfg: PipelineConfig, origin: str = "pipeline") -> Pipeline:
     )
     if source.kind != "events" and any(s.type == "record" for s in cfg.sinks):
         raise ConfigError(f"{origin}: sinks: 'record' writes events; source '{cfg.source.type}' gives frames")
-    sinks = [make_sink(s.type, **_options(s)) for s in cfg.sinks]
+    sinks: list[Sink] = []
+    try:
+        for i, s in enumerate(cfg.sinks):
+            try:
+                sinks.append(make_sink(s.type, **_options(s)))
+            except OSError as err:
+                raise ConfigError(f"{origin}: sinks[{i}] ({s.type}): {err}") from None
+    except BaseException:
+        for sink in sinks:
+            sink.close()
+        raise
     return Pipeline(cfg, source, model, operator, encoder, exit_policy, reset_policy, sinks)

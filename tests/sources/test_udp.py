@@ -377,3 +377,22 @@ def test_udp_config_validation(root):
         udp_config(root, "source.port=70000")
     with pytest.raises(ConfigError, match="expects input 2×34×34 but source 'udp' gives 2×128×128"):
         build_pipeline(udp_config(root, "source.sensor=dvs128"))
+
+
+def test_a_failed_build_frees_the_port_and_closes_the_sinks_it_opened(root, tmp_path):
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    out = tmp_path / "preds.jsonl"
+    bad_sinks = f"sinks=[{{type: jsonl, path: '{out}'}}, {{type: jsonl, path: '{tmp_path}'}}]"
+    for overrides, message in [
+        (("source.sensor=dvs128",), "expects input 2×34×34"),  # the model check fails after binding
+        ((bad_sinks,), r"sinks\[1\] \(jsonl\): .*Is a directory"),  # the second sink cannot open
+    ]:
+        with pytest.raises(ConfigError, match=message) as caught:
+            build_pipeline(udp_config(root, f"source.port={port}", *overrides))
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as again:
+            # closed, not just unreachable: the caught error's traceback still holds the source
+            again.bind(("127.0.0.1", port))
+        assert caught.traceback
+    assert out.exists() and out.read_text() == ""  # the first sink was opened, then closed
