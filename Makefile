@@ -22,12 +22,12 @@ demo: setup
 	$(BIN)/streamsnn run pipelines/digits_dvs.yaml
 
 test: setup
-	$(BIN)/ruff check streamsnn tests benchmarks
+	$(BIN)/ruff check streamsnn tests benchmarks examples
 	$(BIN)/python -m pytest
 
 lint: setup
-	$(BIN)/ruff check streamsnn tests benchmarks
-	$(BIN)/ruff format --check streamsnn tests
+	$(BIN)/ruff check streamsnn tests benchmarks examples
+	$(BIN)/ruff format --check streamsnn tests benchmarks examples
 
 train: setup
 	$(BIN)/streamsnn train configs/digits_dvs.yaml

@@ -1,4 +1,4 @@
-"""Command line: ``streamsnn run | train | sensors``."""
+"""Command line: ``streamsnn run | subscribe | train | calibrate | evaluate | convert | send | sensors``."""
 
 from __future__ import annotations
 
@@ -25,6 +25,9 @@ def _run(args: argparse.Namespace) -> int:
     report_path = args.report or cfg.report.path
     pipe = build_pipeline(cfg, origin=str(args.pipeline))
     print(f"streamsnn: running {cfg.name} ({args.pipeline})", file=sys.stderr)
+    for sink in pipe.sinks:
+        if hasattr(sink, "endpoint"):
+            print(f"streamsnn: publishing predictions on {sink.endpoint}", file=sys.stderr)
     result = run_pipeline(pipe)
     print(report_table(result.report))
     if result.report.get("interrupted"):
@@ -146,6 +149,54 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _subscribe(args: argparse.Namespace) -> int:
+    import logging
+    import time
+
+    from streamsnn.prediction import prediction_line
+    from streamsnn.subscriber import LagError, Subscriber
+
+    logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s", stream=sys.stderr)
+    sub = Subscriber(
+        args.address,
+        topics=args.topic or ["pred."],
+        final_only=args.final_only,
+        max_lag_s=None if args.max_lag_ms is None else args.max_lag_ms / 1000,
+    )
+    shown, last = 0, time.monotonic()
+    try:
+        while args.count is None or shown < args.count:
+            msg = sub.receive(timeout_s=0.5)
+            if msg is None:
+                if args.timeout is not None and time.monotonic() - last >= args.timeout:
+                    print(f"no prediction for {args.timeout} s: stopping", file=sys.stderr)
+                    break
+                continue
+            last = time.monotonic()
+            if args.json:
+                print(json.dumps({**msg.data, "topic": msg.topic, "gap": msg.gap, "lag_ms": msg.lag_s * 1e3}))
+            elif msg.kind == "summary":
+                report = msg.data.get("report") or {}
+                print(
+                    f"summary from {msg.data['publisher']}: {msg.data['published']} messages published, "
+                    f"{report.get('samples', '-')} samples, accuracy {report.get('accuracy', '-')}"
+                )
+            else:
+                print(prediction_line(msg.data, f"  lag {msg.lag_s * 1e3:6.2f} ms"))
+            sys.stdout.flush()
+            if msg.kind == "summary" and not args.keep_going:
+                break
+            shown += msg.kind == "prediction"
+    except (KeyboardInterrupt, LagError) as err:
+        if isinstance(err, LagError):
+            print(f"error: {err}", file=sys.stderr)
+    finally:
+        sub.close()
+    counts = ", ".join(f"{k} {v}" for k, v in sub.stats.items() if v)
+    print(f"received: {counts or 'nothing'}", file=sys.stderr)
+    return 0
+
+
 def _sensors(args: argparse.Namespace) -> int:
     from streamsnn.events import list_sensors
 
@@ -177,6 +228,19 @@ def make_parser() -> argparse.ArgumentParser:
     run.add_argument("--output", help="also write every prediction to this JSONL file")
     run.add_argument("--report", help="write report.json (plus per-sample outcomes and a PNG) here")
     run.set_defaults(func=_run)
+
+    subs = sub.add_parser("subscribe", help="print live predictions from a pipeline's zmq sink")
+    subs.add_argument("address", help="the publisher, e.g. tcp://127.0.0.1:5556")
+    subs.add_argument(
+        "--topic", action="append", help="topic prefix, e.g. pred.cam0 (repeatable; default every stream)"
+    )
+    subs.add_argument("--final-only", action="store_true", help="only exit decisions")
+    subs.add_argument("--json", action="store_true", help="one JSON object per line")
+    subs.add_argument("--count", type=int, help="stop after this many predictions")
+    subs.add_argument("--timeout", type=float, help="stop after this many seconds without a message")
+    subs.add_argument("--max-lag-ms", type=float, help="warn when further behind the publisher than this")
+    subs.add_argument("--keep-going", action="store_true", help="do not stop at the publisher's summary")
+    subs.set_defaults(func=_subscribe)
 
     train = _config_command(sub, "train", "train an ANN for conversion, or an SNN directly", "config")
     train.add_argument("--output", help="checkpoint path (default: the config's output)")
@@ -261,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except ConfigError as err:
+    except (ConfigError, TimeoutError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
 

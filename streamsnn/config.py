@@ -15,6 +15,8 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    NonNegativeFloat,
+    NonNegativeInt,
     PositiveFloat,
     PositiveInt,
     ValidationError,
@@ -322,7 +324,28 @@ class RecordSinkConfig(Strict):
     path: str
 
 
-SinkConfig = Annotated[JsonlSinkConfig | ConsoleSinkConfig | RecordSinkConfig, Field(discriminator="type")]
+class ZmqSinkConfig(Strict):
+    """Live predictions over ZeroMQ (PUB, msgpack; schema in ``streamsnn.wire``). ``address``:
+    where to bind (loopback unless changed; ``tcp://127.0.0.1:*`` takes a free port). ``hwm``:
+    messages queued per subscriber before it loses some (0: no limit). ``top_k``: send only the
+    k most probable classes. ``wait_for_subscribers``: start the run only once that many have
+    subscribed (within ``wait_timeout_s``), so that an offline replay reaches them from its first
+    message. ``linger_s``: how long shutdown waits for the summary to go out."""
+
+    type: Literal["zmq"]
+    address: str = "tcp://127.0.0.1:5556"
+    hwm: NonNegativeInt = 10_000
+    top_k: PositiveInt | None = None
+    heartbeat_s: PositiveFloat = 1.0
+    wait_for_subscribers: NonNegativeInt = 0
+    wait_timeout_s: PositiveFloat = 10.0
+    linger_s: NonNegativeFloat = 1.0
+    publisher_id: str | None = None
+
+
+SinkConfig = Annotated[
+    JsonlSinkConfig | ConsoleSinkConfig | RecordSinkConfig | ZmqSinkConfig, Field(discriminator="type")
+]
 
 
 class RuntimeConfig(Strict):

@@ -65,3 +65,16 @@ class Prediction:
             "energy_uj": round(self.energy_uj, 6),
             "emit_time": self.emit_time,
         }
+
+
+def prediction_line(p: dict[str, Any], extra: str = "") -> str:
+    """One prediction (``Prediction.to_dict()`` or a wire payload) as a line of text; ``extra``
+    goes before the verdict on the label."""
+    state = f"final/{p['reason']}" if p["final"] else ("cached" if p.get("cached") else "")
+    label = p["label"]
+    verdict = "" if label is None else ("  ok" if p["class"] == label else f"  WRONG (label {label})")
+    return (
+        f"{p['stream']} #{p['sample']:<5} step {p['step']:>3} {state:<20} class {p['class']} "
+        f"conf {p['confidence']:.3f}  input {p['input_latency_ms']:7.1f} ms  "
+        f"compute {p['compute_latency_ms']:6.2f} ms{extra}{verdict}"
+    )

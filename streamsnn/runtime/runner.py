@@ -210,9 +210,6 @@ class Runner:
         except BaseException as err:
             self.errors.append(err)
             self.stop.set()
-        finally:
-            for sink in self.pipe.sinks:
-                sink.close()
 
     # -- stepping loop ---------------------------------------------------------------------
     def _admit(self, block: bool) -> None:
@@ -427,6 +424,22 @@ class Runner:
         del self.lanes[lane.key]
 
     def run(self) -> RunResult:
+        report = None
+        try:
+            try:
+                for sink in self.pipe.sinks:
+                    if hasattr(sink, "start"):
+                        sink.start()  # e.g. wait for subscribers
+            except BaseException:
+                self.pipe.source.close()
+                raise
+            report = self._run_stages()
+            return RunResult(report, self.outcomes)
+        finally:
+            self._close_sinks(report)
+
+    def _run_stages(self) -> dict[str, Any]:
+        """Source and sink threads around the stepping loop; the report."""
         rt = self.cfg.runtime
         total = None if self.live else len(self.pipe.source)
         self.bar = tqdm(total=total, desc=self.cfg.name, unit="sample", disable=not rt.progress, leave=False)
@@ -466,7 +479,14 @@ class Runner:
         if self.errors:
             raise self.errors[0]
         wall = time.perf_counter() - started
-        return RunResult(build_report(self.outcomes, self._extra(wall, interrupted)), self.outcomes)
+        return build_report(self.outcomes, self._extra(wall, interrupted))
+
+    def _close_sinks(self, report: dict[str, Any] | None) -> None:
+        """Hand the report to the sinks that take it (``finish``), then close every sink."""
+        for sink in self.pipe.sinks:
+            if report is not None and hasattr(sink, "finish"):
+                sink.finish(report)
+            sink.close()
 
     def _extra(self, wall: float, interrupted: bool) -> dict[str, Any]:
         cfg = self.cfg

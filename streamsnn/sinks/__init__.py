@@ -1,5 +1,9 @@
-"""Where predictions go: JSONL files and the console; ``record`` writes the source's events to
-AEDAT4 (looked up by ``type``). A sink with ``write_packet`` sees every source packet."""
+"""Where predictions go: ZeroMQ subscribers (``zmq``), JSONL files and the console; ``record``
+writes the source's events to AEDAT4 (looked up by ``type``).
+
+Every sink has ``write(pred)`` (called from the sink thread) and ``close()``. Optional hooks the
+runner calls when present: ``start()`` before the run starts, ``write_packet(packet, sensor)``
+for every source packet, ``finish(report)`` with the run's report before ``close()``."""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from streamsnn.prediction import Prediction
 from streamsnn.sinks.console import ConsoleSink
 from streamsnn.sinks.jsonl import JsonlSink
 from streamsnn.sinks.record import RecordSink
+from streamsnn.sinks.zeromq import ZmqSink
 
 
 class Sink(Protocol):
@@ -17,7 +22,7 @@ class Sink(Protocol):
     def close(self) -> None: ...
 
 
-SINKS: dict[str, type] = {"jsonl": JsonlSink, "console": ConsoleSink, "record": RecordSink}
+SINKS: dict[str, type] = {"zmq": ZmqSink, "jsonl": JsonlSink, "console": ConsoleSink, "record": RecordSink}
 
 
 def make_sink(name: str, **options: Any) -> Sink:
@@ -27,4 +32,4 @@ def make_sink(name: str, **options: Any) -> Sink:
     return SINKS[name](**options)
 
 
-__all__ = ["SINKS", "ConsoleSink", "JsonlSink", "RecordSink", "Sink", "make_sink"]
+__all__ = ["SINKS", "ConsoleSink", "JsonlSink", "RecordSink", "Sink", "ZmqSink", "make_sink"]

@@ -6,7 +6,7 @@ import sys
 
 from tqdm import tqdm
 
-from streamsnn.prediction import Prediction
+from streamsnn.prediction import Prediction, prediction_line
 
 
 class ConsoleSink:
@@ -22,18 +22,7 @@ class ConsoleSink:
         self._seen += 1
         if (self._seen - 1) % self.every:
             return
-        mark = (
-            ""
-            if pred.label is None
-            else ("  ok" if pred.cls == pred.label else f"  WRONG (label {pred.label})")
-        )
-        state = f"final/{pred.reason}" if pred.final else "      "
-        tqdm.write(
-            f"{pred.stream} #{pred.sample:<5} step {pred.step:>3} {state:<20} class {pred.cls} "
-            f"conf {pred.confidence:.3f}  input {pred.input_latency_ms:7.1f} ms  "
-            f"compute {pred.compute_latency_ms:6.2f} ms{mark}",
-            file=sys.stderr,
-        )
+        tqdm.write(prediction_line(pred.to_dict()), file=sys.stderr)
 
     def close(self) -> None:
         pass

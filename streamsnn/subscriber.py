@@ -1,0 +1,299 @@
+"""Receive live predictions from a streamsnn ZeroMQ publisher (``sinks: [{type: zmq}]``).
+
+    from streamsnn.subscriber import Subscriber
+
+    with Subscriber("tcp://127.0.0.1:5556", topics=["pred.cam0"]) as sub:
+        for msg in sub:                       # predictions (and the summary at the end)
+            if msg.kind == "prediction" and msg.data["final"]:
+                print(msg.stream, msg.data["class"], msg.data["confidence"], msg.lag_s)
+
+What it does besides receiving:
+
+- **gaps**: sequence numbers are tracked per publisher and topic; a jump means messages were
+  dropped (the publisher never waits for a slow subscriber). ``msg.gap`` says how many were
+  missed just before ``msg``; heartbeats reveal losses at the tail too. Counted in ``stats``.
+- **lag** (the zguide's Suicidal Snail): ``msg.lag_s`` is this machine's clock minus the
+  publisher's send time; beyond ``max_lag_s`` it is logged once per episode and counted, and
+  with ``on_lag="raise"`` ``LagError`` is raised so that the consumer can restart itself.
+- **last value**: a new subscription first gets the newest final prediction of every stream it
+  matches (``msg.cached``); a subscriber that already had it never sees the repeat.
+- **reconnects**: ZeroMQ reconnects by itself after a publisher restart (a new ``publisher`` id
+  resets the sequence tracking); if nothing at all, not even a heartbeat, arrives for
+  ``silence_s``, the socket is made afresh (``reconnects``).
+- **bad messages**: malformed frames and newer schema versions are logged with the reason and
+  counted (``malformed``, ``newer_schema``), and the subscriber keeps going; with
+  ``on_error="raise"`` ``receive`` raises ``WireError`` instead and stays usable.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import zmq
+
+from streamsnn import wire
+from streamsnn.wire import NewerSchemaError, WireError
+
+log = logging.getLogger(__name__)
+_NOBLOCK = int(zmq.NOBLOCK)
+
+
+class LagError(RuntimeError):
+    """The subscriber fell further behind the publisher than ``max_lag_s``."""
+
+
+class Message:
+    """One received message. ``values``: the payload's fields in wire order (see
+    ``streamsnn.wire``); ``data``: the same fields by name (made on first use); ``gap``: messages
+    of this topic missed just before this one; ``lag_s``: receive time − send time (s)."""
+
+    __slots__ = ("_data", "gap", "lag_s", "topic", "values")
+
+    def __init__(self, topic: str, values: list[Any], gap: int = 0, lag_s: float = 0.0) -> None:
+        self.topic, self.values, self.gap, self.lag_s = topic, values, gap, lag_s
+        self._data: dict[str, Any] | None = None
+
+    @property
+    def data(self) -> dict[str, Any]:
+        if self._data is None:
+            self._data = wire.as_dict(self.values)
+        return self._data
+
+    @property
+    def kind(self) -> str:
+        return str(self.values[wire.KIND])
+
+    @property
+    def stream(self) -> str | None:
+        return self.values[wire.STREAM] if self.kind == "prediction" else None
+
+    @property
+    def cached(self) -> bool:
+        return self.kind == "prediction" and bool(self.values[wire.CACHED])
+
+    def __repr__(self) -> str:
+        return f"Message({self.topic!r}, {self.data!r}, gap={self.gap}, lag_s={self.lag_s:.6f})"
+
+
+@dataclass
+class _Track:
+    """What one subscriber knows of one publisher's topic."""
+
+    last_seq: int = 0  # newest live seq seen (0: none yet)
+    last_final_seq: int = 0  # newest final prediction delivered
+
+
+class Subscriber:
+    """A SUB socket connected to ``address``, subscribed to ``topics`` (prefixes, as ZeroMQ
+    matches them; default every stream) plus heartbeats and summaries.
+
+    ``final_only`` delivers only exit decisions (gaps are still tracked on every message);
+    ``heartbeats`` also delivers heartbeat messages; ``hwm`` bounds the receive queue.
+    """
+
+    def __init__(
+        self,
+        address: str,
+        topics: Sequence[str] = (wire.PREDICTION_PREFIX,),
+        final_only: bool = False,
+        heartbeats: bool = False,
+        max_lag_s: float | None = None,
+        on_lag: str = "log",
+        on_error: str = "log",
+        silence_s: float = 3.0,
+        hwm: int = 100_000,
+    ) -> None:
+        if on_lag not in ("log", "raise") or on_error not in ("log", "raise"):
+            raise ValueError("on_lag and on_error take 'log' or 'raise'")
+        self.address, self.topics = address, list(topics) or [wire.PREDICTION_PREFIX]
+        self.final_only, self.heartbeats = final_only, heartbeats
+        self.max_lag_s, self.on_lag, self.on_error = max_lag_s, on_lag, on_error
+        self.silence_s, self.hwm = silence_s, hwm
+        self.stats = dict.fromkeys(
+            (
+                "received",
+                "predictions",
+                "gaps",
+                "missed",
+                "duplicates",
+                "lagging",
+                "malformed",
+                "newer_schema",
+                "publisher_restarts",
+                "reconnects",
+            ),
+            0,
+        )
+        self.publishers: set[str] = set()
+        self._tracks: dict[tuple[str, str], _Track] = {}
+        self._lagging = False
+        self._warned_newer: set[str] = set()
+        self._ctx = zmq.Context()
+        self._sock = self._connect()
+        self._last_rx = time.monotonic()
+
+    def _connect(self) -> zmq.Socket:
+        sock = self._ctx.socket(zmq.SUB)
+        sock.setsockopt(zmq.RCVHWM, self.hwm)
+        sock.setsockopt(zmq.LINGER, 0)
+        for topic in {*self.topics, wire.HEARTBEAT_TOPIC, wire.SUMMARY_TOPIC}:
+            sock.setsockopt_string(zmq.SUBSCRIBE, topic)
+        try:
+            sock.connect(self.address)
+        except zmq.ZMQError as err:
+            sock.close()
+            raise ValueError(f"cannot connect to '{self.address}': {err}") from None
+        return sock
+
+    # -- receiving ---------------------------------------------------------------------------
+    def receive(self, timeout_s: float | None = None) -> Message | None:
+        """The next message to deliver, or None after ``timeout_s`` (None: wait for ever)."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while True:
+            frames = self._take()
+            if frames is None:  # nothing queued: wait (a poll costs more than a failed take)
+                wait_s = (
+                    self.silence_s if deadline is None else min(self.silence_s, deadline - time.monotonic())
+                )
+                if wait_s <= 0:
+                    return None
+                if not self._sock.poll(int(wait_s * 1000) + 1) and (
+                    time.monotonic() - self._last_rx >= self.silence_s
+                ):
+                    self._reconnect()
+                continue
+            self.stats["received"] += 1
+            try:
+                topic, values = wire.unpack(frames)
+            except WireError as err:
+                self._bad(err)
+                continue
+            msg = self._admit(topic, values)
+            if msg is not None:
+                return msg
+
+    def _take(self) -> list[Any] | None:
+        """The frames of the next queued message (zero-copy ``zmq.Frame``s, which msgpack reads
+        as buffers), or None (never waits)."""
+        try:
+            frames = [self._sock.recv(_NOBLOCK, copy=False)]
+        except zmq.Again:
+            return None
+        while frames[-1].more:
+            frames.append(self._sock.recv(_NOBLOCK, copy=False))
+        self._last_rx = time.monotonic()
+        return frames
+
+    def __iter__(self) -> Iterator[Message]:
+        while True:
+            msg = self.receive()
+            if msg is not None:
+                yield msg
+
+    def _admit(self, topic: str, values: list[Any]) -> Message | None:
+        """Track sequence numbers and lag; the message to deliver, or None to skip it."""
+        publisher = values[wire.PUBLISHER]
+        if publisher not in self.publishers:
+            if self.publishers:
+                self.stats["publisher_restarts"] += 1
+                log.info("%s: new publisher %s", self.address, publisher)
+            self.publishers.add(publisher)
+        lag = time.time() - values[wire.EMIT_TIME]
+        if self.max_lag_s is not None:
+            self._check_lag(lag)
+        kind, seq = values[wire.KIND], values[wire.SEQ]
+        if kind != "prediction":
+            self._tail_gaps(publisher, values[wire.BODY].get("last_seq") or {})
+            return Message(topic, values, lag_s=lag) if kind == "summary" or self.heartbeats else None
+        track = self._tracks.get((publisher, topic))
+        if track is None:
+            track = self._tracks[publisher, topic] = _Track()
+        final = values[wire.FINAL]
+        if values[wire.CACHED]:  # last value for a late joiner: not part of the live sequence
+            if seq <= track.last_final_seq:
+                self.stats["duplicates"] += 1
+                return None
+            track.last_final_seq = seq
+            return self._deliver(topic, values, final, 0, lag)
+        if seq <= track.last_seq:
+            self.stats["duplicates"] += 1
+            return None
+        gap = seq - track.last_seq - 1 if track.last_seq else 0
+        if gap:
+            self._count_gap(topic, track.last_seq + 1, seq - 1)
+        track.last_seq = seq
+        if final:
+            track.last_final_seq = seq
+        return self._deliver(topic, values, final, gap, lag)
+
+    def _deliver(self, topic: str, values: list[Any], final: bool, gap: int, lag: float) -> Message | None:
+        self.stats["predictions"] += 1
+        if self.final_only and not final:
+            return None
+        return Message(topic, values, gap, lag)
+
+    def _tail_gaps(self, publisher: str, last_seq: dict[str, int]) -> None:
+        """Messages the publisher sent before this heartbeat (same connection, so in order) that
+        never arrived. Topics seen for the first time start their tracking here."""
+        for topic, seq in last_seq.items():
+            if not any(topic.startswith(t) for t in self.topics):
+                continue
+            track = self._tracks.setdefault((publisher, topic), _Track())
+            if track.last_seq and seq > track.last_seq:
+                self._count_gap(topic, track.last_seq + 1, seq)
+            track.last_seq = max(track.last_seq, int(seq))
+
+    def _count_gap(self, topic: str, first: int, last: int) -> None:
+        self.stats["gaps"] += 1
+        self.stats["missed"] += last - first + 1
+        log.warning("%s: %d message(s) missed (seq %d-%d)", topic, last - first + 1, first, last)
+
+    def _check_lag(self, lag: float) -> None:
+        assert self.max_lag_s is not None
+        if lag <= self.max_lag_s:
+            self._lagging = False
+            return
+        self.stats["lagging"] += 1
+        if not self._lagging:
+            self._lagging = True
+            log.warning("%s: %.3f s behind the publisher (max_lag_s %.3f)", self.address, lag, self.max_lag_s)
+        if self.on_lag == "raise":
+            raise LagError(f"{self.address}: {lag:.3f} s behind the publisher (max_lag_s {self.max_lag_s})")
+
+    def _bad(self, err: WireError) -> None:
+        newer = isinstance(err, NewerSchemaError)
+        self.stats["newer_schema" if newer else "malformed"] += 1
+        if self.on_error == "raise":
+            raise err
+        if newer:  # said once per topic: a newer publisher sends nothing this subscriber can read
+            topic = str(err).split(":")[0]
+            if topic in self._warned_newer:
+                return
+            self._warned_newer.add(topic)
+        log.error("%s: skipped a message: %s", self.address, err)
+
+    def _reconnect(self) -> None:
+        self.stats["reconnects"] += 1
+        log.warning(
+            "%s: nothing received for %.1f s (no heartbeat either): reconnecting",
+            self.address,
+            self.silence_s,
+        )
+        self._sock.close()
+        self._sock = self._connect()
+        self._last_rx = time.monotonic()
+
+    # -- lifetime ----------------------------------------------------------------------------
+    def close(self) -> None:
+        self._sock.close()
+        self._ctx.term()
+
+    def __enter__(self) -> Subscriber:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()

@@ -1,0 +1,197 @@
+"""The Subscriber against hand-made publishers on 127.0.0.1: gaps, lag, bad frames, newer schema
+versions, restarts. (The publisher side and full pipelines: tests/sinks/test_zeromq.py.)"""
+
+import logging
+import time
+
+import msgpack
+import pytest
+import zmq
+
+from streamsnn import wire
+from streamsnn.prediction import Prediction
+from streamsnn.subscriber import LagError, Subscriber
+from streamsnn.wire import NewerSchemaError, WireError
+
+
+def prediction(seq, stream="cam0", final=False, publisher="p1", emit_time=None, extra=()):
+    pred = Prediction(stream, 0, seq, 0, 20_000 * seq, 3, 0.9, [0.1] * 10, final=final)
+    payload = wire.prediction_payload(pred, publisher, seq, emit_time or time.time())
+    return wire.pack(wire.prediction_topic(stream), payload + list(extra))
+
+
+def heartbeat(seq, last_seq, publisher="p1"):
+    body = {"last_seq": last_seq, "published": 0, "subscribers": 1}
+    return wire.pack(
+        wire.HEARTBEAT_TOPIC, wire.control_payload("heartbeat", publisher, seq, time.time(), body)
+    )
+
+
+class RawPublisher:
+    """A bare PUB socket on a free loopback port, sending whatever frames a test gives it."""
+
+    def __init__(self, port=None):
+        self.ctx = zmq.Context()
+        self.sock = self.ctx.socket(zmq.PUB)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.bind(f"tcp://127.0.0.1:{port or '*'}")
+        self.endpoint = self.sock.getsockopt_string(zmq.LAST_ENDPOINT)
+
+    def joined(self, sub, publisher="p1"):
+        """Send heartbeats until ``sub`` receives one (the subscription has arrived)."""
+        sub.heartbeats = True
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            self.sock.send_multipart(heartbeat(0, {}, publisher=publisher))
+            if sub.receive(timeout_s=0.05) is not None:
+                break
+        else:
+            raise AssertionError("the subscriber never joined")
+        while sub.receive(timeout_s=0.1) is not None:
+            pass
+        sub.heartbeats = False
+
+    def close(self):
+        self.sock.close()
+        self.ctx.term()
+
+
+@pytest.fixture
+def pub():
+    p = RawPublisher()
+    yield p
+    p.close()
+
+
+def drain(sub, timeout_s=0.5):
+    out = []
+    while (msg := sub.receive(timeout_s=timeout_s)) is not None:
+        out.append(msg)
+    return out
+
+
+def test_gaps_in_the_sequence_and_at_the_tail_are_reported(pub, caplog):
+    with Subscriber(pub.endpoint) as sub:
+        pub.joined(sub)
+        for seq in (1, 2, 5, 6):
+            pub.sock.send_multipart(prediction(seq))
+        pub.sock.send_multipart(heartbeat(1, {"pred.cam0": 9}))  # 7, 8, 9 never came
+        got = drain(sub)
+    assert [(m.data["seq"], m.gap) for m in got] == [(1, 0), (2, 0), (5, 2), (6, 0)]
+    assert sub.stats["gaps"] == 2 and sub.stats["missed"] == 2 + 3
+    assert "pred.cam0: 2 message(s) missed (seq 3-4)" in caplog.text
+    assert "pred.cam0: 3 message(s) missed (seq 7-9)" in caplog.text
+
+
+def test_malformed_frames_and_newer_schemas_are_clear_errors_and_it_keeps_going(pub, caplog):
+    newer = wire.pack("pred.cam0", [2, *msgpack.unpackb(prediction(1)[1])[1:]])
+    bad = [
+        [b"pred.cam0", b"\xc1 not msgpack"],
+        [b"pred.cam0", msgpack.packb([1, 2, 3])],
+        [b"pred.cam0"],
+        [b"pred.cam0", msgpack.packb({"v": 1, "kind": "prediction"})],
+        [b"pred.cam0", msgpack.packb([1, "prediction", "p1", 1, time.time(), "cam0"])],
+        newer,
+        newer,
+    ]
+    with Subscriber(pub.endpoint) as sub:
+        pub.joined(sub)
+        for frames in [*bad, prediction(1)]:
+            pub.sock.send_multipart(frames)
+        got = drain(sub)
+        assert [m.data["seq"] for m in got] == [1]  # the good one still came through
+        assert sub.stats["malformed"] == 5 and sub.stats["newer_schema"] == 2
+        text = caplog.text
+        assert "payload is not msgpack" in text and "payload is 3 fields, not an array of at least 5" in text
+        assert "expected 2 frames [topic, payload], got 1" in text
+        assert "payload is a dict, not an array" in text
+        assert "prediction has 6 fields, lacks sample, step, t_start_us" in text
+        assert text.count("schema version 2 is newer than this subscriber's (1); upgrade streamsnn") == 1
+
+        sub.on_error = "raise"
+        pub.sock.send_multipart(newer)
+        with pytest.raises(NewerSchemaError, match="schema version 2"):
+            sub.receive(timeout_s=2)
+        pub.sock.send_multipart(bad[0])
+        with pytest.raises(WireError, match="not msgpack"):
+            sub.receive(timeout_s=2)
+        pub.sock.send_multipart(prediction(2))
+        assert sub.receive(timeout_s=2).data["seq"] == 2  # still usable after raising
+
+
+def test_lag_beyond_the_bound_is_counted_logged_once_or_raised(pub, caplog):
+    with Subscriber(pub.endpoint, max_lag_s=0.5) as sub:
+        pub.joined(sub)
+        old = time.time() - 2.0
+        for seq in (1, 2, 3):
+            pub.sock.send_multipart(prediction(seq, emit_time=old))
+        got = drain(sub)
+        assert [m.lag_s > 1.9 for m in got] == [True] * 3
+        assert sub.stats["lagging"] == 3 and caplog.text.count("behind the publisher") == 1
+        sub.on_lag = "raise"
+        pub.sock.send_multipart(prediction(4, emit_time=old))
+        with pytest.raises(LagError, match="behind the publisher"):
+            sub.receive(timeout_s=2)
+
+
+def test_a_restarted_publisher_is_followed_on_the_same_address(caplog):
+    caplog.set_level(logging.INFO, logger="streamsnn.subscriber")
+    first = RawPublisher()
+    port = int(first.endpoint.rsplit(":", 1)[1])
+    with Subscriber(first.endpoint, silence_s=1.0) as sub:
+        first.joined(sub, "run-1")
+        first.sock.send_multipart(prediction(1, publisher="run-1"))
+        first.sock.send_multipart(prediction(2, publisher="run-1"))
+        assert [m.data["seq"] for m in drain(sub)] == [1, 2]
+        first.close()
+        second = RawPublisher(port)  # a new run on the same port: seq starts at 1 again
+        try:
+            second.joined(sub, "run-2")
+            second.sock.send_multipart(prediction(1, publisher="run-2"))
+            got = drain(sub)
+        finally:
+            second.close()
+    assert [(m.data["publisher"], m.data["seq"], m.gap) for m in got] == [("run-2", 1, 0)]
+    assert sub.stats["publisher_restarts"] == 1 and sub.stats["duplicates"] == 0
+    assert "new publisher run-2" in caplog.text
+
+
+def test_silence_makes_a_fresh_socket_and_data_flows_again(pub, caplog):
+    with Subscriber(pub.endpoint, silence_s=0.3) as sub:
+        pub.joined(sub)
+        assert sub.receive(timeout_s=1.0) is None  # nothing, not even heartbeats
+        assert sub.stats["reconnects"] >= 1 and "reconnecting" in caplog.text
+        pub.joined(sub)
+        pub.sock.send_multipart(prediction(1))
+        assert sub.receive(timeout_s=2).data["seq"] == 1
+
+
+def test_final_only_and_topic_prefixes(pub):
+    with Subscriber(pub.endpoint, topics=["pred.cam1"], final_only=True) as sub:
+        pub.joined(sub)
+        for seq in (1, 2, 3):
+            pub.sock.send_multipart(prediction(seq, stream="cam0", final=True))
+            pub.sock.send_multipart(prediction(seq, stream="cam1", final=seq == 3))
+        got = drain(sub)
+    assert [(m.stream, m.data["seq"]) for m in got] == [("cam1", 3)]
+    assert sub.stats["predictions"] == 3 and sub.stats["gaps"] == 0  # non-final ones counted, not shown
+
+
+def test_unpack_checks_the_schema_and_names_the_fields():
+    topic, payload = wire.unpack(prediction(7, extra=["a field of a later 1.x"]))
+    data = wire.as_dict(payload)  # the appended field is ignored
+    assert topic == "pred.cam0" and data["seq"] == 7 and data["probs"] == [0.1] * 10
+    assert list(data) == [*wire.HEADER, *wire.PREDICTION_FIELDS] and data["class"] == 3
+    with pytest.raises(WireError, match="unknown kind 'weather'"):
+        wire.unpack([b"x", msgpack.packb([1, "weather", "p", 1, 0.0])])
+    with pytest.raises(WireError, match=r"schema version \(field 0\) is '1', not an integer"):
+        wire.unpack([b"x", msgpack.packb(["1", "heartbeat", "p", 1, 0.0, {}])])
+    with pytest.raises(WireError, match="heartbeat has no map of fields after the header"):
+        wire.unpack([b"x", msgpack.packb([1, "heartbeat", "p", 1, 0.0])])
+    with pytest.raises(WireError, match="topic is not UTF-8"):
+        wire.unpack([b"\xff\xfe", msgpack.packb([])])
+    top = wire.prediction_payload(
+        Prediction("c", 0, 1, 0, 1, 2, 0.5, [0.1, 0.2, 0.5, 0.2]), "p", 1, 0.0, top_k=2
+    )
+    named = wire.as_dict(top)
+    assert named["probs"] is None and named["top_k"] == [[2, 0.5], [1, 0.2]]
