@@ -129,6 +129,7 @@ class Subscriber:
             0,
         )
         self.publishers: set[str] = set()
+        self._publisher: str | None = None  # the last one seen (usually the only one)
         self._tracks: dict[tuple[str, str], _Track] = {}
         self._lagging = False
         self._warned_newer: set[str] = set()
@@ -147,25 +148,30 @@ class Subscriber:
         except zmq.ZMQError as err:
             sock.close()
             raise ValueError(f"cannot connect to '{self.address}': {err}") from None
+        self._poller = zmq.Poller()  # kept: Socket.poll makes a new one per call (~10 µs)
+        self._poller.register(sock, zmq.POLLIN)
         return sock
 
     # -- receiving ---------------------------------------------------------------------------
     def receive(self, timeout_s: float | None = None) -> Message | None:
         """The next message to deliver, or None after ``timeout_s`` (None: wait for ever)."""
-        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        deadline = None
         while True:
-            frames = self._take()
-            if frames is None:  # nothing queued: wait (a poll costs more than a failed take)
-                wait_s = (
-                    self.silence_s if deadline is None else min(self.silence_s, deadline - time.monotonic())
-                )
+            try:  # the first frame as a zmq.Frame: its ``more`` is cheaper than asking the socket
+                head = self._sock.recv(_NOBLOCK, copy=False)
+            except zmq.Again:  # nothing queued: wait
+                now = time.monotonic()
+                if deadline is None:
+                    deadline = now + (timeout_s if timeout_s is not None else float("inf"))
+                wait_s = min(self.silence_s, deadline - now)
                 if wait_s <= 0:
                     return None
-                if not self._sock.poll(int(wait_s * 1000) + 1) and (
-                    time.monotonic() - self._last_rx >= self.silence_s
-                ):
+                if not self._poller.poll(int(wait_s * 1000) + 1) and now - self._last_rx >= self.silence_s:
                     self._reconnect()
                 continue
+            self._last_rx = time.monotonic()
+            # frames after a second one arrive as a message of their own, which unpack refuses
+            frames = [head.bytes, self._sock.recv(_NOBLOCK)] if head.more else [head.bytes]
             self.stats["received"] += 1
             try:
                 topic, values = wire.unpack(frames)
@@ -176,18 +182,6 @@ class Subscriber:
             if msg is not None:
                 return msg
 
-    def _take(self) -> list[Any] | None:
-        """The frames of the next queued message (zero-copy ``zmq.Frame``s, which msgpack reads
-        as buffers), or None (never waits)."""
-        try:
-            frames = [self._sock.recv(_NOBLOCK, copy=False)]
-        except zmq.Again:
-            return None
-        while frames[-1].more:
-            frames.append(self._sock.recv(_NOBLOCK, copy=False))
-        self._last_rx = time.monotonic()
-        return frames
-
     def __iter__(self) -> Iterator[Message]:
         while True:
             msg = self.receive()
@@ -197,11 +191,12 @@ class Subscriber:
     def _admit(self, topic: str, values: list[Any]) -> Message | None:
         """Track sequence numbers and lag; the message to deliver, or None to skip it."""
         publisher = values[wire.PUBLISHER]
-        if publisher not in self.publishers:
+        if publisher != self._publisher and publisher not in self.publishers:
             if self.publishers:
                 self.stats["publisher_restarts"] += 1
                 log.info("%s: new publisher %s", self.address, publisher)
             self.publishers.add(publisher)
+        self._publisher = publisher
         lag = time.time() - values[wire.EMIT_TIME]
         if self.max_lag_s is not None:
             self._check_lag(lag)
@@ -212,25 +207,21 @@ class Subscriber:
         track = self._tracks.get((publisher, topic))
         if track is None:
             track = self._tracks[publisher, topic] = _Track()
-        final = values[wire.FINAL]
+        final, gap = values[wire.FINAL], 0
         if values[wire.CACHED]:  # last value for a late joiner: not part of the live sequence
             if seq <= track.last_final_seq:
                 self.stats["duplicates"] += 1
                 return None
-            track.last_final_seq = seq
-            return self._deliver(topic, values, final, 0, lag)
-        if seq <= track.last_seq:
+        elif seq <= track.last_seq:
             self.stats["duplicates"] += 1
             return None
-        gap = seq - track.last_seq - 1 if track.last_seq else 0
-        if gap:
-            self._count_gap(topic, track.last_seq + 1, seq - 1)
-        track.last_seq = seq
+        else:
+            if track.last_seq and seq > track.last_seq + 1:
+                gap = seq - track.last_seq - 1
+                self._count_gap(topic, track.last_seq + 1, seq - 1)
+            track.last_seq = seq
         if final:
             track.last_final_seq = seq
-        return self._deliver(topic, values, final, gap, lag)
-
-    def _deliver(self, topic: str, values: list[Any], final: bool, gap: int, lag: float) -> Message | None:
         self.stats["predictions"] += 1
         if self.final_only and not final:
             return None

@@ -67,6 +67,7 @@ PREDICTION = HEADER + PREDICTION_FIELDS
 V, KIND, PUBLISHER, SEQ, EMIT_TIME = range(len(HEADER))
 STREAM, FINAL, CACHED = (PREDICTION.index(f) for f in ("stream", "final", "cached"))
 BODY = len(HEADER)  # a heartbeat's or summary's map
+_N_PREDICTION = len(PREDICTION)
 
 
 class WireError(ValueError):
@@ -154,6 +155,13 @@ def unpack(frames: Sequence[Any]) -> tuple[str, list[Any]]:
         payload = msgpack.unpackb(frames[1], raw=False, strict_map_key=False)
     except Exception as err:  # msgpack raises several unrelated types on bad bytes
         raise WireError(f"{topic}: payload is not msgpack ({type(err).__name__}: {err})") from None
+    if (
+        type(payload) is list
+        and len(payload) >= _N_PREDICTION
+        and payload[V] == SCHEMA_VERSION
+        and payload[KIND] == "prediction"
+    ):
+        return topic, payload  # the common case, checked at once
     if not isinstance(payload, list) or len(payload) < len(HEADER):
         what = f"{len(payload)} fields" if isinstance(payload, list) else f"a {type(payload).__name__}"
         raise WireError(f"{topic}: payload is {what}, not an array of at least {len(HEADER)} (v, kind, ...)")

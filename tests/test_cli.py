@@ -91,3 +91,30 @@ def test_convert_prints_the_conversion_table(root):
     assert any(line.strip().startswith("QFFS") for line in lines)
     out = cli("convert", "builtin:digits_dvs", cwd=root)
     assert out.returncode == 2 and "frame models" in out.stderr
+
+
+def test_subscribe_prints_final_predictions_and_its_counters():
+    from streamsnn.prediction import Prediction
+    from streamsnn.sinks.zeromq import ZmqSink
+
+    sink = ZmqSink("tcp://127.0.0.1:*")
+    cmd = [*CLI, "subscribe", sink.endpoint, "--final-only", "--count", "2"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while sink.subscribers < 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        for step in range(1, 7):  # final at steps 3 and 6
+            final = step % 3 == 0
+            sink.write(
+                Prediction("cam0", 0, step, 0, step * 20_000, 4, 0.97, [0.0] * 10, 4, final, "confident")
+            )
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+        sink.close()
+    lines = out.splitlines()
+    assert proc.returncode == 0 and len(lines) == 2, (out, err)
+    assert all("final/confident" in line and "class 4" in line and "ok" in line for line in lines)
+    assert "step   3" in lines[0] and "step   6" in lines[1]
+    assert "predictions 6" in err and "missed" not in err  # non-final ones counted, not printed
