@@ -8,7 +8,7 @@ the dotted field; ``--set key=value`` overrides use the same dotted names.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
 import yaml
 from pydantic import (
@@ -85,8 +85,9 @@ class RecordingSourceConfig(Strict):
 
 class _SensorOptions(Strict):
     """A live source's pixel array: ``sensor`` (a profile, see ``streamsnn sensors``) or
-    ``width`` and ``height``."""
+    ``width`` and ``height``; sources without a default say so in ``_no_sensor``."""
 
+    _no_sensor: ClassVar[str | None] = None  # the error when neither is given (None: a default exists)
     sensor: str | None = None
     width: PositiveInt | None = None
     height: PositiveInt | None = None
@@ -98,6 +99,8 @@ class _SensorOptions(Strict):
             raise ValueError("give either sensor or width and height, not both")
         if self.sensor is None and any(sized) and not all(sized):
             raise ValueError("give both width and height")
+        if self._no_sensor and self.sensor is None and not any(sized):
+            raise ValueError(self._no_sensor)
         return self
 
 
@@ -112,12 +115,9 @@ class UDPSourceConfig(_SensorOptions):
     packet_us: PositiveInt = 1_000
     silence_s: PositiveFloat = 1.0
     stop_after_silence_s: PositiveFloat | None = None
-
-    @model_validator(mode="after")
-    def _needs_sensor(self) -> UDPSourceConfig:
-        if self.sensor is None and self.width is None:
-            raise ValueError("give sensor (e.g. dvs128, see `streamsnn sensors`) or width and height")
-        return self
+    _no_sensor: ClassVar[str | None] = (
+        "give sensor (e.g. dvs128, see `streamsnn sensors`) or width and height"
+    )
 
 
 class CameraSourceConfig(_SensorOptions):
@@ -147,12 +147,9 @@ class WebcamSourceConfig(_SensorOptions):
     threshold: PositiveFloat = 0.2
     fps: PositiveFloat | None = None
     max_frames: PositiveInt | None = None
-
-    @model_validator(mode="after")
-    def _needs_sensor(self) -> WebcamSourceConfig:
-        if self.sensor is None and self.width is None:
-            raise ValueError("give sensor (e.g. digits_dvs) or width and height of the frames for the model")
-        return self
+    _no_sensor: ClassVar[str | None] = (
+        "give sensor (e.g. digits_dvs) or width and height of the frames for the model"
+    )
 
 
 SourceConfig = Annotated[
