@@ -350,7 +350,11 @@ class RuntimeConfig(Strict):
     ``queue_size``: bound of every queue between stages. ``realtime``: release slices at their
     sensor time. ``full_t``: keep stepping exited samples (without emitting) to report the
     accuracy the same samples reach at full length; their exit decisions are unchanged.
-    ``count_operations``: count synaptic events and energy per prediction (a little slower)."""
+    ``count_operations``: count synaptic events and energy per prediction (a little slower).
+    ``chunk``: offline replay steps k slices per layer call (T folded into the batch: faster on
+    CPU at small batches); every slice still gets its prediction and exits are decided per step,
+    but an exit inside a chunk has computed the chunk's later steps too (counted in its compute
+    latency)."""
 
     batch_size: PositiveInt = 32
     queue_size: PositiveInt = 64
@@ -359,6 +363,7 @@ class RuntimeConfig(Strict):
     full_t: bool = True
     count_operations: bool = False
     threads: PositiveInt | None = None
+    chunk: PositiveInt = 1
 
 
 class ReportConfig(Strict):

@@ -120,7 +120,8 @@ class Slice:
     frame sources. ``t_start_us``/``t_end_us`` bound the slice in sensor time and
     ``sample_t0_us`` is the first event of the sample, so ``t_end_us - sample_t0_us`` is the
     input latency of a decision made after this slice. ``arrival_ns`` is the monotonic wall
-    clock at which the slice became available.
+    clock at which the slice became available. ``input`` is the slice encoded for the network
+    (C×H×W) and ``encode_s`` the wall time that took (s), set by the runtime's source stage.
     """
 
     stream: str
@@ -133,3 +134,5 @@ class Slice:
     label: int | None = None
     last: bool = False
     arrival_ns: int = 0
+    input: Any = None
+    encode_s: float = 0.0

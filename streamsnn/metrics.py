@@ -130,10 +130,15 @@ def build_report(outcomes: list[SampleOutcome], extra: dict[str, Any]) -> dict[s
     """The run's report: accuracy with and without early exit, steps, latencies (overall and per
     stream), counters."""
     labelled = [o for o in outcomes if o.label is not None]
+    # full-T figures only when every sample has them (a subset, e.g. the samples that never
+    # exited, would be biased)
     full = [o for o in labelled if o.cls_full_t is not None]
+    full = full if len(full) == len(labelled) else []
     ann = [o for o in labelled if o.cls_ann is not None]
+    ann = ann if len(ann) == len(labelled) else []
     steps = [o.steps for o in outcomes]
     steps_full = [o.steps_full_t for o in outcomes if o.steps_full_t is not None]
+    steps_full = steps_full if len(steps_full) == len(outcomes) else []
     report: dict[str, Any] = {
         "samples": len(outcomes),
         "labelled": len(labelled),

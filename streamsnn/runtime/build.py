@@ -104,6 +104,11 @@ def _build_around(cfg: PipelineConfig, source: Source, origin: str) -> Pipeline:
             f"source '{cfg.source.type}' gives {'×'.join(map(str, sensor_shape))}{resized}"
         )
 
+    if cfg.runtime.chunk > 1 and (source.live or cfg.runtime.realtime):
+        raise ConfigError(
+            f"{origin}: runtime.chunk: {cfg.runtime.chunk} steps per call needs an offline replay with "
+            f"realtime: false (source '{cfg.source.type}' is {'live' if source.live else 'paced'})"
+        )
     if cfg.runtime.threads:
         torch.set_num_threads(cfg.runtime.threads)
     dtype = torch.float64 if cfg.model.dtype == "float64" else torch.float32

@@ -58,6 +58,7 @@ class SampleSlices:
     sample: int
     label: int | None
     slices: list[Slice]
+    mean_input: torch.Tensor | None = None
 
 
 @dataclass
@@ -73,10 +74,11 @@ class Lane:
     started_ns: int = 0
     t0_us: int | None = None
     compute_s: float = 0.0
-    input_sum: torch.Tensor | None = None  # sum of the encoded slices (for the ANN reference)
+    mean_input: torch.Tensor | None = None  # a replayed sample's mean input (the ANN reference)
     decision: Prediction | None = None  # the exit decision once made
     last: Prediction | None = None
     ended: bool = False  # no more slices will come
+    n_slices: int | None = None  # a replayed sample's length (steps at full T)
 
     def ready(self, now_ns: int, realtime: bool) -> bool:
         if not self.slices:
@@ -140,6 +142,8 @@ class Runner:
         self.source_done = False
         self._held: Any = None  # an item waiting for a free lane (replay only)
         self.needs_input = bool(getattr(pipe.exit_policy, "needs_input", False))
+        self.ann_reference = not pipe.source.live and not is_spiking(pipe.model.ann)
+        self._ann_inputs: list[tuple[int, torch.Tensor]] = []
         alpha = self.cfg.model.alpha
         self.alpha_per_step = alpha == "t"
         self.alpha = 1.0 if alpha == "t" else float(alpha)
@@ -167,12 +171,27 @@ class Runner:
             self.errors.append(err)
             self.in_q.close()
 
+    def _encode(self, slices: list[Slice]) -> list[Slice]:
+        """Encode the slices here, in the source stage, off the stepping loop."""
+        encoder = self.pipe.encoder
+        for item in slices:
+            t0 = time.perf_counter()
+            item.input = encoder(item)
+            item.encode_s = time.perf_counter() - t0
+        return slices
+
     def _cut(self, packet: Packet) -> list[Any]:
         if self.pipe.source.kind == "frames" or packet.end_of_sample:
             slicer = self.pipe.new_slicer() if self.pipe.source.kind == "events" else None
-            slices = sample_slices(packet, slicer, int(self.cfg.slicing.n_time_bins or 1))
+            slices = self._encode(sample_slices(packet, slicer, int(self.cfg.slicing.n_time_bins or 1)))
             self.late_in_samples += slicer.late_events if slicer is not None else 0
-            return [SampleSlices(packet.stream, int(packet.sample or 0), packet.label, slices)]
+            mean = None
+            if self.ann_reference:  # summed in step order, as the SNN accumulates
+                mean = slices[0].input.clone()
+                for later in slices[1:]:
+                    mean.add_(later.input)
+                mean /= len(slices)
+            return [SampleSlices(packet.stream, int(packet.sample or 0), packet.label, slices, mean)]
         slicer = self.slicers.get(packet.stream)
         if slicer is None:
             slicer = self.slicers[packet.stream] = self.pipe.new_slicer()
@@ -190,7 +209,7 @@ class Runner:
         self, stream: str, cut: list[EventSlice], label: int | None = None, last: bool = False
     ) -> list[Slice]:
         now = time.monotonic_ns()
-        out = [_to_slice(s, stream, -1, -1, s.t_start_us, label) for s in cut]
+        out = self._encode([_to_slice(s, stream, -1, -1, s.t_start_us, label) for s in cut])
         for s in out:
             s.arrival_ns = now
         if last and out:
@@ -259,8 +278,9 @@ class Runner:
         lane = Lane(
             key, item.stream, item.sample, item.label, live=False, slices=collections.deque(item.slices)
         )
+        lane.mean_input = item.mean_input
         lane.started_ns = time.monotonic_ns()
-        lane.ended = True
+        lane.ended, lane.n_slices = True, len(item.slices)
         self.pipe.operator.attach(key)
         self.lanes[key] = lane
 
@@ -296,71 +316,89 @@ class Runner:
         self._close(lane)
 
     def _step(self, lanes: list[Lane]) -> None:
+        """Step ``lanes`` by one slice each, or by up to ``runtime.chunk`` slices in one operator
+        call (offline replay; lanes with fewer slices left get zero input after their last)."""
         t_begin = time.perf_counter()
         now_ns = time.monotonic_ns()
-        items, tensors, enc_s = [], [], []
+        chunk = self.cfg.runtime.chunk
+        items: list[list[Slice]] = []  # per lane, its slices of this call
         for lane in lanes:
-            item = lane.slices.popleft()
-            if lane.live:
-                if lane.t0_us is None:
-                    lane.t0_us = item.t_start_us
-                item.sample, item.sample_t0_us, item.index = lane.sample, lane.t0_us, -1
-            elif not item.arrival_ns:
-                item.arrival_ns = lane.release_ns(item) if self.cfg.runtime.realtime else now_ns
-            t0 = time.perf_counter()
-            x = self.pipe.encoder(item)
-            enc_s.append(time.perf_counter() - t0)
-            tensors.append(x)
-            items.append(item)
-            if not lane.live:
-                lane.input_sum = x.clone() if lane.input_sum is None else lane.input_sum.add_(x)
+            taken = [lane.slices.popleft() for _ in range(min(chunk, len(lane.slices)))]
+            for item in taken:
+                if lane.live:
+                    if lane.t0_us is None:
+                        lane.t0_us = item.t_start_us
+                    item.sample, item.sample_t0_us, item.index = lane.sample, lane.t0_us, -1
+                elif not item.arrival_ns:
+                    item.arrival_ns = lane.release_ns(item) if self.cfg.runtime.realtime else now_ns
+            items.append(taken)
         t0 = time.perf_counter()
-        result = self.pipe.operator.step([lane.key for lane in lanes], torch.stack(tensors))
-        scaled = result.output / (
-            result.steps.unsqueeze(1).to(result.output.dtype) if self.alpha_per_step else self.alpha
-        )
-        probs = torch.softmax(scaled.double(), dim=1)
-        conf, cls = probs.max(dim=1)
-        probs_l, conf_l, cls_l = probs.tolist(), conf.tolist(), cls.tolist()
-        steps_l, spikes_l = result.steps.tolist(), result.spikes.tolist()
-        acs_l, macs_l = result.acs.tolist(), result.macs.tolist()
+        keys = [lane.key for lane in lanes]
+        if chunk == 1:
+            batch = torch.stack([taken[0].input for taken in items])
+            t_model = time.perf_counter()
+            result = self.pipe.operator.step(keys, batch)
+            self.model_s += time.perf_counter() - t_model
+            output, counts = result.output[None], result.counts[None]
+        else:
+            zero = torch.zeros_like(items[0][0].input)
+            steps = [
+                torch.stack([taken[t].input if t < len(taken) else zero for taken in items])
+                for t in range(chunk)
+            ]
+            batch = torch.stack(steps)
+            t_model = time.perf_counter()
+            result = self.pipe.operator.run(keys, batch)
+            self.model_s += time.perf_counter() - t_model
+            output, counts = result.output, result.counts
+        scaled = output / (counts[..., :1].to(output.dtype) if self.alpha_per_step else self.alpha)
+        probs_l = torch.softmax(scaled, dim=-1, dtype=torch.float64).tolist()
+        counts_l = counts.tolist()
         shared_s = time.perf_counter() - t0
-        for i, (lane, item) in enumerate(zip(lanes, items, strict=True)):
-            t_pol = time.perf_counter()
-            pred = Prediction(
-                stream=lane.stream,
-                sample=lane.sample,
-                step=steps_l[i],
-                t_start_us=item.t_start_us,
-                t_end_us=item.t_end_us,
-                cls=cls_l[i],
-                confidence=conf_l[i],
-                probs=probs_l[i],
-                label=item.label if lane.live else lane.label,
-                spikes=int(spikes_l[i]),
-                synaptic_events=int(acs_l[i]),
-                energy_uj=energy_uj(acs_l[i], macs_l[i]),
-                input_latency_ms=(item.t_end_us - item.sample_t0_us) / 1000.0,
-                output=result.output[i].clone(),
-            )
-            if self.needs_input:
-                pred.input = tensors[i]
-            lane.last = pred
-            if lane.decision is None:
-                reason = self.pipe.exit_policy.decide(pred)
-                if reason is None and lane.live:
-                    reason = self.pipe.reset_policy.closes(pred)
-                if reason is None and item.last:
-                    reason = "end_of_sample" if not lane.live else "end_of_stream"
-                pred.final, pred.reason = reason is not None, reason
-                lane.compute_s += enc_s[i] + shared_s + (time.perf_counter() - t_pol)
-                pred.compute_latency_ms = lane.compute_s * 1000.0
-                pred.emit_time = time.time()
-                pred.e2e_latency_ms = (time.monotonic_ns() - item.arrival_ns) / 1e6
-                self.out_q.put(pred)
-                if pred.final:
-                    lane.decision = pred
-            self._after_prediction(lane, pred)
+        for i, lane in enumerate(lanes):
+            # encoding and the whole call come before any of the call's predictions
+            lane.compute_s += sum(item.encode_s for item in items[i]) + shared_s
+            for t, item in enumerate(items[i]):
+                if lane.key not in self.lanes:
+                    break  # closed at an exit earlier in this chunk
+                t_pol = time.perf_counter()
+                steps, spikes, acs, macs = counts_l[t][i]
+                probs = probs_l[t][i]
+                confidence = max(probs)
+                pred = Prediction(
+                    stream=lane.stream,
+                    sample=lane.sample,
+                    step=int(steps),
+                    t_start_us=item.t_start_us,
+                    t_end_us=item.t_end_us,
+                    cls=probs.index(confidence),
+                    confidence=confidence,
+                    probs=probs,
+                    label=item.label if lane.live else lane.label,
+                    spikes=int(spikes),
+                    synaptic_events=int(acs),
+                    energy_uj=energy_uj(acs, macs),
+                    input_latency_ms=(item.t_end_us - item.sample_t0_us) / 1000.0,
+                    output=output[t, i],  # a copy of the operator's state, not a view
+                )
+                if self.needs_input:
+                    pred.input = item.input
+                lane.last = pred
+                if lane.decision is None:
+                    reason = self.pipe.exit_policy.decide(pred)
+                    if reason is None and lane.live:
+                        reason = self.pipe.reset_policy.closes(pred)
+                    if reason is None and item.last:
+                        reason = "end_of_sample" if not lane.live else "end_of_stream"
+                    pred.final, pred.reason = reason is not None, reason
+                    lane.compute_s += time.perf_counter() - t_pol
+                    pred.compute_latency_ms = lane.compute_s * 1000.0
+                    pred.emit_time = time.time()
+                    pred.e2e_latency_ms = (time.monotonic_ns() - item.arrival_ns) / 1e6
+                    self.out_q.put(pred)
+                    if pred.final:
+                        lane.decision = pred
+                self._after_prediction(lane, pred, pending=len(items[i]) - t - 1)
         decay = self.pipe.reset_policy.decay
         if decay is not None:  # live streams forget old evidence, slice by slice
             self.pipe.operator.decay(
@@ -368,7 +406,8 @@ class Runner:
             )
         self.step_s += time.perf_counter() - t_begin
 
-    def _after_prediction(self, lane: Lane, pred: Prediction) -> None:
+    def _after_prediction(self, lane: Lane, pred: Prediction, pending: int) -> None:
+        """``pending``: slices of the lane already stepped in this call after ``pred``'s."""
         decision = lane.decision
         if decision is None:
             return
@@ -383,19 +422,17 @@ class Runner:
             if lane.ended and not lane.slices:
                 self._close(lane)
             return
-        more = bool(lane.slices)
+        more = pending + len(lane.slices)
         if more and self.cfg.runtime.full_t:
             return  # keep stepping without emitting, to know the full-T prediction
-        if more:
-            self.skipped_slices += len(lane.slices)
+        self.skipped_slices += more
         self._record(lane, decision, full=None if more else pred)
         self._close(lane)
 
     def _record(self, lane: Lane, d: Prediction, full: Prediction | None) -> None:
-        ann_out, counted = None, self.pipe.operator.count_operations
-        if full is not None and lane.input_sum is not None and not is_spiking(self.pipe.model.ann):
-            with torch.inference_mode():
-                ann_out = self.pipe.model.ann((lane.input_sum / full.step)[None])[0].double().tolist()
+        counted = self.pipe.operator.count_operations
+        if full is not None and lane.mean_input is not None:
+            self._ann_inputs.append((len(self.outcomes), lane.mean_input))
         self.outcomes.append(
             SampleOutcome(
                 d.stream,
@@ -409,15 +446,26 @@ class Runner:
                 d.e2e_latency_ms,
                 d.spikes,
                 None if full is None else full.cls,
-                None if full is None else full.step,
-                None if ann_out is None else int(np.argmax(ann_out)),
-                ann_out,
+                lane.n_slices if full is None else full.step,
+                None,  # the ANN reference comes after the stepping loop (_ann_reference)
+                None,
                 d.synaptic_events if counted else None,
                 d.energy_uj if counted else None,
             )
         )
         if self.bar is not None:
             self.bar.update(1)
+
+    def _ann_reference(self) -> None:
+        """The ANN on the mean input of every sample replayed to its end, in batches after the
+        stepping loop (not part of the streaming work)."""
+        model = self.pipe.model.ann
+        with torch.inference_mode():
+            for start in range(0, len(self._ann_inputs), 64):
+                part = self._ann_inputs[start : start + 64]
+                outputs = model(torch.stack([x for _, x in part])).double().tolist()
+                for (i, _), out in zip(part, outputs, strict=True):
+                    self.outcomes[i].cls_ann, self.outcomes[i].ann_output = int(np.argmax(out)), out
 
     def _close(self, lane: Lane) -> None:
         self.pipe.operator.detach(lane.key)
@@ -443,7 +491,7 @@ class Runner:
         rt = self.cfg.runtime
         total = None if self.live else len(self.pipe.source)
         self.bar = tqdm(total=total, desc=self.cfg.name, unit="sample", disable=not rt.progress, leave=False)
-        self.step_s = 0.0
+        self.step_s = self.model_s = 0.0
         interrupted = False
         source_thread = threading.Thread(target=self._source_main, name="streamsnn-source", daemon=True)
         sink_thread = threading.Thread(target=self._sink_main, name="streamsnn-sinks", daemon=True)
@@ -479,7 +527,11 @@ class Runner:
         if self.errors:
             raise self.errors[0]
         wall = time.perf_counter() - started
-        return build_report(self.outcomes, self._extra(wall, interrupted))
+        t_ann = time.perf_counter()
+        self._ann_reference()
+        extra = self._extra(wall, interrupted)
+        extra["ann_reference_s"] = round(time.perf_counter() - t_ann, 3)
+        return build_report(self.outcomes, extra)
 
     def _close_sinks(self, report: dict[str, Any] | None) -> None:
         """Hand the report to the sinks that take it (``finish``), then close every sink."""
@@ -502,6 +554,7 @@ class Runner:
             "wall_s": round(wall, 3),
             "samples_per_s": round(len(self.outcomes) / wall, 2) if wall > 0 else None,
             "step_share_of_wall": round(self.step_s / wall, 4) if wall > 0 else None,
+            "model_share_of_wall": round(self.model_s / wall, 4) if wall > 0 else None,
             "dropped_slices": self.in_q.dropped + self.dropped_in_lanes,
             "skipped_slices": self.skipped_slices,
             "out_of_bounds_events": int(getattr(self.pipe.encoder, "out_of_bounds", 0)),

@@ -64,8 +64,9 @@ class SpikingNetwork(nn.Module):
     """Synapse layers interleaved with spiking layers; the last layer only accumulates its input
     over time.
 
-    ``step`` advances one time step, ``run`` many (layer by layer, T folded into the batch for
-    the synapses); both give the same result.
+    For inference, ``step_`` advances one time step and ``run_`` T steps (layer by layer, T folded
+    into the batch for the synapses), both in place on a state; ``step`` and ``run`` are their
+    pure forms. ``run_per_step`` is the differentiable form used for training.
     """
 
     def __init__(self, layers: list[nn.Module], input_shape: tuple[int, ...]) -> None:
@@ -73,6 +74,7 @@ class SpikingNetwork(nn.Module):
         self.layers = nn.ModuleList(layers)
         self.input_shape = tuple(input_shape)
         self._neuron_shapes = self._trace_shapes()
+        self._program = self._plan()
 
     def _trace_shapes(self) -> list[tuple[int, ...]]:
         shapes: list[tuple[int, ...]] = []
@@ -87,6 +89,20 @@ class SpikingNetwork(nn.Module):
                     x = self._synapse(layer, x, saved, None)
         self.n_classes = int(x.shape[1])
         return shapes
+
+    def _plan(self) -> list[tuple[bool, nn.Module, bool]]:
+        """The layers as (spiking, layer, owned) for the inference loop; ``owned``: the layer's
+        input is a fresh intermediate of this step, so a spiking layer may write its spikes
+        into it instead of allocating."""
+        program, owned = [], False  # the network's input belongs to the caller
+        for layer in self.layers:
+            spiking = isinstance(layer, SpikingNeuron)
+            program.append((spiking, layer, owned))
+            if spiking or isinstance(layer, (nn.Conv2d, nn.Linear, nn.AvgPool2d, Scale, Merge)):
+                owned = True  # a fresh output
+            elif not isinstance(layer, nn.Flatten):  # a view keeps the status; Fork keeps x
+                owned = False
+        return program
 
     @property
     def neuron_shapes(self) -> list[tuple[int, ...]]:
@@ -111,6 +127,10 @@ class SpikingNetwork(nn.Module):
         )
 
     @staticmethod
+    def clone_state(state: NetState) -> NetState:
+        return NetState(tuple(type(s)(*(f.clone() for f in s)) for s in state.layers), state.out.clone())
+
+    @staticmethod
     def _synapse(layer: nn.Module, x: torch.Tensor, saved: dict[str, torch.Tensor], observe: Observer | None):
         if isinstance(layer, Fork):
             saved[layer.name] = x
@@ -126,25 +146,68 @@ class SpikingNetwork(nn.Module):
             observe(layer, x, y)
         return y
 
+    def _forward_(
+        self, x: torch.Tensor, state: NetState, t_n: int, observe: Observer | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Inference over ``t_n`` steps in place on ``state``: x is (t_n·B)×C×H×W, T folded into
+        the batch. Returns the last layer's output per step ((t_n·B)×K, not accumulated) and the
+        spikes per step and stream ((t_n·B))."""
+        saved: dict[str, torch.Tensor] = {}
+        spikes, k = None, 0
+        for spiking, layer, owned in self._program:
+            if spiking:
+                s = state.layers[k]
+                k += 1
+                reuse = owned and observe is None
+                if t_n == 1:
+                    z = layer.step_(x, s, out=x if reuse else None)
+                else:
+                    per_step = x.unflatten(0, (t_n, -1))
+                    out = per_step if reuse else torch.empty_like(per_step)
+                    for t in range(t_n):
+                        layer.step_(per_step[t], s, out=out[t])
+                    z = out.flatten(0, 1)
+                if observe is not None:
+                    observe(layer, x, z)
+                count = (z.abs() if layer.signed else z).flatten(1).sum(1)
+                spikes = count if spikes is None else spikes.add_(count)
+                x = z
+            else:
+                x = self._synapse(layer, x, saved, observe)
+        if spikes is None:
+            spikes = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
+        return x, spikes
+
+    def step_(self, x: torch.Tensor, state: NetState, observe: Observer | None = None) -> torch.Tensor:
+        """One inference step for a batch, in place on ``state``: input B×C×H×W → spikes per
+        stream (B). ``observe`` sees every layer's input and output (counting, probes)."""
+        y, spikes = self._forward_(x, state, 1, observe)
+        state.out.add_(y)
+        return spikes
+
+    def run_(
+        self, xs: torch.Tensor, state: NetState, observe: Observer | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """T inference steps at once, in place on ``state`` (xs: T×B×C×H×W, T folded into the
+        batch for the synapses, spiking layers looping over T): the accumulated output after
+        every step (T×B×K) and the spikes per step and stream (T×B). Same results as T calls of
+        ``step_``."""
+        t_n, b = xs.shape[:2]
+        y, spikes = self._forward_(xs.flatten(0, 1), state, t_n, observe)
+        outs = y.unflatten(0, (t_n, b))
+        outs[0].add_(state.out)  # the same order of additions as step_
+        for t in range(1, t_n):
+            outs[t].add_(outs[t - 1])
+        state.out.copy_(outs[-1])
+        return outs, spikes.unflatten(0, (t_n, b))
+
+    @torch.no_grad()
     def step(
         self, x: torch.Tensor, state: NetState, observe: Observer | None = None
     ) -> tuple[NetState, torch.Tensor]:
-        """One time step for a batch: input B×C×H×W → new state and spikes per stream (B)."""
-        new_layers, spikes = [], torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
-        saved: dict[str, torch.Tensor] = {}
-        k = 0
-        for layer in self.layers:
-            if isinstance(layer, SpikingNeuron):
-                z, s = layer(x, state.layers[k])
-                if observe is not None:
-                    observe(layer, x, z)
-                x = z
-                new_layers.append(s)
-                spikes = spikes + z.flatten(1).abs().sum(1)
-                k += 1
-            else:
-                x = self._synapse(layer, x, saved, observe)
-        return NetState(tuple(new_layers), state.out + x), spikes
+        """``step_`` on a copy of ``state``: the new state and the spikes per stream (B)."""
+        new = self.clone_state(state)
+        return new, self.step_(x, new, observe)
 
     def run_per_step(
         self, xs: torch.Tensor, state: NetState
@@ -172,12 +235,10 @@ class SpikingNetwork(nn.Module):
                 x = self._synapse(layer, x, saved, None)
         return tuple(new_layers), x.unflatten(0, (t_n, b)), spikes
 
+    @torch.no_grad()
     def run(self, xs: torch.Tensor, state: NetState) -> tuple[NetState, torch.Tensor, torch.Tensor]:
-        """T steps at once: input T×B×C×H×W → final state, accumulated outputs after every step
+        """``run_`` on a copy of ``state``: the final state, accumulated outputs after every step
         (T×B×K) and spikes per step and stream (T×B)."""
-        layers, per_step, spikes = self.run_per_step(xs, state)
-        acc, outs = state.out, []
-        for x_t in per_step:
-            acc = acc + x_t  # same order of additions as ``step``
-            outs.append(acc)
-        return NetState(layers, acc), torch.stack(outs), spikes
+        new = self.clone_state(state)
+        outs, spikes = self.run_(xs, new)
+        return new, outs, spikes

@@ -5,6 +5,10 @@ is hidden in the module, so a network's state can be stored, batched, reset and 
 stream. Thresholds and initial membranes are scalars, per layer, or per channel (shape C×1×1
 for conv layers, C for linear layers).
 
+The pure functions below define the dynamics (and carry gradients for training). For inference
+every neuron module also has ``step_``: the same update in place on the state tensors, in three
+elementwise passes and no temporaries (tested equal to the pure function, bit for bit).
+
 - ``if_soft_reset_step``: integrate-and-fire, reset by subtraction (QCFS conversion).
 - ``qffs_step``: integrate-and-fire with negative spikes and a spike budget Z_max
   (QFFS, supplementary eqs. 18–24).
@@ -86,7 +90,11 @@ def lif_hard_reset_step(
 
 class SpikingNeuron(nn.Module):
     """A layer of spiking neurons: threshold θ and initial membrane ``v0`` as a fraction of θ
-    (0.5: the QCFS / high-entropy initialisation), both scalar or per channel."""
+    (0.5: the QCFS / high-entropy initialisation), both scalar or per channel.
+
+    ``signed``: spikes can be negative (QFFS), so spike counts take their magnitude."""
+
+    signed = False
 
     def __init__(self, threshold: torch.Tensor | float = 1.0, v0: torch.Tensor | float = 0.5) -> None:
         super().__init__()
@@ -101,6 +109,14 @@ class SpikingNeuron(nn.Module):
         """State of a fresh layer for inputs of ``shape`` (batch first)."""
         return IFState(self._fresh_v(shape, dtype, device))
 
+    def step_(self, x: torch.Tensor, state: NamedTuple, out: torch.Tensor | None = None) -> torch.Tensor:
+        """Inference step in place: updates the tensors of ``state`` and returns the spikes,
+        written into ``out`` when given (``x`` itself may be passed: it is read first)."""
+        spikes, new = self(x, state)
+        for field, value in zip(state, new, strict=True):
+            field.copy_(value)
+        return spikes if out is None else out.copy_(spikes)
+
     def extra_repr(self) -> str:
         def show(t: torch.Tensor) -> str:
             return f"{t.item():.4g}" if t.numel() == 1 else f"per-channel[{t.numel()}]"
@@ -114,9 +130,17 @@ class IFNeuron(SpikingNeuron):
     def forward(self, x: torch.Tensor, state: IFState) -> tuple[torch.Tensor, IFState]:
         return if_soft_reset_step(x, state, self.threshold.to(x.dtype))
 
+    def step_(self, x: torch.Tensor, state: IFState, out: torch.Tensor | None = None) -> torch.Tensor:
+        v = state.v.add_(x)
+        spikes = torch.ge(v, self.threshold, out=torch.empty_like(v) if out is None else out)
+        v.addcmul_(spikes, self.threshold, value=-1)
+        return spikes
+
 
 class QFFSNeuron(SpikingNeuron):
     """Integrate-and-fire with negative spikes and spike budget ``z_max`` = 2^b − 1 (QFFS)."""
+
+    signed = True
 
     def __init__(self, threshold: torch.Tensor | float = 1.0, v0: torch.Tensor | float = 0.5, z_max: int = 3):
         super().__init__(threshold, v0)
@@ -141,6 +165,12 @@ class LIFNeuron(SpikingNeuron):
 
     def forward(self, x: torch.Tensor, state: IFState) -> tuple[torch.Tensor, IFState]:
         return lif_hard_reset_step(x, state, self.threshold.to(x.dtype), self.decay, self.gamma)
+
+    def step_(self, x: torch.Tensor, state: IFState, out: torch.Tensor | None = None) -> torch.Tensor:
+        v = torch.add(x, state.v, alpha=self.decay, out=state.v)
+        spikes = torch.ge(v, self.threshold, out=torch.empty_like(v) if out is None else out)
+        v.addcmul_(v, spikes, value=-1)  # a spiking neuron's v − v = 0 (hard reset)
+        return spikes
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", decay={self.decay}"

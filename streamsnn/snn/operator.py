@@ -19,15 +19,29 @@ from streamsnn.snn.network import NetState, SpikingNetwork
 
 @dataclass
 class StepResult:
-    """Per stream of the call: accumulated output (B×K), and since reset (B each): steps,
-    spikes, synaptic events (accumulates) and multiply-accumulates (0 unless counted)."""
+    """Per stream of the call: the accumulated output (B×K) and its counters since reset (B×4,
+    float64: steps, spikes, synaptic events (accumulates), multiply-accumulates (0 unless
+    counted)). ``SNNOperator.run`` adds a leading T axis to both."""
 
     keys: list[Hashable]
     output: torch.Tensor
-    steps: torch.Tensor
-    spikes: torch.Tensor
-    acs: torch.Tensor
-    macs: torch.Tensor
+    counts: torch.Tensor
+
+    @property
+    def steps(self) -> torch.Tensor:
+        return self.counts[..., 0].long()
+
+    @property
+    def spikes(self) -> torch.Tensor:
+        return self.counts[..., 1]
+
+    @property
+    def acs(self) -> torch.Tensor:
+        return self.counts[..., 2]
+
+    @property
+    def macs(self) -> torch.Tensor:
+        return self.counts[..., 3]
 
 
 class SNNOperator:
@@ -52,10 +66,9 @@ class SNNOperator:
         self.capacity = capacity
         self.state = self.net.init_state(capacity, dtype, self.device)
         self._fresh = self.net.init_state(1, dtype, self.device)
-        self.steps = torch.zeros(capacity, dtype=torch.long, device=self.device)
-        self.spikes = torch.zeros(capacity, dtype=dtype, device=self.device)
-        self.acs = torch.zeros(capacity, device=self.device)
-        self.macs = torch.zeros(capacity, device=self.device)
+        # per slot since its reset: steps, spikes, synaptic events, MACs (integers, in float64)
+        self.counts = torch.zeros(capacity, 4, dtype=torch.float64, device=self.device)
+        self._in_order = list(range(capacity))
         self.count_operations, self.analog_input = count_operations, analog_input
         self._slots: dict[Hashable, int] = {}
         self._free = list(range(capacity - 1, -1, -1))
@@ -85,11 +98,14 @@ class SNNOperator:
         if keys:
             self._reset_slots(self._index(keys))
 
-    def _index(self, keys: Sequence[Hashable]) -> torch.Tensor:
+    def _slot_list(self, keys: Sequence[Hashable]) -> list[int]:
         try:
-            return torch.tensor([self._slots[k] for k in keys], device=self.device)
+            return [self._slots[k] for k in keys]
         except KeyError as err:
             raise KeyError(f"stream {err.args[0]!r} is not attached to the operator") from None
+
+    def _index(self, keys: Sequence[Hashable]) -> torch.Tensor:
+        return torch.tensor(self._slot_list(keys), device=self.device)
 
     @torch.inference_mode()
     def _reset_slots(self, idx: torch.Tensor) -> None:
@@ -100,8 +116,7 @@ class SNNOperator:
         self._zero_counters(idx)
 
     def _zero_counters(self, idx: torch.Tensor) -> None:
-        for counter in (self.steps, self.spikes, self.acs, self.macs):
-            counter[idx] = 0
+        self.counts[idx] = 0
 
     @torch.inference_mode()
     def decay(self, keys: Sequence[Hashable], factor: float) -> None:
@@ -122,53 +137,72 @@ class SNNOperator:
             self._zero_counters(self._index(keys))
 
     # -- stepping -------------------------------------------------------------------------
-    def _gather(self, idx: torch.Tensor | None) -> NetState:
-        if idx is None:
-            return self.state
-        layers = tuple(type(s)(*(f[idx] for f in s)) for s in self.state.layers)
-        return NetState(layers, self.state.out[idx])
+    def _plan(
+        self, keys: Sequence[Hashable], x: torch.Tensor, batch_dim: int
+    ) -> tuple[torch.Tensor | None, torch.Tensor, NetState]:
+        """Slots of ``keys`` (None: all slots in order), the input with its rows in the order of
+        the state to step, and that state: the operator's own when ``keys`` cover every slot (the
+        input rows are permuted instead), else a gathered copy of those slots' state."""
+        x = x.to(self.device, self.dtype)
+        slots = self._slot_list(keys)
+        if slots == self._in_order:
+            return None, x, self.state
+        idx = torch.tensor(slots, device=self.device)
+        if len(slots) != self.capacity:
+            layers = tuple(type(s)(*(f[idx] for f in s)) for s in self.state.layers)
+            return idx, x, NetState(layers, self.state.out[idx])
+        permuted = torch.empty_like(x)
+        permuted.index_copy_(batch_dim, idx, x)
+        return idx, permuted, self.state
 
-    def _scatter(self, idx: torch.Tensor | None, new: NetState) -> None:
-        if idx is None:
-            self.state = new
-            return
-        for layer, s in zip(self.state.layers, new.layers, strict=True):
-            for field, value in zip(layer, s, strict=True):
-                field[idx] = value
-        self.state.out[idx] = new.out
+    def _increments(self, spikes: torch.Tensor, counter: SampleCounter | None) -> torch.Tensor:
+        """Counter increments per stream and step (…×4: steps, spikes, accumulates, MACs)."""
+        inc = torch.zeros(*spikes.shape, 4, dtype=torch.float64, device=self.device)
+        inc[..., 0] = 1
+        inc[..., 1] = spikes
+        if counter is not None:
+            inc[..., 2] = counter.acs.view_as(spikes)
+            inc[..., 3] = counter.macs.view_as(spikes)
+        return inc
 
-    def _slots_of(self, keys: Sequence[Hashable]) -> torch.Tensor | None:
-        """Slot indices of ``keys``, or None when they are exactly all slots in order."""
-        idx = self._index(keys)
-        if len(keys) == self.capacity and torch.equal(idx, torch.arange(self.capacity, device=self.device)):
-            return None
-        return idx
+    def _finish(
+        self, idx: torch.Tensor | None, state: NetState, outputs: torch.Tensor, inc: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Write back a gathered state and add the counter increments (T×B×4, rows in the
+        state's order). Returns ``outputs`` (…×B×K) and the counters after every step (T×B×4),
+        both with their rows in the order of the keys, copied out of the operator's state."""
+        since = self.counts if state is self.state else self.counts[idx]
+        counts = since + inc.cumsum(0)  # counts are integers, exact in float64
+        if state is not self.state:
+            for layer, s in zip(self.state.layers, state.layers, strict=True):
+                for field, value in zip(layer, s, strict=True):
+                    field[idx] = value
+            self.state.out[idx] = state.out
+            self.counts[idx] = counts[-1]
+            return outputs, counts
+        self.counts.copy_(counts[-1])
+        if idx is None:
+            return outputs.clone(), counts
+        return outputs[..., idx, :], counts[:, idx]
 
     @torch.inference_mode()
     def step(self, keys: Sequence[Hashable], x: torch.Tensor) -> StepResult:
         """Advance streams ``keys`` by one slice each; ``x`` is B×C×H×W (row i for keys[i])."""
-        idx = self._slots_of(keys)
-        counter = SampleCounter(len(keys), self.analog_input, self.device) if self.count_operations else None
-        new, spikes = self.net.step(x.to(self.device, self.dtype), self._gather(idx), counter)
-        self._scatter(idx, new)
-        sel = slice(None) if idx is None else idx
-        self.steps[sel] += 1
-        self.spikes[sel] += spikes
-        if counter is not None:
-            self.acs[sel] += counter.acs
-            self.macs[sel] += counter.macs
-        counters = (self.steps, self.spikes, self.acs, self.macs)
-        return StepResult(list(keys), new.out, *(c[sel].clone() for c in counters))
+        idx, x, state = self._plan(keys, x, 0)
+        counter = SampleCounter(len(x), self.analog_input, self.device) if self.count_operations else None
+        spikes = self.net.step_(x, state, counter)
+        output, counts = self._finish(idx, state, state.out, self._increments(spikes, counter)[None])
+        return StepResult(list(keys), output, counts[0])
 
     @torch.inference_mode()
-    def run(self, keys: Sequence[Hashable], xs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Advance streams ``keys`` by T slices at once (xs: T×B×C×H×W, layer by layer).
-        Returns the accumulated output after every slice (T×B×K) and spikes per slice (T×B);
-        operations are not counted here."""
-        idx = self._slots_of(keys)
-        new, outs, spikes = self.net.run(xs.to(self.device, self.dtype), self._gather(idx))
-        self._scatter(idx, new)
-        sel = slice(None) if idx is None else idx
-        self.steps[sel] += xs.shape[0]
-        self.spikes[sel] += spikes.sum(0)
-        return outs, spikes
+    def run(self, keys: Sequence[Hashable], xs: torch.Tensor) -> StepResult:
+        """Advance streams ``keys`` by T slices with one call per layer (xs: T×B×C×H×W; the
+        chunked mode of offline replay). Every field of the result has a leading T axis: the
+        accumulated output (T×B×K) and the counters (T×B) after every slice, as T ``step`` calls
+        would give."""
+        idx, xs, state = self._plan(keys, xs, 1)
+        t_n, b = xs.shape[:2]
+        counter = SampleCounter(t_n * b, self.analog_input, self.device) if self.count_operations else None
+        outs, spikes = self.net.run_(xs, state, counter)
+        outs, counts = self._finish(idx, state, outs, self._increments(spikes, counter))
+        return StepResult(list(keys), outs, counts)

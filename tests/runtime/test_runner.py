@@ -58,17 +58,27 @@ def test_replay_end_to_end_one_final_per_sample(root, tmp_path):
     assert report["accuracy_full_T"] is not None and report["accuracy_ann"] is not None
 
 
-def test_decisions_do_not_depend_on_batching_or_full_t(root):
+def test_decisions_do_not_depend_on_batching_chunking_or_full_t(root):
     base = ("source.limit=20", "model.dtype=float64")
     one = run(config(root, *base, "runtime.batch_size=1")).outcomes
     many = run(config(root, *base, "runtime.batch_size=7")).outcomes
+    chunked = run(config(root, *base, "runtime.batch_size=7", "runtime.chunk=4")).outcomes
     lean = run(config(root, *base, "runtime.batch_size=7", "runtime.full_t=false"))
+    lean_chunked = run(config(root, *base, "runtime.batch_size=3", "runtime.chunk=6", "runtime.full_t=false"))
     key = lambda o: (o.sample, o.cls, o.steps, o.reason)  # noqa: E731
-    assert sorted(map(key, one)) == sorted(map(key, many)) == sorted(map(key, lean.outcomes))
-    assert sorted((o.sample, o.cls_full_t) for o in one) == sorted((o.sample, o.cls_full_t) for o in many)
+    decisions = sorted(map(key, one))
+    for other in (many, chunked, lean.outcomes, lean_chunked.outcomes):
+        assert sorted(map(key, other)) == decisions
+    full = lambda outcomes: sorted((o.sample, o.cls_full_t, o.steps_full_t) for o in outcomes)  # noqa: E731
+    assert full(one) == full(many) == full(chunked)
     skipped = sum(15 - o.steps for o in lean.outcomes)
-    assert lean.report["skipped_slices"] == skipped > 0
-    assert lean.report["accuracy_full_T"] is None or lean.report["samples"] == 20
+    assert lean.report["skipped_slices"] == lean_chunked.report["skipped_slices"] == skipped > 0
+    # a subset of samples at full T would be biased: no full-T accuracy without full_t
+    assert lean.report["accuracy_full_T"] is None and lean.report["mean_steps_full_T"] == 15
+    by_sample = {o.sample: o for o in lean.outcomes}
+    for o in lean_chunked.outcomes:  # the chunk's later steps are paid before its predictions
+        if o.steps % 6:
+            assert o.compute_latency_ms > 0 and by_sample[o.sample].steps == o.steps
 
 
 def test_fixed_policy_runs_every_sample_to_t(root):
