@@ -334,6 +334,8 @@ class Runner:
             items.append(taken)
         t0 = time.perf_counter()
         keys = [lane.key for lane in lanes]
+        self.model_calls += 1
+        self.lane_steps += len(keys)
         if chunk == 1:
             batch = torch.stack([taken[0].input for taken in items])
             t_model = time.perf_counter()
@@ -492,6 +494,7 @@ class Runner:
         total = None if self.live else len(self.pipe.source)
         self.bar = tqdm(total=total, desc=self.cfg.name, unit="sample", disable=not rt.progress, leave=False)
         self.step_s = self.model_s = 0.0
+        self.model_calls, self.lane_steps = 0, 0
         interrupted = False
         source_thread = threading.Thread(target=self._source_main, name="streamsnn-source", daemon=True)
         sink_thread = threading.Thread(target=self._sink_main, name="streamsnn-sinks", daemon=True)
@@ -555,6 +558,8 @@ class Runner:
             "samples_per_s": round(len(self.outcomes) / wall, 2) if wall > 0 else None,
             "step_share_of_wall": round(self.step_s / wall, 4) if wall > 0 else None,
             "model_share_of_wall": round(self.model_s / wall, 4) if wall > 0 else None,
+            # streams per operator call: continuous batching keeps it near batch_size
+            "mean_batch": round(self.lane_steps / self.model_calls, 2) if self.model_calls else None,
             "dropped_slices": self.in_q.dropped + self.dropped_in_lanes,
             "skipped_slices": self.skipped_slices,
             "out_of_bounds_events": int(getattr(self.pipe.encoder, "out_of_bounds", 0)),

@@ -178,6 +178,7 @@ class SpikingNetwork(nn.Module):
             spikes = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
         return x, spikes
 
+    @torch.no_grad()
     def step_(self, x: torch.Tensor, state: NetState, observe: Observer | None = None) -> torch.Tensor:
         """One inference step for a batch, in place on ``state``: input B×C×H×W → spikes per
         stream (B). ``observe`` sees every layer's input and output (counting, probes)."""
@@ -185,6 +186,7 @@ class SpikingNetwork(nn.Module):
         state.out.add_(y)
         return spikes
 
+    @torch.no_grad()
     def run_(
         self, xs: torch.Tensor, state: NetState, observe: Observer | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -201,7 +203,6 @@ class SpikingNetwork(nn.Module):
         state.out.copy_(outs[-1])
         return outs, spikes.unflatten(0, (t_n, b))
 
-    @torch.no_grad()
     def step(
         self, x: torch.Tensor, state: NetState, observe: Observer | None = None
     ) -> tuple[NetState, torch.Tensor]:
@@ -235,7 +236,6 @@ class SpikingNetwork(nn.Module):
                 x = self._synapse(layer, x, saved, None)
         return tuple(new_layers), x.unflatten(0, (t_n, b)), spikes
 
-    @torch.no_grad()
     def run(self, xs: torch.Tensor, state: NetState) -> tuple[NetState, torch.Tensor, torch.Tensor]:
         """``run_`` on a copy of ``state``: the final state, accumulated outputs after every step
         (T×B×K) and spikes per step and stream (T×B)."""

@@ -167,7 +167,7 @@ class LIFNeuron(SpikingNeuron):
         return lif_hard_reset_step(x, state, self.threshold.to(x.dtype), self.decay, self.gamma)
 
     def step_(self, x: torch.Tensor, state: IFState, out: torch.Tensor | None = None) -> torch.Tensor:
-        v = torch.add(x, state.v, alpha=self.decay, out=state.v)
+        v = state.v.mul_(self.decay).add_(x)  # add(alpha=decay) may fuse (FMA): other rounding
         spikes = torch.ge(v, self.threshold, out=torch.empty_like(v) if out is None else out)
         v.addcmul_(v, spikes, value=-1)  # a spiking neuron's v − v = 0 (hard reset)
         return spikes

@@ -8,20 +8,35 @@ the same events on every machine and in every batch.
 
 The 1,797 digits are split once, stratified 60/20/20 with seed 0, into train (1,077),
 val (360) and test (360).
+
+Generating a recording takes ~16 ms of CPU, so the recordings are cached on disk, one
+compressed ``.npz`` (~2 MB) per chunk of ``GENERATE_BATCH`` recordings of a split, made on first
+use: in ``$STREAMSNN_CACHE/digits_dvs``, else ``$XDG_CACHE_HOME/streamsnn/digits_dvs``, else
+``~/.cache/streamsnn/digits_dvs`` (~60 MB for all three splits). To clear the cache, delete that
+folder; it is rebuilt on demand. File names hash everything the events depend on, so stale files
+are never read. Without a writable cache folder the recordings are generated every time.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import asdict
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from streamsnn.encoding import DVSEmulator, DVSParams, background_noise
-from streamsnn.events import Sensor, make_events
+from streamsnn.events import EVENT_DTYPE, Sensor, make_events
 from streamsnn.sources.base import Packet, SourceBase
 
 SPLITS = ("train", "val", "test")
@@ -32,6 +47,9 @@ DIGIT_PX = 28
 RECORDING_US = 3 * SACCADE_MS * 1000
 GENERATE_BATCH = 64  # digits rendered and emulated together
 SENSOR_SEED = 1234  # the emulated sensor's fixed per-pixel threshold mismatch
+CACHE_VERSION = 1  # part of every cache key: bump it whenever the generated events change
+
+log = logging.getLogger(__name__)
 
 
 @lru_cache(maxsize=1)
@@ -103,6 +121,8 @@ def _sensor_thresholds(params: DVSParams) -> np.ndarray:
     return np.maximum(rng.normal(params.threshold, params.mismatch, shape), 0.05)
 
 
+# Bump CACHE_VERSION whenever this function or what it calls (render_saccades, DVSEmulator,
+# background_noise, make_events) changes its output, so cached recordings are regenerated.
 def digits_dvs_events(
     indices: np.ndarray, seed: int = 0, params: DVSParams | None = None
 ) -> list[np.ndarray]:
@@ -158,7 +178,8 @@ class DigitsDVS(SourceBase):
         live: bool = False,
         packet_us: int = 1_000,
     ) -> None:
-        _, self._labels, self._index = digits_split(split)
+        _, self._labels, self._split_index = digits_split(split)
+        self._index = self._split_index
         if limit is not None:
             self._labels, self._index = self._labels[:limit], self._index[:limit]
         self.split, self.seed, self.live, self.packet_us = split, seed, live, packet_us
@@ -168,10 +189,20 @@ class DigitsDVS(SourceBase):
         return len(self._index)
 
     def recordings(self) -> Iterator[tuple[int, np.ndarray]]:
-        """(position in the split, events) of every recording, generated in batches."""
+        """(position in the split, events) of every recording, loaded from the disk cache or
+        generated, one chunk of ``GENERATE_BATCH`` split positions at a time."""
+        folder, writable = _open_cache()
         for start in range(0, len(self), GENERATE_BATCH):
-            chunk = self._index[start : start + GENERATE_BATCH]
-            yield from enumerate(digits_dvs_events(chunk, self.seed), start)
+            chunk = self._split_index[start : start + GENERATE_BATCH]  # whole chunk, whatever the limit
+            needed = min(len(chunk), len(self) - start)
+            path = folder / _chunk_name(self.split, self.seed, start, chunk) if folder else None
+            events = _load_chunk(path, chunk) if path else None
+            if events is None and writable and path:  # the whole chunk, for any later limit too
+                events = digits_dvs_events(chunk, self.seed)
+                _save_chunk(path, chunk, events)
+            elif events is None:  # nowhere to keep it: make only what is asked for
+                events = digits_dvs_events(chunk[:needed], self.seed)
+            yield from enumerate(events[:needed], start)
 
     def __iter__(self) -> Iterator[Packet]:
         if self.live:
@@ -195,6 +226,80 @@ class DigitsDVS(SourceBase):
                 if delay > 0:
                     time.sleep(delay)
                 yield Packet(self.stream, None, packet, int(self._labels[i]), end_of_sample=False)
+
+
+def cache_dir() -> Path:
+    """The digits-dvs cache folder (see the module docstring); not created here."""
+    root = os.environ.get("STREAMSNN_CACHE")
+    if not root:
+        xdg = os.environ.get("XDG_CACHE_HOME")
+        root = Path(xdg) / "streamsnn" if xdg else Path.home() / ".cache" / "streamsnn"
+    return Path(root) / "digits_dvs"
+
+
+def _open_cache() -> tuple[Path | None, bool]:
+    """The cache folder, created if need be (None if impossible), and whether it is writable."""
+    try:
+        folder = cache_dir()
+        folder.mkdir(parents=True, exist_ok=True)
+    except (OSError, RuntimeError) as err:  # RuntimeError: no home directory
+        log.debug("digits-dvs: no cache (%s); generating the recordings", err)
+        return None, False
+    writable = os.access(folder, os.W_OK)
+    if not writable:
+        log.debug("digits-dvs: cache %s is read-only; new recordings are not kept", folder)
+    return folder, writable
+
+
+def _chunk_name(split: str, seed: int, start: int, chunk: np.ndarray) -> str:
+    """File name of a chunk: a hash of everything its events depend on."""
+    key = json.dumps([CACHE_VERSION, split, seed, asdict(DVSParams()), SENSOR_SEED, chunk.tolist()])
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+    return f"{split}-seed{seed}-{start:04d}-{digest}.npz"
+
+
+def _load_chunk(path: Path, chunk: np.ndarray) -> list[np.ndarray] | None:
+    """The recordings of a cache file, or None if it is missing or broken (with a warning)."""
+    if not path.exists():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            events, offsets, indices = z["events"], z["offsets"], z["indices"]
+        if not (
+            events.dtype == EVENT_DTYPE
+            and events.ndim == 1
+            and offsets.dtype == np.int64
+            and offsets.shape == (len(chunk) + 1,)
+            and offsets[0] == 0
+            and offsets[-1] == len(events)
+            and np.all(np.diff(offsets) >= 0)
+            and np.array_equal(indices, chunk)
+        ):
+            raise ValueError("wrong shape, dtype, offsets or indices")
+    except Exception as err:  # any damage (truncated zip, garbage, wrong content) -> regenerate
+        log.warning("digits-dvs: regenerating broken cache file %s (%s: %s)", path, type(err).__name__, err)
+        return None
+    return np.split(events, offsets[1:-1])
+
+
+def _save_chunk(path: Path, chunk: np.ndarray, events: list[np.ndarray]) -> None:
+    """Write a chunk atomically (temp file in the same folder, then rename); failures are ignored."""
+    offsets = np.zeros(len(events) + 1, dtype=np.int64)
+    np.cumsum([len(e) for e in events], out=offsets[1:])
+    tmp = None
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+        with os.fdopen(fd, "wb") as f:
+            np.savez_compressed(
+                f, events=np.concatenate(events), offsets=offsets, indices=chunk.astype(np.int64)
+            )
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except OSError as err:
+        log.debug("digits-dvs: could not write cache file %s (%s)", path, err)
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
 
 
 class DigitsFrames(SourceBase):

@@ -89,3 +89,26 @@ def test_per_channel_threshold_and_v0():
     assert torch.equal(state.v[0, 0], torch.zeros(3, 3)) and torch.equal(state.v[0, 1], torch.ones(3, 3))
     z, _ = neuron(torch.full((1, 2, 3, 3), 1.0), state)
     assert z[0, 0].sum() == 9 and z[0, 1].sum() == 9  # 0 + 1 ≥ 1; 1 + 1 ≥ 2
+
+
+def test_in_place_inference_steps_equal_the_pure_steps_bit_for_bit():
+    g = torch.Generator().manual_seed(0)
+    neurons = [
+        IFNeuron(torch.rand(4, 1, 1, generator=g) + 0.5, 0.5),  # per-channel threshold
+        IFNeuron(1.3, 0.5),
+        LIFNeuron(1.0, 0.5),
+        LIFNeuron(0.8, 0.7),
+        QFFSNeuron(1.2, 0.5, 3),
+    ]
+    for dtype in (torch.float32, torch.float64):
+        for neuron in neurons:
+            neuron = neuron.to(dtype)
+            pure = neuron.init_state((3, 4, 5, 5), dtype, torch.device("cpu"))
+            in_place = neuron.init_state((3, 4, 5, 5), dtype, torch.device("cpu"))
+            for t in range(25):
+                x = torch.randn(3, 4, 5, 5, generator=g, dtype=torch.float64).to(dtype)
+                z_pure, pure = neuron(x, pure)
+                z = neuron.step_(x.clone(), in_place, out=None if t % 2 else x)  # even t: into x
+                assert torch.equal(z, z_pure), (neuron, dtype, t)
+                for a, b in zip(pure, in_place, strict=True):
+                    assert torch.equal(a, b), (neuron, dtype, t)
