@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip
 FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels)
 
-.PHONY: setup demo test lint train clean
+.PHONY: setup demo test lint train bench clean
 
 setup: $(VENV)/.installed
 
@@ -32,6 +32,13 @@ lint: setup
 train: setup
 	$(BIN)/streamsnn train configs/digits_dvs.yaml
 	$(BIN)/streamsnn train configs/digits_frames.yaml
+
+# The inference benchmark against SpikingJelly and snnTorch: both installed here for it only (not
+# dependencies). SpikingJelly without its dependencies, which would pull a CUDA torch.
+bench: setup
+	$(PIP) install --quiet $(FIND_LINKS) --no-deps spikingjelly==2.0.0 loguru
+	$(PIP) install --quiet $(FIND_LINKS) snntorch==1.0.0
+	$(BIN)/python benchmarks/inference.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

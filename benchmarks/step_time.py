@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import platform
 import time
 from collections.abc import Callable
@@ -117,13 +118,13 @@ def time_rounds(
     sync: Callable[[], None],
     warmup: int = 2,
 ) -> dict[str, float]:
-    """Milliseconds per call of every candidate: each is warmed up with ``warmup`` calls, then
-    given a repeat count so that one of its measurements lasts about ``target_s`` seconds; the
-    candidates are measured in turn, in a rotating order, for ``rounds`` rounds, and each reports
-    its best (minimum) round."""
+    """Milliseconds per call of every candidate: each is warmed up with ``warmup`` (≥ 1) calls,
+    the last of which sets its repeat count so that one measurement lasts about ``target_s``
+    seconds; the candidates are then measured in turn, in a rotating order, for ``rounds``
+    rounds, and each reports its best (minimum) round."""
     repeats: dict[str, int] = {}
     for name, fn in candidates.items():
-        for _ in range(warmup):
+        for _ in range(warmup - 1):
             fn()
         sync()
         t0 = time.perf_counter()
@@ -258,6 +259,14 @@ def _version(dist: str) -> str | None:
         return None
 
 
+def _load() -> float | None:
+    """The 1-minute load average (other work on the machine skews the timings), if known."""
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return None
+
+
 def _cpu() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -275,7 +284,7 @@ def run(quick: bool = False, device: str = "cpu", threads: int | None = None) ->
     intra-op threads (default: torch's own choice)."""
     if threads is not None:
         torch.set_num_threads(threads)
-    rounds, target_s, warmup = (2, 0.03, 1) if quick else (7, 0.25, 2)
+    rounds, target_s, warmup = (2, 0.03, 1) if quick else (7, 0.25, 3)
     frameworks = {"spikingjelly": _version("spikingjelly"), "snntorch": _version("snntorch")}
     with torch.inference_mode():
         nets = networks()
@@ -291,6 +300,7 @@ def run(quick: bool = False, device: str = "cpu", threads: int | None = None) ->
             "python": platform.python_version(),
             "frameworks": frameworks,
             "quick": quick,
+            "load_average_1min": _load(),
             "rounds": rounds,
         },
         "names": {n.key: f"{n.name} ({'×'.join(map(str, n.net.input_shape))})" for n in nets},

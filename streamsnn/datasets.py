@@ -23,10 +23,9 @@ import torch.nn.functional as F
 from streamsnn.encoding import bin_events
 from streamsnn.sources.digits import (
     DIGITS_DVS_SENSOR,
-    GENERATE_BATCH,
     RECORDING_US,
+    DigitsDVS,
     digit_frames,
-    digits_dvs_events,
     digits_split,
 )
 from streamsnn.sources.event_datasets import DatasetError
@@ -46,12 +45,9 @@ def rate_frame(events: np.ndarray, t0_us: int, t1_us: int, rate_unit_us: float) 
 
 
 def split_events(split: str, seed: int) -> tuple[list[np.ndarray], np.ndarray]:
-    """All digits-dvs recordings and labels of a split."""
-    _, labels, index = digits_split(split)
-    events: list[np.ndarray] = []
-    for start in range(0, len(index), GENERATE_BATCH):
-        events += digits_dvs_events(index[start : start + GENERATE_BATCH], seed)
-    return events, labels
+    """All digits-dvs recordings and labels of a split (from the disk cache when there)."""
+    _, labels, _ = digits_split(split)
+    return [events for _, events in DigitsDVS(split, seed=seed).recordings()], labels
 
 
 def random_windows(rng: np.random.Generator, n: int, full_fraction: float, min_us: int) -> np.ndarray:

@@ -1,9 +1,23 @@
+import os
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_EVENTS = ROOT.parent / "shared" / "data" / "events"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def digits_cache(tmp_path_factory):
+    """digits-dvs recordings are cached per test session (CLI subprocesses included), never read
+    from the user's cache: every run generates them once itself."""
+    before = os.environ.get("STREAMSNN_CACHE")
+    os.environ["STREAMSNN_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    if before is None:
+        del os.environ["STREAMSNN_CACHE"]
+    else:
+        os.environ["STREAMSNN_CACHE"] = before
 
 
 @pytest.fixture(scope="session")

@@ -183,6 +183,7 @@ def test_limit_touches_only_the_chunks_it_needs(monkeypatch, tmp_path):
 @pytest.mark.parametrize("damage", ["truncate", "garbage", "offsets"])
 def test_broken_cache_file_is_regenerated_with_a_warning(monkeypatch, tmp_path, caplog, damage):
     monkeypatch.setenv("STREAMSNN_CACHE", str(tmp_path))
+    monkeypatch.setattr(digits, "GENERATE_BATCH", 8)  # small chunks, same code path, faster
     expected = digits_dvs_events(digits_split("test")[2][:5])
     _assert_same(_events(DigitsDVS(split="test", limit=5)), expected)
     (path,) = (tmp_path / "digits_dvs").iterdir()
