@@ -122,7 +122,9 @@ class EventRateEncoder(EventCountEncoder):
     def __call__(self, item: Slice) -> torch.Tensor:
         counts = super().__call__(item)
         duration = max(item.t_end_us - item.t_start_us, 1)
-        return counts.mul_(self.rate_unit_us / duration)
+        scale = np.float32(self.rate_unit_us / duration)
+        np.multiply(counts.numpy(), scale, out=counts.numpy())  # in NumPy: no torch dispatch
+        return counts
 
 
 @dataclass

@@ -2,17 +2,19 @@
 
 Stages and their backpressure rules:
 
-- **source thread**: reads packets and cuts them into slices (``Slicer``). Segmented sources
+- **source thread**: reads packets, cuts them into slices (``Slicer``) and encodes them (off the
+  stepping loop). Segmented sources
   (dataset replay) put one item per sample into the input queue and *block* when it is full:
   nothing is lost. Live sources put single slices and *drop the oldest* slice when the stepping
   loop falls behind, counting every drop (``dropped_slices``).
 - **stepping loop** (caller's thread): keeps up to ``batch_size`` samples or streams in flight,
-  one operator slot each; every iteration encodes the next slice of every ready slot, steps them
-  in one batch, and asks the exit policy about every prediction. A sample that exits frees its
-  slot for the next sample at once (continuous batching). With ``realtime: true`` a replayed
-  slice is only stepped once its sensor time has passed on the wall clock.
-- **sink thread**: writes predictions to the sinks; its queue blocks (predictions are never
-  dropped here; network sinks apply their own drop rule).
+  one operator slot each; every iteration steps the next slice (``runtime.chunk``: up to k
+  slices) of every ready slot in one batch and asks the exit policy about every prediction. A
+  sample that exits frees its slot for the next sample at once (continuous batching). With
+  ``realtime: true`` a replayed slice is only stepped once its sensor time has passed on the
+  wall clock.
+- **sink thread**: writes predictions to the sinks, handed over once per operator call; its
+  queue blocks (predictions are never dropped here; network sinks apply their own drop rule).
 
 Ctrl-C stops the source, finishes the sinks and still returns the report (``interrupted``).
 """
@@ -221,11 +223,12 @@ class Runner:
         try:
             while True:
                 try:
-                    pred = self.out_q.get()
+                    preds = self.out_q.get()  # the predictions of one operator call
                 except Closed:
                     break
-                for sink in self.pipe.sinks:
-                    sink.write(pred)
+                for pred in preds:
+                    for sink in self.pipe.sinks:
+                        sink.write(pred)
         except BaseException as err:
             self.errors.append(err)
             self.stop.set()
@@ -311,7 +314,7 @@ class Runner:
             return
         if lane.last is not None and lane.decision is None:
             final = dataclasses.replace(lane.last, final=True, reason="end_of_stream", emit_time=time.time())
-            self.out_q.put(final)
+            self.out_q.put([final])
             self._record(lane, final, full=None)
         self._close(lane)
 
@@ -357,6 +360,7 @@ class Runner:
         probs_l = torch.softmax(scaled, dim=-1, dtype=torch.float64).tolist()
         counts_l = counts.tolist()
         shared_s = time.perf_counter() - t0
+        emitted: list[Prediction] = []
         for i, lane in enumerate(lanes):
             # encoding and the whole call come before any of the call's predictions
             lane.compute_s += sum(item.encode_s for item in items[i]) + shared_s
@@ -397,10 +401,12 @@ class Runner:
                     pred.compute_latency_ms = lane.compute_s * 1000.0
                     pred.emit_time = time.time()
                     pred.e2e_latency_ms = (time.monotonic_ns() - item.arrival_ns) / 1e6
-                    self.out_q.put(pred)
+                    emitted.append(pred)
                     if pred.final:
                         lane.decision = pred
                 self._after_prediction(lane, pred, pending=len(items[i]) - t - 1)
+        if emitted:  # one hand-over per call, not per prediction: fewer thread wake-ups
+            self.out_q.put(emitted)
         decay = self.pipe.reset_policy.decay
         if decay is not None:  # live streams forget old evidence, slice by slice
             self.pipe.operator.decay(
