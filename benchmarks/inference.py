@@ -138,6 +138,7 @@ def main() -> None:
     for _ in DigitsDVS("test", limit=limit):  # fill the disk cache (untimed)
         pass
     steps = step_time.run(quick=args.quick, device=args.device)
+    print(step_time.report(steps))
     replay = replay_throughput(rounds, limit)
     stream = streaming_overhead(rounds, limit)
     print_runtime(replay, stream)

@@ -153,3 +153,30 @@ def test_pipeline_checks_the_resized_shape_against_the_model(root):
     frames = root / "pipelines" / "digits_frames.yaml"
     with pytest.raises(ConfigError, match=r"encoder\.size resizes binned events"):
         build_pipeline(load_pipeline(frames, [*base, "encoder.size=16"]))
+
+
+def test_a_samples_slices_encoded_at_once_equal_one_by_one():
+    rng = np.random.default_rng(0)
+    encoders = [
+        EventRateEncoder((2, 34, 34), rate_unit_us=100_000.0),
+        EventCountEncoder((2, 128, 128), size=48),  # SEENN's resize, batched over the slices
+        EventCountEncoder((1, 20, 30)),
+    ]
+    for enc in encoders:
+        items = []
+        for i in range(12):
+            n = int(rng.integers(0, 500))  # some slices empty
+            t = np.sort(rng.integers(i * 1000, (i + 1) * 1000, n))
+            x = rng.integers(-2, enc.shape[2] + 3, n)  # some outside the sensor
+            y = rng.integers(0, enc.shape[1] + 2, n)
+            items.append(
+                Slice(
+                    "s", 0, i, i * 1000, (i + 1) * 1000 + 7 * i, make_events(t, x, y, rng.integers(0, 2, n))
+                )
+            )
+        many = enc.encode_many(items)
+        dropped, enc.out_of_bounds = enc.out_of_bounds, 0
+        one = torch.stack([enc(item) for item in items])
+        assert torch.equal(many, one)
+        assert dropped == enc.out_of_bounds > 0
+        assert many.shape == (12, *enc.out_shape)

@@ -9,8 +9,6 @@ from __future__ import annotations
 import math
 from typing import Any, Protocol
 
-import torch
-
 from streamsnn.policies.policy_net import PolicyNetExit
 from streamsnn.prediction import Prediction
 
@@ -91,8 +89,12 @@ class DynamicConfidence:
         self.scale = float(alpha) * float(temperature or 1.0)
 
     def confidence(self, pred: Prediction) -> float:
+        """max softmax(O_t / scale) = 1 / Σ exp((o − max O_t) / scale), in Python floats (a
+        torch softmax per prediction costs more than the arithmetic on K values)."""
         assert pred.output is not None, "dynamic_confidence reads the accumulated output"
-        return float(torch.softmax(pred.output.double() / self.scale, dim=0).max())
+        out = pred.output.tolist()
+        top = max(out)
+        return 1.0 / sum(math.exp((o - top) / self.scale) for o in out)
 
     def decide(self, pred: Prediction) -> str | None:
         if self.confidence(pred) > self.threshold:
