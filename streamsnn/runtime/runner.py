@@ -325,13 +325,11 @@ class Runner:
             self._record(lane, final, full=None)
         self._close(lane)
 
-    def _step(self, lanes: list[Lane]) -> None:
-        """Step ``lanes`` by one slice each, or by up to ``runtime.chunk`` slices in one operator
-        call (offline replay; lanes with fewer slices left get zero input after their last)."""
-        t_begin = time.perf_counter()
+    def _take(self, lanes: list[Lane]) -> list[list[Slice]]:
+        """Per lane, its next slice (up to ``runtime.chunk`` slices), stamped for latency."""
         now_ns = time.monotonic_ns()
         chunk = self.cfg.runtime.chunk
-        items: list[list[Slice]] = []  # per lane, its slices of this call
+        items: list[list[Slice]] = []
         for lane in lanes:
             taken = [lane.slices.popleft() for _ in range(min(chunk, len(lane.slices)))]
             for item in taken:
@@ -342,16 +340,17 @@ class Runner:
                 elif not item.arrival_ns:
                     item.arrival_ns = lane.release_ns(item) if self.cfg.runtime.realtime else now_ns
             items.append(taken)
-        t0 = time.perf_counter()
+        return items
+
+    def _infer(self, lanes: list[Lane], items: list[list[Slice]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """One operator call for ``items`` (a single step, or a chunk: lanes with fewer slices
+        left get zero input after their last): accumulated outputs T×B×K and counters T×B×4."""
         keys = [lane.key for lane in lanes]
         self.model_calls += 1
         self.lane_steps += len(keys)
+        chunk = max(len(taken) for taken in items)
         if chunk == 1:
             batch = torch.stack([taken[0].input for taken in items])
-            t_model = time.perf_counter()
-            result = self.pipe.operator.step(keys, batch)
-            self.model_s += time.perf_counter() - t_model
-            output, counts = result.output[None], result.counts[None]
         else:
             zero = torch.zeros_like(items[0][0].input)
             steps = [
@@ -359,10 +358,23 @@ class Runner:
                 for t in range(chunk)
             ]
             batch = torch.stack(steps)
-            t_model = time.perf_counter()
+        t_model = time.perf_counter()
+        if chunk == 1:
+            result = self.pipe.operator.step(keys, batch)
+            output, counts = result.output[None], result.counts[None]
+        else:
             result = self.pipe.operator.run(keys, batch)
-            self.model_s += time.perf_counter() - t_model
             output, counts = result.output, result.counts
+        self.model_s += time.perf_counter() - t_model
+        return output, counts
+
+    def _step(self, lanes: list[Lane]) -> None:
+        """Step ``lanes`` by one slice each (or a chunk), emit their predictions and apply the
+        exit and reset policies."""
+        t_begin = time.perf_counter()
+        items = self._take(lanes)
+        t0 = time.perf_counter()
+        output, counts = self._infer(lanes, items)
         scaled = output / (counts[..., :1].to(output.dtype) if self.alpha_per_step else self.alpha)
         probs_l = torch.softmax(scaled, dim=-1, dtype=torch.float64).tolist()
         counts_l = counts.tolist()
