@@ -60,7 +60,6 @@ class SampleSlices:
     sample: int
     label: int | None
     slices: list[Slice]
-    mean_input: torch.Tensor | None = None
 
 
 @dataclass
@@ -76,7 +75,7 @@ class Lane:
     started_ns: int = 0
     t0_us: int | None = None
     compute_s: float = 0.0
-    mean_input: torch.Tensor | None = None  # a replayed sample's mean input (the ANN reference)
+    inputs: list[torch.Tensor] | None = None  # a replayed sample's encoded slices (ANN reference)
     decision: Prediction | None = None  # the exit decision once made
     last: Prediction | None = None
     ended: bool = False  # no more slices will come
@@ -194,13 +193,7 @@ class Runner:
             slicer = self.pipe.new_slicer() if self.pipe.source.kind == "events" else None
             slices = self._encode(sample_slices(packet, slicer, int(self.cfg.slicing.n_time_bins or 1)))
             self.late_in_samples += slicer.late_events if slicer is not None else 0
-            mean = None
-            if self.ann_reference:  # summed in step order, as the SNN accumulates
-                mean = slices[0].input.clone()
-                for later in slices[1:]:
-                    mean.add_(later.input)
-                mean /= len(slices)
-            return [SampleSlices(packet.stream, int(packet.sample or 0), packet.label, slices, mean)]
+            return [SampleSlices(packet.stream, int(packet.sample or 0), packet.label, slices)]
         slicer = self.slicers.get(packet.stream)
         if slicer is None:
             slicer = self.slicers[packet.stream] = self.pipe.new_slicer()
@@ -288,7 +281,8 @@ class Runner:
         lane = Lane(
             key, item.stream, item.sample, item.label, live=False, slices=collections.deque(item.slices)
         )
-        lane.mean_input = item.mean_input
+        if self.ann_reference:
+            lane.inputs = [s.input for s in item.slices]
         lane.started_ns = time.monotonic_ns()
         lane.ended, lane.n_slices = True, len(item.slices)
         self.pipe.operator.attach(key)
@@ -458,8 +452,11 @@ class Runner:
 
     def _record(self, lane: Lane, d: Prediction, full: Prediction | None) -> None:
         counted = self.pipe.operator.count_operations
-        if full is not None and lane.mean_input is not None:
-            self._ann_inputs.append((len(self.outcomes), lane.mean_input))
+        if full is not None and lane.inputs:  # the mean input, summed in step order like the SNN
+            mean = lane.inputs[0].clone()
+            for x in lane.inputs[1:]:
+                mean.add_(x)
+            self._ann_inputs.append((len(self.outcomes), mean.div_(len(lane.inputs))))
         self.outcomes.append(
             SampleOutcome(
                 d.stream,

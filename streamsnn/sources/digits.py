@@ -13,9 +13,9 @@ Generating a recording takes ~16 ms of CPU, so the recordings are cached on disk
 uncompressed ``.npz`` (~5 MB, read 3× faster than compressed) per chunk of ``GENERATE_BATCH``
 recordings of a split, made on first use: in ``$STREAMSNN_CACHE/digits_dvs``, else
 ``$XDG_CACHE_HOME/streamsnn/digits_dvs``, else ``~/.cache/streamsnn/digits_dvs`` (~140 MB for
-all three splits). To clear the cache, delete that
-folder; it is rebuilt on demand. File names hash everything the events depend on, so stale files
-are never read. Without a writable cache folder the recordings are generated every time.
+all three splits). To clear the cache, delete that folder; it is rebuilt on demand. File names
+hash everything the events depend on, so stale files are never read. Without a writable cache
+folder the recordings are generated every time.
 """
 
 from __future__ import annotations
