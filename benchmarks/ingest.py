@@ -40,7 +40,7 @@ import torch
 from streamsnn.datasets import seenn_frames
 from streamsnn.encoding import make_encoder
 from streamsnn.events import Slice, make_events
-from streamsnn.runtime.runner import sample_slices
+from streamsnn.runtime.samples import sample_slices
 from streamsnn.slicing import Slicer
 from streamsnn.sources.base import Packet
 from streamsnn.sources.recordings import read_events

@@ -56,7 +56,7 @@ class OutputCollector:
 
     def write(self, pred: Any) -> None:
         assert pred.output is not None
-        self.rows.setdefault(pred.sample, []).append(pred.output.double().numpy())
+        self.rows.setdefault(pred.sample, []).append(np.asarray(pred.output, dtype=np.float64))
         self.spikes.setdefault(pred.sample, []).append(float(pred.spikes))
         self.energy.setdefault(pred.sample, []).append(pred.energy_uj)
 

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
-
-import torch
 
 
 @dataclass
@@ -40,8 +39,8 @@ class Prediction:
     synaptic_events: int = 0
     energy_uj: float = 0.0
     emit_time: float = 0.0
-    output: torch.Tensor | None = field(default=None, repr=False)  # accumulated output (K)
-    input: torch.Tensor | None = field(default=None, repr=False)  # this slice's input, for policies that ask
+    output: list[float] | None = field(default=None, repr=False)  # accumulated output (K values)
+    input: Any = field(default=None, repr=False)  # this slice's input tensor, for policies that ask
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-type fields for JSON and msgpack (the output and input tensors are left out)."""
@@ -65,6 +64,15 @@ class Prediction:
             "energy_uj": round(self.energy_uj, 6),
             "emit_time": self.emit_time,
         }
+
+
+def softmax(values: list[float], scale: float = 1.0) -> list[float]:
+    """softmax(values / scale) in Python floats: for the K values of one prediction this costs
+    a fraction of a torch call."""
+    top = max(values)
+    exps = [math.exp((v - top) / scale) for v in values]
+    total = sum(exps)
+    return [e / total for e in exps]
 
 
 def prediction_line(p: dict[str, Any], extra: str = "") -> str:

@@ -10,7 +10,7 @@ import math
 from typing import Any, Protocol
 
 from streamsnn.policies.policy_net import PolicyNetExit
-from streamsnn.prediction import Prediction
+from streamsnn.prediction import Prediction, softmax
 
 
 class ExitPolicy(Protocol):
@@ -89,12 +89,9 @@ class DynamicConfidence:
         self.scale = float(alpha) * float(temperature or 1.0)
 
     def confidence(self, pred: Prediction) -> float:
-        """max softmax(O_t / scale) = 1 / Σ exp((o − max O_t) / scale), in Python floats (a
-        torch softmax per prediction costs more than the arithmetic on K values)."""
+        """max softmax(O_t / scale)."""
         assert pred.output is not None, "dynamic_confidence reads the accumulated output"
-        out = pred.output.tolist()
-        top = max(out)
-        return 1.0 / sum(math.exp((o - top) / self.scale) for o in out)
+        return max(softmax(pred.output, self.scale))
 
     def decide(self, pred: Prediction) -> str | None:
         if self.confidence(pred) > self.threshold:

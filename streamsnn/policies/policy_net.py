@@ -34,7 +34,7 @@ def expected_negative_reward(
 def first_slice_inputs(pipe: Any) -> tuple[torch.Tensor, np.ndarray]:
     """The encoded first slice of every sample of a pipeline's (segmented) source (N×C×H×W) and
     the labels (N), in sample order."""
-    from streamsnn.runtime.runner import sample_slices
+    from streamsnn.runtime.samples import sample_slices
 
     rows = []
     with pipe.source as source:

@@ -42,7 +42,8 @@ class BoundedQueue:
                 self._items.popleft()
                 self.dropped += 1
             self._items.append(item)
-            self._cond.notify_all()
+            if len(self._items) == 1:  # only a consumer of an empty queue waits
+                self._cond.notify_all()
 
     def get(self, timeout: float | None = None) -> Any:
         """Oldest item; waits up to ``timeout`` s (None: forever); raises ``TimeoutError``."""
@@ -51,9 +52,9 @@ class BoundedQueue:
                 raise TimeoutError
             if not self._items:
                 raise Closed
-            item = self._items.popleft()
-            self._cond.notify_all()
-            return item
+            if len(self._items) == self.maxsize:  # only a producer of a full queue waits
+                self._cond.notify_all()
+            return self._items.popleft()
 
     def get_nowait(self) -> Any:
         """Oldest item, or raises ``TimeoutError`` if empty."""

@@ -13,8 +13,9 @@ Stages and their backpressure rules:
   sample that exits frees its slot for the next sample at once (continuous batching). With
   ``realtime: true`` a replayed slice is only stepped once its sensor time has passed on the
   wall clock.
-- **sink thread**: writes predictions to the sinks, handed over once per operator call; its
-  queue blocks (predictions are never dropped here; network sinks apply their own drop rule).
+- **sink thread**: writes predictions to the sinks, handed over once per operator call (a
+  replay that is not realtime: in groups of up to 256 or every 50 ms); its queue blocks
+  (predictions are never dropped here; network sinks apply their own drop rule).
 
 Ctrl-C stops the source, finishes the sinks and still returns the report (``interrupted``).
 """
@@ -22,6 +23,7 @@ Ctrl-C stops the source, finishes the sinks and still returns the report (``inte
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import threading
 import time
@@ -34,9 +36,15 @@ from tqdm import tqdm
 
 from streamsnn.events import Slice
 from streamsnn.metrics import SampleOutcome, build_report
-from streamsnn.prediction import Prediction
+from streamsnn.prediction import Prediction, softmax
 from streamsnn.runtime.build import Pipeline
 from streamsnn.runtime.queues import BoundedQueue, Closed
+from streamsnn.runtime.samples import (
+    SampleCutter,
+    SampleSlices,
+    encode_slices,
+    to_slice,
+)
 from streamsnn.slicing import EventSlice, Slicer
 from streamsnn.snn.counting import energy_uj
 from streamsnn.snn.models import is_spiking
@@ -50,16 +58,6 @@ class StreamEnd:
     """An unsegmented stream has no more slices."""
 
     stream: str
-
-
-@dataclass
-class SampleSlices:
-    """All slices of one sample of a segmented source."""
-
-    stream: str
-    sample: int
-    label: int | None
-    slices: list[Slice]
 
 
 @dataclass
@@ -97,31 +95,12 @@ class RunResult:
     outcomes: list[SampleOutcome]
 
 
-def _to_slice(
-    s: EventSlice | Slice, stream: str, sample: int, index: int, t0: int, label: int | None
-) -> Slice:
-    return Slice(stream, sample, index, s.t_start_us, s.t_end_us, s.events, t0, label)
-
-
-def sample_slices(packet: Packet, slicer: Slicer | None, frame_steps: int) -> list[Slice]:
-    """All slices of one whole sample: a frame shown for ``frame_steps`` steps (``slicer`` None),
-    or events cut by ``slicer``. A sample without events still gets one empty slice, so it gets a
-    decision."""
-    sample = int(packet.sample or 0)
-    if slicer is None:
-        t0 = int(packet.t0_us or 0)
-        slices = [
-            Slice(packet.stream, sample, i, t0, t0, packet.data, t0, packet.label) for i in range(frame_steps)
-        ]
-    else:
-        slicer.reset(packet.t0_us)
-        cut = slicer.push(packet.data) + slicer.flush(packet.t_end_us)
-        t0 = int(slicer.t0_us or 0)
-        if not cut:
-            cut = [EventSlice(t0, int(packet.t_end_us or t0 + 1), packet.data[:0])]
-        slices = [_to_slice(s, packet.stream, sample, i, t0, packet.label) for i, s in enumerate(cut)]
-    slices[-1].last = True
-    return slices
+def _mean(inputs: list[torch.Tensor]) -> torch.Tensor:
+    """The mean of a sample's slice inputs, summed in step order like the SNN accumulates."""
+    total = inputs[0].clone()
+    for x in inputs[1:]:
+        total.add_(x)
+    return total.div_(len(inputs))
 
 
 class Runner:
@@ -142,19 +121,25 @@ class Runner:
         self.dropped_in_lanes = 0
         self.source_done = False
         self._held: Any = None  # an item waiting for a free lane (replay only)
+        self._outbox: list[Prediction] = []  # predictions not yet handed to the sink thread
+        self._handed_s = 0.0
         self.needs_input = bool(getattr(pipe.exit_policy, "needs_input", False))
         self.ann_reference = not pipe.source.live and not is_spiking(pipe.model.ann)
-        self._ann_inputs: list[tuple[int, torch.Tensor]] = []
+        self._ann_inputs: list[tuple[int, torch.Tensor]] = []  # (outcome, its mean input)
         alpha = self.cfg.model.alpha
         self.alpha_per_step = alpha == "t"
         self.alpha = 1.0 if alpha == "t" else float(alpha)
+        slicing = self.cfg.slicing.model_dump() if pipe.source.kind == "events" else None
+        self.cut_sample = SampleCutter(pipe.encoder, slicing, int(self.cfg.slicing.n_time_bins or 1))
+        self._turn = threading.Event()  # set while the stepping loop is in the model or waiting
+        self._turn.set()
 
     # -- source stage ----------------------------------------------------------------------
     def _source_main(self) -> None:
         try:
             recorders = [sink for sink in self.pipe.sinks if hasattr(sink, "write_packet")]
             with self.pipe.source as source:
-                for packet in source:
+                for packet in self._packets(source):
                     if self.stop.is_set():
                         break
                     for recorder in recorders:
@@ -172,28 +157,22 @@ class Runner:
             self.errors.append(err)
             self.in_q.close()
 
-    def _encode(self, slices: list[Slice]) -> list[Slice]:
-        """Encode the slices here, in the source stage, off the stepping loop."""
-        encoder = self.pipe.encoder
-        if hasattr(encoder, "encode_many") and slices:  # event binning: one pass for all
-            t0 = time.perf_counter()
-            inputs = encoder.encode_many(slices)
-            share = (time.perf_counter() - t0) / len(slices)
-            for item, x in zip(slices, inputs, strict=True):
-                item.input, item.encode_s = x, share
-            return slices
-        for item in slices:
-            t0 = time.perf_counter()
-            item.input = encoder(item)
-            item.encode_s = time.perf_counter() - t0
-        return slices
+    def _packets(self, source: Any) -> Any:
+        """The source's packets; a replay reads the next one while the stepping loop is in the
+        model or waiting (``_turn``, at most 5 ms late), so the two rarely want the GIL at once:
+        a thread holding it delays the loop's Python between model calls."""
+        packets = iter(source)
+        while True:
+            if not self.live:
+                self._turn.wait(0.005)
+            packet = next(packets, None)
+            if packet is None:
+                return
+            yield packet
 
     def _cut(self, packet: Packet) -> list[Any]:
         if self.pipe.source.kind == "frames" or packet.end_of_sample:
-            slicer = self.pipe.new_slicer() if self.pipe.source.kind == "events" else None
-            slices = self._encode(sample_slices(packet, slicer, int(self.cfg.slicing.n_time_bins or 1)))
-            self.late_in_samples += slicer.late_events if slicer is not None else 0
-            return [SampleSlices(packet.stream, int(packet.sample or 0), packet.label, slices)]
+            return [self.cut_sample(packet)]
         slicer = self.slicers.get(packet.stream)
         if slicer is None:
             slicer = self.slicers[packet.stream] = self.pipe.new_slicer()
@@ -211,7 +190,8 @@ class Runner:
         self, stream: str, cut: list[EventSlice], label: int | None = None, last: bool = False
     ) -> list[Slice]:
         now = time.monotonic_ns()
-        out = self._encode([_to_slice(s, stream, -1, -1, s.t_start_us, label) for s in cut])
+        slices = [to_slice(s, stream, -1, -1, s.t_start_us, label) for s in cut]
+        out = encode_slices(self.pipe.encoder, slices)
         for s in out:
             s.arrival_ns = now
         if last and out:
@@ -227,11 +207,24 @@ class Runner:
                 except Closed:
                     break
                 for pred in preds:
+                    self._turn.wait(0.005)  # write while the stepping loop is in the model
                     for sink in self.pipe.sinks:
                         sink.write(pred)
         except BaseException as err:
             self.errors.append(err)
             self.stop.set()
+            self.out_q.close()  # the stepping loop must not wait on a queue nobody reads
+
+    def _hand_over(self, preds: list[Prediction], flush: bool = False) -> None:
+        """Queue ``preds`` for the sink thread: at once for live and realtime runs, else in
+        groups (every 256 predictions or 50 ms) to spare a replay most thread wake-ups."""
+        self._outbox += preds
+        now = time.perf_counter()
+        due = flush or self.live or self.cfg.runtime.realtime or len(self._outbox) >= 256
+        if self._outbox and (due or now - self._handed_s >= 0.05):
+            with contextlib.suppress(Closed):  # the sink thread failed: its error comes after the loop
+                self.out_q.put(self._outbox)
+            self._outbox, self._handed_s = [], now
 
     # -- stepping loop ---------------------------------------------------------------------
     def _admit(self, block: bool) -> None:
@@ -246,7 +239,10 @@ class Runner:
                 item, self._held = self._held, None
             else:
                 try:
+                    if block:
+                        self._turn.set()
                     item = self.in_q.get(timeout=0.05) if block else self.in_q.get_nowait()
+                    self._turn.clear()
                 except TimeoutError:
                     return
                 except Closed:
@@ -281,6 +277,7 @@ class Runner:
         lane = Lane(
             key, item.stream, item.sample, item.label, live=False, slices=collections.deque(item.slices)
         )
+        self.late_in_samples += item.late_events
         if self.ann_reference:
             lane.inputs = [s.input for s in item.slices]
         lane.started_ns = time.monotonic_ns()
@@ -315,7 +312,7 @@ class Runner:
             return
         if lane.last is not None and lane.decision is None:
             final = dataclasses.replace(lane.last, final=True, reason="end_of_stream", emit_time=time.time())
-            self.out_q.put([final])
+            self._hand_over([final])
             self._record(lane, final, full=None)
         self._close(lane)
 
@@ -336,15 +333,17 @@ class Runner:
             items.append(taken)
         return items
 
-    def _infer(self, lanes: list[Lane], items: list[list[Slice]]) -> tuple[torch.Tensor, torch.Tensor]:
+    def _infer(self, lanes: list[Lane], items: list[list[Slice]]) -> tuple[list, list]:
         """One operator call for ``items`` (a single step, or a chunk: lanes with fewer slices
-        left get zero input after their last): accumulated outputs T×B×K and counters T×B×4."""
+        left get zero input after their last): accumulated outputs T×B×K and counters T×B×4,
+        as Python lists (the read-out is cheaper in floats than in tensor calls)."""
         keys = [lane.key for lane in lanes]
         self.model_calls += 1
         self.lane_steps += len(keys)
         chunk = max(len(taken) for taken in items)
         if chunk == 1:
-            batch = torch.stack([taken[0].input for taken in items])
+            inputs = [taken[0].input for taken in items]
+            batch = inputs[0].unsqueeze(0) if len(inputs) == 1 else torch.stack(inputs)
         else:
             zero = torch.zeros_like(items[0][0].input)
             steps = [
@@ -353,14 +352,13 @@ class Runner:
             ]
             batch = torch.stack(steps)
         t_model = time.perf_counter()
-        if chunk == 1:
-            result = self.pipe.operator.step(keys, batch)
-            output, counts = result.output[None], result.counts[None]
-        else:
-            result = self.pipe.operator.run(keys, batch)
-            output, counts = result.output, result.counts
+        self._turn.set()
+        operator = self.pipe.operator
+        result = operator.step(keys, batch) if chunk == 1 else operator.run(keys, batch)
+        self._turn.clear()
         self.model_s += time.perf_counter() - t_model
-        return output, counts
+        outputs, counts = result.output.tolist(), result.counts.tolist()
+        return ([outputs], [counts]) if chunk == 1 else (outputs, counts)
 
     def _step(self, lanes: list[Lane]) -> None:
         """Step ``lanes`` by one slice each (or a chunk), emit their predictions and apply the
@@ -368,10 +366,7 @@ class Runner:
         t_begin = time.perf_counter()
         items = self._take(lanes)
         t0 = time.perf_counter()
-        output, counts = self._infer(lanes, items)
-        scaled = output / (counts[..., :1].to(output.dtype) if self.alpha_per_step else self.alpha)
-        probs_l = torch.softmax(scaled, dim=-1, dtype=torch.float64).tolist()
-        counts_l = counts.tolist()
+        outputs, counts = self._infer(lanes, items)
         shared_s = time.perf_counter() - t0
         emitted: list[Prediction] = []
         for i, lane in enumerate(lanes):
@@ -381,8 +376,9 @@ class Runner:
                 if lane.key not in self.lanes:
                     break  # closed at an exit earlier in this chunk
                 t_pol = time.perf_counter()
-                steps, spikes, acs, macs = counts_l[t][i]
-                probs = probs_l[t][i]
+                steps, spikes, acs, macs = counts[t][i]
+                out = outputs[t][i]
+                probs = softmax(out, steps if self.alpha_per_step else self.alpha)
                 confidence = max(probs)
                 pred = Prediction(
                     stream=lane.stream,
@@ -398,7 +394,7 @@ class Runner:
                     synaptic_events=int(acs),
                     energy_uj=energy_uj(acs, macs),
                     input_latency_ms=(item.t_end_us - item.sample_t0_us) / 1000.0,
-                    output=output[t, i],  # a copy of the operator's state, not a view
+                    output=out,
                 )
                 if self.needs_input:
                     pred.input = item.input
@@ -418,8 +414,7 @@ class Runner:
                     if pred.final:
                         lane.decision = pred
                 self._after_prediction(lane, pred, pending=len(items[i]) - t - 1)
-        if emitted:  # one hand-over per call, not per prediction: fewer thread wake-ups
-            self.out_q.put(emitted)
+        self._hand_over(emitted)
         decay = self.pipe.reset_policy.decay
         if decay is not None:  # live streams forget old evidence, slice by slice
             self.pipe.operator.decay(
@@ -452,11 +447,8 @@ class Runner:
 
     def _record(self, lane: Lane, d: Prediction, full: Prediction | None) -> None:
         counted = self.pipe.operator.count_operations
-        if full is not None and lane.inputs:  # the mean input, summed in step order like the SNN
-            mean = lane.inputs[0].clone()
-            for x in lane.inputs[1:]:
-                mean.add_(x)
-            self._ann_inputs.append((len(self.outcomes), mean.div_(len(lane.inputs))))
+        if full is not None and lane.inputs:
+            self._ann_inputs.append((len(self.outcomes), _mean(lane.inputs)))
         self.outcomes.append(
             SampleOutcome(
                 d.stream,
@@ -534,7 +526,9 @@ class Runner:
                     break
                 elif self.lanes and rt.realtime and not self.live:
                     wake = min(lane.release_ns(lane.slices[0]) for lane in self.lanes.values() if lane.slices)
+                    self._turn.set()
                     time.sleep(max(0.0, min(wake - time.monotonic_ns(), 50_000_000)) / 1e9)
+                    self._turn.clear()
                 elif self.lanes and not any(lane.slices for lane in self.lanes.values()):
                     self._admit(block=True)
         except KeyboardInterrupt:
@@ -545,6 +539,7 @@ class Runner:
         finally:
             self.stop.set()
             self.in_q.close()
+            self._hand_over([], flush=True)
             self.out_q.close()
             sink_thread.join(timeout=30)
             source_thread.join(timeout=5)

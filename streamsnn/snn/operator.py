@@ -69,6 +69,12 @@ class SNNOperator:
         # per slot since its reset: steps, spikes, synaptic events, MACs (integers, in float64)
         self.counts = torch.zeros(capacity, 4, dtype=torch.float64, device=self.device)
         self._in_order = list(range(capacity))
+        # per slot, views of its rows of every state tensor, the output and the counters, and
+        # what a reset copies into them
+        tensors = [f for layer in self.state.layers for f in layer] + [self.state.out, self.counts]
+        self._rows = [[t[slot] for t in tensors] for slot in range(capacity)]
+        self._fresh_rows = [f[0] for layer in self._fresh.layers for f in layer]
+        self._fresh_rows += [self.state.out[0].new_zeros(()), self.counts[0].new_zeros(())]
         self.count_operations, self.analog_input = count_operations, analog_input
         self._slots: dict[Hashable, int] = {}
         self._free = list(range(capacity - 1, -1, -1))
@@ -86,7 +92,7 @@ class SNNOperator:
             raise RuntimeError(f"operator is full ({self.capacity} streams); detach one first")
         slot = self._free.pop()
         self._slots[key] = slot
-        self._reset_slots(torch.tensor([slot], device=self.device))
+        self._reset_slots([slot])
         return slot
 
     def detach(self, key: Hashable) -> None:
@@ -96,7 +102,7 @@ class SNNOperator:
     def reset(self, keys: Sequence[Hashable]) -> None:
         """Clear the state of these streams: membranes back to V0, output and counters to 0."""
         if keys:
-            self._reset_slots(self._index(keys))
+            self._reset_slots(self._slot_list(keys))
 
     def _slot_list(self, keys: Sequence[Hashable]) -> list[int]:
         try:
@@ -107,16 +113,11 @@ class SNNOperator:
     def _index(self, keys: Sequence[Hashable]) -> torch.Tensor:
         return torch.tensor(self._slot_list(keys), device=self.device)
 
-    @torch.inference_mode()
-    def _reset_slots(self, idx: torch.Tensor) -> None:
-        for layer, fresh in zip(self.state.layers, self._fresh.layers, strict=True):
-            for field, value in zip(layer, fresh, strict=True):
-                field[idx] = value
-        self.state.out[idx] = 0
-        self._zero_counters(idx)
-
-    def _zero_counters(self, idx: torch.Tensor) -> None:
-        self.counts[idx] = 0
+    def _reset_slots(self, slots: list[int]) -> None:
+        # row copies through views made once: cheaper than an index tensor and index_put
+        for slot in slots:
+            for row, fresh in zip(self._rows[slot], self._fresh_rows, strict=True):
+                row.copy_(fresh)
 
     @torch.inference_mode()
     def decay(self, keys: Sequence[Hashable], factor: float) -> None:
@@ -133,8 +134,8 @@ class SNNOperator:
     @torch.inference_mode()
     def restart_counts(self, keys: Sequence[Hashable]) -> None:
         """Start counting steps and spikes anew (a new decision) without touching the state."""
-        if keys:
-            self._zero_counters(self._index(keys))
+        for slot in self._slot_list(keys):
+            self.counts[slot].zero_()
 
     # -- stepping -------------------------------------------------------------------------
     def _plan(

@@ -52,7 +52,7 @@ def pred_out(step, logits, label=None, input_ms=0.0, compute_ms=0.0):
 
     out = torch.tensor(logits, dtype=torch.float64)
     probs = torch.softmax(out, 0).tolist()
-    p = Prediction("s", 0, step, 0, 0, int(out.argmax()), max(probs), probs, label=label, output=out)
+    p = Prediction("s", 0, step, 0, 0, int(out.argmax()), max(probs), probs, label=label, output=out.tolist())
     p.input_latency_ms, p.compute_latency_ms = input_ms, compute_ms
     return p
 

@@ -54,3 +54,36 @@ def test_close_wakes_producers_and_drains_for_consumers():
         q.get(timeout=1)
     with pytest.raises(TimeoutError):
         BoundedQueue(1).get(timeout=0.01)
+
+
+def test_many_producers_and_consumers_lose_and_repeat_nothing():
+    """Waiters are woken only on empty → non-empty and full → not full: with two of each side
+    and a tiny queue, every item still arrives exactly once."""
+    q = BoundedQueue(2, "block")
+    got: list[int] = []
+    lock = threading.Lock()
+
+    def producer(start):
+        for i in range(start, start + 300):
+            q.put(i)
+
+    def consumer():
+        while True:
+            try:
+                item = q.get(timeout=5)
+            except Closed:
+                return
+            with lock:
+                got.append(item)
+
+    producers = [threading.Thread(target=producer, args=(k * 1000,)) for k in range(2)]
+    consumers = [threading.Thread(target=consumer) for _ in range(2)]
+    for t in producers + consumers:
+        t.start()
+    for t in producers:
+        t.join(10)
+    q.close()
+    for t in consumers:
+        t.join(10)
+    assert not any(t.is_alive() for t in producers + consumers)
+    assert sorted(got) == list(range(300)) + list(range(1000, 1300))

@@ -1,5 +1,6 @@
 import itertools
 import json
+import threading
 import time
 from collections import defaultdict
 
@@ -188,6 +189,40 @@ def test_a_failing_source_stops_the_run_with_its_error_after_flushing(root, tmp_
     text = out.read_text()  # the sink was closed: whatever was emitted is on disk as whole lines
     assert text == "" or text.endswith("\n")
     assert all(json.loads(x)["sample"] == 0 for x in text.splitlines())
+
+
+class FailingSink:
+    """Fails at its 20th prediction."""
+
+    def __init__(self):
+        self.written = 0
+
+    def write(self, pred):
+        self.written += 1
+        if self.written == 20:
+            raise OSError("disk full: predictions.jsonl")
+
+    def close(self):
+        pass
+
+
+def test_a_failing_sink_stops_the_run_with_its_error(root):
+    """The run ends with the sink's error (and does not wait on the queue of a dead sink thread)."""
+    pipe = build_pipeline(config(root, "source.limit=40", "runtime.batch_size=4", "runtime.queue_size=1"))
+    pipe.sinks = [FailingSink()]
+    errors = []
+
+    def go():
+        try:
+            run_pipeline(pipe)
+        except OSError as err:
+            errors.append(err)
+
+    worker = threading.Thread(target=go, daemon=True)
+    worker.start()
+    worker.join(120)
+    assert not worker.is_alive(), "the run hung after its sink failed"
+    assert len(errors) == 1 and "disk full" in str(errors[0])
 
 
 def test_periodic_reset_closes_open_decisions_on_a_live_stream(root):
