@@ -185,11 +185,13 @@ def single_step(nets: list[Net], device: str, rounds: int, target_s: float, warm
         for batch in BATCHES:
             op, keys = _operator(n.net, batch, device)
             x = n.inputs(batch, device=device)
-            ann = ann_twin(n.net)
+            # the floor in the operator's memory layout (channels-last helps the ANN as well)
+            ann = ann_twin(n.net).to(memory_format=op.layout)
+            x_ann = x.contiguous(memory_format=op.layout)
             sj = _twin(lambda n=n: spikingjelly_twin(n.net, "s"), device)
             st = _twin(lambda n=n: snntorch_twin(n.net), device)
             cands: dict[str, Callable[[], object]] = {
-                "ann": lambda ann=ann, x=x: ann(x),
+                "ann": lambda ann=ann, x=x_ann: ann(x),
                 "ours": lambda op=op, keys=keys, x=x: op.step(keys, x),
             }
             if sj is not None:

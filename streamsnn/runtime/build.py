@@ -120,6 +120,7 @@ def _build_around(cfg: PipelineConfig, source: Source, origin: str) -> Pipeline:
             dtype,
             count_operations=cfg.runtime.count_operations,
             analog_input=cfg.encoder.type != "poisson",
+            channels_last=cfg.runtime.channels_last,
         )
     except (RuntimeError, AssertionError) as err:
         raise ConfigError(f"{origin}: model.device: cannot use '{cfg.model.device}': {err}") from None

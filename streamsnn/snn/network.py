@@ -169,7 +169,8 @@ class SpikingNetwork(nn.Module):
                     z = out.flatten(0, 1)
                 if observe is not None:
                     observe(layer, x, z)
-                count = (z.abs() if layer.signed else z).flatten(1).sum(1)
+                # summed over dims, not flatten(1): a channels-last tensor would be copied
+                count = (z.abs() if layer.signed else z).sum(tuple(range(1, z.dim())))
                 spikes = count if spikes is None else spikes.add_(count)
                 x = z
             else:

@@ -50,7 +50,9 @@ class SNNOperator:
     ``count_operations``: also count every stream's synaptic events and multiply-accumulates
     (``streamsnn.snn.counting``; costs roughly one extra single-channel conv per layer).
     ``analog_input``: the input is real-valued, so the layers before the first spiking layer
-    multiply (False for binary spike input)."""
+    multiply (False for binary spike input). ``channels_last``: convolution weights, 4-D state
+    and input in channels-last memory layout (N×H×W×C in memory; faster convolutions and
+    several times faster average pooling on CPU); results are the same."""
 
     def __init__(
         self,
@@ -60,12 +62,14 @@ class SNNOperator:
         dtype: torch.dtype = torch.float32,
         count_operations: bool = False,
         analog_input: bool = True,
+        channels_last: bool = True,
     ) -> None:
         self.device, self.dtype = torch.device(device), dtype
-        self.net = network.to(device=self.device, dtype=dtype).eval()
+        self.layout = torch.channels_last if channels_last else torch.contiguous_format
+        self.net = network.to(device=self.device, dtype=dtype, memory_format=self.layout).eval()
         self.capacity = capacity
-        self.state = self.net.init_state(capacity, dtype, self.device)
-        self._fresh = self.net.init_state(1, dtype, self.device)
+        self.state = self._laid_out(self.net.init_state(capacity, dtype, self.device))
+        self._fresh = self._laid_out(self.net.init_state(1, dtype, self.device))
         # per slot since its reset: steps, spikes, synaptic events, MACs (integers, in float64)
         self.counts = torch.zeros(capacity, 4, dtype=torch.float64, device=self.device)
         self._in_order = list(range(capacity))
@@ -78,6 +82,13 @@ class SNNOperator:
         self.count_operations, self.analog_input = count_operations, analog_input
         self._slots: dict[Hashable, int] = {}
         self._free = list(range(capacity - 1, -1, -1))
+
+    def _laid_out(self, state: NetState) -> NetState:
+        """``state`` with its 4-D tensors in the operator's memory layout."""
+        return NetState(tuple(type(s)(*(self._layout(f) for f in s)) for s in state.layers), state.out)
+
+    def _layout(self, x: torch.Tensor) -> torch.Tensor:
+        return x.contiguous(memory_format=self.layout) if x.dim() == 4 else x
 
     # -- streams --------------------------------------------------------------------------
     @property
@@ -145,6 +156,7 @@ class SNNOperator:
         the state to step, and that state: the operator's own when ``keys`` cover every slot (the
         input rows are permuted instead), else a gathered copy of those slots' state."""
         x = x.to(self.device, self.dtype)
+        x = self._layout(x) if batch_dim == 0 else x  # a chunk's T×B×… is laid out by the first layer
         slots = self._slot_list(keys)
         if slots == self._in_order:
             return None, x, self.state

@@ -152,3 +152,25 @@ def test_chunked_run_counts_operations_as_single_steps_do():
         assert torch.equal(r.counts, run.counts[u])
     assert singles[-1].acs.min() > 0 and singles[-1].macs.min() > 0
     assert torch.equal(stepped.counts, chunked.counts)
+
+
+def test_channels_last_layout_gives_the_same_results():
+    xs = inputs(6, 3, seed=7)
+    layouts = {
+        cl: SNNOperator(load_checkpoint("builtin:digits_dvs").snn(), 4, dtype=torch.float64, channels_last=cl)
+        for cl in (False, True)
+    }
+    conv_weight = next(p for p in layouts[True].net.parameters() if p.dim() == 4)
+    assert conv_weight.is_contiguous(memory_format=torch.channels_last)
+    assert layouts[True].state.layers[0].v.is_contiguous(memory_format=torch.channels_last)
+    results = {}
+    for cl, op in layouts.items():
+        for k in ("a", "b", "c", "d"):
+            op.attach(k)
+        every = [op.step(["d", "c", "b", "a"], torch.cat([x, x[:1]])) for x in xs[:3]]  # all slots, permuted
+        subset = [op.step(["a", "c"], x[:2]) for x in xs[3:5]]  # gathered
+        chunk = op.run(["a", "b", "c", "d"], torch.cat([xs[5:], xs[5:, :1]], 1))
+        op.reset(["b"])
+        results[cl] = [*every, *subset, chunk, op.step(["b"], xs[0, :1])]
+    for a, b in zip(results[False], results[True], strict=True):
+        assert torch.equal(a.output, b.output) and torch.equal(a.counts, b.counts)
