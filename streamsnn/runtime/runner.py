@@ -168,6 +168,8 @@ class Runner:
             packet = next(packets, None)
             if packet is None:
                 return
+            if not self.live:  # and again before cutting and encoding it
+                self._turn.wait(0.005)
             yield packet
 
     def _cut(self, packet: Packet) -> list[Any]:
