@@ -39,12 +39,7 @@ from streamsnn.metrics import SampleOutcome, build_report
 from streamsnn.prediction import Prediction, softmax
 from streamsnn.runtime.build import Pipeline
 from streamsnn.runtime.queues import BoundedQueue, Closed
-from streamsnn.runtime.samples import (
-    SampleCutter,
-    SampleSlices,
-    encode_slices,
-    to_slice,
-)
+from streamsnn.runtime.samples import SampleSlices, encode_slices, encoded_sample, to_slice
 from streamsnn.slicing import EventSlice, Slicer
 from streamsnn.snn.counting import energy_uj
 from streamsnn.snn.models import is_spiking
@@ -124,13 +119,11 @@ class Runner:
         self._outbox: list[Prediction] = []  # predictions not yet handed to the sink thread
         self._handed_s = 0.0
         self.needs_input = bool(getattr(pipe.exit_policy, "needs_input", False))
-        self.ann_reference = not pipe.source.live and not is_spiking(pipe.model.ann)
+        self.ann_reference = not self.live and not is_spiking(pipe.model.ann)
         self._ann_inputs: list[tuple[int, torch.Tensor]] = []  # (outcome, its mean input)
         alpha = self.cfg.model.alpha
         self.alpha_per_step = alpha == "t"
         self.alpha = 1.0 if alpha == "t" else float(alpha)
-        slicing = self.cfg.slicing.model_dump() if pipe.source.kind == "events" else None
-        self.cut_sample = SampleCutter(pipe.encoder, slicing, int(self.cfg.slicing.n_time_bins or 1))
         self._turn = threading.Event()  # set while the stepping loop is in the model or waiting
         self._turn.set()
 
@@ -163,18 +156,22 @@ class Runner:
         a thread holding it delays the loop's Python between model calls."""
         packets = iter(source)
         while True:
-            if not self.live:
-                self._turn.wait(0.005)
+            self._replay_waits_for_turn()
             packet = next(packets, None)
             if packet is None:
                 return
-            if not self.live:  # and again before cutting and encoding it
-                self._turn.wait(0.005)
+            self._replay_waits_for_turn()  # and again before cutting and encoding it
             yield packet
+
+    def _replay_waits_for_turn(self) -> None:
+        if not self.live:  # a live source is never held back
+            self._turn.wait(0.005)
 
     def _cut(self, packet: Packet) -> list[Any]:
         if self.pipe.source.kind == "frames" or packet.end_of_sample:
-            return [self.cut_sample(packet)]
+            slicer = self.pipe.new_slicer() if self.pipe.source.kind == "events" else None
+            frame_steps = int(self.cfg.slicing.n_time_bins or 1)
+            return [encoded_sample(packet, slicer, self.pipe.encoder, frame_steps)]
         slicer = self.slicers.get(packet.stream)
         if slicer is None:
             slicer = self.slicers[packet.stream] = self.pipe.new_slicer()
@@ -205,7 +202,7 @@ class Runner:
         try:
             while True:
                 try:
-                    preds = self.out_q.get()  # the predictions of one operator call
+                    preds = self.out_q.get()  # a group of predictions (_hand_over)
                 except Closed:
                     break
                 for pred in preds:

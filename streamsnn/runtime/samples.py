@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
 
 from streamsnn.encoding import Encoder
 from streamsnn.events import Slice
@@ -67,17 +66,8 @@ def encode_slices(encoder: Encoder, slices: list[Slice]) -> list[Slice]:
     return slices
 
 
-@dataclass
-class SampleCutter:
-    """Cuts and encodes whole samples: ``slicing`` is the pipeline's ``SlicingConfig`` as a dict,
-    None for a frame source (each frame shown for ``frame_steps`` steps)."""
-
-    encoder: Encoder
-    slicing: dict[str, Any] | None
-    frame_steps: int
-
-    def __call__(self, packet: Packet) -> SampleSlices:
-        slicer = None if self.slicing is None else Slicer(**self.slicing)
-        slices = encode_slices(self.encoder, sample_slices(packet, slicer, self.frame_steps))
-        late = slicer.late_events if slicer is not None else 0
-        return SampleSlices(packet.stream, int(packet.sample or 0), packet.label, slices, late)
+def encoded_sample(packet: Packet, slicer: Slicer | None, encoder: Encoder, frame_steps: int) -> SampleSlices:
+    """One whole sample cut (``sample_slices``) and encoded (``encode_slices``)."""
+    slices = encode_slices(encoder, sample_slices(packet, slicer, frame_steps))
+    late = slicer.late_events if slicer is not None else 0
+    return SampleSlices(packet.stream, int(packet.sample or 0), packet.label, slices, late)

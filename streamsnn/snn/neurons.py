@@ -117,6 +117,10 @@ class SpikingNeuron(nn.Module):
             field.copy_(value)
         return spikes if out is None else out.copy_(spikes)
 
+    def _fire(self, v: torch.Tensor, out: torch.Tensor | None) -> torch.Tensor:
+        """Spikes ``v ≥ θ`` (1.0 / 0.0), written into ``out`` when given."""
+        return torch.ge(v, self.threshold, out=torch.empty_like(v) if out is None else out)
+
     def extra_repr(self) -> str:
         def show(t: torch.Tensor) -> str:
             return f"{t.item():.4g}" if t.numel() == 1 else f"per-channel[{t.numel()}]"
@@ -132,7 +136,7 @@ class IFNeuron(SpikingNeuron):
 
     def step_(self, x: torch.Tensor, state: IFState, out: torch.Tensor | None = None) -> torch.Tensor:
         v = state.v.add_(x)
-        spikes = torch.ge(v, self.threshold, out=torch.empty_like(v) if out is None else out)
+        spikes = self._fire(v, out)
         v.addcmul_(spikes, self.threshold, value=-1)
         return spikes
 
@@ -168,7 +172,7 @@ class LIFNeuron(SpikingNeuron):
 
     def step_(self, x: torch.Tensor, state: IFState, out: torch.Tensor | None = None) -> torch.Tensor:
         v = state.v.mul_(self.decay).add_(x)  # add(alpha=decay) may fuse (FMA): other rounding
-        spikes = torch.ge(v, self.threshold, out=torch.empty_like(v) if out is None else out)
+        spikes = self._fire(v, out)
         v.addcmul_(v, spikes, value=-1)  # a spiking neuron's v − v = 0 (hard reset)
         return spikes
 
