@@ -374,6 +374,9 @@ class Runner:
             for t, item in enumerate(items[i]):
                 if lane.key not in self.lanes:
                     break  # closed at an exit earlier in this chunk
+                pending = len(items[i]) - t - 1
+                if lane.decision is not None and not lane.live and (pending or lane.slices):
+                    continue  # stepping on silently to full T: only the last step is read out
                 t_pol = time.perf_counter()
                 steps, spikes, acs, macs = counts[t][i]
                 out = outputs[t][i]
@@ -412,7 +415,7 @@ class Runner:
                     emitted.append(pred)
                     if pred.final:
                         lane.decision = pred
-                self._after_prediction(lane, pred, pending=len(items[i]) - t - 1)
+                self._after_prediction(lane, pred, pending)
         self._hand_over(emitted)
         decay = self.pipe.reset_policy.decay
         if decay is not None:  # live streams forget old evidence, slice by slice
