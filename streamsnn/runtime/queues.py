@@ -1,6 +1,7 @@
 """Bounded queues between pipeline stages, each with a stated backpressure rule.
 
-``block``: a full queue blocks the producer (offline replay: nothing is lost).
+``block``: a full queue blocks the producer (offline replay: nothing is lost) until it has
+drained to half (or 0.1 s passed), so a producer wakes once per half queue, not once per item.
 ``drop_oldest``: a full queue discards its oldest item to take the new one and counts it (live
 sources: stay real-time, report what was dropped).
 """
@@ -52,9 +53,10 @@ class BoundedQueue:
                 raise TimeoutError
             if not self._items:
                 raise Closed
-            if len(self._items) == self.maxsize:  # only a producer of a full queue waits
-                self._cond.notify_all()
-            return self._items.popleft()
+            item = self._items.popleft()
+            if len(self._items) == self.maxsize // 2:  # producers wait on a full queue: wake them
+                self._cond.notify_all()  # once it has drained to half, to refill it in one go
+            return item
 
     def get_nowait(self) -> Any:
         """Oldest item, or raises ``TimeoutError`` if empty."""

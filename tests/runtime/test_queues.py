@@ -57,8 +57,8 @@ def test_close_wakes_producers_and_drains_for_consumers():
 
 
 def test_many_producers_and_consumers_lose_and_repeat_nothing():
-    """Waiters are woken only on empty → non-empty and full → not full: with two of each side
-    and a tiny queue, every item still arrives exactly once."""
+    """Consumers are woken when the queue stops being empty, producers when it has drained to
+    half: with two of each side and a tiny queue, every item still arrives exactly once."""
     q = BoundedQueue(2, "block")
     got: list[int] = []
     lock = threading.Lock()
