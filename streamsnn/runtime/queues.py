@@ -1,7 +1,8 @@
 """Bounded queues between pipeline stages, each with a stated backpressure rule.
 
-``block``: a full queue blocks the producer (offline replay: nothing is lost) until it has
-drained to half (or 0.1 s passed), so a producer wakes once per half queue, not once per item.
+``block``: a full queue blocks the producer until there is room (offline replay: nothing is
+lost); it is woken when the queue has drained to half (and checks every 0.1 s), so a producer
+wakes once per half queue, not once per item.
 ``drop_oldest``: a full queue discards its oldest item to take the new one and counts it (live
 sources: stay real-time, report what was dropped).
 """
