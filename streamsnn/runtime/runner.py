@@ -40,6 +40,7 @@ from streamsnn.prediction import Prediction, softmax
 from streamsnn.runtime.build import Pipeline
 from streamsnn.runtime.queues import BoundedQueue, Closed
 from streamsnn.runtime.samples import SampleSlices, encode_slices, encoded_sample, to_slice
+from streamsnn.runtime.turn import Turn
 from streamsnn.slicing import EventSlice, Slicer
 from streamsnn.snn.counting import energy_uj
 from streamsnn.snn.models import is_spiking
@@ -68,16 +69,15 @@ class Lane:
     started_ns: int = 0
     t0_us: int | None = None
     compute_s: float = 0.0
-    inputs: list[torch.Tensor] | None = None  # a replayed sample's encoded slices (ANN reference)
+    mean_input: torch.Tensor | None = None  # a replayed sample's mean input (ANN reference)
     decision: Prediction | None = None  # the exit decision once made
     last: Prediction | None = None
     ended: bool = False  # no more slices will come
     n_slices: int | None = None  # a replayed sample's length (steps at full T)
 
-    def ready(self, now_ns: int, realtime: bool) -> bool:
-        if not self.slices:
-            return False
-        return not realtime or self.live or self.release_ns(self.slices[0]) <= now_ns
+    def ready(self, now_ns: int) -> bool:
+        """A slice is queued and, in a realtime run, has happened."""
+        return bool(self.slices) and (self.live or self.release_ns(self.slices[0]) <= now_ns)
 
     def release_ns(self, item: Slice) -> int:
         """Wall time at which a replayed slice has happened (realtime pacing)."""
@@ -88,14 +88,6 @@ class Lane:
 class RunResult:
     report: dict[str, Any]
     outcomes: list[SampleOutcome]
-
-
-def _mean(inputs: list[torch.Tensor]) -> torch.Tensor:
-    """The mean of a sample's slice inputs, summed in step order like the SNN accumulates."""
-    total = inputs[0].clone()
-    for x in inputs[1:]:
-        total.add_(x)
-    return total.div_(len(inputs))
 
 
 class Runner:
@@ -124,8 +116,7 @@ class Runner:
         alpha = self.cfg.model.alpha
         self.alpha_per_step = alpha == "t"
         self.alpha = 1.0 if alpha == "t" else float(alpha)
-        self._turn = threading.Event()  # set while the stepping loop is in the model or waiting
-        self._turn.set()
+        self._turn = Turn()  # open while the stepping loop is in the model or waiting
 
     # -- source stage ----------------------------------------------------------------------
     def _source_main(self) -> None:
@@ -171,7 +162,7 @@ class Runner:
         if self.pipe.source.kind == "frames" or packet.end_of_sample:
             slicer = self.pipe.new_slicer() if self.pipe.source.kind == "events" else None
             frame_steps = int(self.cfg.slicing.n_time_bins or 1)
-            return [encoded_sample(packet, slicer, self.pipe.encoder, frame_steps)]
+            return [encoded_sample(packet, slicer, self.pipe.encoder, frame_steps, self.ann_reference)]
         slicer = self.slicers.get(packet.stream)
         if slicer is None:
             slicer = self.slicers[packet.stream] = self.pipe.new_slicer()
@@ -221,8 +212,10 @@ class Runner:
         now = time.perf_counter()
         due = flush or self.live or self.cfg.runtime.realtime or len(self._outbox) >= 256
         if self._outbox and (due or now - self._handed_s >= 0.05):
+            self._turn.begin()  # a full queue blocks the loop: the sink thread must not wait for it
             with contextlib.suppress(Closed):  # the sink thread failed: its error comes after the loop
                 self.out_q.put(self._outbox)
+            self._turn.end()
             self._outbox, self._handed_s = [], now
 
     # -- stepping loop ---------------------------------------------------------------------
@@ -239,9 +232,9 @@ class Runner:
             else:
                 try:
                     if block:
-                        self._turn.set()
+                        self._turn.begin()
                     item = self.in_q.get(timeout=0.05) if block else self.in_q.get_nowait()
-                    self._turn.clear()
+                    self._turn.end()
                 except TimeoutError:
                     return
                 except Closed:
@@ -277,8 +270,7 @@ class Runner:
             key, item.stream, item.sample, item.label, live=False, slices=collections.deque(item.slices)
         )
         self.late_in_samples += item.late_events
-        if self.ann_reference:
-            lane.inputs = [s.input for s in item.slices]
+        lane.mean_input = item.mean_input
         lane.started_ns = time.monotonic_ns()
         lane.ended, lane.n_slices = True, len(item.slices)
         self.pipe.operator.attach(key)
@@ -339,7 +331,7 @@ class Runner:
         keys = [lane.key for lane in lanes]
         self.model_calls += 1
         self.lane_steps += len(keys)
-        chunk = max(len(taken) for taken in items)
+        chunk = max(len(taken) for taken in items) if self.cfg.runtime.chunk > 1 else 1
         if chunk == 1:
             inputs = [taken[0].input for taken in items]
             batch = inputs[0].unsqueeze(0) if len(inputs) == 1 else torch.stack(inputs)
@@ -351,10 +343,10 @@ class Runner:
             ]
             batch = torch.stack(steps)
         t_model = time.perf_counter()
-        self._turn.set()
+        self._turn.begin()
         operator = self.pipe.operator
         result = operator.step(keys, batch) if chunk == 1 else operator.run(keys, batch)
-        self._turn.clear()
+        self._turn.end()
         self.model_s += time.perf_counter() - t_model
         outputs, counts = result.output.tolist(), result.counts.tolist()
         return ([outputs], [counts]) if chunk == 1 else (outputs, counts)
@@ -415,8 +407,10 @@ class Runner:
                     emitted.append(pred)
                     if pred.final:
                         lane.decision = pred
-                self._after_prediction(lane, pred, pending)
-        self._hand_over(emitted)
+                if lane.decision is not None:
+                    self._after_prediction(lane, pred, pending)
+        if emitted or self._outbox:
+            self._hand_over(emitted)
         decay = self.pipe.reset_policy.decay
         if decay is not None:  # live streams forget old evidence, slice by slice
             self.pipe.operator.decay(
@@ -425,10 +419,9 @@ class Runner:
         self.step_s += time.perf_counter() - t_begin
 
     def _after_prediction(self, lane: Lane, pred: Prediction, pending: int) -> None:
-        """``pending``: slices of the lane already stepped in this call after ``pred``'s."""
+        """The lane has decided; ``pending``: slices of the lane already stepped in this call
+        after ``pred``'s."""
         decision = lane.decision
-        if decision is None:
-            return
         if lane.live:
             self._record(lane, decision, full=None)
             if self.pipe.reset_policy.after(decision):
@@ -449,8 +442,8 @@ class Runner:
 
     def _record(self, lane: Lane, d: Prediction, full: Prediction | None) -> None:
         counted = self.pipe.operator.count_operations
-        if full is not None and lane.inputs:
-            self._ann_inputs.append((len(self.outcomes), _mean(lane.inputs)))
+        if full is not None and lane.mean_input is not None:
+            self._ann_inputs.append((len(self.outcomes), lane.mean_input))
         self.outcomes.append(
             SampleOutcome(
                 d.stream,
@@ -520,17 +513,20 @@ class Runner:
         try:
             while not self.errors:
                 self._admit(block=not self.lanes)
-                now = time.monotonic_ns()
-                ready = [lane for lane in self.lanes.values() if lane.ready(now, rt.realtime)]
+                if rt.realtime:
+                    now = time.monotonic_ns()
+                    ready = [lane for lane in self.lanes.values() if lane.ready(now)]
+                else:
+                    ready = [lane for lane in self.lanes.values() if lane.slices]
                 if ready:
                     self._step(ready)
                 elif self.source_done and not self.lanes:
                     break
                 elif self.lanes and rt.realtime and not self.live:
                     wake = min(lane.release_ns(lane.slices[0]) for lane in self.lanes.values() if lane.slices)
-                    self._turn.set()
+                    self._turn.begin()
                     time.sleep(max(0.0, min(wake - time.monotonic_ns(), 50_000_000)) / 1e9)
-                    self._turn.clear()
+                    self._turn.end()
                 elif self.lanes and not any(lane.slices for lane in self.lanes.values()):
                     self._admit(block=True)
         except KeyboardInterrupt:
@@ -542,6 +538,7 @@ class Runner:
             self.stop.set()
             self.in_q.close()
             self._hand_over([], flush=True)
+            self._turn.begin()  # the loop only waits from here: the sinks write their backlog freely
             self.out_q.close()
             sink_thread.join(timeout=30)
             source_thread.join(timeout=5)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+import torch
+
 from streamsnn.encoding import Encoder
 from streamsnn.events import Slice
 from streamsnn.slicing import EventSlice, Slicer
@@ -14,13 +16,15 @@ from streamsnn.sources.base import Packet
 @dataclass
 class SampleSlices:
     """All slices of one sample of a segmented source, encoded. ``late_events``: events the
-    slicer dropped as too late to place in time."""
+    slicer dropped as too late to place in time. ``mean_input``: the mean of the slices' inputs
+    (C×H×W, summed in step order like the SNN accumulates), when asked for (the ANN reference)."""
 
     stream: str
     sample: int
     label: int | None
     slices: list[Slice]
     late_events: int = 0
+    mean_input: torch.Tensor | None = None
 
 
 def to_slice(
@@ -66,8 +70,17 @@ def encode_slices(encoder: Encoder, slices: list[Slice]) -> list[Slice]:
     return slices
 
 
-def encoded_sample(packet: Packet, slicer: Slicer | None, encoder: Encoder, frame_steps: int) -> SampleSlices:
-    """One whole sample cut (``sample_slices``) and encoded (``encode_slices``)."""
+def encoded_sample(
+    packet: Packet, slicer: Slicer | None, encoder: Encoder, frame_steps: int, mean: bool = False
+) -> SampleSlices:
+    """One whole sample cut (``sample_slices``) and encoded (``encode_slices``), with the mean
+    of its inputs if ``mean``."""
     slices = encode_slices(encoder, sample_slices(packet, slicer, frame_steps))
     late = slicer.late_events if slicer is not None else 0
-    return SampleSlices(packet.stream, int(packet.sample or 0), packet.label, slices, late)
+    sample = SampleSlices(packet.stream, int(packet.sample or 0), packet.label, slices, late)
+    if mean:
+        total = slices[0].input.clone()
+        for item in slices[1:]:
+            total.add_(item.input)
+        sample.mean_input = total.div_(len(slices))
+    return sample
