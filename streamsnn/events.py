@@ -121,7 +121,8 @@ class Slice:
     ``sample_t0_us`` is the first event of the sample, so ``t_end_us - sample_t0_us`` is the
     input latency of a decision made after this slice. ``arrival_ns`` is the monotonic wall
     clock at which the slice became available. ``input`` is the slice encoded for the network
-    (C×H×W) and ``encode_s`` the wall time that took (s), set by the runtime's source stage.
+    (1×C×H×W, a batch of one) and ``encode_s`` the wall time that took (s), set by the runtime's
+    source stage.
     """
 
     stream: str

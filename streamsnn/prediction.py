@@ -40,7 +40,7 @@ class Prediction:
     energy_uj: float = 0.0
     emit_time: float = 0.0
     output: list[float] | None = field(default=None, repr=False)  # accumulated output (K values)
-    input: Any = field(default=None, repr=False)  # this slice's input tensor, for policies that ask
+    input: Any = field(default=None, repr=False)  # this slice's input (1×C×H×W), for policies that ask
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-type fields for JSON and msgpack (the output and input tensors are left out)."""

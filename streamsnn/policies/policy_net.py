@@ -78,7 +78,7 @@ class PolicyNetExit:
         if pred.step == 1 or key not in self._target:
             if pred.input is None:
                 raise ValueError("policy_net needs the slice input; the runtime passes it with needs_input")
-            self._target[key] = int(self.choose(pred.input[None])[0])
+            self._target[key] = int(self.choose(pred.input)[0])
         if pred.step >= self._target[key]:
             del self._target[key]
             return "policy"

@@ -333,12 +333,12 @@ class Runner:
         self.lane_steps += len(keys)
         chunk = max(len(taken) for taken in items) if self.cfg.runtime.chunk > 1 else 1
         if chunk == 1:
-            inputs = [taken[0].input for taken in items]
-            batch = inputs[0].unsqueeze(0) if len(inputs) == 1 else torch.stack(inputs)
+            inputs = [taken[0].input for taken in items]  # 1×C×H×W each
+            batch = inputs[0] if len(inputs) == 1 else torch.cat(inputs)
         else:
             zero = torch.zeros_like(items[0][0].input)
             steps = [
-                torch.stack([taken[t].input if t < len(taken) else zero for taken in items])
+                torch.cat([taken[t].input if t < len(taken) else zero for taken in items])
                 for t in range(chunk)
             ]
             batch = torch.stack(steps)
@@ -474,7 +474,7 @@ class Runner:
         with torch.inference_mode():
             for start in range(0, len(self._ann_inputs), 64):
                 part = self._ann_inputs[start : start + 64]
-                outputs = model(torch.stack([x for _, x in part])).double().tolist()
+                outputs = model(torch.cat([x for _, x in part])).double().tolist()
                 for (i, _), out in zip(part, outputs, strict=True):
                     self.outcomes[i].cls_ann, self.outcomes[i].ann_output = int(np.argmax(out)), out
 

@@ -17,7 +17,7 @@ from streamsnn.sources.base import Packet
 class SampleSlices:
     """All slices of one sample of a segmented source, encoded. ``late_events``: events the
     slicer dropped as too late to place in time. ``mean_input``: the mean of the slices' inputs
-    (C×H×W, summed in step order like the SNN accumulates), when asked for (the ANN reference)."""
+    (1×C×H×W, summed in step order like the SNN accumulates), when asked for (the ANN reference)."""
 
     stream: str
     sample: int
@@ -55,17 +55,18 @@ def sample_slices(packet: Packet, slicer: Slicer | None, frame_steps: int) -> li
 
 
 def encode_slices(encoder: Encoder, slices: list[Slice]) -> list[Slice]:
-    """Set every slice's ``input`` (C×H×W) and ``encode_s`` (s)."""
+    """Set every slice's ``input`` (1×C×H×W: a batch of one, so that a stream stepped on its
+    own needs no tensor call on the stepping loop) and ``encode_s`` (s)."""
     if hasattr(encoder, "encode_many") and slices:  # event binning: one pass for all
         t0 = time.perf_counter()
-        inputs = encoder.encode_many(slices)
+        inputs = encoder.encode_many(slices).split(1)
         share = (time.perf_counter() - t0) / len(slices)
         for item, x in zip(slices, inputs, strict=True):
             item.input, item.encode_s = x, share
         return slices
     for item in slices:
         t0 = time.perf_counter()
-        item.input = encoder(item)
+        item.input = encoder(item).unsqueeze(0)
         item.encode_s = time.perf_counter() - t0
     return slices
 

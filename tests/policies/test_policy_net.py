@@ -63,7 +63,7 @@ def test_policy_net_is_final_at_the_chosen_step_per_stream(policy_file):
     assert policy.choose(xs).tolist() == expected
     exits = {}
     for step in range(1, 5):  # six streams interleaved step by step
-        for s, x in enumerate(xs):
+        for s, x in enumerate(xs.split(1)):  # a slice's input is a batch of one
             if s in exits:
                 continue
             p = Prediction(f"cam{s}", 0, step, 0, 0, 0, 0.5, [0.5, 0.5], input=x)

@@ -36,7 +36,9 @@ def test_in_place_step_and_chunked_run_equal_the_differentiable_path():
         chunk_state = net.init_state(3)
         outs, spikes = net.run_(xs, chunk_state)
         assert torch.equal(spikes, ref_spikes)
-        assert torch.equal(chunk_state.out, state.out)  # same additions in the same order
+        # the same additions in the same order, of outputs that the last layer's matrix product
+        # may round differently for T·B rows than for B (the kernel's blocking depends on them)
+        torch.testing.assert_close(chunk_state.out, state.out, rtol=1e-6, atol=1e-6)
         torch.testing.assert_close(outs, ref, rtol=1e-6, atol=1e-6)
         assert spikes.sum() > 0
 
