@@ -362,7 +362,9 @@ class Runner:
         emitted: list[Prediction] = []
         for i, lane in enumerate(lanes):
             # encoding and the whole call come before any of the call's predictions
-            lane.compute_s += sum(item.encode_s for item in items[i]) + shared_s
+            lane.compute_s += shared_s
+            for item in items[i]:
+                lane.compute_s += item.encode_s
             for t, item in enumerate(items[i]):
                 if lane.key not in self.lanes:
                     break  # closed at an exit earlier in this chunk
