@@ -17,7 +17,7 @@ from streamsnn.sources.base import Packet
 class SampleSlices:
     """All slices of one sample of a segmented source, encoded. ``late_events``: events the
     slicer dropped as too late to place in time. ``mean_input``: the mean of the slices' inputs
-    (1×C×H×W, summed in step order like the SNN accumulates), when asked for (the ANN reference)."""
+    (1×C×H×W), when asked for (the ANN reference)."""
 
     stream: str
     sample: int
@@ -80,8 +80,5 @@ def encoded_sample(
     late = slicer.late_events if slicer is not None else 0
     sample = SampleSlices(packet.stream, int(packet.sample or 0), packet.label, slices, late)
     if mean:
-        total = slices[0].input.clone()
-        for item in slices[1:]:
-            total.add_(item.input)
-        sample.mean_input = total.div_(len(slices))
+        sample.mean_input = torch.cat([item.input for item in slices]).mean(0, keepdim=True)
     return sample

@@ -83,7 +83,7 @@ def lif_hard_reset_step(
 ) -> tuple[torch.Tensor, IFState]:
     """``v ← decay·v + x``; spike if ``v ≥ threshold`` (surrogate gradient of width ``gamma``);
     a spiking neuron resets to 0. ``decay`` is SEENN's τ = 0.5."""
-    v = state.v * decay + x
+    v = torch.add(x, state.v, alpha=decay)  # one pass, the same op as the in-place step
     spikes = SurrogateSpike.apply(v - threshold, gamma)
     return spikes, IFState(v * (1 - spikes))
 
@@ -171,7 +171,7 @@ class LIFNeuron(SpikingNeuron):
         return lif_hard_reset_step(x, state, self.threshold.to(x.dtype), self.decay, self.gamma)
 
     def step_(self, x: torch.Tensor, state: IFState, out: torch.Tensor | None = None) -> torch.Tensor:
-        v = state.v.mul_(self.decay).add_(x)  # add(alpha=decay) may fuse (FMA): other rounding
+        v = torch.add(x, state.v, alpha=self.decay, out=state.v)  # one pass for leak and input
         spikes = self._fire(v, out)
         v.addcmul_(v, spikes, value=-1)  # a spiking neuron's v − v = 0 (hard reset)
         return spikes
