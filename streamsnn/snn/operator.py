@@ -4,6 +4,11 @@ Every stream (a camera, or a sample being replayed) owns one slot of a batch of 
 ``step`` advances any subset of streams by one slice in one batched call; streams not in the call
 keep their state untouched, and a stream's result never depends on which other streams share the
 batch. ``reset`` returns a stream to the fresh state (membranes at V0, empty output).
+
+The attached streams always hold the first slots: a detached stream's slot is filled by moving the
+last stream's rows into it. A call that steps every attached stream (offline replay, and live
+streams that all have a slice) then works in place on views of those rows, however many are
+free; only a call for a strict subset gathers a copy of its rows and writes it back.
 """
 
 from __future__ import annotations
@@ -80,8 +85,9 @@ class SNNOperator:
         self._fresh_rows = [f[0] for layer in self._fresh.layers for f in layer]
         self._fresh_rows += [self.state.out[0].new_zeros(()), self.counts[0].new_zeros(())]
         self.count_operations, self.analog_input = count_operations, analog_input
-        self._slots: dict[Hashable, int] = {}
-        self._free = list(range(capacity - 1, -1, -1))
+        self._slots: dict[Hashable, int] = {}  # stream → slot
+        self._keys: list[Hashable] = []  # slot → stream, for the first len(_keys) slots
+        self._prefixes: dict[int, NetState] = {}  # n → views of the state's first n rows
 
     def _laid_out(self, state: NetState) -> NetState:
         """``state`` with its 4-D tensors in the operator's memory layout."""
@@ -99,16 +105,23 @@ class SNNOperator:
         """Give stream ``key`` a fresh slot (idempotent)."""
         if key in self._slots:
             return self._slots[key]
-        if not self._free:
+        slot = len(self._keys)
+        if slot == self.capacity:
             raise RuntimeError(f"operator is full ({self.capacity} streams); detach one first")
-        slot = self._free.pop()
         self._slots[key] = slot
+        self._keys.append(key)
         self._reset_slots([slot])
         return slot
 
     def detach(self, key: Hashable) -> None:
-        """Free the slot of stream ``key``."""
-        self._free.append(self._slots.pop(key))
+        """Free the slot of stream ``key``: the last attached stream moves into it (its rows
+        copied as they are), so the attached streams keep holding the first slots."""
+        slot = self._slots.pop(key)
+        last_key = self._keys.pop()
+        if last_key != key:
+            for dst, src in zip(self._rows[slot], self._rows[len(self._keys)], strict=True):
+                dst.copy_(src)
+            self._keys[slot], self._slots[last_key] = last_key, slot
 
     def reset(self, keys: Sequence[Hashable]) -> None:
         """Clear the state of these streams: membranes back to V0, output and counters to 0."""
@@ -151,22 +164,34 @@ class SNNOperator:
     # -- stepping -------------------------------------------------------------------------
     def _plan(
         self, keys: Sequence[Hashable], x: torch.Tensor, batch_dim: int
-    ) -> tuple[torch.Tensor | None, torch.Tensor, NetState]:
-        """Slots of ``keys`` (None: all slots in order), the input with its rows in the order of
-        the state to step, and that state: the operator's own when ``keys`` cover every slot (the
-        input rows are permuted instead), else a gathered copy of those slots' state."""
+    ) -> tuple[torch.Tensor | None, torch.Tensor, NetState, bool]:
+        """Slots of ``keys`` (None: the first slots in order), the input with its rows in the
+        order of the state to step, that state, and whether it is stepped in place: views of the
+        first rows when ``keys`` are every attached stream (the input rows are permuted instead),
+        else a gathered copy of those slots' state."""
         x = x.to(self.device, self.dtype)
         x = self._layout(x) if batch_dim == 0 else x  # a chunk's T×B×… is laid out by the first layer
         slots = self._slot_list(keys)
-        if slots == self._in_order:
-            return None, x, self.state
+        n = len(slots)
+        if n == len(self._keys):
+            state = self.state if n == self.capacity else self._prefix(n)
+            if slots == self._in_order[:n]:
+                return None, x, state, True
+            idx = torch.tensor(slots, device=self.device)
+            permuted = torch.empty_like(x)
+            permuted.index_copy_(batch_dim, idx, x)
+            return idx, permuted, state, True
         idx = torch.tensor(slots, device=self.device)
-        if len(slots) != self.capacity:
-            layers = tuple(type(s)(*(f[idx] for f in s)) for s in self.state.layers)
-            return idx, x, NetState(layers, self.state.out[idx])
-        permuted = torch.empty_like(x)
-        permuted.index_copy_(batch_dim, idx, x)
-        return idx, permuted, self.state
+        layers = tuple(type(s)(*(f[idx] for f in s)) for s in self.state.layers)
+        return idx, x, NetState(layers, self.state.out[idx]), False
+
+    def _prefix(self, n: int) -> NetState:
+        """Views of the first ``n`` rows of every state tensor (made once per n)."""
+        view = self._prefixes.get(n)
+        if view is None:
+            layers = tuple(type(s)(*(f[:n] for f in s)) for s in self.state.layers)
+            view = self._prefixes[n] = NetState(layers, self.state.out[:n])
+        return view
 
     def _increments(self, spikes: torch.Tensor, counter: SampleCounter | None) -> torch.Tensor:
         """Counter increments per stream and step (…×4: steps, spikes, accumulates, MACs)."""
@@ -179,21 +204,27 @@ class SNNOperator:
         return inc
 
     def _finish(
-        self, idx: torch.Tensor | None, state: NetState, outputs: torch.Tensor, inc: torch.Tensor
+        self,
+        idx: torch.Tensor | None,
+        state: NetState,
+        in_place: bool,
+        outputs: torch.Tensor,
+        inc: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Write back a gathered state and add the counter increments (T×B×4, rows in the
         state's order). Returns ``outputs`` (…×B×K) and the counters after every step (T×B×4),
         both with their rows in the order of the keys, copied out of the operator's state."""
-        since = self.counts if state is self.state else self.counts[idx]
-        counts = since + inc.cumsum(0)  # counts are integers, exact in float64
-        if state is not self.state:
+        if not in_place:
+            counts = self.counts[idx] + inc.cumsum(0)  # counts are integers, exact in float64
             for layer, s in zip(self.state.layers, state.layers, strict=True):
                 for field, value in zip(layer, s, strict=True):
                     field[idx] = value
             self.state.out[idx] = state.out
             self.counts[idx] = counts[-1]
             return outputs, counts
-        self.counts.copy_(counts[-1])
+        since = self.counts[: inc.shape[1]]
+        counts = since + inc.cumsum(0)
+        since.copy_(counts[-1])
         if idx is None:
             return outputs.clone(), counts
         return outputs[..., idx, :], counts[:, idx]
@@ -201,10 +232,11 @@ class SNNOperator:
     @torch.inference_mode()
     def step(self, keys: Sequence[Hashable], x: torch.Tensor) -> StepResult:
         """Advance streams ``keys`` by one slice each; ``x`` is B×C×H×W (row i for keys[i])."""
-        idx, x, state = self._plan(keys, x, 0)
+        idx, x, state, in_place = self._plan(keys, x, 0)
         counter = SampleCounter(len(x), self.analog_input, self.device) if self.count_operations else None
         spikes = self.net.step_(x, state, counter)
-        output, counts = self._finish(idx, state, state.out, self._increments(spikes, counter)[None])
+        inc = self._increments(spikes, counter)[None]
+        output, counts = self._finish(idx, state, in_place, state.out, inc)
         return StepResult(list(keys), output, counts[0])
 
     @torch.inference_mode()
@@ -213,9 +245,9 @@ class SNNOperator:
         chunked mode of offline replay). Every field of the result has a leading T axis: the
         accumulated output (T×B×K) and the counters (T×B) after every slice, as T ``step`` calls
         would give."""
-        idx, xs, state = self._plan(keys, xs, 1)
+        idx, xs, state, in_place = self._plan(keys, xs, 1)
         t_n, b = xs.shape[:2]
         counter = SampleCounter(t_n * b, self.analog_input, self.device) if self.count_operations else None
         outs, spikes = self.net.run_(xs, state, counter)
-        outs, counts = self._finish(idx, state, outs, self._increments(spikes, counter))
+        outs, counts = self._finish(idx, state, in_place, outs, self._increments(spikes, counter))
         return StepResult(list(keys), outs, counts)

@@ -65,6 +65,41 @@ def test_streams_step_independently_in_any_subset_and_order():
     assert r.steps.tolist() == [3]
 
 
+def test_streams_that_come_and_go_keep_their_solo_results():
+    """Detaching moves the last stream into the freed slot; calls for every attached stream step
+    views of the first slots, calls for a subset a gathered copy: neither changes a result."""
+    xs = inputs(8, 4, seed=5)
+    op = make_operator(capacity=4)
+    col = {"a": 0, "b": 1, "c": 2, "d": 3}  # each stream's input column
+    seen: dict[str, list[torch.Tensor]] = {k: [] for k in col}
+    t_of = dict.fromkeys(col, 0)
+
+    def step(keys):
+        batch = torch.stack([xs[t_of[k], col[k]] for k in keys])
+        res = op.step(keys, batch)
+        for i, k in enumerate(keys):
+            seen[k].append(res.output[i].clone())
+            t_of[k] += 1
+
+    for k in "abc":
+        op.attach(k)
+    step(["a", "b", "c"])  # every attached stream, in slot order
+    step(["c", "a", "b"])  # every attached stream, permuted
+    op.detach("a")  # c moves into a's slot
+    op.attach("d")
+    step(["d", "c", "b"])
+    step(["b"])  # a subset: gathered
+    op.detach("b")
+    step(["c", "d"])
+    assert sorted(op.streams) == ["c", "d"]
+    for k in col:
+        solo = make_operator(capacity=1)
+        solo.attach(k)
+        for t, got in enumerate(seen[k]):
+            expected = solo.step([k], xs[t, col[k]][None]).output[0]
+            torch.testing.assert_close(got, expected, rtol=0, atol=1e-9)
+
+
 def test_reset_clears_state_to_fresh():
     op = make_operator(capacity=2)
     op.attach("a")
