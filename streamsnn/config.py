@@ -355,7 +355,9 @@ class RuntimeConfig(Strict):
     CPU at small batches); every slice still gets its prediction and exits are decided per step,
     but an exit inside a chunk has computed the chunk's later steps too (counted in its compute
     latency). ``channels_last``: the operator keeps convolution weights, state and input in
-    channels-last memory layout (faster on CPU, same results)."""
+    channels-last memory layout (faster on CPU, same results). ``threads``: torch's intra-op
+    threads during the run; by default every usable core but one, which the source and sink
+    threads take."""
 
     batch_size: PositiveInt = 32
     queue_size: PositiveInt = 64

@@ -109,8 +109,6 @@ def _build_around(cfg: PipelineConfig, source: Source, origin: str) -> Pipeline:
             f"{origin}: runtime.chunk: {cfg.runtime.chunk} steps per call needs an offline replay with "
             f"realtime: false (source '{cfg.source.type}' is {'live' if source.live else 'paced'})"
         )
-    if cfg.runtime.threads:
-        torch.set_num_threads(cfg.runtime.threads)
     dtype = torch.float64 if cfg.model.dtype == "float64" else torch.float32
     try:
         operator = SNNOperator(

@@ -250,3 +250,24 @@ def test_decaying_reset_keeps_deciding_without_hard_resets(root):
     result = run(cfg)
     assert len(result.outcomes) >= 6 and all(o.steps <= 4 for o in result.outcomes)
     assert [o.sample for o in result.outcomes] == list(range(len(result.outcomes)))
+
+
+def test_torch_threads_are_set_for_the_run_and_restored(root, monkeypatch):
+    import torch
+
+    from streamsnn.runtime.runner import run_threads
+
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    assert run_threads(None) == 3  # every core but one: the source and sink threads take it
+    assert run_threads(2) == 2
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0})
+    assert run_threads(None) == 1
+    before = torch.get_num_threads()
+    seen = []
+    cfg = config(root, "source.limit=4", "runtime.threads=1")
+    pipe = build_pipeline(cfg)
+    step = pipe.operator.step
+    pipe.operator.step = lambda *a: seen.append(torch.get_num_threads()) or step(*a)
+    report = run_pipeline(pipe).report
+    assert set(seen) == {1} and report["torch_threads"] == 1
+    assert torch.get_num_threads() == before
