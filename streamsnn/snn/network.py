@@ -153,7 +153,9 @@ class SpikingNetwork(nn.Module):
         the batch. Returns the last layer's output per step ((t_n·B)×K, not accumulated) and the
         spikes per step and stream ((t_n·B))."""
         saved: dict[str, torch.Tensor] = {}
-        spikes, k = None, 0
+        # spikes per spiking layer and stream, summed into rows of one buffer (one call per layer)
+        per_layer = x.new_empty(len(self.neurons), x.shape[0])
+        rows, k = per_layer.unbind(0), 0
         for spiking, layer, owned in self._program:
             if spiking:
                 s = state.layers[k]
@@ -170,14 +172,11 @@ class SpikingNetwork(nn.Module):
                 if observe is not None:
                     observe(layer, x, z)
                 # summed over dims, not flatten(1): a channels-last tensor would be copied
-                count = (z.abs() if layer.signed else z).sum(tuple(range(1, z.dim())))
-                spikes = count if spikes is None else spikes.add_(count)
+                torch.sum(z.abs() if layer.signed else z, tuple(range(1, z.dim())), out=rows[k - 1])
                 x = z
             else:
                 x = self._synapse(layer, x, saved, observe)
-        if spikes is None:
-            spikes = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
-        return x, spikes
+        return x, per_layer.sum(0)
 
     @torch.no_grad()
     def step_(self, x: torch.Tensor, state: NetState, observe: Observer | None = None) -> torch.Tensor:
