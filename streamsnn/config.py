@@ -38,10 +38,13 @@ Split = Literal["train", "val", "test"]
 # -- sources --------------------------------------------------------------------------------
 class DigitsDVSSourceConfig(Strict):
     """digits-dvs: the embedded handwritten digits as emulated DVS recordings (34×34, 300 ms).
-    ``live``: play the split as one continuous real-time camera stream in ``packet_us`` packets."""
+    ``live``: play the split as one continuous real-time camera stream in ``packet_us`` packets.
+    ``offset`` skips the split's first samples and ``limit`` keeps the next N (a range of the
+    split, e.g. one shard of a replay); samples keep their numbers in the split."""
 
     type: Literal["digits_dvs"]
     split: Split = "test"
+    offset: NonNegativeInt = 0
     limit: PositiveInt | None = None
     seed: int = 0
     live: bool = False
@@ -49,10 +52,12 @@ class DigitsDVSSourceConfig(Strict):
 
 
 class DigitsFramesSourceConfig(Strict):
-    """The embedded handwritten digits as intensity frames (size×size)."""
+    """The embedded handwritten digits as intensity frames (size×size); ``offset`` and ``limit``
+    as for digits_dvs."""
 
     type: Literal["digits_frames"]
     split: Split = "test"
+    offset: NonNegativeInt = 0
     limit: PositiveInt | None = None
     size: PositiveInt = 16
 
@@ -60,12 +65,14 @@ class DigitsFramesSourceConfig(Strict):
 class EventDatasetSourceConfig(Strict):
     """Replay of a recorded data set through tonic (``root``: tonic's ``save_to``; ``download``:
     fetch it when missing). Splits are stored and fixed (CIFAR10-DVS per class: 0–799 train,
-    800–899 val, 900–999 test); ``limit`` takes a class-balanced prefix."""
+    800–899 val, 900–999 test); ``limit`` takes a class-balanced prefix, after skipping
+    ``offset`` samples (samples keep their numbers in the split)."""
 
     type: Literal["cifar10dvs", "nmnist", "dvs_gesture"]
     root: str = "data"
     download: bool = False
     split: Split = "test"
+    offset: NonNegativeInt = 0
     limit: PositiveInt | None = None
 
 

@@ -164,7 +164,8 @@ class DigitsDVS(SourceBase):
 
     ``live=True`` plays the split instead as one continuous camera stream: the recordings back
     to back on one sensor clock, in packets of ``packet_us`` released in real time, with no
-    sample boundaries (the label of the digit in view rides along for scoring).
+    sample boundaries (the label of the digit in view rides along for scoring). ``offset`` and
+    ``limit`` select positions ``offset … offset + limit − 1`` of the split, numbered as in it.
     """
 
     kind = "events"
@@ -178,32 +179,33 @@ class DigitsDVS(SourceBase):
         seed: int = 0,
         live: bool = False,
         packet_us: int = 1_000,
+        offset: int = 0,
     ) -> None:
         _, self._labels, self._split_index = digits_split(split)
-        self._index = self._split_index
-        if limit is not None:
-            self._labels, self._index = self._labels[:limit], self._index[:limit]
+        end = len(self._split_index) if limit is None else min(offset + limit, len(self._split_index))
+        self._positions = range(min(offset, end), end)  # positions in the split
         self.split, self.seed, self.live, self.packet_us = split, seed, live, packet_us
         self.stream = f"digits-dvs/{split}" + ("/live" if live else "")
 
     def __len__(self) -> int:
-        return len(self._index)
+        return len(self._positions)
 
     def recordings(self) -> Iterator[tuple[int, np.ndarray]]:
-        """(position in the split, events) of every recording, loaded from the disk cache or
-        generated, one chunk of ``GENERATE_BATCH`` split positions at a time."""
+        """(position in the split, events) of every selected recording, loaded from the disk
+        cache or generated, one chunk of ``GENERATE_BATCH`` split positions at a time."""
         folder, writable = _open_cache()
-        for start in range(0, len(self), GENERATE_BATCH):
-            chunk = self._split_index[start : start + GENERATE_BATCH]  # whole chunk, whatever the limit
-            needed = min(len(chunk), len(self) - start)
+        first, end = self._positions.start, self._positions.stop
+        for start in range(first - first % GENERATE_BATCH, end, GENERATE_BATCH):
+            chunk = self._split_index[start : start + GENERATE_BATCH]  # whole chunk, whatever the range
+            lo, hi = max(first, start) - start, min(end, start + len(chunk)) - start
             path = folder / _chunk_name(self.split, self.seed, start, chunk) if folder else None
             events = _load_chunk(path, chunk) if path else None
-            if events is None and writable and path:  # the whole chunk, for any later limit too
+            if events is None and writable and path:  # the whole chunk, for any later range too
                 events = digits_dvs_events(chunk, self.seed)
                 _save_chunk(path, chunk, events)
             elif events is None:  # nowhere to keep it: make only what is asked for
-                events = digits_dvs_events(chunk[:needed], self.seed)
-            yield from enumerate(events[:needed], start)
+                events = [None] * lo + digits_dvs_events(chunk[lo:hi], self.seed)
+            yield from zip(range(start + lo, start + hi), events[lo:hi], strict=True)
 
     def __iter__(self) -> Iterator[Packet]:
         if self.live:
@@ -215,7 +217,7 @@ class DigitsDVS(SourceBase):
     def _live(self) -> Iterator[Packet]:
         wall0 = time.monotonic()
         for i, events in self.recordings():
-            offset = i * RECORDING_US
+            offset = (i - self._positions.start) * RECORDING_US
             cuts = np.searchsorted(events["t"], np.arange(self.packet_us, RECORDING_US + 1, self.packet_us))
             lo = 0
             for k, hi in enumerate(cuts):
@@ -308,10 +310,12 @@ class DigitsFrames(SourceBase):
     live = False
     labels = True
 
-    def __init__(self, split: str = "test", limit: int | None = None, size: int = 16) -> None:
+    def __init__(
+        self, split: str = "test", limit: int | None = None, size: int = 16, offset: int = 0
+    ) -> None:
         images, self._labels, _ = digits_split(split)
-        if limit is not None:
-            images, self._labels = images[:limit], self._labels[:limit]
+        end = None if limit is None else offset + limit
+        images, self._labels, self._first = images[offset:end], self._labels[offset:end], offset
         self._frames = digit_frames(images, size)
         self.sensor = Sensor("digits_frames", size, size, 1, "digits as intensity frames")
         self.stream = f"digits-frames/{split}"
@@ -320,7 +324,7 @@ class DigitsFrames(SourceBase):
         return len(self._labels)
 
     def __iter__(self) -> Iterator[Packet]:
-        for i, (frame, label) in enumerate(zip(self._frames, self._labels, strict=True)):
+        for i, (frame, label) in enumerate(zip(self._frames, self._labels, strict=True), self._first):
             yield Packet(self.stream, i, frame, int(label), 0, 0)
 
 

@@ -124,10 +124,11 @@ class EventDatasetSource(SourceBase):
         download: bool = False,
         split: str = "test",
         limit: int | None = None,
+        offset: int = 0,
     ) -> None:
-        self.name, self.split = name, split
+        self.name, self.split, self.offset = name, split, offset
         self.dataset = open_tonic_dataset(name, root, split, download)
-        self.indices = dataset_split(name, self.dataset, split)[:limit]
+        self.indices = dataset_split(name, self.dataset, split)[offset:][:limit]
         width, height = DATASETS[name][1]
         self.sensor = Sensor(name, width, height, 2, f"{DATASETS[name][0]} (tonic)")
         self.stream = f"{name}/{split}"
@@ -137,7 +138,7 @@ class EventDatasetSource(SourceBase):
         return len(self.indices)
 
     def __iter__(self) -> Iterator[Packet]:
-        for position, index in enumerate(self.indices):
+        for position, index in enumerate(self.indices, self.offset):
             try:
                 events, label = self.dataset[index]
                 events = to_events(events)

@@ -271,3 +271,21 @@ def test_torch_threads_are_set_for_the_run_and_restored(root, monkeypatch):
     report = run_pipeline(pipe).report
     assert set(seen) == {1} and report["torch_threads"] == 1
     assert torch.get_num_threads() == before
+
+
+def test_ranges_of_a_split_replayed_apart_give_the_whole_replay(root):
+    """offset + limit shard a replay: the shards' per-sample decisions, numbered as in the split,
+    are those of one replay of the whole range."""
+
+    def decisions(*overrides):
+        result = run(config(root, "runtime.batch_size=8", *overrides))
+        return {
+            o.sample: (o.label, o.cls, o.steps, o.reason, o.cls_full_t, o.cls_ann) for o in result.outcomes
+        }
+
+    whole = decisions("source.limit=20")
+    shards = [
+        decisions(f"source.offset={start}", f"source.limit={n}") for start, n in ((0, 7), (7, 7), (14, 6))
+    ]
+    assert [sorted(s) for s in shards] == [list(range(0, 7)), list(range(7, 14)), list(range(14, 20))]
+    assert {k: v for s in shards for k, v in s.items()} == whole

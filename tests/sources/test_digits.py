@@ -218,3 +218,27 @@ def test_unwritable_cache_still_yields_the_recordings(monkeypatch, tmp_path, cap
     _assert_same(events, digits_dvs_events(digits_split("test")[2][:3]))
     assert [len(c) for c in calls] == [3]  # nothing to keep, so only what was asked for
     assert not caplog.records and blocker.read_text() == ""
+
+
+def test_offset_and_limit_select_a_range_numbered_as_in_the_split(monkeypatch, tmp_path):
+    monkeypatch.setenv("STREAMSNN_CACHE", str(tmp_path))
+    monkeypatch.setattr(digits, "GENERATE_BATCH", 8)  # the range crosses chunk boundaries
+    whole = list(DigitsDVS(split="test", limit=24))
+    part = DigitsDVS(split="test", offset=13, limit=9)
+    packets = list(part)
+    assert len(part) == 9 and [p.sample for p in packets] == list(range(13, 22))
+    assert [p.label for p in packets] == [p.label for p in whole[13:22]]
+    _assert_same([p.data for p in packets], [p.data for p in whole[13:22]])
+    tail = DigitsDVS(split="test", offset=355, limit=10)  # runs past the end: what is there
+    assert [p.sample for p in tail] == list(range(355, 360))
+    assert len(DigitsDVS(split="test", offset=400)) == 0
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    monkeypatch.setenv("STREAMSNN_CACHE", str(blocker / "cache"))  # nothing kept: only the range made
+    calls = _spy(monkeypatch)
+    _assert_same([p.data for p in DigitsDVS(split="test", offset=13, limit=9)], [p.data for p in packets])
+    assert [len(c) for c in calls] == [3, 6]  # positions 13–15 of one chunk, 16–21 of the next
+    frames = DigitsFrames(split="test", offset=3, limit=2)
+    whole_frames = list(DigitsFrames(split="test", limit=5))
+    assert [(p.sample, p.label) for p in frames] == [(p.sample, p.label) for p in whole_frames[3:5]]
+    assert all(np.array_equal(a.data, b.data) for a, b in zip(frames, whole_frames[3:5], strict=True))

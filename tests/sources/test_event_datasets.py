@@ -67,3 +67,12 @@ def test_missing_data_sets_say_where_and_what_to_do(root, tmp_path):
     cfg = load_pipeline(root / "pipelines" / "cifar10dvs_replay.yaml", [f"source.root={tmp_path}"])
     with pytest.raises(ConfigError, match=r"source: .*CIFAR10DVS not found"):
         build_pipeline(cfg)
+
+
+def test_offset_and_limit_select_a_range_numbered_as_in_the_split(cifar10dvs_root):
+    whole = list(EventDatasetSource("cifar10dvs", root=str(cifar10dvs_root), split="test", limit=5))
+    part = list(EventDatasetSource("cifar10dvs", root=str(cifar10dvs_root), split="test", offset=2, limit=2))
+    assert [(p.sample, p.label) for p in part] == [(p.sample, p.label) for p in whole[2:4]]
+    assert [p.sample for p in part] == [2, 3] and all(
+        (a.data == b.data).all() for a, b in zip(part, whole[2:4], strict=True)
+    )
