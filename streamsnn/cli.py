@@ -19,6 +19,10 @@ def _run(args: argparse.Namespace) -> int:
     overrides = list(args.set or [])
     if args.no_progress:
         overrides.append("runtime.progress=false")
+    if args.executor:
+        overrides.append(f"executor={args.executor}")
+    if args.ray_address:
+        overrides.append(f"ray.address={args.ray_address}")
     cfg = load_pipeline(args.pipeline, overrides)
     if args.output:
         cfg = cfg.model_copy(update={"sinks": [*cfg.sinks, JsonlSinkConfig(type="jsonl", path=args.output)]})
@@ -28,7 +32,12 @@ def _run(args: argparse.Namespace) -> int:
     for sink in pipe.sinks:
         if hasattr(sink, "endpoint"):
             print(f"streamsnn: publishing predictions on {sink.endpoint}", file=sys.stderr)
-    result = run_pipeline(pipe)
+    if cfg.executor == "ray":
+        from streamsnn.runtime.ray_executor import run_on_ray
+
+        result = run_on_ray(pipe)
+    else:
+        result = run_pipeline(pipe)
     print(report_table(result.report))
     if result.report.get("interrupted"):
         print("interrupted: report covers the samples finished so far", file=sys.stderr)
@@ -227,6 +236,10 @@ def make_parser() -> argparse.ArgumentParser:
     run = _config_command(sub, "run", "run a pipeline.yaml: source → SNN → policies → sinks", "pipeline")
     run.add_argument("--output", help="also write every prediction to this JSONL file")
     run.add_argument("--report", help="write report.json (plus per-sample outcomes and a PNG) here")
+    run.add_argument(
+        "--executor", choices=["local", "ray"], help="ray: shard a dataset replay across Ray workers"
+    )
+    run.add_argument("--ray-address", help="a running Ray cluster (auto, ray://head:10001); else a local one")
     run.set_defaults(func=_run)
 
     subs = sub.add_parser("subscribe", help="print live predictions from a pipeline's zmq sink")

@@ -381,6 +381,19 @@ class ReportConfig(Strict):
     path: str | None = None
 
 
+class RayConfig(Strict):
+    """``executor: ray``: ``address`` of a running cluster (``auto``, ``ray://head:10001``; null
+    starts a local Ray instance with ``workers × cpus`` CPUs); ``workers`` operator workers, each
+    replaying ranges of ``samples_per_task`` samples of the split with ``cpus`` CPUs (its torch
+    threads) and ``gpus`` GPUs (set ``model.device: cuda`` to use them)."""
+
+    address: str | None = None
+    workers: PositiveInt = 2
+    samples_per_task: PositiveInt = 64
+    cpus: PositiveInt = 1
+    gpus: NonNegativeFloat = 0.0
+
+
 class PipelineConfig(Strict):
     name: str = "pipeline"
     source: SourceConfig
@@ -391,6 +404,9 @@ class PipelineConfig(Strict):
     runtime: RuntimeConfig = RuntimeConfig()
     sinks: list[SinkConfig] = []
     report: ReportConfig = ReportConfig()
+    # local: this process; ray: a dataset replay sharded by sample across Ray workers
+    executor: Literal["local", "ray"] = "local"
+    ray: RayConfig = RayConfig()
 
     def on_split(self, split: str) -> PipelineConfig:
         """The same pipeline reading ``split`` of its source."""

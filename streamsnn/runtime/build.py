@@ -48,16 +48,22 @@ def build_pipeline(cfg: PipelineConfig, origin: str = "pipeline") -> Pipeline:
     trained for...) raise ``ConfigError`` naming the fields involved; what was already opened (a
     bound socket, a sink's file) is closed again.
     """
-    try:
-        source = make_source(cfg.source.type, **_options(cfg.source))
-    except (OSError, ValueError, KeyError) as err:
-        raise ConfigError(f"{origin}: source: {err}") from None
-    source.realtime = cfg.runtime.realtime
+    source = open_source(cfg, origin)
     try:
         return _build_around(cfg, source, origin)
     except BaseException:
         source.close()
         raise
+
+
+def open_source(cfg: PipelineConfig, origin: str = "pipeline") -> Source:
+    """The source of ``cfg``, paced as ``runtime.realtime`` says."""
+    try:
+        source = make_source(cfg.source.type, **_options(cfg.source))
+    except (OSError, ValueError, KeyError) as err:
+        raise ConfigError(f"{origin}: source: {err}") from None
+    source.realtime = cfg.runtime.realtime
+    return source
 
 
 def _build_around(cfg: PipelineConfig, source: Source, origin: str) -> Pipeline:

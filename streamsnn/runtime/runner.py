@@ -503,16 +503,14 @@ class Runner:
         report = None
         try:
             try:
-                for sink in self.pipe.sinks:
-                    if hasattr(sink, "start"):
-                        sink.start()  # e.g. wait for subscribers
+                start_sinks(self.pipe.sinks)
             except BaseException:
                 self.pipe.source.close()
                 raise
             report = self._run_stages()
             return RunResult(report, self.outcomes)
         finally:
-            self._close_sinks(report)
+            close_sinks(self.pipe.sinks, report)
 
     def _run_stages(self) -> dict[str, Any]:
         """Source and sink threads around the stepping loop; the report."""
@@ -573,13 +571,6 @@ class Runner:
         extra["ann_reference_s"] = round(time.perf_counter() - t_ann, 3)
         return build_report(self.outcomes, extra)
 
-    def _close_sinks(self, report: dict[str, Any] | None) -> None:
-        """Hand the report to the sinks that take it (``finish``), then close every sink."""
-        for sink in self.pipe.sinks:
-            if report is not None and hasattr(sink, "finish"):
-                sink.finish(report)
-            sink.close()
-
     def _extra(self, wall: float, interrupted: bool) -> dict[str, Any]:
         cfg = self.cfg
         late = self.late_in_samples + sum(s.late_events for s in self.slicers.values())
@@ -597,6 +588,7 @@ class Runner:
             "model_share_of_wall": round(self.model_s / wall, 4) if wall > 0 else None,
             # streams per operator call: continuous batching keeps it near batch_size
             "mean_batch": round(self.lane_steps / self.model_calls, 2) if self.model_calls else None,
+            "lane_steps": self.lane_steps,
             "dropped_slices": self.in_q.dropped + self.dropped_in_lanes,
             "skipped_slices": self.skipped_slices,
             "out_of_bounds_events": int(getattr(self.pipe.encoder, "out_of_bounds", 0)),
@@ -605,7 +597,24 @@ class Runner:
             "source_stats": dict(self.pipe.source.stats),
             "recorded_events": sum(getattr(s, "events_written", 0) for s in self.pipe.sinks),
             "late_events_not_recorded": sum(getattr(s, "late_events", 0) for s in self.pipe.sinks),
+            "executor": "local",
+            "workers": 1,
         }
+
+
+def start_sinks(sinks: list[Any]) -> None:
+    """Start the sinks that need it before the first prediction (e.g. wait for subscribers)."""
+    for sink in sinks:
+        if hasattr(sink, "start"):
+            sink.start()
+
+
+def close_sinks(sinks: list[Any], report: dict[str, Any] | None) -> None:
+    """Hand the report to the sinks that take it (``finish``), then close every sink."""
+    for sink in sinks:
+        if report is not None and hasattr(sink, "finish"):
+            sink.finish(report)
+        sink.close()
 
 
 def run_pipeline(pipe: Pipeline) -> RunResult:
