@@ -11,18 +11,24 @@ from typing import Any
 from streamsnn.config import ConfigError
 
 
+def _overrides(args: argparse.Namespace) -> list[str]:
+    """``--set`` overrides, with ``--executor`` and ``--ray-address`` as theirs."""
+    overrides = list(args.set or [])
+    if args.executor:
+        overrides.append(f"executor={args.executor}")
+    if args.ray_address:
+        overrides.append(f"ray.address={args.ray_address}")
+    return overrides
+
+
 def _run(args: argparse.Namespace) -> int:
     from streamsnn.config import JsonlSinkConfig, load_pipeline
     from streamsnn.metrics import report_table, write_report
     from streamsnn.runtime import build_pipeline, run_pipeline
 
-    overrides = list(args.set or [])
+    overrides = _overrides(args)
     if args.no_progress:
         overrides.append("runtime.progress=false")
-    if args.executor:
-        overrides.append(f"executor={args.executor}")
-    if args.ray_address:
-        overrides.append(f"ray.address={args.ray_address}")
     cfg = load_pipeline(args.pipeline, overrides)
     if args.output:
         cfg = cfg.model_copy(update={"sinks": [*cfg.sinks, JsonlSinkConfig(type="jsonl", path=args.output)]})
@@ -32,12 +38,7 @@ def _run(args: argparse.Namespace) -> int:
     for sink in pipe.sinks:
         if hasattr(sink, "endpoint"):
             print(f"streamsnn: publishing predictions on {sink.endpoint}", file=sys.stderr)
-    if cfg.executor == "ray":
-        from streamsnn.runtime.ray_executor import run_on_ray
-
-        result = run_on_ray(pipe)
-    else:
-        result = run_pipeline(pipe)
+    result = run_pipeline(pipe)
     print(report_table(result.report))
     if result.report.get("interrupted"):
         print("interrupted: report covers the samples finished so far", file=sys.stderr)
@@ -83,8 +84,7 @@ def _calibrate(args: argparse.Namespace) -> int:
     from streamsnn.calibrate import calibrate, plot_scan
     from streamsnn.config import load_pipeline
 
-    overrides = list(args.set or [])
-    cfg = load_pipeline(args.pipeline, overrides)
+    cfg = load_pipeline(args.pipeline, _overrides(args))
     try:
         cal, scan, _ = calibrate(
             cfg,
@@ -116,7 +116,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from streamsnn.config import ConfidenceExitConfig, load_pipeline
     from streamsnn.evaluate import evaluate_policies, format_rows, plot_evaluation
 
-    cfg = load_pipeline(args.pipeline, list(args.set or []))
+    cfg = load_pipeline(args.pipeline, _overrides(args))
     out_dir = Path(args.output_dir or f"runs/{cfg.name}/evaluate")
     cal_path = Path(args.calibration or f"runs/{cfg.name}/calibration.json")
     try:
@@ -229,6 +229,13 @@ def _config_command(sub: Any, name: str, help_text: str, positional: str) -> arg
     return cmd
 
 
+def _executor_options(cmd: argparse.ArgumentParser) -> None:
+    cmd.add_argument(
+        "--executor", choices=["local", "ray"], help="ray: shard the dataset replay across Ray workers"
+    )
+    cmd.add_argument("--ray-address", help="a running Ray cluster (auto, ray://head:10001); else a local one")
+
+
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="streamsnn", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -236,10 +243,7 @@ def make_parser() -> argparse.ArgumentParser:
     run = _config_command(sub, "run", "run a pipeline.yaml: source → SNN → policies → sinks", "pipeline")
     run.add_argument("--output", help="also write every prediction to this JSONL file")
     run.add_argument("--report", help="write report.json (plus per-sample outcomes and a PNG) here")
-    run.add_argument(
-        "--executor", choices=["local", "ray"], help="ray: shard a dataset replay across Ray workers"
-    )
-    run.add_argument("--ray-address", help="a running Ray cluster (auto, ray://head:10001); else a local one")
+    _executor_options(run)
     run.set_defaults(func=_run)
 
     subs = sub.add_parser("subscribe", help="print live predictions from a pipeline's zmq sink")
@@ -264,6 +268,7 @@ def make_parser() -> argparse.ArgumentParser:
     cal = _config_command(
         sub, "calibrate", "choose Dynamic Confidence's threshold on a validation split", "pipeline"
     )
+    _executor_options(cal)
     cal.add_argument("--split", default="val", choices=["train", "val"], help="never test")
     cal.add_argument("--resolution", type=float, default=1e-4, help="threshold grid step")
     cal.add_argument(
@@ -281,6 +286,7 @@ def make_parser() -> argparse.ArgumentParser:
     cal.set_defaults(func=_calibrate)
 
     ev = _config_command(sub, "evaluate", "compare exit policies on a split: table and plots", "pipeline")
+    _executor_options(ev)
     ev.add_argument("--split", default="test", choices=["train", "val", "test"])
     ev.add_argument(
         "--calibration", help="Dynamic Confidence calibration (default: runs/<name>/calibration.json)"

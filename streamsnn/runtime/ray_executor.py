@@ -66,7 +66,8 @@ class ReplayWorker:
 
     def __init__(self, config: dict[str, Any]) -> None:
         cfg = PipelineConfig.model_validate(config)
-        runtime = cfg.runtime.model_copy(update={"progress": False, "threads": cfg.ray.cpus})
+        # torch gets the worker's CPUs but one (its source and sink threads take that one)
+        runtime = cfg.runtime.model_copy(update={"progress": False, "threads": max(1, cfg.ray.cpus - 1)})
         self.cfg = cfg.model_copy(update={"runtime": runtime, "sinks": [], "executor": "local"})
         self.pipe = build_pipeline(self.cfg, origin="ray worker")
         self.pipe.source.close()
@@ -137,9 +138,13 @@ def run_on_ray(pipe: Pipeline) -> RunResult:
     shards: list[Shard] = []
     report = None
     bar = tqdm(total=n, desc=f"{cfg.name} (ray)", unit="sample", disable=not cfg.runtime.progress)
-    started = time.perf_counter()
     interrupted = False
     try:
+        # like a local run's wall time, the replay's starts once the pipelines are built
+        t_start = time.perf_counter()
+        ray.get([worker.pid.remote() for worker in workers])
+        workers_start_s = time.perf_counter() - t_start
+        started = time.perf_counter()
         start_sinks(pipe.sinks)
         pending: dict[Any, Any] = {}  # result ref → its worker
 
@@ -170,6 +175,7 @@ def run_on_ray(pipe: Pipeline) -> RunResult:
                     ray.cancel(ref, force=True)
         wall = time.perf_counter() - started
         report = _report(pipe, shards, wall, interrupted, len(workers))
+        report["workers_start_s"] = round(workers_start_s, 3)
         return RunResult(report, sorted((o for s in shards for o in s.outcomes), key=lambda o: o.sample))
     finally:
         bar.close()

@@ -618,5 +618,10 @@ def close_sinks(sinks: list[Any], report: dict[str, Any] | None) -> None:
 
 
 def run_pipeline(pipe: Pipeline) -> RunResult:
-    """Run ``pipe`` to the end of its source (or Ctrl-C) and return the report."""
+    """Run ``pipe`` to the end of its source (or Ctrl-C) and return the report; with
+    ``executor: ray`` a dataset replay is sharded across Ray workers (``ray_executor``)."""
+    if pipe.config.executor == "ray":
+        from streamsnn.runtime.ray_executor import run_on_ray  # Ray is an optional extra
+
+        return run_on_ray(pipe)
     return Runner(pipe).run()
