@@ -62,9 +62,13 @@ class _Collect:
 
 
 class ReplayWorker:
-    """A Ray actor: the pipeline built once, replaying one range of the split per call."""
+    """A Ray actor: the pipeline built once, replaying one range of the split per call.
+    ``cwd``: the driver's working directory, where the config's relative paths start (a worker
+    on another machine needs the same paths there)."""
 
-    def __init__(self, config: dict[str, Any]) -> None:
+    def __init__(self, config: dict[str, Any], cwd: str) -> None:
+        if os.path.isdir(cwd):
+            os.chdir(cwd)
         cfg = PipelineConfig.model_validate(config)
         # torch gets the worker's CPUs but one (its source and sink threads take that one)
         runtime = cfg.runtime.model_copy(update={"progress": False, "threads": max(1, cfg.ray.cpus - 1)})
@@ -134,7 +138,9 @@ def run_on_ray(pipe: Pipeline) -> RunResult:
         (first + start, min(rc.samples_per_task, n - start)) for start in range(0, n, rc.samples_per_task)
     )
     actor = ray.remote(num_cpus=rc.cpus, num_gpus=rc.gpus, max_restarts=RESTARTS, max_task_retries=RESTARTS)
-    workers = [actor(ReplayWorker).remote(cfg.model_dump()) for _ in range(min(rc.workers, len(ranges)))]
+    workers = [
+        actor(ReplayWorker).remote(cfg.model_dump(), os.getcwd()) for _ in range(min(rc.workers, len(ranges)))
+    ]
     shards: list[Shard] = []
     report = None
     bar = tqdm(total=n, desc=f"{cfg.name} (ray)", unit="sample", disable=not cfg.runtime.progress)

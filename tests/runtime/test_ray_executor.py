@@ -172,3 +172,13 @@ def test_calibrate_and_evaluate_on_ray_equal_the_local_executor(root, tmp_path, 
         np.testing.assert_allclose(a.outputs, b.outputs, rtol=0, atol=1e-5)
         np.testing.assert_allclose(a.ann_logits, b.ann_logits, rtol=0, atol=1e-5)
     assert distributed[2] == local[2] and distributed[3] == local[3]
+
+
+def test_workers_resolve_relative_paths_from_the_drivers_directory(root, tmp_path, local_ray, monkeypatch):
+    import shutil
+
+    shutil.copy(root / "streamsnn" / "assets" / "digits_dvs.pt", tmp_path / "weights.pt")
+    monkeypatch.chdir(tmp_path)
+    cfg = config(root, tmp_path / "p.jsonl", "executor=ray", "model.weights=weights.pt", "source.limit=8")
+    result = run_pipeline(build_pipeline(cfg))
+    assert [o.sample for o in result.outcomes] == list(range(8)) and result.report["executor"] == "ray"
