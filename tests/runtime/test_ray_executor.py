@@ -182,3 +182,13 @@ def test_workers_resolve_relative_paths_from_the_drivers_directory(root, tmp_pat
     cfg = config(root, tmp_path / "p.jsonl", "executor=ray", "model.weights=weights.pt", "source.limit=8")
     result = run_pipeline(build_pipeline(cfg))
     assert [o.sample for o in result.outcomes] == list(range(8)) and result.report["executor"] == "ray"
+
+
+def test_the_core_does_not_import_ray():
+    import subprocess
+    import sys
+
+    code = "import sys, streamsnn.cli, streamsnn.runtime, streamsnn.calibrate; print('ray' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "False"
