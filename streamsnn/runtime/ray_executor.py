@@ -41,7 +41,6 @@ class Shard:
     """What a worker returns for one range: its predictions in emission order, its outcomes and
     its run report (counters, model time)."""
 
-    offset: int
     predictions: list[Prediction]
     outcomes: list[SampleOutcome]
     report: dict[str, Any]
@@ -85,7 +84,7 @@ class ReplayWorker:
         sink = _Collect()
         pipe = dataclasses.replace(self.pipe, config=cfg, source=open_source(cfg, "ray worker"), sinks=[sink])
         result = run_pipeline(pipe)
-        return Shard(offset, sink.predictions, result.outcomes, result.report)
+        return Shard(sink.predictions, result.outcomes, result.report)
 
 
 def _ray() -> Any:
@@ -180,9 +179,10 @@ def run_on_ray(pipe: Pipeline) -> RunResult:
                 with contextlib.suppress(Exception):
                     ray.cancel(ref, force=True)
         wall = time.perf_counter() - started
-        report = _report(pipe, shards, wall, interrupted, len(workers))
+        outcomes = sorted((o for s in shards for o in s.outcomes), key=lambda o: o.sample)
+        report = _report(pipe, outcomes, [s.report for s in shards], wall, interrupted, len(workers))
         report["workers_start_s"] = round(workers_start_s, 3)
-        return RunResult(report, sorted((o for s in shards for o in s.outcomes), key=lambda o: o.sample))
+        return RunResult(report, outcomes)
     finally:
         bar.close()
         close_sinks(pipe.sinks, report)
@@ -193,12 +193,17 @@ def run_on_ray(pipe: Pipeline) -> RunResult:
             ray.shutdown()
 
 
-def _report(pipe: Pipeline, shards: list[Shard], wall: float, interrupted: bool, workers: int) -> dict:
-    """The report of a local run of the same samples, from the shards' outcomes, with the
-    shards' counters summed (model share: of the workers' time)."""
+def _report(
+    pipe: Pipeline,
+    outcomes: list[SampleOutcome],
+    reports: list[dict[str, Any]],
+    wall: float,
+    interrupted: bool,
+    workers: int,
+) -> dict[str, Any]:
+    """The report of a local run of the same samples, from all outcomes, with the shards'
+    counters (``reports``) summed (model share: of the workers' time)."""
     cfg = pipe.config
-    outcomes = sorted((o for s in shards for o in s.outcomes), key=lambda o: o.sample)
-    reports = [s.report for s in shards]
     model_s = sum(r["model_share_of_wall"] * r["wall_s"] for r in reports)
     step_s = sum(r["step_share_of_wall"] * r["wall_s"] for r in reports)
     calls = sum(r["lane_steps"] / r["mean_batch"] for r in reports if r["mean_batch"])

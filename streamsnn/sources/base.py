@@ -106,3 +106,10 @@ class SourceBase:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+def sample_range(n: int, offset: int = 0, limit: int | None = None) -> range:
+    """Positions of a split of ``n`` samples that ``offset`` and ``limit`` select (a segmented
+    source's ``source.offset``/``source.limit``: ``offset … offset + limit − 1``, cut at ``n``)."""
+    end = n if limit is None else min(offset + limit, n)
+    return range(min(offset, end), end)

@@ -38,7 +38,7 @@ import torch.nn.functional as F
 
 from streamsnn.encoding import DVSEmulator, DVSParams, background_noise
 from streamsnn.events import EVENT_DTYPE, Sensor, make_events
-from streamsnn.sources.base import Packet, SourceBase
+from streamsnn.sources.base import Packet, SourceBase, sample_range
 
 SPLITS = ("train", "val", "test")
 DIGITS_DVS_SENSOR = Sensor("digits_dvs", 34, 34, 2, "emulated DVS of the digits-dvs data set")
@@ -182,8 +182,7 @@ class DigitsDVS(SourceBase):
         offset: int = 0,
     ) -> None:
         _, self._labels, self._split_index = digits_split(split)
-        end = len(self._split_index) if limit is None else min(offset + limit, len(self._split_index))
-        self._positions = range(min(offset, end), end)  # positions in the split
+        self._positions = sample_range(len(self._split_index), offset, limit)
         self.split, self.seed, self.live, self.packet_us = split, seed, live, packet_us
         self.stream = f"digits-dvs/{split}" + ("/live" if live else "")
 
@@ -314,8 +313,9 @@ class DigitsFrames(SourceBase):
         self, split: str = "test", limit: int | None = None, size: int = 16, offset: int = 0
     ) -> None:
         images, self._labels, _ = digits_split(split)
-        end = None if limit is None else offset + limit
-        images, self._labels, self._first = images[offset:end], self._labels[offset:end], offset
+        chosen = sample_range(len(images), offset, limit)
+        images, self._labels = images[chosen.start : chosen.stop], self._labels[chosen.start : chosen.stop]
+        self._first = chosen.start
         self._frames = digit_frames(images, size)
         self.sensor = Sensor("digits_frames", size, size, 1, "digits as intensity frames")
         self.stream = f"digits-frames/{split}"

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from streamsnn.events import Sensor, to_events
-from streamsnn.sources.base import Packet, SourceBase
+from streamsnn.sources.base import Packet, SourceBase, sample_range
 from streamsnn.sources.recordings import FORMATS, RecordingError, read_events
 
 log = logging.getLogger(__name__)
@@ -126,9 +126,11 @@ class EventDatasetSource(SourceBase):
         limit: int | None = None,
         offset: int = 0,
     ) -> None:
-        self.name, self.split, self.offset = name, split, offset
+        self.name, self.split = name, split
         self.dataset = open_tonic_dataset(name, root, split, download)
-        self.indices = dataset_split(name, self.dataset, split)[offset:][:limit]
+        indices = dataset_split(name, self.dataset, split)
+        chosen = sample_range(len(indices), offset, limit)
+        self.indices, self.offset = indices[chosen.start : chosen.stop], chosen.start
         width, height = DATASETS[name][1]
         self.sensor = Sensor(name, width, height, 2, f"{DATASETS[name][0]} (tonic)")
         self.stream = f"{name}/{split}"

@@ -167,11 +167,11 @@ def test_calibrate_and_evaluate_on_ray_equal_the_local_executor(root, tmp_path, 
     cal = dataclasses.asdict(distributed[0])
     assert cal.pop("temperature") == pytest.approx(local[0].temperature, rel=1e-6)
     assert cal == {k: v for k, v in dataclasses.asdict(local[0]).items() if k != "temperature"}
-    for a, b in ((distributed[1], local[1]),):
-        assert np.array_equal(a.labels, b.labels) and np.array_equal(a.spikes, b.spikes)
-        # other batch companions: the last layer's matrix product may round the last bit otherwise
-        np.testing.assert_allclose(a.outputs, b.outputs, rtol=1e-6, atol=1e-5)
-        np.testing.assert_allclose(a.ann_logits, b.ann_logits, rtol=1e-5, atol=1e-5)
+    a, b = distributed[1], local[1]  # the collected validation outputs
+    assert np.array_equal(a.labels, b.labels) and np.array_equal(a.spikes, b.spikes)
+    # other batch companions: the last layer's matrix product may round the last bit otherwise
+    np.testing.assert_allclose(a.outputs, b.outputs, rtol=1e-6, atol=1e-5)
+    np.testing.assert_allclose(a.ann_logits, b.ann_logits, rtol=1e-5, atol=1e-5)
     assert distributed[2] == local[2] and distributed[3] == local[3]
 
 
