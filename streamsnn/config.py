@@ -159,6 +159,27 @@ class WebcamSourceConfig(_SensorOptions):
     )
 
 
+# the sources that can give continuous streams (``streams`` checks each one's options)
+StreamSourceConfig = Annotated[
+    DigitsDVSSourceConfig | RecordingSourceConfig | UDPSourceConfig | CameraSourceConfig | WebcamSourceConfig,
+    Field(discriminator="type"),
+]
+
+
+class StreamsSourceConfig(Strict):
+    """Several continuous sources stepped together by one operator, one slot per stream
+    (``runtime.batch_size`` at least the number of sources): udp, camera, webcam, digits_dvs with
+    ``live: true``, recording with ``mode: stream``; all live or all replayed, one sensor geometry.
+    A stream is named ``<its source's stream>#<i>``, ``i`` the source's position in ``sources``.
+    ``offset``/``limit`` select sources of the list (``executor: ray`` runs one group of
+    ``ray.streams_per_worker`` sources per worker)."""
+
+    type: Literal["streams"]
+    sources: list[StreamSourceConfig] = Field(min_length=1)
+    offset: NonNegativeInt = 0
+    limit: PositiveInt | None = None
+
+
 SourceConfig = Annotated[
     DigitsDVSSourceConfig
     | DigitsFramesSourceConfig
@@ -166,7 +187,8 @@ SourceConfig = Annotated[
     | RecordingSourceConfig
     | UDPSourceConfig
     | CameraSourceConfig
-    | WebcamSourceConfig,
+    | WebcamSourceConfig
+    | StreamsSourceConfig,
     Field(discriminator="type"),
 ]
 
@@ -383,13 +405,16 @@ class ReportConfig(Strict):
 
 class RayConfig(Strict):
     """``executor: ray``: ``address`` of a running cluster (``auto``, ``ray://head:10001``; null
-    starts a local Ray instance with ``workers × cpus`` CPUs); ``workers`` operator workers, each
-    replaying ranges of ``samples_per_task`` samples of the split with ``cpus`` CPUs (its torch
+    starts a local Ray instance with ``workers × cpus`` CPUs). A dataset replay: ``workers``
+    operator workers, each replaying ranges of ``samples_per_task`` samples of the split. Live
+    streams (a ``streams`` source): one worker per group of ``streams_per_worker`` sources
+    (default: the sources spread over ``workers``). Each worker has ``cpus`` CPUs (its torch
     threads) and ``gpus`` GPUs (set ``model.device: cuda`` to use them)."""
 
     address: str | None = None
     workers: PositiveInt = 2
     samples_per_task: PositiveInt = 64
+    streams_per_worker: PositiveInt | None = None
     cpus: PositiveInt = 1
     gpus: NonNegativeFloat = 0.0
 

@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from streamsnn.prediction import Prediction
+
 
 @dataclass
 class SampleOutcome:
@@ -35,6 +37,29 @@ class SampleOutcome:
     ann_output: list[float] | None = None
     synaptic_events: int | None = None  # when the runtime counts operations
     energy_uj: float | None = None
+
+    @classmethod
+    def of(
+        cls, d: Prediction, counted: bool, full_cls: int | None = None, full_steps: int | None = None
+    ) -> SampleOutcome:
+        """The outcome of decision ``d`` (a final prediction); ``counted``: the run counted
+        operations; ``full_cls``/``full_steps``: the same sample at full length, when known."""
+        return cls(
+            d.stream,
+            d.sample,
+            d.label,
+            d.cls,
+            d.step,
+            d.reason or "",
+            d.input_latency_ms,
+            d.compute_latency_ms,
+            d.e2e_latency_ms,
+            d.spikes,
+            full_cls,
+            full_steps,
+            synaptic_events=d.synaptic_events if counted else None,
+            energy_uj=d.energy_uj if counted else None,
+        )
 
 
 def accuracy_per_step(correct: np.ndarray) -> np.ndarray:

@@ -110,6 +110,11 @@ def _build_around(cfg: PipelineConfig, source: Source, origin: str) -> Pipeline:
             f"source '{cfg.source.type}' gives {'×'.join(map(str, sensor_shape))}{resized}"
         )
 
+    if cfg.source.type == "streams" and cfg.executor == "local" and len(source) > cfg.runtime.batch_size:
+        raise ConfigError(
+            f"{origin}: runtime.batch_size: {cfg.runtime.batch_size} operator slots for {len(source)} "
+            "streams: one slot per stream (or executor: ray, a group of streams per worker)"
+        )
     if cfg.runtime.chunk > 1 and (source.live or cfg.runtime.realtime):
         raise ConfigError(
             f"{origin}: runtime.chunk: {cfg.runtime.chunk} steps per call needs an offline replay with "

@@ -19,8 +19,12 @@ from __future__ import annotations
 import collections
 import contextlib
 import dataclasses
+import math
 import os
+import queue
+import threading
 import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from tqdm import tqdm
@@ -34,6 +38,9 @@ from streamsnn.runtime.runner import RunResult, close_sinks, run_pipeline, start
 RESTARTS = 3  # restarts of a dead worker process, and re-runs of each of its ranges
 QUEUED_PER_WORKER = 2  # ranges handed to a worker ahead, so it never waits for the driver
 SUMMED = ("dropped_slices", "skipped_slices", "out_of_bounds_events", "late_events")
+STOP_WAIT_S = 30.0  # after Ctrl-C: longest wait for the live workers' last predictions and reports
+_END = object()
+_RESTARTED = object()  # a live worker's process died and restarts
 
 
 @dataclasses.dataclass
@@ -46,32 +53,37 @@ class Shard:
     report: dict[str, Any]
 
 
-class _Collect:
-    """A sink that keeps the predictions (the worker's only sink)."""
+class _Handover:
+    """A worker's only sink: every prediction to ``put`` (a list's append, a queue's put)."""
 
-    def __init__(self) -> None:
-        self.predictions: list[Prediction] = []
+    def __init__(self, put: Callable[[Prediction], Any]) -> None:
+        self.put = put
 
     def write(self, pred: Prediction) -> None:
         pred.input = None  # a tensor only the exit policy needed
-        self.predictions.append(pred)
+        self.put(pred)
 
     def close(self) -> None:
         pass
 
 
+def _worker_config(config: dict[str, Any], cwd: str) -> PipelineConfig:
+    """A worker's pipeline: the driver's, run locally without sinks or progress bar. ``cwd``: the
+    driver's working directory, where the config's relative paths start (a worker on another
+    machine needs the same paths there)."""
+    if os.path.isdir(cwd):
+        os.chdir(cwd)
+    cfg = PipelineConfig.model_validate(config)
+    # torch gets the worker's CPUs but one (its source and sink threads take that one)
+    runtime = cfg.runtime.model_copy(update={"progress": False, "threads": max(1, cfg.ray.cpus - 1)})
+    return cfg.model_copy(update={"runtime": runtime, "sinks": [], "executor": "local"})
+
+
 class ReplayWorker:
-    """A Ray actor: the pipeline built once, replaying one range of the split per call.
-    ``cwd``: the driver's working directory, where the config's relative paths start (a worker
-    on another machine needs the same paths there)."""
+    """A Ray actor: the pipeline built once, replaying one range of the split per call."""
 
     def __init__(self, config: dict[str, Any], cwd: str) -> None:
-        if os.path.isdir(cwd):
-            os.chdir(cwd)
-        cfg = PipelineConfig.model_validate(config)
-        # torch gets the worker's CPUs but one (its source and sink threads take that one)
-        runtime = cfg.runtime.model_copy(update={"progress": False, "threads": max(1, cfg.ray.cpus - 1)})
-        self.cfg = cfg.model_copy(update={"runtime": runtime, "sinks": [], "executor": "local"})
+        self.cfg = _worker_config(config, cwd)
         self.pipe = build_pipeline(self.cfg, origin="ray worker")
         self.pipe.source.close()
 
@@ -81,10 +93,58 @@ class ReplayWorker:
     def replay(self, offset: int, limit: int) -> Shard:
         source_cfg = self.cfg.source.model_copy(update={"offset": offset, "limit": limit})
         cfg = self.cfg.model_copy(update={"source": source_cfg})
-        sink = _Collect()
-        pipe = dataclasses.replace(self.pipe, config=cfg, source=open_source(cfg, "ray worker"), sinks=[sink])
+        predictions: list[Prediction] = []
+        sinks = [_Handover(predictions.append)]
+        pipe = dataclasses.replace(self.pipe, config=cfg, source=open_source(cfg), sinks=sinks)
         result = run_pipeline(pipe)
-        return Shard(sink.predictions, result.outcomes, result.report)
+        return Shard(predictions, result.outcomes, result.report)
+
+
+class StreamWorker:
+    """A Ray actor (threaded: ``stop`` comes while ``stream`` runs) running one group of live
+    streams: its sources are opened when the actor starts (a port in use fails it at once)."""
+
+    def __init__(self, config: dict[str, Any], cwd: str) -> None:
+        self.pipe = build_pipeline(_worker_config(config, cwd), origin="ray worker")
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def stream(self) -> Iterator[list[Prediction] | dict[str, Any]]:
+        """Run the group to the end of its sources (or ``stop``): its predictions as they come,
+        in lists of those ready together, then its run report (the driver takes the outcomes
+        from the final predictions, so those of a worker that died count too)."""
+        ready: queue.Queue[Prediction | object] = queue.Queue()
+        done: dict[str, Any] = {}
+
+        def run() -> None:
+            try:
+                done["result"] = run_pipeline(dataclasses.replace(self.pipe, sinks=[_Handover(ready.put)]))
+            except BaseException as err:
+                done["error"] = err
+            finally:
+                ready.put(_END)
+
+        thread = threading.Thread(target=run, name="streamsnn-ray-stream", daemon=True)
+        thread.start()
+        ended = False
+        while not ended:
+            batch = [ready.get()]
+            with contextlib.suppress(queue.Empty):
+                while True:
+                    batch.append(ready.get_nowait())
+            ended = batch[-1] is _END
+            predictions = [p for p in batch if p is not _END]
+            if predictions:
+                yield predictions
+        thread.join()
+        if "error" in done:
+            raise done["error"]
+        yield done["result"].report
+
+    def stop(self) -> None:
+        """End the group's streams as at the end of their sources: open decisions close."""
+        self.pipe.source.close()
 
 
 def _ray() -> Any:
@@ -99,59 +159,113 @@ def _ray() -> Any:
 
 def _check(pipe: Pipeline) -> None:
     cfg = pipe.config
-    if pipe.source.live or not pipe.source.segmented or not hasattr(cfg.source, "offset"):
+    if pipe.source.segmented and not hasattr(cfg.source, "offset"):
         raise ConfigError(
-            f"executor: ray shards a dataset replay by sample; source '{cfg.source.type}' is "
-            "not one (use executor: local)"
+            f"executor: ray shards a dataset replay by sample; source '{cfg.source.type}' has no "
+            "source.offset to select a range (use executor: local)"
         )
-    if cfg.runtime.realtime:
+    if pipe.source.segmented and cfg.runtime.realtime:
         raise ConfigError("executor: ray replays as fast as the workers go; set runtime.realtime: false")
     for i, sink in enumerate(cfg.sinks):
         if sink.type == "record":
             raise ConfigError(f"sinks[{i}]: record writes the events, which stay on the Ray workers")
 
 
+def _ranges(first: int, n: int, size: int) -> list[tuple[int, int]]:
+    """(offset, limit) of consecutive ranges of ``size`` covering positions ``first … first + n − 1``."""
+    return [(first + start, min(size, n - start)) for start in range(0, n, size)]
+
+
+def _stream_groups(pipe: Pipeline) -> list[PipelineConfig]:
+    """The pipeline of each live worker: a ``streams`` source split into groups of
+    ``ray.streams_per_worker`` sources (default: spread over ``ray.workers``); any other
+    unsegmented source is one group."""
+    cfg, rc = pipe.config, pipe.config.ray
+    if cfg.source.type != "streams":
+        return [cfg]
+    n = len(pipe.source)
+    size = rc.streams_per_worker or math.ceil(n / rc.workers)
+    if size > cfg.runtime.batch_size:
+        raise ConfigError(
+            f"ray.streams_per_worker: {size} streams per worker need runtime.batch_size ≥ {size} "
+            f"(it is {cfg.runtime.batch_size}): one operator slot per stream"
+        )
+    return [
+        cfg.model_copy(update={"source": cfg.source.model_copy(update={"offset": offset, "limit": limit})})
+        for offset, limit in _ranges(cfg.source.offset, n, size)
+    ]
+
+
 def run_on_ray(pipe: Pipeline) -> RunResult:
-    """Replay ``pipe``'s source on Ray workers (``pipe.config.ray``), predictions to ``pipe``'s
-    sinks, and return the report of all samples."""
+    """Run ``pipe`` on Ray workers (``pipe.config.ray``), predictions to ``pipe``'s sinks: a
+    dataset replay sharded by sample, live streams one worker per group of streams. Returns the
+    report of all samples (or decisions)."""
     try:
         _check(pipe)
         ray = _ray()
+        groups = None if pipe.source.segmented else _stream_groups(pipe)
     except ConfigError:
         pipe.source.close()
         close_sinks(pipe.sinks, None)
         raise
-    cfg, rc = pipe.config, pipe.config.ray
+    rc = pipe.config.ray
     started_ray = not ray.is_initialized()
     if started_ray:
         local = rc.address is None
+        workers = rc.workers if groups is None else len(groups)
         ray.init(
             address=rc.address,
-            num_cpus=rc.workers * rc.cpus if local else None,
+            num_cpus=workers * rc.cpus if local else None,
             include_dashboard=False,
             log_to_driver=False,
         )
-    first, n = cfg.source.offset, len(pipe.source)
+    try:
+        return _replay(ray, pipe) if groups is None else _streams(ray, pipe, groups)
+    finally:
+        if started_ray:
+            ray.shutdown()
+
+
+def _start(ray: Any, cls: type, configs: list[PipelineConfig], **options: Any) -> tuple[list[Any], float]:
+    """One ``cls`` actor per config (``ray.cpus``/``ray.gpus`` each, restarted when its process
+    dies), and the seconds until all are built."""
+    rc = configs[0].ray
+    actor = ray.remote(num_cpus=rc.cpus, num_gpus=rc.gpus, max_restarts=RESTARTS, **options)(cls)
+    workers = [actor.remote(c.model_dump(), os.getcwd()) for c in configs]
+    t_start = time.perf_counter()
+    try:
+        ray.get([worker.pid.remote() for worker in workers])
+    except ray.exceptions.RayActorError as err:
+        _kill(ray, workers)
+        raise ConfigError(f"a Ray worker could not build the pipeline: {err}") from None
+    return workers, time.perf_counter() - t_start
+
+
+def _kill(ray: Any, workers: list[Any]) -> None:
+    for worker in workers:
+        with contextlib.suppress(Exception):
+            ray.kill(worker)
+
+
+def _replay(ray: Any, pipe: Pipeline) -> RunResult:
+    """Ranges of the split to the workers, their predictions to the sinks as ranges finish."""
+    cfg, rc = pipe.config, pipe.config.ray
+    n = len(pipe.source)
     pipe.source.close()  # the workers read the data; the driver only needed its length
-    ranges = collections.deque(
-        (first + start, min(rc.samples_per_task, n - start)) for start in range(0, n, rc.samples_per_task)
-    )
-    actor = ray.remote(num_cpus=rc.cpus, num_gpus=rc.gpus, max_restarts=RESTARTS, max_task_retries=RESTARTS)
-    workers = [
-        actor(ReplayWorker).remote(cfg.model_dump(), os.getcwd()) for _ in range(min(rc.workers, len(ranges)))
-    ]
-    shards: list[Shard] = []
+    ranges = collections.deque(_ranges(cfg.source.offset, n, rc.samples_per_task))
     report = None
+    workers: list[Any] = []
     bar = tqdm(total=n, desc=f"{cfg.name} (ray)", unit="sample", disable=not cfg.runtime.progress)
-    interrupted = False
     try:
         # like a local run's wall time, the replay's starts once the pipelines are built
-        t_start = time.perf_counter()
-        ray.get([worker.pid.remote() for worker in workers])
-        workers_start_s = time.perf_counter() - t_start
+        workers, workers_start_s = _start(
+            ray, ReplayWorker, [cfg] * min(rc.workers, len(ranges)), max_task_retries=RESTARTS
+        )
         started = time.perf_counter()
         start_sinks(pipe.sinks)
         pending: dict[Any, Any] = {}  # result ref → its worker
+        shards: list[Shard] = []
+        interrupted = False
 
         def submit(worker: Any) -> None:
             offset, limit = ranges.popleft()
@@ -166,9 +280,7 @@ def run_on_ray(pipe: Pipeline) -> RunResult:
                 (ref,), _ = ray.wait(list(pending), num_returns=1)
                 worker = pending.pop(ref)
                 shard = ray.get(ref)
-                for pred in shard.predictions:
-                    for sink in pipe.sinks:
-                        sink.write(pred)
+                _write(pipe, shard.predictions)
                 shards.append(shard)
                 bar.update(len(shard.outcomes))
                 if ranges:
@@ -186,11 +298,114 @@ def run_on_ray(pipe: Pipeline) -> RunResult:
     finally:
         bar.close()
         close_sinks(pipe.sinks, report)
+        _kill(ray, workers)
+
+
+def _write(pipe: Pipeline, predictions: list[Prediction]) -> None:
+    for pred in predictions:
+        for sink in pipe.sinks:
+            sink.write(pred)
+
+
+def _streams(ray: Any, pipe: Pipeline, groups: list[PipelineConfig]) -> RunResult:
+    """One worker per group of streams; their predictions merged onto the sinks as they come
+    (one thread per worker follows its stream of results) and the report built from the final
+    ones. A worker whose process dies is restarted with its group (its sources open again: what
+    they sent meanwhile is gone) and counted in ``worker_restarts``; decisions made before stay
+    in the report, and the group's decisions are numbered on from them. Ctrl-C ends every group's
+    streams (open decisions close) and waits up to ``STOP_WAIT_S`` for their last predictions."""
+    cfg = pipe.config
+    pipe.source.close()  # the workers open the sources, each its group
+    merged: queue.Queue[tuple[int, Any]] = queue.Queue()  # (worker, what it sent)
+    stopping = threading.Event()
+    report = None
+    workers: list[Any] = []
+    bar = tqdm(desc=f"{cfg.name} (ray)", unit="decision", disable=not cfg.runtime.progress)
+
+    def follow(k: int) -> None:
+        for attempt in range(RESTARTS + 1):
+            try:
+                for ref in workers[k].stream.remote():
+                    merged.put((k, ray.get(ref)))
+                break
+            except ray.exceptions.RayActorError as err:
+                if stopping.is_set() or attempt == RESTARTS:
+                    merged.put((k, err))
+                    break
+                merged.put((k, _RESTARTED))
+            except BaseException as err:
+                merged.put((k, err))
+                break
+        merged.put((k, _END))
+
+    def stop() -> None:
+        stopping.set()
         for worker in workers:
             with contextlib.suppress(Exception):
-                ray.kill(worker)
-        if started_ray:
-            ray.shutdown()
+                worker.stop.remote()
+
+    try:
+        workers, workers_start_s = _start(ray, StreamWorker, groups, max_task_retries=0, max_concurrency=2)
+        started = time.perf_counter()
+        start_sinks(pipe.sinks)
+        for k in range(len(workers)):
+            threading.Thread(target=follow, args=(k,), daemon=True).start()
+        outcomes: list[SampleOutcome] = []
+        reports: list[dict[str, Any]] = []
+        errors: list[BaseException] = []
+        decided: collections.Counter[str] = collections.Counter()  # decisions per stream
+        first: dict[str, int] = {}  # a stream's number of its current attempt's first decision
+        streams_of: dict[int, set[str]] = collections.defaultdict(set)
+        running, restarts, interrupted, deadline = len(workers), 0, False, math.inf
+        while running and time.monotonic() < deadline:
+            try:
+                try:
+                    k, item = merged.get(timeout=0.1)
+                except queue.Empty:
+                    continue
+                if item is _END:
+                    running -= 1
+                elif item is _RESTARTED:  # the group starts again: number on from its decisions
+                    restarts += 1
+                    first.update({stream: decided[stream] for stream in streams_of[k]})
+                elif isinstance(item, dict):
+                    reports.append(item)
+                elif isinstance(item, BaseException):
+                    errors.append(item)
+                    stop()
+                else:
+                    for pred in item:
+                        streams_of[k].add(pred.stream)
+                        pred.sample += first.get(pred.stream, 0)
+                        if pred.final:
+                            decided[pred.stream] += 1
+                            outcomes.append(SampleOutcome.of(pred, cfg.runtime.count_operations))
+                    _write(pipe, item)
+                    bar.update(sum(p.final for p in item))
+            except KeyboardInterrupt:
+                if interrupted:
+                    raise
+                interrupted, deadline = True, time.monotonic() + STOP_WAIT_S
+                stop()
+        if errors:
+            raise _cause(errors[0])
+        wall = time.perf_counter() - started
+        outcomes.sort(key=lambda o: (o.stream, o.sample))
+        report = _report(pipe, outcomes, reports, wall, interrupted, len(workers))
+        report["workers_start_s"] = round(workers_start_s, 3)
+        report["worker_restarts"] = restarts
+        return RunResult(report, outcomes)
+    finally:
+        stop()
+        bar.close()
+        close_sinks(pipe.sinks, report)
+        _kill(ray, workers)
+
+
+def _cause(err: BaseException) -> BaseException:
+    """A worker's exception as raised there (Ray wraps it in a ``RayTaskError``)."""
+    as_cause = getattr(err, "as_instanceof_cause", None)
+    return as_cause() if as_cause is not None else err
 
 
 def _report(
@@ -216,7 +431,7 @@ def _report(
         "weights": cfg.model.weights,
         "policy": cfg.policy.exit.model_dump(),
         "batch_size": cfg.runtime.batch_size,
-        "realtime": False,
+        "realtime": cfg.runtime.realtime,
         "interrupted": interrupted,
         "wall_s": round(wall, 3),
         "samples_per_s": round(len(outcomes) / wall, 2) if wall > 0 else None,

@@ -461,26 +461,9 @@ class Runner:
         counted = self.pipe.operator.count_operations
         if full is not None and lane.mean_input is not None:
             self._ann_inputs.append((len(self.outcomes), lane.mean_input))
-        self.outcomes.append(
-            SampleOutcome(
-                d.stream,
-                d.sample,
-                d.label,
-                d.cls,
-                d.step,
-                d.reason or "",
-                d.input_latency_ms,
-                d.compute_latency_ms,
-                d.e2e_latency_ms,
-                d.spikes,
-                None if full is None else full.cls,
-                lane.n_slices if full is None else full.step,
-                None,  # the ANN reference comes after the stepping loop (_ann_reference)
-                None,
-                d.synaptic_events if counted else None,
-                d.energy_uj if counted else None,
-            )
-        )
+        # the ANN reference comes after the stepping loop (_ann_reference)
+        full_cls, full_steps = (None, lane.n_slices) if full is None else (full.cls, full.step)
+        self.outcomes.append(SampleOutcome.of(d, counted, full_cls, full_steps))
         if self.bar is not None:
             self.bar.update(1)
 

@@ -9,6 +9,7 @@ from streamsnn.sources.camera import CameraSource, WebcamSource
 from streamsnn.sources.digits import DigitsDVS, DigitsFrames
 from streamsnn.sources.event_datasets import DATASETS, EventDatasetSource
 from streamsnn.sources.recordings import RecordingSource
+from streamsnn.sources.streams import StreamsSource
 from streamsnn.sources.udp import UDPSource
 
 SOURCES: dict[str, type] = {
@@ -18,6 +19,7 @@ SOURCES: dict[str, type] = {
     "udp": UDPSource,
     "camera": CameraSource,
     "webcam": WebcamSource,
+    "streams": StreamsSource,
 }
 
 
@@ -40,6 +42,7 @@ __all__ = [
     "RecordingSource",
     "Source",
     "SourceBase",
+    "StreamsSource",
     "UDPSource",
     "WebcamSource",
     "make_source",

@@ -1,0 +1,159 @@
+"""Several continuous sources as one: many cameras, UDP feeds or stream recordings stepped by
+one operator, one slot per stream.
+
+Each source is read by its own thread (a live source must never wait for another); packets meet
+in one queue in arrival order. A stream is renamed ``<its name>#<i>``, ``i`` its source's position
+in the configured list, so names stay unique however the list is split (``offset``/``limit``:
+``executor: ray`` gives each worker one such group).
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+from streamsnn.sources.base import Packet, Source, SourceBase, sample_range
+
+QUEUE_PACKETS = 256  # packets waiting for the pipeline, all sources together
+POLL_S = 0.05  # longest wait of a reading thread before it looks at ``close()`` again
+
+
+class _Ended:
+    """A reading thread's last item: its source ended (``error`` None) or failed."""
+
+    def __init__(self, position: int, error: BaseException | None = None) -> None:
+        self.position, self.error = position, error
+
+
+def _gives(source: Source) -> str:
+    return f"{'live' if source.live else 'replayed'} {source.kind}"
+
+
+class StreamsSource(SourceBase):
+    """The sources ``sources[offset : offset + limit]`` (configs as in ``pipeline.yaml``, each a
+    mapping with its ``type``) read together. They must be unsegmented (live, or recordings
+    with ``mode: stream``), all live or none, and give the same kind of data on the same sensor
+    geometry (one model takes them all). ``len()``: the number of sources selected."""
+
+    segmented = False
+
+    def __init__(self, sources: list[dict[str, Any]], offset: int = 0, limit: int | None = None) -> None:
+        from streamsnn.sources import make_source  # the registry imports this module
+
+        self._closed = threading.Event()
+        self.positions = sample_range(len(sources), offset, limit)
+        if not self.positions:
+            raise ValueError(f"offset {offset} selects none of the {len(sources)} sources")
+        self.sources: list[Source] = []
+        try:
+            for i in self.positions:
+                options = dict(sources[i])
+                kind = options.pop("type")
+                try:
+                    self.sources.append(make_source(kind, **options))
+                except (OSError, ValueError, KeyError) as err:
+                    raise ValueError(f"sources[{i}] ({kind}): {err}") from None
+                self._check(i, kind, self.sources[-1])
+        except BaseException:
+            self.close()
+            raise
+        first = self.sources[0]
+        self.kind, self.live, self.sensor = first.kind, first.live, first.sensor
+        self.labels = all(s.labels for s in self.sources)
+
+    def _check(self, i: int, kind: str, source: Source) -> None:
+        if source.segmented:
+            raise ValueError(
+                f"sources[{i}] ({kind}) gives whole samples; streams takes continuous sources "
+                "(udp, camera, webcam, digits_dvs with live: true, recording with mode: stream)"
+            )
+        first = self.sources[0]
+        if (source.kind, source.live) != (first.kind, first.live):
+            raise ValueError(
+                f"sources[{i}] ({kind}) gives {_gives(source)} but sources[{self.positions[0]}] gives "
+                f"{_gives(first)}: one pipeline takes one kind"
+            )
+        if source.sensor.size != first.sensor.size:
+            ours, theirs = (f"{s.sensor.width}×{s.sensor.height}" for s in (source, first))
+            raise ValueError(
+                f"sources[{i}] ({kind}): sensor {ours} differs from sources[{self.positions[0]}]'s "
+                f"{theirs}: one model takes them all"
+            )
+
+    def __len__(self) -> int:
+        return len(self.sources)
+
+    @property
+    def realtime(self) -> bool:  # type: ignore[override]
+        return any(s.realtime for s in self.sources)
+
+    @realtime.setter
+    def realtime(self, value: bool) -> None:
+        for source in self.sources:
+            source.realtime = value
+
+    @property
+    def stats(self) -> dict[str, int]:  # type: ignore[override]
+        """The sources' counters, summed."""
+        total: dict[str, int] = {}
+        for source in self.sources:
+            for key, n in source.stats.items():
+                total[key] = total.get(key, 0) + n
+        return total
+
+    def __iter__(self) -> Iterator[Packet]:
+        packets: queue.Queue[Packet | _Ended] = queue.Queue(QUEUE_PACKETS)
+        threads = [
+            threading.Thread(target=self._read, args=(i, source, packets), daemon=True)
+            for i, source in zip(self.positions, self.sources, strict=True)
+        ]
+        for thread in threads:
+            thread.start()
+        running = len(threads)
+        try:
+            while running:
+                try:
+                    item = packets.get(timeout=POLL_S)
+                except queue.Empty:
+                    if self._closed.is_set():
+                        return
+                    continue
+                if isinstance(item, _Ended):
+                    running -= 1
+                    if item.error is not None:
+                        raise RuntimeError(f"source.sources[{item.position}]: {item.error}") from item.error
+                    continue
+                yield item
+        finally:
+            self.close()
+            for thread in threads:
+                thread.join(timeout=1.0)
+
+    def _read(self, position: int, source: Source, packets: queue.Queue) -> None:
+        """Move ``source``'s packets into ``packets``, each stream renamed ``<name>#<position>``."""
+        ended = _Ended(position)
+        try:
+            for packet in source:
+                packet.stream = f"{packet.stream}#{position}"  # a fresh packet, ours to rename
+                if not self._put(packets, packet):
+                    return
+        except BaseException as err:
+            ended.error = err
+        self._put(packets, ended)
+
+    def _put(self, packets: queue.Queue, item: Any) -> bool:
+        """Queue ``item``, waiting while the queue is full; False once the source is closed."""
+        while not self._closed.is_set():
+            try:
+                packets.put(item, timeout=POLL_S)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def close(self) -> None:
+        self._closed.set()
+        for source in self.sources:
+            source.close()
