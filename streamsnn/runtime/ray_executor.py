@@ -329,7 +329,7 @@ def _streams(ray: Any, pipe: Pipeline, groups: list[PipelineConfig]) -> RunResul
                     merged.put((k, ray.get(ref)))
                 break
             except ray.exceptions.RayActorError as err:
-                if stopping.is_set() or attempt == RESTARTS:
+                if stopping.is_set() or attempt == RESTARTS or not _restarted(ray, workers[k]):
                     merged.put((k, err))
                     break
                 merged.put((k, _RESTARTED))
@@ -400,6 +400,21 @@ def _streams(ray: Any, pipe: Pipeline, groups: list[PipelineConfig]) -> RunResul
         bar.close()
         close_sinks(pipe.sinks, report)
         _kill(ray, workers)
+
+
+def _restarted(ray: Any, worker: Any, timeout_s: float = 300.0) -> bool:
+    """Wait until ``worker``'s process is back (Ray restarts it and builds its pipeline again);
+    False when it is dead for good."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            ray.get(worker.pid.remote(), timeout=timeout_s)
+            return True
+        except ray.exceptions.ActorUnavailableError:  # still restarting
+            time.sleep(0.2)
+        except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
+            return False
+    return False
 
 
 def _cause(err: BaseException) -> BaseException:

@@ -106,7 +106,7 @@ class StreamsSource(SourceBase):
     def __iter__(self) -> Iterator[Packet]:
         packets: queue.Queue[Packet | _Ended] = queue.Queue(QUEUE_PACKETS)
         threads = [
-            threading.Thread(target=self._read, args=(i, source, packets), daemon=True)
+            threading.Thread(target=self._read, args=(i, source, packets), name=f"streams-{i}", daemon=True)
             for i, source in zip(self.positions, self.sources, strict=True)
         ]
         for thread in threads:

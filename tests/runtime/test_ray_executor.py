@@ -7,7 +7,9 @@ import dataclasses
 import json
 import os
 import signal
-from collections import defaultdict
+import socket
+import threading
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import pytest
@@ -16,6 +18,10 @@ import ray
 from streamsnn.config import ConfigError, load_pipeline
 from streamsnn.runtime import build_pipeline, run_pipeline
 from streamsnn.runtime.ray_executor import run_on_ray
+from streamsnn.sources.udp import send_events
+from tests.sinks.test_zeromq import ZMQ, Collector
+from tests.sources.test_streams import live, streams_config
+from tests.sources.test_udp import CLASS, digit_stream
 
 SAMPLES = 40
 # outcome-derived report fields: equal to the local run's; the rest are timings and counters of
@@ -96,8 +102,8 @@ class KillOneWorker:
         pass
 
 
-def worker_pids() -> list[int]:
-    """Processes of this machine whose title Ray set to ``ray::ReplayWorker``."""
+def worker_pids(actor: str = "ReplayWorker") -> list[int]:
+    """Processes of this machine whose title Ray set to ``ray::<actor>``."""
     pids = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -105,7 +111,7 @@ def worker_pids() -> list[int]:
                 cmdline = (entry / "cmdline").read_bytes()
             except OSError:
                 continue
-            if cmdline.startswith(b"ray::ReplayWorker"):
+            if cmdline.startswith(f"ray::{actor}".encode()):
                 pids.append(int(entry.name))
     return pids
 
@@ -124,9 +130,12 @@ def test_a_worker_killed_mid_replay_loses_no_sample_and_counts_none_twice(root, 
 
 
 def test_ray_refuses_what_it_cannot_shard(root, tmp_path):
-    live = config(root, tmp_path / "p.jsonl", "executor=ray", "source.live=true")
-    with pytest.raises(ConfigError, match="shards a dataset replay by sample"):
-        run_on_ray(build_pipeline(live))
+    paced = config(root, tmp_path / "p.jsonl", "executor=ray", "runtime.realtime=true")
+    with pytest.raises(ConfigError, match=r"set runtime\.realtime: false"):
+        run_on_ray(build_pipeline(paced))
+    streams = streams_config(root, [live(0), live(5), live(9)], "executor=ray", "runtime.batch_size=1")
+    with pytest.raises(ConfigError, match=r"ray.streams_per_worker: 2 streams per worker need runtime"):
+        run_on_ray(build_pipeline(streams))
     recorder = f"sinks=[{{type: record, path: {tmp_path}/r.aedat4}}]"
     record = config(root, tmp_path / "p.jsonl", "executor=ray", recorder)
     with pytest.raises(ConfigError, match=r"sinks\[0\]: record writes the events"):
@@ -173,6 +182,139 @@ def test_calibrate_and_evaluate_on_ray_equal_the_local_executor(root, tmp_path, 
     np.testing.assert_allclose(a.outputs, b.outputs, rtol=1e-6, atol=1e-5)
     np.testing.assert_allclose(a.ann_logits, b.ann_logits, rtol=1e-5, atol=1e-5)
     assert distributed[2] == local[2] and distributed[3] == local[3]
+
+
+def per_stream(outcomes) -> dict[str, list[tuple]]:
+    """Each stream's decisions in order: (sample, label, class, steps, reason)."""
+    got = defaultdict(list)
+    for o in outcomes:
+        got[o.stream].append((o.sample, o.label, o.cls, o.steps, o.reason))
+    return {stream: sorted(d) for stream, d in got.items()}
+
+
+def test_live_streams_run_one_worker_per_group_merged_onto_one_zmq_feed(root, tmp_path, local_ray):
+    sources = [live(offset) for offset in (0, 5, 9, 14)]
+    expected = per_stream(run_pipeline(build_pipeline(streams_config(root, sources))).outcomes)
+    out = tmp_path / "ray.jsonl"
+    sinks = f"sinks=[{ZMQ}, hwm: 0, wait_for_subscribers: 1}}, {{type: jsonl, path: '{out}'}}]"
+    pipe = build_pipeline(streams_config(root, sources, "executor=ray", "ray.streams_per_worker=2", sinks))
+    collector = Collector(pipe.sinks[0].endpoint, hwm=0)
+    collector.start()
+    result = run_pipeline(pipe)  # starts once the subscription has arrived
+    collector.join(30)
+    report = result.report
+    assert (report["executor"], report["workers"], report["worker_restarts"]) == ("ray", 2, 0)
+    assert report["dropped_slices"] == report["skipped_slices"] == 0
+    assert per_stream(result.outcomes) == expected and len(expected) == 4
+    # one feed: every stream's predictions, as the JSONL sink beside it got them
+    feed = [m.data for m in collector.messages]
+    written = [json.loads(line) for line in out.read_text().splitlines()]
+    keys = ("stream", "sample", "step", "class", "final", "reason")
+    assert [[p[k] for k in keys] for p in feed] == [[p[k] for k in keys] for p in written]
+    finals = defaultdict(list)
+    for p in feed:
+        if p["final"]:
+            finals[p["stream"]].append((p["sample"], p["label"], p["class"], p["step"], p["reason"]))
+    assert finals == expected
+    assert collector.summary.data["report"]["samples"] == report["samples"]
+
+
+class KillOneStreamWorker:
+    """A sink that kills one live worker process (SIGKILL) once both streams have decided."""
+
+    def __init__(self) -> None:
+        self.decided: set[str] = set()
+        self.killed: int | None = None
+
+    def write(self, pred) -> None:
+        self.decided |= {pred.stream} if pred.final else set()
+        if self.killed is None and len(self.decided) == 2:
+            self.killed = next(iter(worker_pids("StreamWorker")))
+            os.kill(self.killed, signal.SIGKILL)
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_live_worker_that_dies_restarts_with_its_group_and_keeps_its_decisions(root, local_ray):
+    """The killed worker's group starts again (digits-dvs played live starts from its beginning):
+    its decisions before the kill stay, the ones after are numbered on from them."""
+    sources = [live(offset).replace("limit: 2", "limit: 3") for offset in (0, 5)]
+    expected = per_stream(run_pipeline(build_pipeline(streams_config(root, sources))).outcomes)
+    pipe = build_pipeline(streams_config(root, sources, "executor=ray", "ray.streams_per_worker=1"))
+    killer = KillOneStreamWorker()
+    pipe.sinks.append(killer)
+    result = run_pipeline(pipe)
+    assert killer.killed is not None and result.report["worker_restarts"] == 1
+    got = per_stream(result.outcomes)
+    kept = {stream: len(got[stream]) - len(expected[stream]) for stream in expected}
+    assert sorted(kept.values())[0] == 0 and sorted(kept.values())[1] >= 1  # one group restarted
+    for stream, before in kept.items():
+        again = [(sample + before, *rest) for sample, *rest in expected[stream]]
+        assert got[stream] == expected[stream][:before] + again, stream
+
+
+class Started:
+    """A sink whose ``start`` (called once every worker has built its pipeline, so its sockets
+    are bound) sets ``event``."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+
+    def start(self) -> None:
+        self.event.set()
+
+    def write(self, pred) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_udp_feeds_on_ray_workers_reach_the_drivers_sinks(root, tmp_path, local_ray):
+    """Two senders stream digits over real UDP sockets to two Ray workers, one feed each."""
+    ports = [free_udp_port(), free_udp_port()]
+    udp = "{{type: udp, port: {}, sensor: digits_dvs, stop_after_silence_s: 1.5}}"
+    out = tmp_path / "ray.jsonl"
+    cfg = streams_config(
+        root,
+        [udp.format(port) for port in ports],
+        "executor=ray",
+        "ray.streams_per_worker=1",
+        f"sinks=[{{type: jsonl, path: '{out}'}}]",
+    )
+    pipe = build_pipeline(cfg)
+    started = Started()
+    pipe.sinks.append(started)
+    events = digit_stream(2)  # 0.6 s of sensor time each
+    sent: list[int] = []
+
+    def send(port: int) -> None:
+        if started.event.wait(120):
+            sent.append(send_events(events, "127.0.0.1", port, realtime=True))
+
+    senders = [threading.Thread(target=send, args=(port,), daemon=True) for port in ports]
+    for sender in senders:
+        sender.start()
+    result = run_pipeline(pipe)
+    for sender in senders:
+        sender.join(10)
+    assert sent == [len(events)] * 2
+    stats = result.report["source_stats"]  # summed over both workers' sources
+    assert stats["events"] == 2 * len(events) and stats["stopped_after_silence"] == 2
+    preds = [json.loads(line) for line in out.read_text().splitlines()]
+    names = {f"udp/127.0.0.1:{port}#{i}" for i, port in enumerate(ports)}
+    assert {p["stream"] for p in preds if p["final"]} == names
+    for name in names:  # each feed's digits came through whole: mostly decided as the class sent
+        votes = Counter(p["class"] for p in preds if p["final"] and p["stream"] == name)
+        assert votes.most_common(1)[0][0] == CLASS, votes
+    assert result.report["samples"] == sum(p["final"] for p in preds) and result.report["workers"] == 2
 
 
 def test_workers_resolve_relative_paths_from_the_drivers_directory(root, tmp_path, local_ray, monkeypatch):
