@@ -156,6 +156,68 @@ def test_run_command_takes_executor_ray(root, tmp_path, local_ray, capsys):
     assert "accuracy (early exit)" in capsys.readouterr().out
 
 
+def test_calibrate_and_evaluate_commands_take_executor_ray(root, tmp_path, local_ray, capsys):
+    from streamsnn.cli import main
+
+    def commands(executor: str) -> tuple[dict, dict]:
+        out = tmp_path / executor
+        sets = ["--set", "source.limit=24", "--no-progress", "--executor", executor]
+        cal = out / "cal.json"
+        assert main(["calibrate", "pipelines/digits_dvs.yaml", *sets, "--output", str(cal)]) == 0
+        args = ["--calibration", str(cal), "--output-dir", str(out)]
+        assert main(["evaluate", "pipelines/digits_dvs.yaml", *sets, *args]) == 0
+        return json.loads(cal.read_text()), json.loads((out / "evaluation.json").read_text())
+
+    (local_cal, local_rows), (ray_cal, ray_rows) = commands("local"), commands("ray")
+    assert ray_cal.pop("temperature") == pytest.approx(local_cal.pop("temperature"), rel=1e-6)
+    assert ray_cal == local_cal
+    assert ray_rows["rows"] == local_rows["rows"] and len(ray_rows["rows"]) >= 3
+    assert "Dynamic Confidence" in capsys.readouterr().out
+
+
+def test_ctrl_c_ends_live_streams_on_ray_and_still_reports(root, tmp_path):
+    """SIGINT to ``streamsnn run --executor ray`` (its own local Ray instance): every group's
+    streams end, open decisions close, and the report of what was decided is written (exit 130)."""
+    import subprocess
+    import sys
+
+    sources = ", ".join(live(offset).replace("limit: 2", "limit: 40") for offset in (0, 100))  # 12 s
+    out, report = tmp_path / "preds.jsonl", tmp_path / "report.json"
+    args = ["run", "pipelines/digits_dvs.yaml", "--executor", "ray", "--no-progress", "--report", str(report)]
+    sets = [f"source={{type: streams, sources: [{sources}]}}", "ray.streams_per_worker=1"]
+    sets += [f"sinks=[{{type: jsonl, path: '{out}'}}]", "policy.reset=on_exit"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamsnn.cli", *args, *(a for s in sets for a in ("--set", s))],
+        cwd=root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            if out.exists() and out.read_text().count('"final":true') >= 4:
+                break
+            time.sleep(0.1)
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, stderr[-3000:]
+    written = json.loads(report.read_text())
+    assert written["interrupted"] and written["executor"] == "ray" and written["workers"] == 2
+    finals = [json.loads(line) for line in out.read_text().splitlines()]
+    finals = [p for p in finals if p["final"]]
+    assert written["samples"] == len(finals) >= 4  # every decision written is in the report
+    # stopped long before the streams' end: each stream's open decision closed at the stop
+    assert {p["stream"] for p in finals if p["reason"] == "end_of_stream"} == {
+        "digits-dvs/test/live#0",
+        "digits-dvs/test/live#1",
+    }
+    assert max(p["t_end_us"] for p in finals) < 40 * 300_000 / 2
+
+
 def test_calibrate_and_evaluate_on_ray_equal_the_local_executor(root, tmp_path, local_ray):
     """Both collect per-step outputs through run_pipeline, so executor: ray shards them too: the
     same collected outputs, the same calibration and the same evaluation rows."""
