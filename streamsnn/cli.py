@@ -231,7 +231,9 @@ def _config_command(sub: Any, name: str, help_text: str, positional: str) -> arg
 
 def _executor_options(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument(
-        "--executor", choices=["local", "ray"], help="ray: shard the dataset replay across Ray workers"
+        "--executor",
+        choices=["local", "ray"],
+        help="ray: run on Ray workers (a dataset replay sharded by sample; live streams a group per worker)",
     )
     cmd.add_argument("--ray-address", help="a running Ray cluster (auto, ray://head:10001); else a local one")
 

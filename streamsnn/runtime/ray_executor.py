@@ -1,17 +1,22 @@
-"""``executor: ray``: a dataset replay sharded by sample across Ray workers.
+"""``executor: ray``: a dataset replay sharded by sample, or live streams a group per worker.
 
-The driver (this process) splits the selected samples of the split into ranges of
+**Replay.** The driver (this process) splits the selected samples of the split into ranges of
 ``ray.samples_per_task`` and hands them to ``ray.workers`` actors, at most two ranges queued per
 actor. Each actor builds the pipeline once (model, operator, policies) and replays a range with
 the local runtime (``source.offset``/``source.limit``: samples keep their numbers in the split),
 returning its predictions and per-sample outcomes only when the range is done. The driver writes
 each finished range's predictions to the pipeline's sinks and builds the report from all outcomes,
 as a local run of the same samples would: a sample's decision does not depend on which samples
-share its batch.
+share its batch. A worker process that dies is restarted by Ray and its unfinished ranges run
+again (``max_restarts``/``max_task_retries``); a range that failed returned nothing, so no sample
+is lost or counted twice.
 
-A worker process that dies is restarted by Ray and its unfinished ranges run again
-(``max_restarts``/``max_task_retries``); a range that failed returned nothing, so no sample is lost
-or counted twice. Ray is an optional extra (``pip install 'streamsnn[ray]'``), imported here only.
+**Live streams.** A ``streams`` source is split into groups of ``ray.streams_per_worker``
+sources (its ``offset``/``limit``), one actor each, which opens its group's sources and runs them
+with the local runtime; its predictions come back as they are made (a streaming generator) and
+the driver merges them onto the sinks (``_streams``).
+
+Ray is an optional extra (``pip install 'streamsnn[ray]'``), imported here only.
 """
 
 from __future__ import annotations
