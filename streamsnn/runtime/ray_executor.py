@@ -99,9 +99,8 @@ class ReplayWorker:
         source_cfg = self.cfg.source.model_copy(update={"offset": offset, "limit": limit})
         cfg = self.cfg.model_copy(update={"source": source_cfg})
         predictions: list[Prediction] = []
-        sinks = [_Handover(predictions.append)]
-        pipe = dataclasses.replace(self.pipe, config=cfg, source=open_source(cfg), sinks=sinks)
-        result = run_pipeline(pipe)
+        source, sinks = open_source(cfg, "ray worker"), [_Handover(predictions.append)]
+        result = run_pipeline(dataclasses.replace(self.pipe, config=cfg, source=source, sinks=sinks))
         return Shard(predictions, result.outcomes, result.report)
 
 
