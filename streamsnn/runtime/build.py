@@ -121,11 +121,14 @@ def _build_around(cfg: PipelineConfig, source: Source, origin: str) -> Pipeline:
             f"realtime: false (source '{cfg.source.type}' is {'live' if source.live else 'paced'})"
         )
     dtype = torch.float64 if cfg.model.dtype == "float64" else torch.float32
+    # with executor: ray this process only checks the pipeline (a cluster's head may have no
+    # GPU); the workers build it on model.device
+    device = cfg.model.device if cfg.executor == "local" else "cpu"
     try:
         operator = SNNOperator(
             model.snn(cfg.model.conversion, cfg.model.v0),
             cfg.runtime.batch_size,
-            cfg.model.device,
+            device,
             dtype,
             count_operations=cfg.runtime.count_operations,
             analog_input=cfg.encoder.type != "poisson",

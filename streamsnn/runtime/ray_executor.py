@@ -34,7 +34,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from streamsnn.config import ConfigError, PipelineConfig
+from streamsnn.config import ConfigError, PipelineConfig, RayConfig
 from streamsnn.metrics import SampleOutcome, build_report
 from streamsnn.prediction import Prediction
 from streamsnn.runtime.build import Pipeline, build_pipeline, open_source
@@ -43,6 +43,7 @@ from streamsnn.runtime.runner import RunResult, close_sinks, run_pipeline, start
 RESTARTS = 3  # restarts of a dead worker process, and re-runs of each of its ranges
 QUEUED_PER_WORKER = 2  # ranges handed to a worker ahead, so it never waits for the driver
 SUMMED = ("dropped_slices", "skipped_slices", "out_of_bounds_events", "late_events")
+START_TIMEOUT_S = 600.0  # longest wait for the workers to start (free resources, imports, build)
 STOP_WAIT_S = 30.0  # after Ctrl-C: longest wait for the live workers' last predictions and reports
 _END = object()
 _RESTARTED = object()  # a live worker's process died and restarts
@@ -168,6 +169,11 @@ def _check(pipe: Pipeline) -> None:
             f"executor: ray shards a dataset replay by sample; source '{cfg.source.type}' has no "
             "source.offset to select a range (use executor: local)"
         )
+    if cfg.model.device.startswith("cuda") and cfg.ray.gpus == 0:
+        raise ConfigError(
+            f"ray.gpus: model.device is '{cfg.model.device}' but each worker gets no GPU (ray.gpus: 0); "
+            "give it one (ray.gpus: 1, or a fraction to share a GPU)"
+        )
     if pipe.source.segmented and cfg.runtime.realtime:
         raise ConfigError("executor: ray replays as fast as the workers go; set runtime.realtime: false")
     for i, sink in enumerate(cfg.sinks):
@@ -204,44 +210,73 @@ def run_on_ray(pipe: Pipeline) -> RunResult:
     """Run ``pipe`` on Ray workers (``pipe.config.ray``), predictions to ``pipe``'s sinks: a
     dataset replay sharded by sample, live streams one worker per group of streams. Returns the
     report of all samples (or decisions)."""
+    rc = pipe.config.ray
     try:
         _check(pipe)
         ray = _ray()
         groups = None if pipe.source.segmented else _stream_groups(pipe)
     except ConfigError:
-        pipe.source.close()
-        close_sinks(pipe.sinks, None)
+        _close(pipe)
         raise
-    rc = pipe.config.ray
+    workers = len(groups) if groups else min(rc.workers, math.ceil(len(pipe.source) / rc.samples_per_task))
     started_ray = not ray.is_initialized()
     if started_ray:
         local = rc.address is None
-        workers = rc.workers if groups is None else len(groups)
         ray.init(
             address=rc.address,
-            num_cpus=workers * rc.cpus if local else None,
+            num_cpus=max(1, workers) * rc.cpus if local else None,
             include_dashboard=False,
             log_to_driver=False,
         )
     try:
+        try:
+            _check_resources(ray, rc, workers)
+        except ConfigError:
+            _close(pipe)
+            raise
         return _replay(ray, pipe) if groups is None else _streams(ray, pipe, groups)
     finally:
         if started_ray:
             ray.shutdown()
 
 
-def _start(ray: Any, cls: type, configs: list[PipelineConfig], **options: Any) -> tuple[list[Any], float]:
-    """One ``cls`` actor per config (``ray.cpus``/``ray.gpus`` each, restarted when its process
+def _close(pipe: Pipeline) -> None:
+    """Close what building ``pipe`` opened (a refused run)."""
+    pipe.source.close()
+    close_sinks(pipe.sinks, None)
+
+
+def _check_resources(ray: Any, rc: RayConfig, workers: int) -> None:
+    """The cluster has the CPUs and GPUs of all ``workers`` (else Ray would wait for them forever)."""
+    have = ray.cluster_resources()
+    for key, resource, each in (("cpus", "CPU", rc.cpus), ("gpus", "GPU", rc.gpus)):
+        total = have.get(resource, 0.0)
+        if workers * each > total:
+            raise ConfigError(
+                f"ray.{key}: {workers} workers × {each:g} {resource}s need {workers * each:g}, but the Ray "
+                f"cluster has {total:g} (fewer ray.workers, or more ray.streams_per_worker for live streams)"
+            )
+
+
+def _start(
+    ray: Any, cls: type, configs: list[PipelineConfig], rc: RayConfig, **options: Any
+) -> tuple[list[Any], float]:
+    """One ``cls`` actor per config (``rc.cpus``/``rc.gpus`` each, restarted when its process
     dies), and the seconds until all are built."""
-    rc = configs[0].ray
     actor = ray.remote(num_cpus=rc.cpus, num_gpus=rc.gpus, max_restarts=RESTARTS, **options)(cls)
     workers = [actor.remote(c.model_dump(), os.getcwd()) for c in configs]
     t_start = time.perf_counter()
     try:
-        ray.get([worker.pid.remote() for worker in workers])
+        ray.get([worker.pid.remote() for worker in workers], timeout=START_TIMEOUT_S)
     except ray.exceptions.RayActorError as err:
         _kill(ray, workers)
         raise ConfigError(f"a Ray worker could not build the pipeline: {err}") from None
+    except ray.exceptions.GetTimeoutError:
+        _kill(ray, workers)
+        raise ConfigError(
+            f"the Ray workers did not start within {START_TIMEOUT_S:g} s: the cluster has no free "
+            f"{rc.cpus} CPUs / {rc.gpus:g} GPUs for each of them (ray.cpus, ray.gpus)"
+        ) from None
     return workers, time.perf_counter() - t_start
 
 
@@ -262,9 +297,8 @@ def _replay(ray: Any, pipe: Pipeline) -> RunResult:
     bar = tqdm(total=n, desc=f"{cfg.name} (ray)", unit="sample", disable=not cfg.runtime.progress)
     try:
         # like a local run's wall time, the replay's starts once the pipelines are built
-        workers, workers_start_s = _start(
-            ray, ReplayWorker, [cfg] * min(rc.workers, len(ranges)), max_task_retries=RESTARTS
-        )
+        configs = [cfg] * min(rc.workers, len(ranges))
+        workers, workers_start_s = _start(ray, ReplayWorker, configs, rc, max_task_retries=RESTARTS)
         started = time.perf_counter()
         start_sinks(pipe.sinks)
         pending: dict[Any, Any] = {}  # result ref → its worker
@@ -349,7 +383,8 @@ def _streams(ray: Any, pipe: Pipeline, groups: list[PipelineConfig]) -> RunResul
                 worker.stop.remote()
 
     try:
-        workers, workers_start_s = _start(ray, StreamWorker, groups, max_task_retries=0, max_concurrency=2)
+        options = {"max_task_retries": 0, "max_concurrency": 2}  # the driver restarts the stream
+        workers, workers_start_s = _start(ray, StreamWorker, groups, cfg.ray, **options)
         started = time.perf_counter()
         start_sinks(pipe.sinks)
         for k in range(len(workers)):

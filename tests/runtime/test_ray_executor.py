@@ -143,6 +143,21 @@ def test_ray_refuses_what_it_cannot_shard(root, tmp_path):
         run_on_ray(build_pipeline(record))
 
 
+def test_ray_checks_devices_and_the_clusters_resources_before_starting_workers(root, tmp_path, local_ray):
+    out = tmp_path / "p.jsonl"
+    too_many = config(root, out, "executor=ray", "ray.workers=3")  # the local instance has 2 CPUs
+    with pytest.raises(ConfigError, match=r"ray\.cpus: 3 workers × 1 CPUs need 3, but the Ray cluster has 2"):
+        run_on_ray(build_pipeline(too_many))
+    gpus = config(root, out, "executor=ray", "ray.gpus=0.5")
+    needs_gpus = r"ray\.gpus: 2 workers × 0\.5 GPUs need 1, but the Ray cluster has 0"
+    with pytest.raises(ConfigError, match=needs_gpus):
+        run_on_ray(build_pipeline(gpus))
+    pipe = build_pipeline(config(root, out, "executor=ray", "model.device=cuda"))
+    assert pipe.operator.device.type == "cpu"  # the driver only checks the pipeline (no GPU here)
+    with pytest.raises(ConfigError, match=r"ray\.gpus: model\.device is 'cuda' but each worker gets no GPU"):
+        run_on_ray(pipe)
+
+
 def test_run_command_takes_executor_ray(root, tmp_path, local_ray, capsys):
     from streamsnn.cli import main
 
