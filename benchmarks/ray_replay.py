@@ -77,7 +77,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--split", default="test", choices=["train", "val", "test"])
     ap.add_argument("--rounds", type=int, default=2)
-    ap.add_argument("--samples-per-task", type=int, default=135)
+    ap.add_argument("--samples-per-task", type=int, help="default: the pipeline's (four ranges per worker)")
     ap.add_argument("--json", default="runs/bench/ray_replay.json")
     ap.add_argument("--ray-address", help="a running cluster (auto, ray://head:10001); else a local instance")
     ap.add_argument("--workers", default="1,2", help="worker counts to run, comma-separated")
@@ -104,7 +104,9 @@ def main() -> None:
     best: dict[str, dict] = {}
     for _ in range(args.rounds):
         for name, overrides in cases.items():
-            report = replay(args.split, *overrides, f"ray.samples_per_task={args.samples_per_task}")
+            if args.samples_per_task:
+                overrides = [*overrides, f"ray.samples_per_task={args.samples_per_task}"]
+            report = replay(args.split, *overrides)
             if name not in best or report["samples_per_s"] > best[name]["samples_per_s"]:
                 best[name] = report
     live: dict[str, tuple[dict, list[float]]] = {}

@@ -406,14 +406,17 @@ class ReportConfig(Strict):
 class RayConfig(Strict):
     """``executor: ray``: ``address`` of a running cluster (``auto``, ``ray://head:10001``; null
     starts a local Ray instance with ``workers × cpus`` CPUs). A dataset replay: ``workers``
-    operator workers, each replaying ranges of ``samples_per_task`` samples of the split. Live
+    operator workers, each replaying ranges of ``samples_per_task`` samples of the split (default:
+    four ranges per worker, at least ``runtime.batch_size`` samples each: every range ends with a
+    partly filled batch and costs a hand-over, but smaller ranges balance the load and lose less
+    work when a worker dies). Live
     streams (a ``streams`` source): one worker per group of ``streams_per_worker`` sources
     (default: the sources spread over ``workers``). Each worker has ``cpus`` CPUs (its torch
     threads) and ``gpus`` GPUs (set ``model.device: cuda`` to use them)."""
 
     address: str | None = None
     workers: PositiveInt = 2
-    samples_per_task: PositiveInt = 64
+    samples_per_task: PositiveInt | None = None
     streams_per_worker: PositiveInt | None = None
     cpus: PositiveInt = 1
     gpus: NonNegativeFloat = 0.0

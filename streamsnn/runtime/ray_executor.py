@@ -1,15 +1,15 @@
 """``executor: ray``: a dataset replay sharded by sample, or live streams a group per worker.
 
-**Replay.** The driver (this process) splits the selected samples of the split into ranges of
-``ray.samples_per_task`` and hands them to ``ray.workers`` actors, at most two ranges queued per
-actor. Each actor builds the pipeline once (model, operator, policies) and replays a range with
-the local runtime (``source.offset``/``source.limit``: samples keep their numbers in the split),
+**Replay.** The driver (this process) splits the selected samples of the split into ranges
+(``_range_size``) and hands them to ``ray.workers`` actors, at most two ranges queued per actor.
+Each actor builds the pipeline once (model, operator, policies) and replays a range with the
+local runtime (``source.offset``/``source.limit``: samples keep their numbers in the split),
 returning its predictions and per-sample outcomes only when the range is done. The driver writes
-each finished range's predictions to the pipeline's sinks and builds the report from all outcomes,
-as a local run of the same samples would: a sample's decision does not depend on which samples
-share its batch. A worker process that dies is restarted by Ray and its unfinished ranges run
-again (``max_restarts``/``max_task_retries``); a range that failed returned nothing, so no sample
-is lost or counted twice.
+each finished range's predictions to the pipeline's sinks and builds the report from all
+outcomes, as a local run of the same samples would: a sample's decision does not depend on which
+samples share its batch. A worker process that dies is restarted by Ray and its unfinished
+ranges run again (``max_restarts``/``max_task_retries``); a range that failed returned nothing,
+so no sample is lost or counted twice.
 
 **Live streams.** A ``streams`` source is split into groups of ``ray.streams_per_worker``
 sources (its ``offset``/``limit``), one actor each, which opens its group's sources and runs them
@@ -41,6 +41,7 @@ from streamsnn.runtime.build import Pipeline, build_pipeline, open_source
 from streamsnn.runtime.runner import RunResult, close_sinks, run_pipeline, start_sinks
 
 RESTARTS = 3  # restarts of a dead worker process, and re-runs of each of its ranges
+RANGES_PER_WORKER = 4  # default ranges of a replay per worker (ray.samples_per_task: null)
 QUEUED_PER_WORKER = 2  # ranges handed to a worker ahead, so it never waits for the driver
 SUMMED = ("dropped_slices", "skipped_slices", "out_of_bounds_events", "late_events")
 START_TIMEOUT_S = 600.0  # longest wait for the workers to start (free resources, imports, build)
@@ -186,6 +187,13 @@ def _ranges(first: int, n: int, size: int) -> list[tuple[int, int]]:
     return [(first + start, min(size, n - start)) for start in range(0, n, size)]
 
 
+def _range_size(cfg: PipelineConfig, n: int) -> int:
+    """Samples per replayed range: ``ray.samples_per_task``, else ``RANGES_PER_WORKER`` ranges per
+    worker of at least ``runtime.batch_size`` samples."""
+    per_worker = RANGES_PER_WORKER * cfg.ray.workers
+    return cfg.ray.samples_per_task or max(cfg.runtime.batch_size, math.ceil(n / per_worker))
+
+
 def _stream_groups(pipe: Pipeline) -> list[PipelineConfig]:
     """The pipeline of each live worker: a ``streams`` source split into groups of
     ``ray.streams_per_worker`` sources (default: spread over ``ray.workers``); any other
@@ -218,7 +226,8 @@ def run_on_ray(pipe: Pipeline) -> RunResult:
     except ConfigError:
         _close(pipe)
         raise
-    workers = len(groups) if groups else min(rc.workers, math.ceil(len(pipe.source) / rc.samples_per_task))
+    n = len(pipe.source)
+    workers = len(groups) if groups else min(rc.workers, math.ceil(n / _range_size(pipe.config, n)))
     started_ray = not ray.is_initialized()
     if started_ray:
         local = rc.address is None
@@ -291,7 +300,7 @@ def _replay(ray: Any, pipe: Pipeline) -> RunResult:
     cfg, rc = pipe.config, pipe.config.ray
     n = len(pipe.source)
     pipe.source.close()  # the workers read the data; the driver only needed its length
-    ranges = collections.deque(_ranges(cfg.source.offset, n, rc.samples_per_task))
+    ranges = collections.deque(_ranges(cfg.source.offset, n, _range_size(cfg, n)))
     report = None
     workers: list[Any] = []
     bar = tqdm(total=n, desc=f"{cfg.name} (ray)", unit="sample", disable=not cfg.runtime.progress)
