@@ -409,10 +409,9 @@ class RayConfig(Strict):
     operator workers, each replaying ranges of ``samples_per_task`` samples of the split (default:
     four ranges per worker, at least ``runtime.batch_size`` samples each: every range ends with a
     partly filled batch and costs a hand-over, but smaller ranges balance the load and lose less
-    work when a worker dies). Live
-    streams (a ``streams`` source): one worker per group of ``streams_per_worker`` sources
-    (default: the sources spread over ``workers``). Each worker has ``cpus`` CPUs (its torch
-    threads) and ``gpus`` GPUs (set ``model.device: cuda`` to use them)."""
+    work when a worker dies). Live streams (a ``streams`` source): one worker per group of
+    ``streams_per_worker`` sources (default: the sources spread over ``workers``). Each worker has
+    ``cpus`` CPUs (its torch threads) and ``gpus`` GPUs (set ``model.device: cuda`` to use them)."""
 
     address: str | None = None
     workers: PositiveInt = 2

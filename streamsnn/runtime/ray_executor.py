@@ -354,6 +354,37 @@ def _write(pipe: Pipeline, predictions: list[Prediction]) -> None:
             sink.write(pred)
 
 
+class _LiveMerge:
+    """What the live workers sent, merged: predictions renumbered across restarts and written to
+    the sinks, outcomes from the final ones, the workers' run reports."""
+
+    def __init__(self, pipe: Pipeline) -> None:
+        self.pipe = pipe
+        self.outcomes: list[SampleOutcome] = []
+        self.reports: list[dict[str, Any]] = []
+        self.restarts = 0
+        self.decided: collections.Counter[str] = collections.Counter()  # decisions per stream
+        self.first: dict[str, int] = {}  # a stream's number for its current attempt's first decision
+        self.streams_of: dict[int, set[str]] = collections.defaultdict(set)  # per worker
+
+    def restarted(self, k: int) -> None:
+        """Worker ``k`` starts its group again: its streams' decisions are numbered on."""
+        self.restarts += 1
+        self.first.update({stream: self.decided[stream] for stream in self.streams_of[k]})
+
+    def predictions(self, k: int, preds: list[Prediction]) -> int:
+        """Write worker ``k``'s ``preds`` to the sinks; the number of decisions among them."""
+        counted = self.pipe.config.runtime.count_operations
+        for pred in preds:
+            self.streams_of[k].add(pred.stream)
+            pred.sample += self.first.get(pred.stream, 0)
+            if pred.final:
+                self.decided[pred.stream] += 1
+                self.outcomes.append(SampleOutcome.of(pred, counted))
+        _write(self.pipe, preds)
+        return sum(p.final for p in preds)
+
+
 def _streams(ray: Any, pipe: Pipeline, groups: list[PipelineConfig]) -> RunResult:
     """One worker per group of streams; their predictions merged onto the sinks as they come
     (one thread per worker follows its stream of results) and the report built from the final
@@ -363,7 +394,7 @@ def _streams(ray: Any, pipe: Pipeline, groups: list[PipelineConfig]) -> RunResul
     streams (open decisions close) and waits up to ``STOP_WAIT_S`` for their last predictions."""
     cfg = pipe.config
     pipe.source.close()  # the workers open the sources, each its group
-    merged: queue.Queue[tuple[int, Any]] = queue.Queue()  # (worker, what it sent)
+    received: queue.Queue[tuple[int, Any]] = queue.Queue()  # (worker, what it sent)
     stopping = threading.Event()
     report = None
     workers: list[Any] = []
@@ -373,17 +404,17 @@ def _streams(ray: Any, pipe: Pipeline, groups: list[PipelineConfig]) -> RunResul
         for attempt in range(RESTARTS + 1):
             try:
                 for ref in workers[k].stream.remote():
-                    merged.put((k, ray.get(ref)))
+                    received.put((k, ray.get(ref)))
                 break
             except ray.exceptions.RayActorError as err:
                 if stopping.is_set() or attempt == RESTARTS or not _restarted(ray, workers[k]):
-                    merged.put((k, err))
+                    received.put((k, err))
                     break
-                merged.put((k, _RESTARTED))
+                received.put((k, _RESTARTED))
             except BaseException as err:
-                merged.put((k, err))
+                received.put((k, err))
                 break
-        merged.put((k, _END))
+        received.put((k, _END))
 
     def stop() -> None:
         stopping.set()
@@ -398,38 +429,26 @@ def _streams(ray: Any, pipe: Pipeline, groups: list[PipelineConfig]) -> RunResul
         start_sinks(pipe.sinks)
         for k in range(len(workers)):
             threading.Thread(target=follow, args=(k,), daemon=True).start()
-        outcomes: list[SampleOutcome] = []
-        reports: list[dict[str, Any]] = []
+        merge = _LiveMerge(pipe)
         errors: list[BaseException] = []
-        decided: collections.Counter[str] = collections.Counter()  # decisions per stream
-        first: dict[str, int] = {}  # a stream's number of its current attempt's first decision
-        streams_of: dict[int, set[str]] = collections.defaultdict(set)
-        running, restarts, interrupted, deadline = len(workers), 0, False, math.inf
+        running, interrupted, deadline = len(workers), False, math.inf
         while running and time.monotonic() < deadline:
             try:
                 try:
-                    k, item = merged.get(timeout=0.1)
+                    k, item = received.get(timeout=0.1)
                 except queue.Empty:
                     continue
                 if item is _END:
                     running -= 1
-                elif item is _RESTARTED:  # the group starts again: number on from its decisions
-                    restarts += 1
-                    first.update({stream: decided[stream] for stream in streams_of[k]})
+                elif item is _RESTARTED:
+                    merge.restarted(k)
                 elif isinstance(item, dict):
-                    reports.append(item)
+                    merge.reports.append(item)
                 elif isinstance(item, BaseException):
                     errors.append(item)
                     stop()
                 else:
-                    for pred in item:
-                        streams_of[k].add(pred.stream)
-                        pred.sample += first.get(pred.stream, 0)
-                        if pred.final:
-                            decided[pred.stream] += 1
-                            outcomes.append(SampleOutcome.of(pred, cfg.runtime.count_operations))
-                    _write(pipe, item)
-                    bar.update(sum(p.final for p in item))
+                    bar.update(merge.predictions(k, item))
             except KeyboardInterrupt:
                 if interrupted:
                     raise
@@ -438,10 +457,10 @@ def _streams(ray: Any, pipe: Pipeline, groups: list[PipelineConfig]) -> RunResul
         if errors:
             raise _cause(errors[0])
         wall = time.perf_counter() - started
-        outcomes.sort(key=lambda o: (o.stream, o.sample))
-        report = _report(pipe, outcomes, reports, wall, interrupted, len(workers))
+        outcomes = sorted(merge.outcomes, key=lambda o: (o.stream, o.sample))
+        report = _report(pipe, outcomes, merge.reports, wall, interrupted, len(workers))
         report["workers_start_s"] = round(workers_start_s, 3)
-        report["worker_restarts"] = restarts
+        report["worker_restarts"] = merge.restarts
         return RunResult(report, outcomes)
     finally:
         stop()
