@@ -360,7 +360,7 @@ def free_udp_port() -> int:
 def test_udp_feeds_on_ray_workers_reach_the_drivers_sinks(root, tmp_path, local_ray):
     """Two senders stream digits over real UDP sockets to two Ray workers, one feed each."""
     ports = [free_udp_port(), free_udp_port()]
-    udp = "{{type: udp, port: {}, sensor: digits_dvs, stop_after_silence_s: 1.5}}"
+    udp = "{{type: udp, port: {}, sensor: digits_dvs, stop_after_silence_s: 3}}"
     out = tmp_path / "ray.jsonl"
     cfg = streams_config(
         root,
