@@ -128,7 +128,7 @@ def main() -> None:
         print(
             f"  {name:<16} {report['samples_per_s']:8.1f} samples/s  ({ratio:.2f}× local; wall "
             f"{report['wall_s']:.2f} s, accuracy {report['accuracy']:.2%}, "
-            f"mean steps {report['mean_steps']:.2f}"
+            f"mean steps {report['mean_steps']:.2f}, mean batch {report['mean_batch']:.1f}"
             + (
                 f"; workers started in {report['workers_start_s']:.1f} s"
                 if "workers_start_s" in report
@@ -141,6 +141,7 @@ def main() -> None:
                 "case": name,
                 "ratio_to_local": ratio,
                 **{k: report.get(k) for k in ("samples_per_s", "wall_s", "accuracy", "mean_steps")},
+                "mean_batch": report.get("mean_batch"),
                 "workers_start_s": report.get("workers_start_s"),
             }
         )

@@ -1,7 +1,7 @@
 """``executor: ray``: a dataset replay sharded by sample, or live streams a group per worker.
 
 **Replay.** The driver (this process) splits the selected samples of the split into ranges
-(``_range_size``) and hands them to ``ray.workers`` actors, at most two ranges queued per actor.
+(``_range_size``) and hands them to ``ray.workers`` actors, two batches' worth queued per actor.
 Each actor builds the pipeline once (model, operator, policies) and replays a range with the
 local runtime (``source.offset``/``source.limit``: samples keep their numbers in the split),
 returning its predictions and per-sample outcomes only when the range is done. The driver writes
@@ -38,12 +38,19 @@ from streamsnn.config import ConfigError, PipelineConfig, RayConfig
 from streamsnn.metrics import SampleOutcome, build_report
 from streamsnn.prediction import Prediction
 from streamsnn.runtime.build import Pipeline, build_pipeline, open_source
-from streamsnn.runtime.runner import RunResult, close_sinks, run_pipeline, start_sinks
+from streamsnn.runtime.runner import COUNTED, Runner, RunResult, close_sinks, shares, start_sinks
+from streamsnn.sources.base import Packet, SourceBase
 
 RESTARTS = 3  # restarts of a dead worker process, and re-runs of each of its ranges
 RANGES_PER_WORKER = 4  # default ranges of a replay per worker (ray.samples_per_task: null)
-QUEUED_PER_WORKER = 2  # ranges handed to a worker ahead, so it never waits for the driver
-SUMMED = ("dropped_slices", "skipped_slices", "out_of_bounds_events", "late_events")
+# samples handed to a worker ahead, in batches (at least two ranges): its batch stays full while
+# the driver takes a finished range and hands it the next
+QUEUED_BATCHES = 2
+# what the workers' counters add up to (besides source_stats)
+SUMMED_COUNTERS = (
+    *("model_s", "step_s", "model_calls", "lane_steps", "dropped_slices", "skipped_slices"),
+    *("out_of_bounds_events", "late_events", "ann_reference_s"),
+)
 START_TIMEOUT_S = 600.0  # longest wait for the workers to start (free resources, imports, build)
 STOP_WAIT_S = 30.0  # after Ctrl-C: longest wait for the live workers' last predictions and reports
 _END = object()
@@ -52,12 +59,13 @@ _RESTARTED = object()  # a live worker's process died and restarts
 
 @dataclasses.dataclass
 class Shard:
-    """What a worker returns for one range: its predictions in emission order, its outcomes and
-    its run report (counters, model time)."""
+    """What a replay worker returns for one range: its predictions (per sample, in step order),
+    its outcomes and the worker's ``counters`` since its previous shard (``Runner.counters``
+    totals, ``wall_s`` and ``ann_reference_s``)."""
 
     predictions: list[Prediction]
     outcomes: list[SampleOutcome]
-    report: dict[str, Any]
+    counters: dict[str, Any]
 
 
 class _Handover:
@@ -86,24 +94,120 @@ def _worker_config(config: dict[str, Any], cwd: str) -> PipelineConfig:
     return cfg.model_copy(update={"runtime": runtime, "sinks": [], "executor": "local"})
 
 
+class _RangeFeed(SourceBase):
+    """A replay worker's source: the ranges of the split handed to it (``add``), replayed one
+    after the other as one replay that never ends, so the runner's batch stays full across
+    ranges. ``exhausted(range, samples)`` is called once a range's last packet went on."""
+
+    segmented = True
+    live = False
+
+    def __init__(self, cfg: PipelineConfig, exhausted: Callable[[tuple[int, int], set[int]], None]) -> None:
+        with open_source(cfg, "ray worker") as probe:
+            self.kind, self.labels, self.sensor = probe.kind, probe.labels, probe.sensor
+        self.cfg, self.exhausted = cfg, exhausted
+        self.ranges: queue.Queue[tuple[int, int]] = queue.Queue()
+
+    def add(self, offset: int, limit: int) -> None:
+        self.ranges.put((offset, limit))
+
+    def __len__(self) -> int:
+        return 0  # not known ahead
+
+    def __iter__(self) -> Iterator[Packet]:
+        while True:
+            offset, limit = self.ranges.get()
+            source_cfg = self.cfg.source.model_copy(update={"offset": offset, "limit": limit})
+            samples: set[int] = set()
+            with open_source(self.cfg.model_copy(update={"source": source_cfg}), "ray worker") as source:
+                for packet in source:
+                    samples.add(packet.sample)
+                    yield packet
+                for key, n in source.stats.items():
+                    self.count(key, n)
+            self.exhausted((offset, limit), samples)
+
+
 class ReplayWorker:
-    """A Ray actor: the pipeline built once, replaying one range of the split per call."""
+    """A Ray actor running one replay for its lifetime (``_RangeFeed``): each ``replay`` call
+    hands it a range of the split and returns once every sample of the range has its outcome
+    and final prediction (calls wait side by side: a threaded actor)."""
 
     def __init__(self, config: dict[str, Any], cwd: str) -> None:
-        self.cfg = _worker_config(config, cwd)
-        self.pipe = build_pipeline(self.cfg, origin="ray worker")
-        self.pipe.source.close()
+        cfg = _worker_config(config, cwd)
+        pipe = build_pipeline(cfg, origin="ray worker")
+        pipe.source.close()
+        self.changed = threading.Condition()
+        self.outcome_of: dict[int, int] = {}  # sample → its outcome's index
+        self.decided: set[int] = set()  # samples whose final prediction was written
+        self.predictions: dict[int, list[Prediction]] = collections.defaultdict(list)
+        self.fed: dict[tuple[int, int], set[int]] = {}  # exhausted range → its samples
+        self.error: BaseException | None = None
+        self.feed = _RangeFeed(cfg, self._exhausted)
+        sinks = [_Handover(self._written)]
+        self.runner = Runner(dataclasses.replace(pipe, source=self.feed, sinks=sinks), self._recorded)
+        self.last = (time.perf_counter(), self.runner.counters())
+        threading.Thread(target=self._run, name="streamsnn-ray-replay", daemon=True).start()
+
+    def _run(self) -> None:
+        try:
+            self.runner.run()
+        except BaseException as err:
+            with self.changed:
+                self.error = err
+                self.changed.notify_all()
+
+    def _recorded(self, index: int, outcome: SampleOutcome) -> None:
+        with self.changed:
+            self.outcome_of[outcome.sample] = index
+            self.changed.notify_all()
+
+    def _written(self, pred: Prediction) -> None:
+        with self.changed:
+            self.predictions[pred.sample].append(pred)
+            if pred.final:
+                self.decided.add(pred.sample)
+                self.changed.notify_all()
+
+    def _exhausted(self, key: tuple[int, int], samples: set[int]) -> None:
+        with self.changed:
+            self.fed[key] = samples
+            self.changed.notify_all()
+
+    def _complete(self, key: tuple[int, int]) -> bool:
+        samples = self.fed.get(key)
+        return samples is not None and all(s in self.outcome_of and s in self.decided for s in samples)
 
     def pid(self) -> int:
         return os.getpid()
 
     def replay(self, offset: int, limit: int) -> Shard:
-        source_cfg = self.cfg.source.model_copy(update={"offset": offset, "limit": limit})
-        cfg = self.cfg.model_copy(update={"source": source_cfg})
-        predictions: list[Prediction] = []
-        source, sinks = open_source(cfg, "ray worker"), [_Handover(predictions.append)]
-        result = run_pipeline(dataclasses.replace(self.pipe, config=cfg, source=source, sinks=sinks))
-        return Shard(predictions, result.outcomes, result.report)
+        key = (offset, limit)
+        self.feed.add(offset, limit)
+        with self.changed:
+            self.changed.wait_for(lambda: self.error is not None or self._complete(key))
+            if self.error is not None:
+                raise self.error
+            samples = sorted(self.fed.pop(key))
+            indices = [self.outcome_of.pop(s) for s in samples]
+            predictions = [p for s in samples for p in sorted(self.predictions.pop(s), key=lambda p: p.step)]
+            self.decided.difference_update(samples)
+        t_ann = time.perf_counter()
+        self.runner.fill_ann_reference(indices)
+        counters = self._counters_since_last()
+        counters["ann_reference_s"] = time.perf_counter() - t_ann
+        return Shard(predictions, [self.runner.outcomes[i] for i in indices], counters)
+
+    def _counters_since_last(self) -> dict[str, Any]:
+        """The runner's totals since the previous shard, and the wall time they took."""
+        with self.changed:
+            (then, before), now = self.last, (time.perf_counter(), self.runner.counters())
+            self.last = now
+        counters = {k: v - before[k] for k, v in now[1].items() if k != "source_stats"}
+        stats = now[1]["source_stats"]
+        counters["source_stats"] = {k: n - before["source_stats"].get(k, 0) for k, n in stats.items()}
+        counters["wall_s"] = now[0] - then
+        return counters
 
 
 class StreamWorker:
@@ -118,14 +222,17 @@ class StreamWorker:
 
     def stream(self) -> Iterator[list[Prediction] | dict[str, Any]]:
         """Run the group to the end of its sources (or ``stop``): its predictions as they come,
-        in lists of those ready together, then its run report (the driver takes the outcomes
-        from the final predictions, so those of a worker that died count too)."""
+        in lists of those ready together, then its counters (``Runner.counters``, ``wall_s``;
+        the driver takes the outcomes from the final predictions, so those of a worker that
+        died count too)."""
         ready: queue.Queue[Prediction | object] = queue.Queue()
         done: dict[str, Any] = {}
 
+        runner = Runner(dataclasses.replace(self.pipe, sinks=[_Handover(ready.put)]))
+
         def run() -> None:
             try:
-                done["result"] = run_pipeline(dataclasses.replace(self.pipe, sinks=[_Handover(ready.put)]))
+                done["result"] = runner.run()
             except BaseException as err:
                 done["error"] = err
             finally:
@@ -146,7 +253,8 @@ class StreamWorker:
         thread.join()
         if "error" in done:
             raise done["error"]
-        yield done["result"].report
+        report = done["result"].report
+        yield {**runner.counters(), "wall_s": report["wall_s"], "ann_reference_s": 0.0}
 
     def stop(self) -> None:
         """End the group's streams as at the end of their sources: open decisions close."""
@@ -300,14 +408,17 @@ def _replay(ray: Any, pipe: Pipeline) -> RunResult:
     cfg, rc = pipe.config, pipe.config.ray
     n = len(pipe.source)
     pipe.source.close()  # the workers read the data; the driver only needed its length
-    ranges = collections.deque(_ranges(cfg.source.offset, n, _range_size(cfg, n)))
+    size = _range_size(cfg, n)
+    ranges = collections.deque(_ranges(cfg.source.offset, n, size))
+    queued = max(2, math.ceil(QUEUED_BATCHES * cfg.runtime.batch_size / size))  # ranges per worker
     report = None
     workers: list[Any] = []
     bar = tqdm(total=n, desc=f"{cfg.name} (ray)", unit="sample", disable=not cfg.runtime.progress)
     try:
         # like a local run's wall time, the replay's starts once the pipelines are built
         configs = [cfg] * min(rc.workers, len(ranges))
-        workers, workers_start_s = _start(ray, ReplayWorker, configs, rc, max_task_retries=RESTARTS)
+        options = {"max_task_retries": RESTARTS, "max_concurrency": queued + 1}
+        workers, workers_start_s = _start(ray, ReplayWorker, configs, rc, **options)
         started = time.perf_counter()
         start_sinks(pipe.sinks)
         pending: dict[Any, Any] = {}  # result ref → its worker
@@ -319,7 +430,7 @@ def _replay(ray: Any, pipe: Pipeline) -> RunResult:
             pending[worker.replay.remote(offset, limit)] = worker
 
         for worker in workers:
-            for _ in range(QUEUED_PER_WORKER):
+            for _ in range(queued):
                 if ranges:
                     submit(worker)
         try:
@@ -339,7 +450,7 @@ def _replay(ray: Any, pipe: Pipeline) -> RunResult:
                     ray.cancel(ref, force=True)
         wall = time.perf_counter() - started
         outcomes = sorted((o for s in shards for o in s.outcomes), key=lambda o: o.sample)
-        report = _report(pipe, outcomes, [s.report for s in shards], wall, interrupted, len(workers))
+        report = _report(pipe, outcomes, [s.counters for s in shards], wall, interrupted, len(workers))
         report["workers_start_s"] = round(workers_start_s, 3)
         return RunResult(report, outcomes)
     finally:
@@ -493,20 +604,19 @@ def _cause(err: BaseException) -> BaseException:
 def _report(
     pipe: Pipeline,
     outcomes: list[SampleOutcome],
-    reports: list[dict[str, Any]],
+    counters: list[dict[str, Any]],
     wall: float,
     interrupted: bool,
     workers: int,
 ) -> dict[str, Any]:
-    """The report of a local run of the same samples, from all outcomes, with the shards'
-    counters (``reports``) summed (model share: of the workers' time)."""
+    """The report of a local run of the same samples, from all outcomes, with the workers'
+    ``counters`` summed (model and step shares: of the workers' time)."""
     cfg = pipe.config
-    model_s = sum(r["model_share_of_wall"] * r["wall_s"] for r in reports)
-    step_s = sum(r["step_share_of_wall"] * r["wall_s"] for r in reports)
-    calls = sum(r["lane_steps"] / r["mean_batch"] for r in reports if r["mean_batch"])
+    total: dict[str, Any] = {key: sum(c[key] for c in counters) for key in SUMMED_COUNTERS}
     stats: collections.Counter[str] = collections.Counter()
-    for r in reports:
-        stats.update(r["source_stats"])
+    for c in counters:
+        stats.update(c["source_stats"])
+    total["source_stats"] = dict(stats)
     extra = {
         "pipeline": cfg.name,
         "source": cfg.source.type,
@@ -517,18 +627,14 @@ def _report(
         "interrupted": interrupted,
         "wall_s": round(wall, 3),
         "samples_per_s": round(len(outcomes) / wall, 2) if wall > 0 else None,
-        "step_share_of_wall": round(step_s / (wall * workers), 4) if wall > 0 else None,
-        "model_share_of_wall": round(model_s / (wall * workers), 4) if wall > 0 else None,
-        "mean_batch": round(sum(r["lane_steps"] for r in reports) / calls, 2) if calls else None,
-        "lane_steps": sum(r["lane_steps"] for r in reports),
-        **{key: sum(r[key] for r in reports) for key in SUMMED},
+        **shares(total, wall, workers),
+        **{key: total[key] for key in COUNTED},
         "torch_threads": cfg.ray.cpus,
-        "source_stats": dict(stats),
         "recorded_events": 0,
         "late_events_not_recorded": 0,
         "executor": "ray",
         "workers": workers,
     }
     report = build_report(outcomes, extra)
-    report["ann_reference_s"] = round(sum(r.get("ann_reference_s", 0.0) for r in reports), 3)
+    report["ann_reference_s"] = round(total["ann_reference_s"], 3)
     return report

@@ -28,6 +28,7 @@ import dataclasses
 import os
 import threading
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -106,8 +107,14 @@ class RunResult:
 
 
 class Runner:
-    def __init__(self, pipe: Pipeline) -> None:
+    """``on_outcome(index, outcome)``: called from the stepping loop as each outcome is recorded
+    (``outcomes[index]``; the ANN reference is filled in later, ``fill_ann_reference``)."""
+
+    def __init__(
+        self, pipe: Pipeline, on_outcome: Callable[[int, SampleOutcome], None] | None = None
+    ) -> None:
         self.pipe = pipe
+        self.on_outcome = on_outcome
         self.cfg = pipe.config
         rt = self.cfg.runtime
         self.live = pipe.source.live
@@ -127,7 +134,9 @@ class Runner:
         self._handed_s = 0.0
         self.needs_input = bool(getattr(pipe.exit_policy, "needs_input", False))
         self.ann_reference = not self.live and not is_spiking(pipe.model.ann)
-        self._ann_inputs: list[tuple[int, torch.Tensor]] = []  # (outcome, its mean input)
+        self._ann_inputs: dict[int, torch.Tensor] = {}  # outcome index → its sample's mean input
+        self.step_s = self.model_s = 0.0
+        self.model_calls, self.lane_steps = 0, 0
         alpha = self.cfg.model.alpha
         self.alpha_per_step = alpha == "t"
         self.alpha = 1.0 if alpha == "t" else float(alpha)
@@ -251,6 +260,7 @@ class Runner:
                     item = self.in_q.get(timeout=0.05) if block else self.in_q.get_nowait()
                     self._turn.end()
                 except TimeoutError:
+                    self._hand_over([])  # waiting for input: pass on what waits (its 50 ms rule)
                     return
                 except Closed:
                     self.source_done = True
@@ -459,23 +469,28 @@ class Runner:
 
     def _record(self, lane: Lane, d: Prediction, full: Prediction | None) -> None:
         counted = self.pipe.operator.count_operations
+        index = len(self.outcomes)
         if full is not None and lane.mean_input is not None:
-            self._ann_inputs.append((len(self.outcomes), lane.mean_input))
-        # the ANN reference comes after the stepping loop (_ann_reference)
+            self._ann_inputs[index] = lane.mean_input
+        # the ANN reference comes after the stepping loop (fill_ann_reference)
         full_cls, full_steps = (None, lane.n_slices) if full is None else (full.cls, full.step)
         self.outcomes.append(SampleOutcome.of(d, counted, full_cls, full_steps))
         if self.bar is not None:
             self.bar.update(1)
+        if self.on_outcome is not None:
+            self.on_outcome(index, self.outcomes[index])
 
-    def _ann_reference(self) -> None:
-        """The ANN on the mean input of every sample replayed to its end, in batches after the
-        stepping loop (not part of the streaming work)."""
+    def fill_ann_reference(self, indices: Iterable[int] | None = None) -> None:
+        """The ANN on the mean input of every sample replayed to its end (of the outcomes
+        ``indices``, default all), in batches of 64: after the stepping loop, not part of the
+        streaming work. Each mean input is dropped once used."""
         model = self.pipe.model.ann
+        pending = list(self._ann_inputs) if indices is None else [i for i in indices if i in self._ann_inputs]
         with torch.inference_mode():
-            for start in range(0, len(self._ann_inputs), 64):
-                part = self._ann_inputs[start : start + 64]
-                outputs = model(torch.cat([x for _, x in part])).double().tolist()
-                for (i, _), out in zip(part, outputs, strict=True):
+            for start in range(0, len(pending), 64):
+                part = pending[start : start + 64]
+                outputs = model(torch.cat([self._ann_inputs.pop(i) for i in part])).double().tolist()
+                for i, out in zip(part, outputs, strict=True):
                     self.outcomes[i].cls_ann, self.outcomes[i].ann_output = int(np.argmax(out)), out
 
     def _close(self, lane: Lane) -> None:
@@ -500,8 +515,6 @@ class Runner:
         rt = self.cfg.runtime
         total = None if self.live else len(self.pipe.source)
         self.bar = tqdm(total=total, desc=self.cfg.name, unit="sample", disable=not rt.progress, leave=False)
-        self.step_s = self.model_s = 0.0
-        self.model_calls, self.lane_steps = 0, 0
         interrupted = False
         torch_threads = torch.get_num_threads()
         self.threads = run_threads(rt.threads)
@@ -549,14 +562,30 @@ class Runner:
             raise self.errors[0]
         wall = time.perf_counter() - started
         t_ann = time.perf_counter()
-        self._ann_reference()
+        self.fill_ann_reference()
         extra = self._extra(wall, interrupted)
         extra["ann_reference_s"] = round(time.perf_counter() - t_ann, 3)
         return build_report(self.outcomes, extra)
 
+    def counters(self) -> dict[str, Any]:
+        """Totals so far: model and step time (s), operator calls and lane steps, dropped,
+        skipped and late input, the source's counters (what executors add up across workers)."""
+        late = self.late_in_samples + sum(s.late_events for s in list(self.slicers.values()))
+        return {
+            "model_s": self.model_s,
+            "step_s": self.step_s,
+            "model_calls": self.model_calls,
+            "lane_steps": self.lane_steps,
+            "dropped_slices": self.in_q.dropped + self.dropped_in_lanes,
+            "skipped_slices": self.skipped_slices,
+            "out_of_bounds_events": int(getattr(self.pipe.encoder, "out_of_bounds", 0)),
+            "late_events": int(late),
+            "source_stats": dict(self.pipe.source.stats),
+        }
+
     def _extra(self, wall: float, interrupted: bool) -> dict[str, Any]:
         cfg = self.cfg
-        late = self.late_in_samples + sum(s.late_events for s in self.slicers.values())
+        counted = self.counters()
         return {
             "pipeline": cfg.name,
             "source": cfg.source.type,
@@ -567,22 +596,34 @@ class Runner:
             "interrupted": interrupted,
             "wall_s": round(wall, 3),
             "samples_per_s": round(len(self.outcomes) / wall, 2) if wall > 0 else None,
-            "step_share_of_wall": round(self.step_s / wall, 4) if wall > 0 else None,
-            "model_share_of_wall": round(self.model_s / wall, 4) if wall > 0 else None,
-            # streams per operator call: continuous batching keeps it near batch_size
-            "mean_batch": round(self.lane_steps / self.model_calls, 2) if self.model_calls else None,
-            "lane_steps": self.lane_steps,
-            "dropped_slices": self.in_q.dropped + self.dropped_in_lanes,
-            "skipped_slices": self.skipped_slices,
-            "out_of_bounds_events": int(getattr(self.pipe.encoder, "out_of_bounds", 0)),
-            "late_events": int(late),
+            **shares(counted, wall),
+            **{key: counted[key] for key in COUNTED},
             "torch_threads": self.threads,
-            "source_stats": dict(self.pipe.source.stats),
             "recorded_events": sum(getattr(s, "events_written", 0) for s in self.pipe.sinks),
             "late_events_not_recorded": sum(getattr(s, "late_events", 0) for s in self.pipe.sinks),
             "executor": "local",
             "workers": 1,
         }
+
+
+# counters() totals that the report shows as they are
+COUNTED = (
+    *("lane_steps", "dropped_slices", "skipped_slices"),
+    *("out_of_bounds_events", "late_events", "source_stats"),
+)
+
+
+def shares(counted: dict[str, Any], wall: float, workers: int = 1) -> dict[str, Any]:
+    """Report fields of ``counters()`` totals over ``wall`` seconds of ``workers`` processes:
+    the shares of their time in the stepping loop and in the model, and the mean batch."""
+    busy = wall * workers
+    calls = counted["model_calls"]
+    return {
+        "step_share_of_wall": round(counted["step_s"] / busy, 4) if busy > 0 else None,
+        "model_share_of_wall": round(counted["model_s"] / busy, 4) if busy > 0 else None,
+        # streams per operator call: continuous batching keeps it near batch_size
+        "mean_batch": round(counted["lane_steps"] / calls, 2) if calls else None,
+    }
 
 
 def start_sinks(sinks: list[Any]) -> None:
