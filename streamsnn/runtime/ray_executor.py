@@ -61,7 +61,7 @@ _RESTARTED = object()  # a live worker's process died and restarts
 class Shard:
     """What a replay worker returns for one range: its predictions (per sample, in step order),
     its outcomes and the worker's ``counters`` since its previous shard (``Runner.counters``
-    totals, ``wall_s`` and ``ann_reference_s``)."""
+    totals and ``ann_reference_s``)."""
 
     predictions: list[Prediction]
     outcomes: list[SampleOutcome]
@@ -146,7 +146,7 @@ class ReplayWorker:
         self.feed = _RangeFeed(cfg, self._exhausted)
         sinks = [_Handover(self._written)]
         self.runner = Runner(dataclasses.replace(pipe, source=self.feed, sinks=sinks), self._recorded)
-        self.last = (time.perf_counter(), self.runner.counters())
+        self.last = self.runner.counters()
         threading.Thread(target=self._run, name="streamsnn-ray-replay", daemon=True).start()
 
     def _run(self) -> None:
@@ -199,14 +199,13 @@ class ReplayWorker:
         return Shard(predictions, [self.runner.outcomes[i] for i in indices], counters)
 
     def _counters_since_last(self) -> dict[str, Any]:
-        """The runner's totals since the previous shard, and the wall time they took."""
+        """The runner's totals since the previous shard."""
         with self.changed:
-            (then, before), now = self.last, (time.perf_counter(), self.runner.counters())
+            before, now = self.last, self.runner.counters()
             self.last = now
-        counters = {k: v - before[k] for k, v in now[1].items() if k != "source_stats"}
-        stats = now[1]["source_stats"]
+        counters = {k: v - before[k] for k, v in now.items() if k != "source_stats"}
+        stats = now["source_stats"]
         counters["source_stats"] = {k: n - before["source_stats"].get(k, 0) for k, n in stats.items()}
-        counters["wall_s"] = now[0] - then
         return counters
 
 
@@ -222,19 +221,17 @@ class StreamWorker:
 
     def stream(self) -> Iterator[list[Prediction] | dict[str, Any]]:
         """Run the group to the end of its sources (or ``stop``): its predictions as they come,
-        in lists of those ready together, then its counters (``Runner.counters``, ``wall_s``;
-        the driver takes the outcomes from the final predictions, so those of a worker that
-        died count too)."""
+        in lists of those ready together, then its counters (``Runner.counters``; the driver
+        takes the outcomes from the final predictions, so those of a worker that died count)."""
         ready: queue.Queue[Prediction | object] = queue.Queue()
-        done: dict[str, Any] = {}
-
+        errors: list[BaseException] = []
         runner = Runner(dataclasses.replace(self.pipe, sinks=[_Handover(ready.put)]))
 
         def run() -> None:
             try:
-                done["result"] = runner.run()
+                runner.run()
             except BaseException as err:
-                done["error"] = err
+                errors.append(err)
             finally:
                 ready.put(_END)
 
@@ -251,10 +248,9 @@ class StreamWorker:
             if predictions:
                 yield predictions
         thread.join()
-        if "error" in done:
-            raise done["error"]
-        report = done["result"].report
-        yield {**runner.counters(), "wall_s": report["wall_s"], "ann_reference_s": 0.0}
+        if errors:
+            raise errors[0]
+        yield {**runner.counters(), "ann_reference_s": 0.0}
 
     def stop(self) -> None:
         """End the group's streams as at the end of their sources: open decisions close."""
