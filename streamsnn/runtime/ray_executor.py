@@ -38,7 +38,7 @@ from streamsnn.config import ConfigError, PipelineConfig, RayConfig
 from streamsnn.metrics import SampleOutcome, build_report
 from streamsnn.prediction import Prediction
 from streamsnn.runtime.build import Pipeline, build_pipeline, open_source
-from streamsnn.runtime.runner import COUNTED, Runner, RunResult, close_sinks, shares, start_sinks
+from streamsnn.runtime.runner import Runner, RunResult, close_sinks, run_fields, start_sinks
 from streamsnn.sources.base import Packet, SourceBase
 
 RESTARTS = 3  # restarts of a dead worker process, and re-runs of each of its ranges
@@ -607,25 +607,14 @@ def _report(
 ) -> dict[str, Any]:
     """The report of a local run of the same samples, from all outcomes, with the workers'
     ``counters`` summed (model and step shares: of the workers' time)."""
-    cfg = pipe.config
     total: dict[str, Any] = {key: sum(c[key] for c in counters) for key in SUMMED_COUNTERS}
     stats: collections.Counter[str] = collections.Counter()
     for c in counters:
         stats.update(c["source_stats"])
     total["source_stats"] = dict(stats)
     extra = {
-        "pipeline": cfg.name,
-        "source": cfg.source.type,
-        "weights": cfg.model.weights,
-        "policy": cfg.policy.exit.model_dump(),
-        "batch_size": cfg.runtime.batch_size,
-        "realtime": cfg.runtime.realtime,
-        "interrupted": interrupted,
-        "wall_s": round(wall, 3),
-        "samples_per_s": round(len(outcomes) / wall, 2) if wall > 0 else None,
-        **shares(total, wall, workers),
-        **{key: total[key] for key in COUNTED},
-        "torch_threads": cfg.ray.cpus,
+        **run_fields(pipe.config, len(outcomes), total, wall, interrupted, workers),
+        "torch_threads": pipe.config.ray.cpus,
         "recorded_events": 0,
         "late_events_not_recorded": 0,
         "executor": "ray",

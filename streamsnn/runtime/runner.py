@@ -36,6 +36,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from streamsnn.config import PipelineConfig
 from streamsnn.events import Slice
 from streamsnn.metrics import SampleOutcome, build_report
 from streamsnn.prediction import Prediction, softmax
@@ -584,20 +585,8 @@ class Runner:
         }
 
     def _extra(self, wall: float, interrupted: bool) -> dict[str, Any]:
-        cfg = self.cfg
-        counted = self.counters()
         return {
-            "pipeline": cfg.name,
-            "source": cfg.source.type,
-            "weights": cfg.model.weights,
-            "policy": cfg.policy.exit.model_dump(),
-            "batch_size": cfg.runtime.batch_size,
-            "realtime": cfg.runtime.realtime,
-            "interrupted": interrupted,
-            "wall_s": round(wall, 3),
-            "samples_per_s": round(len(self.outcomes) / wall, 2) if wall > 0 else None,
-            **shares(counted, wall),
-            **{key: counted[key] for key in COUNTED},
+            **run_fields(self.cfg, len(self.outcomes), self.counters(), wall, interrupted),
             "torch_threads": self.threads,
             "recorded_events": sum(getattr(s, "events_written", 0) for s in self.pipe.sinks),
             "late_events_not_recorded": sum(getattr(s, "late_events", 0) for s in self.pipe.sinks),
@@ -613,16 +602,34 @@ COUNTED = (
 )
 
 
-def shares(counted: dict[str, Any], wall: float, workers: int = 1) -> dict[str, Any]:
-    """Report fields of ``counters()`` totals over ``wall`` seconds of ``workers`` processes:
-    the shares of their time in the stepping loop and in the model, and the mean batch."""
+def run_fields(
+    cfg: PipelineConfig,
+    samples: int,
+    counted: dict[str, Any],
+    wall: float,
+    interrupted: bool,
+    workers: int = 1,
+) -> dict[str, Any]:
+    """The report fields of a run of ``samples`` outcomes over ``wall`` seconds of ``workers``
+    processes from their ``counters()`` totals: what it ran, throughput, the shares of the
+    workers' time in the stepping loop and in the model, the mean batch and the counters."""
     busy = wall * workers
     calls = counted["model_calls"]
     return {
+        "pipeline": cfg.name,
+        "source": cfg.source.type,
+        "weights": cfg.model.weights,
+        "policy": cfg.policy.exit.model_dump(),
+        "batch_size": cfg.runtime.batch_size,
+        "realtime": cfg.runtime.realtime,
+        "interrupted": interrupted,
+        "wall_s": round(wall, 3),
+        "samples_per_s": round(samples / wall, 2) if wall > 0 else None,
         "step_share_of_wall": round(counted["step_s"] / busy, 4) if busy > 0 else None,
         "model_share_of_wall": round(counted["model_s"] / busy, 4) if busy > 0 else None,
         # streams per operator call: continuous batching keeps it near batch_size
         "mean_batch": round(counted["lane_steps"] / calls, 2) if calls else None,
+        **{key: counted[key] for key in COUNTED},
     }
 
 
