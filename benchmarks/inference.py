@@ -32,7 +32,7 @@ import torch
 
 from streamsnn.config import load_pipeline
 from streamsnn.runtime.build import build_pipeline
-from streamsnn.runtime.runner import run_pipeline
+from streamsnn.runtime.run import run_pipeline
 from streamsnn.sources.digits import DigitsDVS
 
 PIPELINE = Path(__file__).resolve().parents[1] / "pipelines" / "digits_dvs.yaml"

@@ -37,12 +37,11 @@ import numpy as np
 import tonic
 import torch
 
-from streamsnn.datasets import seenn_frames
 from streamsnn.encoding import make_encoder
-from streamsnn.events import Slice, make_events
+from streamsnn.events import Packet, Slice, make_events
+from streamsnn.lab.datasets import seenn_frames
 from streamsnn.runtime.samples import sample_slices
 from streamsnn.slicing import Slicer
-from streamsnn.sources.base import Packet
 from streamsnn.sources.recordings import read_events
 
 

@@ -18,7 +18,7 @@ import time
 import numpy as np
 import torch
 
-from streamsnn.calibrate import naive_scan, threshold_grid, threshold_scan
+from streamsnn.lab.calibrate import naive_scan, threshold_grid, threshold_scan
 from streamsnn.snn.checkpoint import load_checkpoint
 
 

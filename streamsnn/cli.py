@@ -23,8 +23,8 @@ def _overrides(args: argparse.Namespace) -> list[str]:
 
 def _run(args: argparse.Namespace) -> int:
     from streamsnn.config import JsonlSinkConfig, load_pipeline
-    from streamsnn.metrics import report_table, write_report
     from streamsnn.runtime import build_pipeline, run_pipeline
+    from streamsnn.runtime.report import report_table, write_report
 
     overrides = _overrides(args)
     if args.no_progress:
@@ -50,7 +50,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     from streamsnn.config import load_train_config
-    from streamsnn.snn.train import train
+    from streamsnn.lab.train import train
 
     overrides = list(args.set or [])
     if args.device:
@@ -64,8 +64,8 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _convert(args: argparse.Namespace) -> int:
+    from streamsnn.lab.table import conversion_table, format_table
     from streamsnn.snn.checkpoint import load_checkpoint
-    from streamsnn.snn.table import conversion_table, format_table
 
     try:
         model = load_checkpoint(args.weights)
@@ -81,8 +81,8 @@ def _convert(args: argparse.Namespace) -> int:
 
 
 def _calibrate(args: argparse.Namespace) -> int:
-    from streamsnn.calibrate import calibrate, plot_scan
     from streamsnn.config import load_pipeline
+    from streamsnn.lab.calibrate import calibrate, plot_scan
 
     cfg = load_pipeline(args.pipeline, _overrides(args))
     try:
@@ -112,9 +112,10 @@ def _calibrate(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from streamsnn.calibrate import calibrate, collect, load_calibration
     from streamsnn.config import ConfidenceExitConfig, load_pipeline
-    from streamsnn.evaluate import evaluate_policies, format_rows, plot_evaluation
+    from streamsnn.lab.calibrate import calibrate, collect
+    from streamsnn.lab.evaluate import evaluate_policies, format_rows, plot_evaluation
+    from streamsnn.policies.calibration import load_calibration
 
     cfg = load_pipeline(args.pipeline, _overrides(args))
     out_dir = Path(args.output_dir or f"runs/{cfg.name}/evaluate")
@@ -135,7 +136,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     policy_net = args.policy_net or getattr(exit_cfg, "weights", None)
     policy_steps = None
     if policy_net:
-        from streamsnn.policies.policy_net import PolicyNetExit, first_slice_inputs
+        from streamsnn.lab.policy_training import first_slice_inputs
+        from streamsnn.policies.policy_net import PolicyNetExit
         from streamsnn.runtime import build_pipeline
 
         inputs = first_slice_inputs(build_pipeline(cfg.on_split(args.split)))[0]

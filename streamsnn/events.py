@@ -113,10 +113,30 @@ def load_sensor(name: str) -> Sensor:
 
 
 @dataclass
+class Packet:
+    """A piece of one stream: events (``EVENT_DTYPE``) or one frame (H×W, values in [0, 1]).
+
+    Dataset and file sources send a whole sample per packet (``end_of_sample=True``) with its
+    recording window ``[t0_us, t_end_us)`` when known; live sources send packets of a continuous
+    stream (``sample=None``, ``end_of_sample=False``); ``end_of_stream`` marks the last packet of a
+    stream that ends while the source goes on (the next file of a replay).
+    """
+
+    stream: str
+    sample: int | None
+    data: np.ndarray
+    label: int | None = None
+    t0_us: int | None = None
+    t_end_us: int | None = None
+    end_of_sample: bool = True
+    end_of_stream: bool = False
+
+
+@dataclass
 class Slice:
     """One time slice of one stream, cut on sensor time.
 
-    ``payload`` is an event array (``EVENT_DTYPE``) for event sources or a frame tensor for
+    ``data`` is an event array (``EVENT_DTYPE``) for event sources or a frame tensor for
     frame sources. ``t_start_us``/``t_end_us`` bound the slice in sensor time and
     ``sample_t0_us`` is the first event of the sample, so ``t_end_us - sample_t0_us`` is the
     input latency of a decision made after this slice. ``arrival_ns`` is the monotonic wall
@@ -130,7 +150,7 @@ class Slice:
     index: int
     t_start_us: int
     t_end_us: int
-    payload: Any
+    data: Any
     sample_t0_us: int = 0
     label: int | None = None
     last: bool = False

@@ -37,7 +37,7 @@ class EventSlice:
 
     t_start_us: int
     t_end_us: int
-    events: np.ndarray
+    data: np.ndarray  # the events in the window
 
 
 def _raw(events: np.ndarray) -> np.ndarray:

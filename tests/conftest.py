@@ -29,8 +29,8 @@ def root() -> Path:
 def relu_digits(tmp_path_factory):
     """A full-precision ReLU digits CNN (16×16 frames), trained here in a few seconds."""
     from streamsnn.config import load_train_config
+    from streamsnn.lab.train import train
     from streamsnn.snn.checkpoint import load_checkpoint
-    from streamsnn.snn.train import train
 
     path = tmp_path_factory.mktemp("relu") / "relu.pt"
     overrides = ["train.epochs=15", "model.activation=relu"]

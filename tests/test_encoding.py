@@ -4,18 +4,9 @@ import torch
 from tonic.functional import to_frame_numpy
 
 from streamsnn.config import ConfigError, load_pipeline
-from streamsnn.datasets import seenn_frames
-from streamsnn.encoding import (
-    DVSEmulator,
-    DVSParams,
-    EventCountEncoder,
-    EventRateEncoder,
-    PoissonEncoder,
-    background_noise,
-    bin_events,
-    make_encoder,
-)
+from streamsnn.encoding import EventCountEncoder, EventRateEncoder, PoissonEncoder, bin_events, make_encoder
 from streamsnn.events import Slice, make_events
+from streamsnn.lab.datasets import seenn_frames
 from streamsnn.runtime import build_pipeline
 from streamsnn.slicing import Slicer
 
@@ -58,25 +49,6 @@ def test_poisson_encoding_is_seeded_per_sample_and_step():
     assert torch.equal(a, b) and not torch.equal(a, c)
     rate = torch.stack([enc(Slice("s", 0, i, 0, 0, frame)) for i in range(400)]).mean()
     assert abs(float(rate) - 0.3) < 0.02
-
-
-def test_dvs_emulator_counts_log_intensity_crossings():
-    params = DVSParams(threshold=0.2, mismatch=0.0, log_eps=0.1, noise_hz=0.0)
-    dvs = DVSEmulator(np.full((1, 2), 0.2), params)
-    dvs(np.array([[0.0, 1.0]]), 0)
-    t, (_ys, xs), p = dvs(np.array([[1.0, 0.0]]), 1_000)
-    # log(1.1) - log(0.1) = 2.398: 11 ON events at pixel 0, 11 OFF at pixel 1
-    assert (xs == 0).sum() == 11 and (xs == 1).sum() == 11
-    assert set(p[xs == 0]) == {1} and set(p[xs == 1]) == {0}
-    assert np.all((t >= 0) & (t <= 1_000)) and np.all(np.diff(t[xs == 0]) > 0)
-    # no change, no events; the reference keeps the remainder (0.198 < threshold)
-    assert len(dvs(np.array([[1.0, 0.0]]), 2_000)[0]) == 0
-
-
-def test_background_noise_rate():
-    ev = background_noise(np.random.default_rng(0), 0, 1_000_000, 34, 34, 2.0)
-    assert abs(len(ev) - 2 * 34 * 34) < 5 * np.sqrt(2 * 34 * 34)
-    assert ev["x"].max() < 34 and ev["t"].max() < 1_000_000
 
 
 def test_unknown_encoder_is_named():
@@ -126,7 +98,7 @@ def test_seenn_preprocessing_through_slicer_and_encoder_equals_seenn_frames():
     enc = make_encoder("event_count", (2, 128, 128), size=48)
     ours = torch.stack(
         [
-            enc(Slice("s", 0, i, s.t_start_us, s.t_end_us, s.events))
+            enc(Slice("s", 0, i, s.t_start_us, s.t_end_us, s.data))
             for i, s in enumerate(slicer.push(ev) + slicer.flush())
         ]
     )

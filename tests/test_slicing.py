@@ -26,7 +26,7 @@ def test_time_windows_match_tonic_slice_by_time():
     theirs = tonic.slicers.SliceByTime(time_window=33_000, include_incomplete=True).slice(ev, 0)[0]
     assert len(ours) == len(theirs)
     for a, b in zip(ours, theirs, strict=True):
-        assert np.array_equal(a.events, b)
+        assert np.array_equal(a.data, b)
         assert a.t_end_us - a.t_start_us == 33_000
 
 
@@ -35,8 +35,8 @@ def test_event_count_matches_tonic_slice_by_event_count():
     s = Slicer(event_count=700)
     ours = s.push(ev) + s.flush()
     theirs = tonic.slicers.SliceByEventCount(event_count=700, include_incomplete=True).slice(ev, 0)[0]
-    assert [len(a.events) for a in ours] == [len(b) for b in theirs]
-    assert all(np.array_equal(a.events, b) for a, b in zip(ours, theirs, strict=True))
+    assert [len(a.data) for a in ours] == [len(b) for b in theirs]
+    assert all(np.array_equal(a.data, b) for a, b in zip(ours, theirs, strict=True))
 
 
 def test_n_time_bins_keeps_every_event_unlike_tonic():
@@ -46,10 +46,10 @@ def test_n_time_bins_keeps_every_event_unlike_tonic():
     s.push(ev)
     bins = s.flush(1_000_000)
     assert len(bins) == 7
-    assert sum(len(b.events) for b in bins) == len(ev)
+    assert sum(len(b.data) for b in bins) == len(ev)
     assert bins[0].t_start_us == 0 and bins[-1].t_end_us == 1_000_000
     for b in bins:
-        assert np.all((b.events["t"] >= b.t_start_us) & (b.events["t"] < b.t_end_us))
+        assert np.all((b.data["t"] >= b.t_start_us) & (b.data["t"] < b.t_end_us))
     tonic_total = sum(len(b) for b in tonic.slicers.SliceByTimeBins(bin_count=7).slice(ev, 0)[0])
     assert tonic_total < len(ev)  # tonic drops the last event(s); we do not
 
@@ -67,7 +67,7 @@ def test_streaming_in_packets_equals_slicing_at_once(mode):
         got += streaming.push(packet)
     got += streaming.flush()
     assert [(s.t_start_us, s.t_end_us) for s in got] == [(s.t_start_us, s.t_end_us) for s in ref]
-    assert all(np.array_equal(a.events, b.events) for a, b in zip(got, ref, strict=True))
+    assert all(np.array_equal(a.data, b.data) for a, b in zip(got, ref, strict=True))
 
 
 def test_windows_anchor_at_sample_start_and_empty_windows_are_slices():
@@ -75,7 +75,7 @@ def test_windows_anchor_at_sample_start_and_empty_windows_are_slices():
     s = Slicer(time_window_us=10_000)
     s.reset(0)
     out = s.push(ev) + s.flush(100_000)
-    assert [len(x.events) for x in out] == [1, 0, 0, 0, 0, 0, 0, 0, 0, 1]
+    assert [len(x.data) for x in out] == [1, 0, 0, 0, 0, 0, 0, 0, 0, 1]
     assert out[0].t_start_us == 0 and out[-1].t_end_us == 100_000
 
 
@@ -84,15 +84,15 @@ def test_advance_closes_silent_windows_on_time():
     assert s.advance(50_000) == []  # no event yet: the windows are not anchored
     assert s.push(make_events([1_000], [0], [0], [1])) == []
     out = s.advance(30_999)  # [1, 11) and [11, 21) ms are complete, [21, 31) is not yet
-    assert [(w.t_start_us, w.t_end_us, len(w.events)) for w in out] == [
+    assert [(w.t_start_us, w.t_end_us, len(w.data)) for w in out] == [
         (1_000, 11_000, 1),
         (11_000, 21_000, 0),
     ]
-    assert [(w.t_start_us, len(w.events)) for w in s.advance(31_000)] == [(21_000, 0)]
+    assert [(w.t_start_us, len(w.data)) for w in s.advance(31_000)] == [(21_000, 0)]
     assert s.advance(31_000) == [] and s.advance(5_000) == []  # nothing twice, time never goes back
     s.push(make_events([25_000, 45_000], [0, 0], [0, 0], [1, 1]))
     assert s.late_events == 1  # 25 ms lies in a window already closed by the heartbeat
-    assert [len(w.events) for w in s.flush()] == [1]
+    assert [len(w.data) for w in s.flush()] == [1]
 
 
 def test_heartbeats_do_not_change_the_slices():
@@ -105,7 +105,7 @@ def test_heartbeats_do_not_change_the_slices():
         got += streaming.push(ev[(ev["t"] >= lo) & (ev["t"] < hi)]) + streaming.advance(int(end))
     got += streaming.push(ev[ev["t"] >= ends[-1]]) + streaming.flush(1_000_000)
     assert [(s.t_start_us, s.t_end_us) for s in got] == [(s.t_start_us, s.t_end_us) for s in ref]
-    assert all(np.array_equal(a.events, b.events) for a, b in zip(got, ref, strict=True))
+    assert all(np.array_equal(a.data, b.data) for a, b in zip(got, ref, strict=True))
     assert streaming.late_events == 0
 
 
@@ -117,7 +117,7 @@ def test_late_events_are_dropped_and_counted():
     s.push(make_events([3_000, 26_000], [0, 0], [0, 0], [1, 1]))  # 3 ms is in a closed window
     rest = s.flush()
     assert s.late_events == 1
-    assert sum(len(x.events) for x in first + rest) == 3
+    assert sum(len(x.data) for x in first + rest) == 3
 
 
 def test_unsorted_packet_is_sorted_not_lost():
@@ -125,7 +125,7 @@ def test_unsorted_packet_is_sorted_not_lost():
     s.reset(0)
     out = s.push(make_events([15_000, 2_000, 9_000, 31_000], [0] * 4, [0] * 4, [1] * 4)) + s.flush()
     assert s.late_events == 0
-    assert [x.events["t"].tolist() for x in out] == [[2_000, 9_000], [15_000], [], [31_000]]
+    assert [x.data["t"].tolist() for x in out] == [[2_000, 9_000], [15_000], [], [31_000]]
 
 
 def test_exactly_one_slicing_option():
@@ -150,8 +150,8 @@ def test_n_event_bins_matches_tonic_to_frame(n):
     bins = s.push(ev) + s.flush()
     theirs = tonic.slicers.SliceByEventBins(bin_count=7).slice(ev, 0)[0]
     assert len(bins) == 7
-    assert all(np.array_equal(a.events, b) for a, b in zip(bins, theirs, strict=True))
-    frames = np.stack([bin_events(b.events, (2, 34, 34))[0] for b in bins])
+    assert all(np.array_equal(a.data, b) for a, b in zip(bins, theirs, strict=True))
+    frames = np.stack([bin_events(b.data, (2, 34, 34))[0] for b in bins])
     assert np.array_equal(frames, to_frame_numpy(ev, (34, 34, 2), n_event_bins=7).astype(np.float32))
     assert s.unbinned_events == n % 7  # tonic's rule: the last n mod k events are left out
 
@@ -161,12 +161,12 @@ def test_n_event_bins_tile_the_sample_and_end_after_their_last_event():
     s = Slicer(n_event_bins=10)
     s.reset(0)
     bins = s.push(ev) + s.flush(1_000_000)
-    assert [len(b.events) for b in bins] == [400] * 10
+    assert [len(b.data) for b in bins] == [400] * 10
     assert bins[0].t_start_us == 0 and bins[-1].t_end_us == 1_000_000
     assert all(a.t_end_us == b.t_start_us for a, b in pairwise(bins))
     for b in bins:
-        assert np.all((b.events["t"] >= b.t_start_us) & (b.events["t"] < b.t_end_us))
-    assert all(b.t_end_us == b.events["t"][-1] + 1 for b in bins[:-1])
+        assert np.all((b.data["t"] >= b.t_start_us) & (b.data["t"] < b.t_end_us))
+    assert all(b.t_end_us == b.data["t"][-1] + 1 for b in bins[:-1])
 
 
 def test_n_event_bins_with_fewer_events_than_bins_gives_empty_slices_like_tonic():
@@ -174,7 +174,7 @@ def test_n_event_bins_with_fewer_events_than_bins_gives_empty_slices_like_tonic(
     s = Slicer(n_event_bins=5)
     s.reset(0)
     bins = s.push(ev) + s.flush(100)
-    assert [len(b.events) for b in bins] == [0] * 5 and s.unbinned_events == 3
+    assert [len(b.data) for b in bins] == [0] * 5 and s.unbinned_events == 3
     assert not to_frame_numpy(ev, (34, 34, 2), n_event_bins=5).any()
     assert [(b.t_start_us, b.t_end_us) for b in bins] == [(0, 20), (20, 40), (40, 60), (60, 80), (80, 100)]
 
@@ -186,9 +186,7 @@ def test_overlapping_packets_of_a_sample_are_sorted_before_binning():
     s.push(ev[1::2])  # the second packet goes back in time
     bins = s.flush()
     ref = Slicer(n_time_bins=4)
-    assert all(
-        np.array_equal(a.events, b.events) for a, b in zip(bins, ref.push(ev) + ref.flush(), strict=True)
-    )
+    assert all(np.array_equal(a.data, b.data) for a, b in zip(bins, ref.push(ev) + ref.flush(), strict=True))
 
 
 def test_n_event_bins_config_and_live_sources(root):

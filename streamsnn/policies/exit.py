@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from typing import Any, Protocol
 
+from streamsnn.policies.calibration import load_calibration
 from streamsnn.policies.policy_net import PolicyNetExit
 from streamsnn.prediction import Prediction, softmax
 
@@ -76,8 +77,6 @@ class DynamicConfidence:
         max_steps: int | None = None,
     ) -> None:
         if calibration:
-            from streamsnn.calibrate import load_calibration
-
             cal = load_calibration(calibration)
             threshold = cal.threshold if threshold is None else threshold
             alpha = cal.alpha if alpha is None else alpha

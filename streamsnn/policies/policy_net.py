@@ -1,50 +1,15 @@
-"""SEENN-II: a small policy network predicts, from a sample's first slice, how many steps the SNN
-needs; the stream is final at that step.
-
-Training (``streamsnn train`` with ``train.method: policy``) needs, for every training sample,
-its first-slice input and whether the SNN is correct after each candidate number of steps
-c_k. The loss is the exact expectation of the negative reward over the policy's softmax v
-(no sampling): ``Σ_k (β·(1 − c_k) − 2^{−t_k}·c_k)·v_k`` (SEENN eqs. 7–10).
+"""SEENN-II at run time: a small policy network predicts, from a sample's first slice, how many
+steps the SNN needs; the stream is final at that step. (Training: ``streamsnn.lab.policy_training``.)
 """
 
 from __future__ import annotations
-
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from streamsnn.prediction import Prediction
-
-
-def expected_negative_reward(
-    logits: torch.Tensor, correct: torch.Tensor, candidates: torch.Tensor, beta: float
-) -> torch.Tensor:
-    """Mean over the batch of ``Σ_k (β·(1 − c_k) − 2^{−t_k}·c_k)·v_k`` with v = softmax(logits):
-    the negative of SEENN-II's expected reward (reward 2^{−t} when correct after t steps, −β
-    when wrong). ``correct``: B×n (0/1), ``candidates``: the n step counts t_k."""
-    v = torch.softmax(logits, dim=1)
-    c = correct.to(v.dtype)
-    cost = beta * (1 - c) - torch.pow(2.0, -candidates.to(v.dtype)) * c
-    return (cost * v).sum(1).mean()
-
-
-def first_slice_inputs(pipe: Any) -> tuple[torch.Tensor, np.ndarray]:
-    """The encoded first slice of every sample of a pipeline's (segmented) source (N×C×H×W) and
-    the labels (N), in sample order."""
-    from streamsnn.runtime.samples import sample_slices
-
-    rows = []
-    with pipe.source as source:
-        for packet in source:
-            slicer = pipe.new_slicer() if source.kind == "events" else None
-            first = sample_slices(packet, slicer, 1)[0]
-            rows.append((int(packet.sample or 0), pipe.encoder(first), packet.label))
-    rows.sort(key=lambda r: r[0])
-    return torch.stack([r[1] for r in rows]), np.asarray([r[2] for r in rows])
-
+from streamsnn.snn.checkpoint import load_checkpoint
 
 MAX_OPEN_DECISIONS = 1 << 16  # far above the streams any operator holds at once
 
@@ -57,8 +22,6 @@ class PolicyNetExit:
     needs_input = True
 
     def __init__(self, weights: str) -> None:
-        from streamsnn.snn.checkpoint import load_checkpoint
-
         model = load_checkpoint(weights)
         candidates = model.input.get("candidates")
         if not candidates:
@@ -85,86 +48,3 @@ class PolicyNetExit:
         if len(self._target) > MAX_OPEN_DECISIONS:  # samples cut short by their end never got here
             del self._target[next(iter(self._target))]
         return None
-
-
-def save_policy(
-    path: Path,
-    net: nn.Module,
-    arch: dict[str, Any],
-    input_shape: tuple[int, ...],
-    candidates: list[int],
-    metrics: dict[str, Any] | None = None,
-    train_config: dict[str, Any] | None = None,
-) -> None:
-    """A policy network checkpoint: the usual checkpoint whose input spec names the candidate
-    step counts (one per output of ``net``)."""
-    from streamsnn.snn.checkpoint import save_checkpoint
-
-    spec = {"shape": list(input_shape), "encoder": "policy", "candidates": candidates}
-    save_checkpoint(path, net, arch, spec, metrics or {}, train_config or {})
-
-
-def train_policy(cfg: Any, output: Path | None = None, progress: bool = True) -> dict[str, Any]:
-    """Train SEENN-II's policy network for the SNN of ``cfg.pipeline`` on the training split
-    (its per-step correctness is collected once), report it on validation, save it."""
-    import time
-
-    from tqdm import tqdm
-
-    from streamsnn.calibrate import collect
-    from streamsnn.config import load_pipeline
-    from streamsnn.runtime import build_pipeline
-    from streamsnn.snn.models import build_model
-    from streamsnn.snn.train import seed_everything
-
-    if not cfg.pipeline:
-        raise ValueError("train.method policy needs `pipeline:` (the pipeline whose SNN the policy serves)")
-    seed_everything(cfg.train.seed)
-    started = time.perf_counter()
-    base = load_pipeline(cfg.pipeline, ["runtime.progress=false"])
-    data = {}
-    for split in ("train", "val"):
-        collected = collect(base, split, progress=progress)
-        x, _ = first_slice_inputs(build_pipeline(base.on_split(split)))
-        correct = torch.from_numpy(collected.outputs.argmax(-1) == collected.labels[:, None])
-        data[split] = (x, correct)
-    t_n = data["train"][1].shape[1]
-    candidates = list(range(1, t_n + 1))
-    arch = {**cfg.model.model_dump(exclude_none=True), "classes": t_n}
-    net = build_model(arch)
-    t = cfg.train
-    opt = torch.optim.Adam(net.parameters(), lr=t.lr, weight_decay=t.weight_decay)
-    cand = torch.tensor(candidates)
-    gen = torch.Generator().manual_seed(t.seed)
-    x, correct = data["train"]
-    steps = 0
-    for _ in tqdm(range(t.epochs), desc="train policy", unit="epoch", disable=not progress):
-        net.train()
-        order = torch.randperm(len(x), generator=gen)
-        for i in range(0, len(x), t.batch_size):
-            idx = order[i : i + t.batch_size]
-            loss = expected_negative_reward(net(x[idx]), correct[idx], cand, t.beta)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            steps += 1
-            if t.max_steps and steps >= t.max_steps:
-                break
-        if t.max_steps and steps >= t.max_steps:
-            break
-    net.eval()
-    vx, vcorrect = data["val"]
-    with torch.inference_mode():
-        choice = net(vx).argmax(1)
-    metrics = {
-        "val_accuracy_policy": float(vcorrect[torch.arange(len(vx)), choice].float().mean()),
-        "val_mean_steps_policy": float((choice + 1).float().mean()),
-        "val_accuracy_full_T": float(vcorrect[:, -1].float().mean()),
-        "train_steps": steps,
-        "train_seconds": round(time.perf_counter() - started, 1),
-    }
-    path = Path(output or cfg.output)
-    save_policy(
-        path, net, arch, tuple(x.shape[1:]), candidates, metrics=metrics, train_config=cfg.model_dump()
-    )
-    return {"checkpoint": str(path), **metrics}

@@ -35,11 +35,12 @@ from typing import Any
 from tqdm import tqdm
 
 from streamsnn.config import ConfigError, PipelineConfig, RayConfig
-from streamsnn.metrics import SampleOutcome, build_report
+from streamsnn.events import Packet
 from streamsnn.prediction import Prediction
 from streamsnn.runtime.build import Pipeline, build_pipeline, open_source
+from streamsnn.runtime.report import SampleOutcome, build_report
 from streamsnn.runtime.runner import Runner, RunResult, close_sinks, run_fields, start_sinks
-from streamsnn.sources.base import Packet, SourceBase
+from streamsnn.sources.base import SourceBase
 
 RESTARTS = 3  # restarts of a dead worker process, and re-runs of each of its ranges
 RANGES_PER_WORKER = 4  # default ranges of a replay per worker (ray.samples_per_task: null)

@@ -37,17 +37,16 @@ import torch
 from tqdm import tqdm
 
 from streamsnn.config import PipelineConfig
-from streamsnn.events import Slice
-from streamsnn.metrics import SampleOutcome, build_report
+from streamsnn.events import Packet, Slice
 from streamsnn.prediction import Prediction, softmax
 from streamsnn.runtime.build import Pipeline
 from streamsnn.runtime.queues import BoundedQueue, Closed
+from streamsnn.runtime.report import SampleOutcome, build_report
 from streamsnn.runtime.samples import SampleSlices, encode_slices, encoded_sample, to_slice
 from streamsnn.runtime.turn import Turn
 from streamsnn.slicing import EventSlice, Slicer
 from streamsnn.snn.counting import energy_uj
 from streamsnn.snn.models import is_spiking
-from streamsnn.sources.base import Packet
 
 _END = object()
 
@@ -646,13 +645,3 @@ def close_sinks(sinks: list[Any], report: dict[str, Any] | None) -> None:
         if report is not None and hasattr(sink, "finish"):
             sink.finish(report)
         sink.close()
-
-
-def run_pipeline(pipe: Pipeline) -> RunResult:
-    """Run ``pipe`` to the end of its source (or Ctrl-C) and return the report; with
-    ``executor: ray`` a dataset replay is sharded across Ray workers (``ray_executor``)."""
-    if pipe.config.executor == "ray":
-        from streamsnn.runtime.ray_executor import run_on_ray  # Ray is an optional extra
-
-        return run_on_ray(pipe)
-    return Runner(pipe).run()

@@ -8,9 +8,8 @@ from dataclasses import dataclass
 import torch
 
 from streamsnn.encoding import Encoder
-from streamsnn.events import Slice
+from streamsnn.events import Packet, Slice
 from streamsnn.slicing import EventSlice, Slicer
-from streamsnn.sources.base import Packet
 
 
 @dataclass
@@ -30,7 +29,7 @@ class SampleSlices:
 def to_slice(
     s: EventSlice | Slice, stream: str, sample: int, index: int, t0: int, label: int | None
 ) -> Slice:
-    return Slice(stream, sample, index, s.t_start_us, s.t_end_us, s.events, t0, label)
+    return Slice(stream, sample, index, s.t_start_us, s.t_end_us, s.data, t0, label)
 
 
 def sample_slices(packet: Packet, slicer: Slicer | None, frame_steps: int) -> list[Slice]:

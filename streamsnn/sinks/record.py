@@ -23,9 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from streamsnn.events import Sensor
+from streamsnn.events import Packet, Sensor
 from streamsnn.prediction import Prediction
-from streamsnn.sources.base import Packet
 
 
 class RecordSink:

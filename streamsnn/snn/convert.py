@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import copy
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -66,11 +65,21 @@ def activation_thresholds(
         for h in hooks:
             h.remove()
         ann.train(was_training)
-    out = {}
-    for i, chunks in acts.items():
-        values = torch.cat(chunks).double().numpy()
-        out[i] = float(np.percentile(values, percentile)) if percentile < 100 else float(values.max())
-    return out
+    return {i: percentile_of(torch.cat(chunks).double(), percentile) for i, chunks in acts.items()}
+
+
+def percentile_of(values: torch.Tensor, q: float) -> float:
+    """The ``q``-th percentile of ``values`` (1-D) by NumPy's default (linear) rule, in torch:
+    ``torch.quantile`` refuses inputs above 2^24 values, which a layer's activations exceed."""
+    if q >= 100:
+        return float(values.max())
+    pos = q / 100 * (len(values) - 1)
+    lo = int(pos)
+    frac = pos - lo
+    a = float(torch.kthvalue(values, lo + 1).values)
+    b = float(torch.kthvalue(values, min(lo + 2, len(values))).values)
+    # NumPy's lerp: from the nearer end, so the result never leaves [a, b]
+    return a + (b - a) * frac if frac < 0.5 else b - (b - a) * (1 - frac)
 
 
 def _qcfs_neuron(m: QCFS, method: str, v0: float, name: str) -> SpikingNeuron:

@@ -1,35 +1,12 @@
-"""What every source yields, and the interface every source keeps."""
+"""The interface every source keeps (each yields ``streamsnn.events.Packet``s)."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any, Protocol
 
-import numpy as np
-
-from streamsnn.events import Sensor
-
-
-@dataclass
-class Packet:
-    """A piece of one stream: events (``EVENT_DTYPE``) or one frame (H×W, values in [0, 1]).
-
-    Dataset and file sources send a whole sample per packet (``end_of_sample=True``) with its
-    recording window ``[t0_us, t_end_us)`` when known; live sources send packets of a continuous
-    stream (``sample=None``, ``end_of_sample=False``); ``end_of_stream`` marks the last packet of a
-    stream that ends while the source goes on (the next file of a replay).
-    """
-
-    stream: str
-    sample: int | None
-    data: np.ndarray
-    label: int | None = None
-    t0_us: int | None = None
-    t_end_us: int | None = None
-    end_of_sample: bool = True
-    end_of_stream: bool = False
+from streamsnn.events import Packet, Sensor
 
 
 class Source(Protocol):

@@ -35,9 +35,9 @@ from typing import Any
 import numpy as np
 
 from streamsnn.config import ConfigError
-from streamsnn.encoding import DVSEmulator, DVSParams
-from streamsnn.events import EVENT_DTYPE, Sensor, make_events
-from streamsnn.sources.base import Packet, SourceBase
+from streamsnn.events import EVENT_DTYPE, Packet, Sensor, make_events
+from streamsnn.sources.base import SourceBase
+from streamsnn.sources.dvs_emulator import DVSEmulator, DVSParams
 from streamsnn.sources.udp import sensor_from_options
 
 log = logging.getLogger(__name__)

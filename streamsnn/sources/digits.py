@@ -36,9 +36,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from streamsnn.encoding import DVSEmulator, DVSParams, background_noise
-from streamsnn.events import EVENT_DTYPE, Sensor, make_events
-from streamsnn.sources.base import Packet, SourceBase, sample_range
+from streamsnn.events import EVENT_DTYPE, Packet, Sensor, make_events
+from streamsnn.sources.base import SourceBase, sample_range
+from streamsnn.sources.dvs_emulator import DVSEmulator, DVSParams, background_noise
 
 SPLITS = ("train", "val", "test")
 DIGITS_DVS_SENSOR = Sensor("digits_dvs", 34, 34, 2, "emulated DVS of the digits-dvs data set")

@@ -22,8 +22,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from streamsnn.events import Sensor, to_events
-from streamsnn.sources.base import Packet, SourceBase, sample_range
+from streamsnn.events import Packet, Sensor, to_events
+from streamsnn.sources.base import SourceBase, sample_range
 from streamsnn.sources.recordings import FORMATS, RecordingError, read_events
 
 log = logging.getLogger(__name__)

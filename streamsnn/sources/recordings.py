@@ -36,8 +36,8 @@ from typing import Any
 
 import numpy as np
 
-from streamsnn.events import EVENT_DTYPE, Sensor, load_sensor, make_events, to_events
-from streamsnn.sources.base import Packet, SourceBase
+from streamsnn.events import EVENT_DTYPE, Packet, Sensor, load_sensor, make_events, to_events
+from streamsnn.sources.base import SourceBase
 
 log = logging.getLogger(__name__)
 

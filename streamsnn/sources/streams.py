@@ -12,9 +12,11 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
-from streamsnn.sources.base import Packet, Source, SourceBase, sample_range
+from streamsnn.events import Packet
+from streamsnn.sources.base import Source, SourceBase
 
 QUEUE_PACKETS = 256  # packets waiting for the pipeline, all sources together
 POLL_S = 0.05  # longest wait of a reading thread before it looks at ``close()`` again
@@ -31,31 +33,32 @@ def _gives(source: Source) -> str:
     return f"{'live' if source.live else 'replayed'} {source.kind}"
 
 
+@dataclass
+class Member:
+    """One source of a ``streams`` source: its position in the configured list and its type."""
+
+    position: int
+    type: str
+    source: Source
+
+
 class StreamsSource(SourceBase):
-    """The sources ``sources[offset : offset + limit]`` (configs as in ``pipeline.yaml``, each a
-    mapping with its ``type``) read together. They must be unsegmented (live, or recordings
-    with ``mode: stream``), all live or none, and give the same kind of data on the same sensor
-    geometry (one model takes them all). ``len()``: the number of sources selected."""
+    """Several opened sources (``members``, configured as ``sources[offset : offset + limit]`` of
+    ``pipeline.yaml``; the registry opens them) read together. They must be unsegmented (live, or
+    recordings with ``mode: stream``), all live or none, and give the same kind of data on the same
+    sensor geometry (one model takes them all); otherwise every member is closed and the error
+    names the first misfit. ``len()``: the number of sources."""
 
     segmented = False
 
-    def __init__(self, sources: list[dict[str, Any]], offset: int = 0, limit: int | None = None) -> None:
-        from streamsnn.sources import make_source  # the registry imports this module
-
+    def __init__(self, members: list[Member]) -> None:
         self._closed = threading.Event()
-        self.positions = sample_range(len(sources), offset, limit)
-        if not self.positions:
-            raise ValueError(f"offset {offset} selects none of the {len(sources)} sources")
-        self.sources: list[Source] = []
+        self.members = members
+        if not members:
+            raise ValueError("a streams source needs at least one source")
         try:
-            for i in self.positions:
-                options = dict(sources[i])
-                kind = options.pop("type")
-                try:
-                    self.sources.append(make_source(kind, **options))
-                except (OSError, ValueError, KeyError) as err:
-                    raise ValueError(f"sources[{i}] ({kind}): {err}") from None
-                self._check(i, kind, self.sources[-1])
+            for member in members:
+                self._check(member)
         except BaseException:
             self.close()
             raise
@@ -63,7 +66,8 @@ class StreamsSource(SourceBase):
         self.kind, self.live, self.sensor = first.kind, first.live, first.sensor
         self.labels = all(s.labels for s in self.sources)
 
-    def _check(self, i: int, kind: str, source: Source) -> None:
+    def _check(self, member: Member) -> None:
+        i, kind, source = member.position, member.type, member.source
         if source.segmented:
             raise ValueError(
                 f"sources[{i}] ({kind}) gives whole samples; streams takes continuous sources "
@@ -72,18 +76,22 @@ class StreamsSource(SourceBase):
         first = self.sources[0]
         if (source.kind, source.live) != (first.kind, first.live):
             raise ValueError(
-                f"sources[{i}] ({kind}) gives {_gives(source)} but sources[{self.positions[0]}] gives "
+                f"sources[{i}] ({kind}) gives {_gives(source)} but sources[{self.members[0].position}] gives "
                 f"{_gives(first)}: one pipeline takes one kind"
             )
         if source.sensor.size != first.sensor.size:
             ours, theirs = (f"{s.sensor.width}×{s.sensor.height}" for s in (source, first))
             raise ValueError(
-                f"sources[{i}] ({kind}): sensor {ours} differs from sources[{self.positions[0]}]'s "
+                f"sources[{i}] ({kind}): sensor {ours} differs from sources[{self.members[0].position}]'s "
                 f"{theirs}: one model takes them all"
             )
 
+    @property
+    def sources(self) -> list[Source]:
+        return [m.source for m in self.members]
+
     def __len__(self) -> int:
-        return len(self.sources)
+        return len(self.members)
 
     @property
     def realtime(self) -> bool:  # type: ignore[override]
@@ -107,7 +115,7 @@ class StreamsSource(SourceBase):
         packets: queue.Queue[Packet | _Ended] = queue.Queue(QUEUE_PACKETS)
         threads = [
             threading.Thread(target=self._read, args=(i, source, packets), name=f"streams-{i}", daemon=True)
-            for i, source in zip(self.positions, self.sources, strict=True)
+            for i, source in ((m.position, m.source) for m in self.members)
         ]
         for thread in threads:
             thread.start()

@@ -60,8 +60,8 @@ from collections.abc import Iterator
 import numpy as np
 
 from streamsnn.config import ConfigError
-from streamsnn.events import EVENT_DTYPE, Sensor, load_sensor, make_events
-from streamsnn.sources.base import Packet, SourceBase
+from streamsnn.events import EVENT_DTYPE, Packet, Sensor, load_sensor, make_events
+from streamsnn.sources.base import SourceBase
 
 log = logging.getLogger(__name__)
 

@@ -1,47 +1,14 @@
-"""SEENN-II: the exact-expectation loss, the policy's decisions, and training through the CLI path."""
+"""SEENN-II at run time: the policy network's decisions."""
 
 import pytest
 import torch
-import yaml
 
-from streamsnn.config import load_train_config
+from streamsnn.lab.policy_training import save_policy
 from streamsnn.policies import make_exit_policy
-from streamsnn.policies.policy_net import PolicyNetExit, expected_negative_reward, save_policy
+from streamsnn.policies.policy_net import PolicyNetExit
 from streamsnn.prediction import Prediction
 from streamsnn.snn.models import build_model
-from streamsnn.snn.train import train
 
-CANDIDATES = torch.tensor([1, 2, 4])
-
-
-def test_loss_is_the_expected_negative_reward_worked_example():
-    """Uniform policy over t ∈ {1, 2, 4}, β = 0.5; rewards 2^−t when right, −β when wrong.
-    Sample 1 is wrong at t = 1 only: E[−R] = (0.5 − 1/4 − 1/16) / 3 = 0.0625.
-    Sample 2 is always right: E[−R] = −(1/2 + 1/4 + 1/16) / 3 = −0.2708..."""
-    correct = torch.tensor([[0, 1, 1], [1, 1, 1]])
-    loss = expected_negative_reward(torch.zeros(2, 3), correct, CANDIDATES, beta=0.5)
-    assert loss.item() == pytest.approx((0.0625 - 0.8125 / 3) / 2)
-
-
-def test_loss_equals_the_sampled_reward_in_expectation():
-    """The closed form equals the mean negative reward of actions drawn from the policy."""
-    gen = torch.Generator().manual_seed(0)
-    logits = torch.randn(4, 3, generator=gen)
-    correct = torch.randint(0, 2, (4, 3), generator=gen)
-    beta = 0.7
-    exact = expected_negative_reward(logits, correct, CANDIDATES, beta).item()
-    v = torch.softmax(logits, 1)
-    actions = torch.multinomial(v, 200_000, replacement=True, generator=gen)  # 4 × draws
-    right = correct.gather(1, actions).double()
-    reward = right * torch.pow(2.0, -CANDIDATES[actions].double()) - beta * (1 - right)
-    assert exact == pytest.approx(-reward.mean().item(), abs=3e-3)
-
-
-def test_gradient_moves_the_policy_towards_the_best_step():
-    """Right from step 2 on: t = 2 has the highest reward, so its logit must grow."""
-    logits = torch.zeros(1, 3, requires_grad=True)
-    expected_negative_reward(logits, torch.tensor([[0, 1, 1]]), CANDIDATES, beta=0.5).backward()
-    assert logits.grad.argmin().item() == 1
 
 
 @pytest.fixture
@@ -78,32 +45,3 @@ def test_policy_net_refuses_other_checkpoints_and_missing_input(policy_file):
     policy = PolicyNetExit(str(policy_file[0]))
     with pytest.raises(ValueError, match="needs the slice input"):
         policy.decide(Prediction("s", 0, 1, 0, 0, 0, 0.5, [0.5, 0.5]))
-
-
-@pytest.mark.parametrize("name", ["digits_frames_policy", "digits_dvs_policy"])
-def test_policy_training_configs_train_and_run(root, tmp_path, name):
-    """A few optimiser steps of each shipped SEENN-II config on a small slice of its pipeline's
-    data; the checkpoint drives the runtime's ``policy_net`` exit."""
-    cfg = load_train_config(root / "configs" / f"{name}.yaml")
-    pipeline = yaml.safe_load((root / cfg.pipeline).read_text())
-    pipeline["source"]["limit"] = 24
-    pipeline["sinks"] = []
-    (tmp_path / "pipe.yaml").write_text(yaml.safe_dump(pipeline))
-    train_options = cfg.train.model_copy(update={"max_steps": 2, "batch_size": 8})
-    cfg = cfg.model_copy(update={"pipeline": str(tmp_path / "pipe.yaml"), "train": train_options})
-    result = train(cfg, output=tmp_path / "policy.pt", progress=False)
-    assert result["train_steps"] == 2
-    assert 1 <= result["val_mean_steps_policy"] <= 16
-    assert 0 <= result["val_accuracy_policy"] <= 1
-
-    from streamsnn.config import load_pipeline
-    from streamsnn.runtime import build_pipeline, run_pipeline
-
-    run_cfg = load_pipeline(
-        tmp_path / "pipe.yaml",
-        [f"policy.exit={{type: policy_net, weights: {tmp_path / 'policy.pt'}}}", "runtime.progress=false"],
-    )
-    pipe = build_pipeline(run_cfg)
-    report = run_pipeline(pipe).report
-    assert report["samples"] == 24
-    assert set(report["exit_reasons"]) <= {"policy", "end_of_sample"}

@@ -240,8 +240,8 @@ def test_calibrate_and_evaluate_on_ray_equal_the_local_executor(root, tmp_path, 
     same collected outputs, the same calibration and the same evaluation rows."""
     import numpy as np
 
-    from streamsnn.calibrate import calibrate, collect
-    from streamsnn.evaluate import evaluate_policies
+    from streamsnn.lab.calibrate import calibrate, collect
+    from streamsnn.lab.evaluate import evaluate_policies
 
     def chosen(*overrides):
         cfg = config(root, tmp_path / "unused.jsonl", "sinks=[]", *overrides)
@@ -414,7 +414,7 @@ def test_the_core_does_not_import_ray():
     import subprocess
     import sys
 
-    code = "import sys, streamsnn.cli, streamsnn.runtime, streamsnn.calibrate; print('ray' in sys.modules)"
+    code = "import sys, streamsnn.cli, streamsnn.runtime, streamsnn.lab.calibrate; print('ray' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "False"

@@ -147,6 +147,16 @@ def test_data_norm_thresholds_are_activation_percentiles(relu_digits):
         convert(relu_digits.ann, (1, 16, 16), "data_norm")
 
 
+def test_percentiles_follow_numpys_linear_rule():
+    from streamsnn.snn.convert import percentile_of
+
+    gen = torch.Generator().manual_seed(0)
+    for n in (1, 2, 7, 1000):
+        values = torch.randn(n, generator=gen, dtype=torch.float64)
+        for q in (0, 12.5, 50, 99, 99.9, 100):
+            assert percentile_of(values, q) == float(np.percentile(values.numpy(), q))
+
+
 def test_qffs_conversion_of_the_quantised_net_matches_it_at_z_max_steps():
     """One QCFS layer → QFFS: after Z_max steps of constant input the spike count times θ/L is
     exactly the quantised activation."""

@@ -2,10 +2,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from streamsnn.metrics import pareto_latency
 from streamsnn.snn.checkpoint import load_checkpoint
 from streamsnn.snn.counting import PJ_PER_AC, PJ_PER_MAC, counted_run, dense_macs, synaptic_events
-from streamsnn.snn.table import conversion_table, format_table
 
 
 def brute_force_conv_events(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
@@ -48,21 +46,3 @@ def test_counted_run_matches_the_network_and_energy_adds_up():
     macs = sum(sum(m) for m in counts.macs)
     assert abs(counts.energy_uj() - (acs * PJ_PER_AC + macs * PJ_PER_MAC) / 5 * 1e-6) < 1e-9
     assert counts.ann_energy_uj() > 0
-
-
-def test_pareto_latency():
-    assert pareto_latency(0.9, [0.5, 0.8, 0.9]) == 0.4 + 0.1 + 0.0
-
-
-def test_conversion_table_and_high_entropy_initialisation():
-    model = load_checkpoint("builtin:digits_frames_2bit")
-    table = conversion_table(model, ["qcfs", "qffs"], [1, 2, 3, 8], split="val")
-    assert table.ann_accuracy > 0.95 and table.samples == 360
-    qcfs, qffs = table.rows
-    assert qcfs.accuracy[8] >= table.ann_accuracy - 0.01
-    assert qffs.accuracy[3] >= table.ann_accuracy - 0.01  # QFFS: exact within Z_max (+ depth) steps
-    assert qffs.spikes_per_neuron <= 3 + 1e-9 and qffs.spikes_per_neuron < qcfs.spikes_per_neuron
-    text = format_table(table)
-    assert "QCFS" in text and "QFFS" in text and "T=8" in text
-    zero = conversion_table(model, ["qcfs"], [1, 2, 3, 8], split="val", v0=0.0).rows[0]
-    assert qcfs.pareto_latency < zero.pareto_latency  # V0 = θ/2 reaches ANN accuracy sooner

@@ -10,8 +10,8 @@ import pytest
 
 from streamsnn.config import load_pipeline
 from streamsnn.events import make_events
-from streamsnn.metrics import report_table
 from streamsnn.runtime import build_pipeline, run_pipeline
+from streamsnn.runtime.report import report_table
 from streamsnn.sources.recordings import RecordingError, RecordingSource, open_recording, read_events
 from tests.conftest import SHARED_EVENTS
 

@@ -7,10 +7,9 @@ import time
 import pytest
 
 from streamsnn.config import ConfigError, load_pipeline
-from streamsnn.events import make_events
+from streamsnn.events import Packet, make_events
 from streamsnn.runtime import build_pipeline, run_pipeline
-from streamsnn.sources import StreamsSource
-from streamsnn.sources.base import Packet
+from streamsnn.sources import open_streams
 
 LIVE = "{type: digits_dvs, live: true, packet_us: 2000, limit: 2"  # 0.6 s in real time
 
@@ -89,8 +88,9 @@ class Unplugged:
 
 
 def test_a_failing_source_is_named_after_what_it_gave(root):
-    source = StreamsSource([{"type": "udp", "port": 0, "sensor": "dvs128"}] * 2)
-    source.sources[1] = Unplugged()
+    source = open_streams([{"type": "udp", "port": 0, "sensor": "dvs128"}] * 2)
+    source.members[1].source.close()
+    source.members[1].source = Unplugged()
     got = []
     with pytest.raises(RuntimeError, match=r"source.sources\[1\]: device unplugged"):
         for packet in source:
@@ -99,7 +99,7 @@ def test_a_failing_source_is_named_after_what_it_gave(root):
 
 
 def test_close_from_another_thread_ends_every_reading_thread():
-    source = StreamsSource([{"type": "udp", "port": 0, "sensor": "dvs128", "packet_us": 10_000}] * 2)
+    source = open_streams([{"type": "udp", "port": 0, "sensor": "dvs128", "packet_us": 10_000}] * 2)
     packets = []
     reader = threading.Thread(target=lambda: packets.extend(source), daemon=True)
     reader.start()

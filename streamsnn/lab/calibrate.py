@@ -17,9 +17,8 @@ The calibration file (JSON) is what the ``dynamic_confidence`` exit policy reads
 
 from __future__ import annotations
 
-import json
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +26,11 @@ import numpy as np
 import torch
 
 from streamsnn.config import FixedExitConfig, PipelineConfig
+from streamsnn.policies.calibration import CALIBRATION_FORMAT, Calibration
+from streamsnn.runtime import build_pipeline, run_pipeline
+from streamsnn.snn.checkpoint import load_checkpoint
 from streamsnn.snn.counting import counted_run
-
-CALIBRATION_FORMAT = "streamsnn-calibration/1"
+from streamsnn.snn.quant import QCFS
 
 
 @dataclass
@@ -67,8 +68,6 @@ class OutputCollector:
 def collect(cfg: PipelineConfig, split: str, steps: int | None = None, progress: bool = True) -> Collected:
     """Run ``cfg``'s pipeline on ``split`` without early exit and collect per-step outputs.
     ``steps``: T (default: the exit policy's max steps, else every slice of the sample)."""
-    from streamsnn.runtime import build_pipeline, run_pipeline
-
     t_max = steps or exit_max_steps(cfg)
     exit_cfg = FixedExitConfig(type="fixed", steps=t_max or 1_000_000)
     policy = cfg.policy.model_copy(update={"exit": exit_cfg})
@@ -211,48 +210,6 @@ def choose_threshold(
     return int(tied[np.argmax(scan.thresholds[tied])])
 
 
-@dataclass
-class Calibration:
-    """What the ``dynamic_confidence`` policy needs, and how it was chosen."""
-
-    format: str
-    pipeline: str
-    split: str
-    steps: int
-    alpha: float
-    temperature: float
-    threshold: float
-    resolution: float
-    tolerance: float
-    target_saving: float | None
-    accuracy_full_T: float
-    accuracy: float
-    mean_steps: float
-    saving: float
-    front: list[list[float]]  # [threshold, mean steps, accuracy] on the Pareto front
-
-    def save(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(asdict(self), indent=2) + "\n")
-        return path
-
-
-def load_calibration(path: str | Path) -> Calibration:
-    """Read a calibration file written by ``streamsnn calibrate``; errors name the file."""
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise ValueError(f"{path}: not a readable calibration file ({err})") from None
-    if not isinstance(data, dict) or data.get("format") != CALIBRATION_FORMAT:
-        raise ValueError(f"{path}: not a streamsnn calibration file (expected format {CALIBRATION_FORMAT})")
-    try:
-        return Calibration(**data)
-    except TypeError as err:
-        raise ValueError(f"{path}: calibration file fields do not match ({err})") from None
-
-
 def default_alpha(cfg: PipelineConfig, steps: int, levels: int | None) -> float:
     """Dynamic Confidence's α: 2^b − 1 (= L) for QFFS, T for QCFS."""
     if cfg.model.conversion == "qffs" and levels:
@@ -307,9 +264,6 @@ def calibrate(
 
 
 def _qcfs_levels(cfg: PipelineConfig) -> int | None:
-    from streamsnn.snn.checkpoint import load_checkpoint
-    from streamsnn.snn.quant import QCFS
-
     levels = {m.levels for m in load_checkpoint(cfg.model.weights).ann.modules() if isinstance(m, QCFS)}
     return max(levels) if levels else None
 
@@ -345,7 +299,6 @@ def plot_scan(scan: Scan, cal: Calibration, path: Path) -> Path:
 
 
 __all__ = [
-    "Calibration",
     "Collected",
     "Scan",
     "calibrate",
@@ -353,7 +306,6 @@ __all__ = [
     "collect",
     "confidences",
     "fit_temperature",
-    "load_calibration",
     "naive_scan",
     "pareto_front",
     "plot_scan",

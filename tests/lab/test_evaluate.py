@@ -1,7 +1,9 @@
+"""Evaluation of exit policies on collected outputs, and SEENN's AET."""
+
 import numpy as np
 import pytest
 
-from streamsnn.metrics import aet, empirical_aet, pareto_latency, pareto_power
+from streamsnn.lab.evaluate import aet, empirical_aet
 
 
 def test_aet_equals_the_papers_formula_on_a_worked_example():
@@ -12,9 +14,3 @@ def test_aet_equals_the_papers_formula_on_a_worked_example():
     assert by_hand == pytest.approx(2.0)
     assert aet(correct) == pytest.approx(by_hand)
     assert empirical_aet(correct) == pytest.approx((1 + 2 + 1 + 3) / 4)
-
-
-def test_pareto_latency_and_power():
-    acc = [0.5, 0.8, 0.9]
-    assert pareto_latency(0.9, acc) == pytest.approx(0.4 + 0.1)
-    assert pareto_power(0.9, acc, [10, 20, 30]) == pytest.approx(10 * 0.4 + 20 * 0.1)

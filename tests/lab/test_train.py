@@ -3,9 +3,9 @@ import pytest
 import torch
 
 from streamsnn.config import load_train_config
-from streamsnn.datasets import random_windows
+from streamsnn.lab.datasets import random_windows
+from streamsnn.lab.train import train
 from streamsnn.snn.checkpoint import load_checkpoint
-from streamsnn.snn.train import train
 from streamsnn.sources.digits import RECORDING_US
 
 

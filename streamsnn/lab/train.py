@@ -18,7 +18,6 @@ Runs are seeded; ``device: cuda`` and ``amp: true`` (mixed precision) for GPU us
 from __future__ import annotations
 
 import math
-import random
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,23 +29,17 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from streamsnn import datasets as ds
 from streamsnn.config import TrainConfig
-from streamsnn.snn.anytime import SparsityPenalty, prune_small_weights
+from streamsnn.lab import datasets as ds
+from streamsnn.lab.anytime import SparsityPenalty, prune_small_weights
+from streamsnn.lab.policy_training import train_policy
+from streamsnn.lab.seeding import seed_everything
 from streamsnn.snn.checkpoint import load_checkpoint, save_checkpoint
 from streamsnn.snn.models import build_model, is_spiking
 from streamsnn.snn.network import SpikingNetwork
 from streamsnn.snn.quant import QCFS
 from streamsnn.sources.digits import RECORDING_US
 from streamsnn.sources.event_datasets import dataset_split, open_tonic_dataset
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and torch, and ask torch for deterministic kernels."""
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    torch.use_deterministic_algorithms(True, warn_only=True)
 
 
 class TrainingData:
@@ -194,8 +187,6 @@ def init_from_checkpoint(model: nn.Module, path: str, calibration: torch.Tensor)
 def train(cfg: TrainConfig, output: Path | None = None, progress: bool = True) -> dict[str, Any]:
     """Train as configured, save the checkpoint and return its metrics."""
     if cfg.train.method == "policy":
-        from streamsnn.policies.policy_net import train_policy
-
         return train_policy(cfg, output, progress)
     assert cfg.data is not None and cfg.input is not None
     seed_everything(cfg.train.seed)

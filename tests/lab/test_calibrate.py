@@ -4,17 +4,17 @@ import numpy as np
 import pytest
 import torch
 
-from streamsnn.calibrate import (
+from streamsnn.config import ConfigError, load_pipeline
+from streamsnn.lab.calibrate import (
     Scan,
     calibrate,
     choose_threshold,
-    load_calibration,
     naive_scan,
     pareto_front,
     threshold_grid,
     threshold_scan,
 )
-from streamsnn.config import ConfigError, load_pipeline
+from streamsnn.policies.calibration import load_calibration
 from streamsnn.runtime import build_pipeline, run_pipeline
 
 
@@ -134,9 +134,11 @@ def test_evaluate_matches_the_runtime_and_writes_table_and_plots(root, tmp_path)
     import subprocess
     import sys
 
-    from streamsnn.calibrate import collect, load_calibration
-    from streamsnn.evaluate import evaluate_policies
-    from streamsnn.policies.policy_net import PolicyNetExit, first_slice_inputs, save_policy
+    from streamsnn.lab.calibrate import collect
+    from streamsnn.lab.evaluate import evaluate_policies
+    from streamsnn.lab.policy_training import first_slice_inputs, save_policy
+    from streamsnn.policies.calibration import load_calibration
+    from streamsnn.policies.policy_net import PolicyNetExit
     from streamsnn.snn.models import build_model
 
     torch.manual_seed(0)

@@ -8,6 +8,7 @@
   and bias and divides its outgoing weights, so the ANN function is unchanged while the SNN's
   firing rates (thresholds fixed) change. η (and optionally V0) is optimised with NLopt's
   Subplex on ``λe·M_e + λl·P_l + λp·P_p`` in phases global → layer → channel.
+- The measures: Pareto latency and Pareto power of an accuracy-over-steps curve.
 """
 
 from __future__ import annotations
@@ -20,12 +21,23 @@ import numpy as np
 import torch
 from torch import nn
 
-from streamsnn.metrics import pareto_latency, pareto_power
 from streamsnn.snn.counting import counted_run
 from streamsnn.snn.network import SpikingNetwork
 from streamsnn.snn.neurons import SpikingNeuron
 
 # -- sparsity fine-tuning ---------------------------------------------------------------------
+
+
+def pareto_latency(a_max: float, accuracy: np.ndarray | list[float]) -> float:
+    """Dutson et al.: ``P_l = Σ_t (a_max − a_t)`` (accuracy as a fraction, so the unit is steps)."""
+    return float(np.sum(a_max - np.asarray(accuracy, dtype=np.float64)))
+
+
+def pareto_power(a_max: float, accuracy: np.ndarray | list[float], events: np.ndarray | list[float]) -> float:
+    """Dutson et al.: ``P_p = Σ_t e_t (a_max − a_t)`` with e_t the synaptic events at step t."""
+    return float(
+        np.sum(np.asarray(events, dtype=np.float64) * (a_max - np.asarray(accuracy, dtype=np.float64)))
+    )
 
 
 def _pixels_per_channel(model: nn.Module, example: torch.Tensor) -> dict[nn.Module, int]:

@@ -10,8 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from streamsnn.metrics import pareto_latency
-from streamsnn.snn.anytime import optimize_scaling
+from streamsnn.lab.anytime import optimize_scaling, pareto_latency
 from streamsnn.snn.checkpoint import LoadedModel
 from streamsnn.snn.convert import convert
 from streamsnn.snn.counting import counted_run

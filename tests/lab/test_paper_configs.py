@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from streamsnn.config import load_train_config
+from streamsnn.lab.train import train
 from streamsnn.snn.checkpoint import load_checkpoint
-from streamsnn.snn.train import train
 from streamsnn.sources.event_datasets import DatasetError, dataset_split, open_tonic_dataset
 from tests.datasets_layout import write_cifar10
 
@@ -78,7 +78,7 @@ def test_cifar10dvs_split_is_fixed_per_class(cifar10dvs_root):
 
 
 def test_missing_data_sets_say_what_to_do(tmp_path):
-    from streamsnn.datasets import cifar10_arrays
+    from streamsnn.lab.datasets import cifar10_arrays
 
     with pytest.raises(DatasetError, match=r"CIFAR-10 not found; set data\.download: true"):
         cifar10_arrays(tmp_path, "train")

@@ -1,4 +1,5 @@
-"""Per-sample outcomes of a run and the report built from them (table, JSON, PNG)."""
+"""The run report: per-sample outcomes (one per decision) and the report built from them
+(table, JSON, PNG)."""
 
 from __future__ import annotations
 
@@ -60,42 +61,6 @@ class SampleOutcome:
             synaptic_events=d.synaptic_events if counted else None,
             energy_uj=d.energy_uj if counted else None,
         )
-
-
-def accuracy_per_step(correct: np.ndarray) -> np.ndarray:
-    """Accuracy after every step from a samples × steps boolean matrix of correctness."""
-    return np.asarray(correct, dtype=np.float64).mean(axis=0)
-
-
-def aet(correct: np.ndarray) -> float:
-    """Averaged expected time steps (SEENN): with c_t the number of samples correct at step t,
-    ``[c_1 + Σ_{t≥2} t·(c_t − c_{t−1}) + (N − c_T)·T] / N``."""
-    c = np.asarray(correct, dtype=np.float64).sum(axis=0)
-    n, t_n = np.asarray(correct).shape
-    steps = np.arange(1, t_n + 1)
-    gained = np.diff(c, prepend=0.0)
-    return float(((steps * gained).sum() + (n - c[-1]) * t_n) / n)
-
-
-def empirical_aet(correct: np.ndarray) -> float:
-    """Mean over samples of the earliest correct step (T when never correct): the oracle's
-    mean steps."""
-    correct = np.asarray(correct, dtype=bool)
-    t_n = correct.shape[1]
-    first = np.where(correct.any(axis=1), correct.argmax(axis=1) + 1, t_n)
-    return float(first.mean())
-
-
-def pareto_latency(a_max: float, accuracy: np.ndarray | list[float]) -> float:
-    """Dutson et al.: ``P_l = Σ_t (a_max − a_t)`` (accuracy as a fraction, so the unit is steps)."""
-    return float(np.sum(a_max - np.asarray(accuracy, dtype=np.float64)))
-
-
-def pareto_power(a_max: float, accuracy: np.ndarray | list[float], events: np.ndarray | list[float]) -> float:
-    """Dutson et al.: ``P_p = Σ_t e_t (a_max − a_t)`` with e_t the synaptic events at step t."""
-    return float(
-        np.sum(np.asarray(events, dtype=np.float64) * (a_max - np.asarray(accuracy, dtype=np.float64)))
-    )
 
 
 def percentiles(values: list[float]) -> dict[str, float]:

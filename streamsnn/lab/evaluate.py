@@ -15,8 +15,27 @@ from pathlib import Path
 
 import numpy as np
 
-from streamsnn.calibrate import Calibration, Collected, confidences
-from streamsnn.metrics import aet, empirical_aet
+from streamsnn.lab.calibrate import Collected, confidences
+from streamsnn.policies.calibration import Calibration
+
+
+def aet(correct: np.ndarray) -> float:
+    """Averaged expected time steps (SEENN): with c_t the number of samples correct at step t,
+    ``[c_1 + Σ_{t≥2} t·(c_t − c_{t−1}) + (N − c_T)·T] / N``."""
+    c = np.asarray(correct, dtype=np.float64).sum(axis=0)
+    n, t_n = np.asarray(correct).shape
+    steps = np.arange(1, t_n + 1)
+    gained = np.diff(c, prepend=0.0)
+    return float(((steps * gained).sum() + (n - c[-1]) * t_n) / n)
+
+
+def empirical_aet(correct: np.ndarray) -> float:
+    """Mean over samples of the earliest correct step (T when never correct): the oracle's
+    mean steps."""
+    correct = np.asarray(correct, dtype=bool)
+    t_n = correct.shape[1]
+    first = np.where(correct.any(axis=1), correct.argmax(axis=1) + 1, t_n)
+    return float(first.mean())
 
 
 @dataclass

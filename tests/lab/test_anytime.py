@@ -4,19 +4,21 @@ import torch
 from torch import nn
 
 from streamsnn.config import load_train_config
-from streamsnn.snn.anytime import (
+from streamsnn.lab.anytime import (
     AnytimeObjective,
     SparsityPenalty,
     optimize_scaling,
+    pareto_latency,
+    pareto_power,
     prune_small_weights,
     scalable_layers,
     scale_channels,
     simulate,
 )
+from streamsnn.lab.train import train
 from streamsnn.snn.checkpoint import load_checkpoint
 from streamsnn.snn.convert import convert, fold_batchnorm
 from streamsnn.snn.models import digits_cnn
-from streamsnn.snn.train import train
 from streamsnn.sources.digits import digit_frames, digits_split
 
 
@@ -136,3 +138,9 @@ def test_sparsity_fine_tuning_makes_activations_sparser(relu_digits, tmp_path, r
     result, sparse = fine_tune(5.0, 0.5, "sparse.pt")
     assert nonzero_fraction(sparse.ann) < 0.85 * nonzero_fraction(plain.ann)  # same fine-tuning, no penalty
     assert result["val_accuracy_ann"] > 0.9 and "pruned_weights" in result
+
+
+def test_pareto_latency_and_power():
+    acc = [0.5, 0.8, 0.9]
+    assert pareto_latency(0.9, acc) == pytest.approx(0.4 + 0.1)
+    assert pareto_power(0.9, acc, [10, 20, 30]) == pytest.approx(10 * 0.4 + 20 * 0.1)
