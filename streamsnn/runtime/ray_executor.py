@@ -49,7 +49,7 @@ RANGES_PER_WORKER = 4  # default ranges of a replay per worker (ray.samples_per_
 QUEUED_BATCHES = 2
 # what the workers' counters add up to (besides source_stats)
 SUMMED_COUNTERS = (
-    *("model_s", "step_s", "model_calls", "lane_steps", "dropped_slices", "skipped_slices"),
+    *("model_s", "step_s", "model_calls", "slot_steps", "dropped_slices", "skipped_slices"),
     *("out_of_bounds_events", "late_events", "ann_reference_s"),
 )
 START_TIMEOUT_S = 600.0  # longest wait for the workers to start (free resources, imports, build)

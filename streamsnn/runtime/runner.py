@@ -59,8 +59,10 @@ class StreamEnd:
 
 
 @dataclass
-class Lane:
-    """One operator slot: a sample being replayed, or a live stream's current decision."""
+class Slot:
+    """What holds one operator slot: a sample being replayed, or a live stream (one decision after
+    another). ``key`` names it to the operator: ``(stream, sample)`` for a sample, the stream for a
+    live stream."""
 
     key: Any
     stream: str
@@ -123,20 +125,20 @@ class Runner:
         self.stop = threading.Event()
         self.errors: list[BaseException] = []
         self.slicers: dict[str, Slicer] = {}
-        self.lanes: dict[Any, Lane] = {}
+        self.slots: dict[Any, Slot] = {}
         self.outcomes: list[SampleOutcome] = []
         self.skipped_slices = 0
         self.late_in_samples = 0  # late events of slicers no longer kept (ended samples, streams)
-        self.dropped_in_lanes = 0
+        self.dropped_in_slots = 0
         self.source_done = False
-        self._held: Any = None  # an item waiting for a free lane (replay only)
+        self._held: Any = None  # an item waiting for a free slot (replay only)
         self._outbox: list[Prediction] = []  # predictions not yet handed to the sink thread
         self._handed_s = 0.0
         self.needs_input = bool(getattr(pipe.exit_policy, "needs_input", False))
         self.ann_reference = not self.live and not is_spiking(pipe.model.ann)
         self._ann_inputs: dict[int, torch.Tensor] = {}  # outcome index → its sample's mean input
         self.step_s = self.model_s = 0.0
-        self.model_calls, self.lane_steps = 0, 0
+        self.model_calls, self.slot_steps = 0, 0
         alpha = self.cfg.model.alpha
         self.alpha_per_step = alpha == "t"
         self.alpha = 1.0 if alpha == "t" else float(alpha)
@@ -244,8 +246,8 @@ class Runner:
 
     # -- stepping loop ---------------------------------------------------------------------
     def _admit(self, block: bool) -> None:
-        """Move items from the input queue into lanes while there is room. A replay (not live)
-        never drops: an item that needs a new lane while all are taken waits (``_held``), and a
+        """Move items from the input queue into slots while there is room. A replay (not live)
+        never drops: an item that needs a new slot while all are taken waits (``_held``), and a
         stream's queued slices are bounded by ``queue_size`` by not reading further."""
         capacity = self.pipe.operator.capacity
         while not self.source_done:
@@ -266,10 +268,10 @@ class Runner:
                     self.source_done = True
                     return
             block = False
-            new_lane = isinstance(item, SampleSlices) or (
-                isinstance(item, Slice) and item.stream not in self.lanes
+            new_slot = isinstance(item, SampleSlices) or (
+                isinstance(item, Slice) and item.stream not in self.slots
             )
-            if not self.live and new_lane and len(self.lanes) >= capacity:
+            if not self.live and new_slot and len(self.slots) >= capacity:
                 self._held = item
                 return
             if item is _END:
@@ -282,80 +284,80 @@ class Runner:
                 self._route_live(item)
 
     def _backlogged(self, capacity: int) -> bool:
-        if self._held is not None and len(self.lanes) >= capacity:
+        if self._held is not None and len(self.slots) >= capacity:
             return True
-        queued = [len(lane.slices) for lane in self.lanes.values() if lane.live]
+        queued = [len(slot.slices) for slot in self.slots.values() if slot.live]
         if queued:
             return max(queued) >= self.cfg.runtime.queue_size
-        return len(self.lanes) >= capacity
+        return len(self.slots) >= capacity
 
     def _open_sample(self, item: SampleSlices) -> None:
         key = (item.stream, item.sample)
-        lane = Lane(
+        slot = Slot(
             key, item.stream, item.sample, item.label, live=False, slices=collections.deque(item.slices)
         )
         self.late_in_samples += item.late_events
-        lane.mean_input = item.mean_input
-        lane.started_ns = time.monotonic_ns()
-        lane.ended, lane.n_slices = True, len(item.slices)
+        slot.mean_input = item.mean_input
+        slot.started_ns = time.monotonic_ns()
+        slot.ended, slot.n_slices = True, len(item.slices)
         self.pipe.operator.attach(key)
-        self.lanes[key] = lane
+        self.slots[key] = slot
 
     def _route_live(self, item: Slice) -> None:
-        lane = self.lanes.get(item.stream)
-        if lane is None:
-            if len(self.lanes) >= self.pipe.operator.capacity:
+        slot = self.slots.get(item.stream)
+        if slot is None:
+            if len(self.slots) >= self.pipe.operator.capacity:
                 self.skipped_slices += 1
                 return
-            lane = Lane(item.stream, item.stream, 0, None, live=True)
+            slot = Slot(item.stream, item.stream, 0, None, live=True)
             self.pipe.operator.attach(item.stream)
-            self.lanes[item.stream] = lane
-        if len(lane.slices) >= self.cfg.runtime.queue_size:  # the same drop-oldest rule per stream
-            lane.slices.popleft()
-            self.dropped_in_lanes += 1
-        lane.slices.append(item)
-        lane.ended = lane.ended or item.last
+            self.slots[item.stream] = slot
+        if len(slot.slices) >= self.cfg.runtime.queue_size:  # the same drop-oldest rule per stream
+            slot.slices.popleft()
+            self.dropped_in_slots += 1
+        slot.slices.append(item)
+        slot.ended = slot.ended or item.last
 
     def _end_stream(self, stream: str) -> None:
         """No more slices for ``stream``: the slice already queued last closes its decision, or,
         when none is queued, the newest prediction becomes final (``end_of_stream``)."""
-        lane = self.lanes.get(stream)
-        if lane is None:
+        slot = self.slots.get(stream)
+        if slot is None:
             return
-        lane.ended = True
-        if lane.slices:
-            lane.slices[-1].last = True
+        slot.ended = True
+        if slot.slices:
+            slot.slices[-1].last = True
             return
-        if lane.last is not None and lane.decision is None:
-            final = dataclasses.replace(lane.last, final=True, reason="end_of_stream", emit_time=time.time())
+        if slot.last is not None and slot.decision is None:
+            final = dataclasses.replace(slot.last, final=True, reason="end_of_stream", emit_time=time.time())
             self._hand_over([final])
-            self._record(lane, final, full=None)
-        self._close(lane)
+            self._record(slot, final, full=None)
+        self._close(slot)
 
-    def _take(self, lanes: list[Lane]) -> list[list[Slice]]:
-        """Per lane, its next slice (up to ``runtime.chunk`` slices), stamped for latency."""
+    def _take(self, slots: list[Slot]) -> list[list[Slice]]:
+        """Per slot, its next slice (up to ``runtime.chunk`` slices), stamped for latency."""
         now_ns = time.monotonic_ns()
         chunk = self.cfg.runtime.chunk
         items: list[list[Slice]] = []
-        for lane in lanes:
-            taken = [lane.slices.popleft() for _ in range(min(chunk, len(lane.slices)))]
+        for slot in slots:
+            taken = [slot.slices.popleft() for _ in range(min(chunk, len(slot.slices)))]
             for item in taken:
-                if lane.live:
-                    if lane.t0_us is None:
-                        lane.t0_us = item.t_start_us
-                    item.sample, item.sample_t0_us, item.index = lane.sample, lane.t0_us, -1
+                if slot.live:
+                    if slot.t0_us is None:
+                        slot.t0_us = item.t_start_us
+                    item.sample, item.sample_t0_us, item.index = slot.sample, slot.t0_us, -1
                 elif not item.arrival_ns:
-                    item.arrival_ns = lane.release_ns(item) if self.cfg.runtime.realtime else now_ns
+                    item.arrival_ns = slot.release_ns(item) if self.cfg.runtime.realtime else now_ns
             items.append(taken)
         return items
 
-    def _infer(self, lanes: list[Lane], items: list[list[Slice]]) -> tuple[list, list]:
-        """One operator call for ``items`` (a single step, or a chunk: lanes with fewer slices
+    def _infer(self, slots: list[Slot], items: list[list[Slice]]) -> tuple[list, list]:
+        """One operator call for ``items`` (a single step, or a chunk: slots with fewer slices
         left get zero input after their last): accumulated outputs T×B×K and counters T×B×4,
         as Python lists (the read-out is cheaper in floats than in tensor calls)."""
-        keys = [lane.key for lane in lanes]
+        keys = [slot.key for slot in slots]
         self.model_calls += 1
-        self.lane_steps += len(keys)
+        self.slot_steps += len(keys)
         chunk = max(len(taken) for taken in items) if self.cfg.runtime.chunk > 1 else 1
         if chunk == 1:
             inputs = [taken[0].input for taken in items]  # 1×C×H×W each
@@ -376,25 +378,25 @@ class Runner:
         outputs, counts = result.output.tolist(), result.counts.tolist()
         return ([outputs], [counts]) if chunk == 1 else (outputs, counts)
 
-    def _step(self, lanes: list[Lane]) -> None:
-        """Step ``lanes`` by one slice each (or a chunk), emit their predictions and apply the
+    def _step(self, slots: list[Slot]) -> None:
+        """Step ``slots`` by one slice each (or a chunk), emit their predictions and apply the
         exit and reset policies."""
         t_begin = time.perf_counter()
-        items = self._take(lanes)
+        items = self._take(slots)
         t0 = time.perf_counter()
-        outputs, counts = self._infer(lanes, items)
+        outputs, counts = self._infer(slots, items)
         shared_s = time.perf_counter() - t0
         emitted: list[Prediction] = []
-        for i, lane in enumerate(lanes):
+        for i, slot in enumerate(slots):
             # encoding and the whole call come before any of the call's predictions
-            lane.compute_s += shared_s
+            slot.compute_s += shared_s
             for item in items[i]:
-                lane.compute_s += item.encode_s
+                slot.compute_s += item.encode_s
             for t, item in enumerate(items[i]):
-                if lane.key not in self.lanes:
+                if slot.key not in self.slots:
                     break  # closed at an exit earlier in this chunk
                 pending = len(items[i]) - t - 1
-                if lane.decision is not None and not lane.live and (pending or lane.slices):
+                if slot.decision is not None and not slot.live and (pending or slot.slices):
                     continue  # stepping on silently to full T: only the last step is read out
                 t_pol = time.perf_counter()
                 steps, spikes, acs, macs = counts[t][i]
@@ -402,15 +404,15 @@ class Runner:
                 probs = softmax(out, steps if self.alpha_per_step else self.alpha)
                 confidence = max(probs)
                 pred = Prediction(
-                    stream=lane.stream,
-                    sample=lane.sample,
+                    stream=slot.stream,
+                    sample=slot.sample,
                     step=int(steps),
                     t_start_us=item.t_start_us,
                     t_end_us=item.t_end_us,
                     cls=probs.index(confidence),
                     confidence=confidence,
                     probs=probs,
-                    label=item.label if lane.live else lane.label,
+                    label=item.label if slot.live else slot.label,
                     spikes=int(spikes),
                     synaptic_events=int(acs),
                     energy_uj=energy_uj(acs, macs),
@@ -419,61 +421,61 @@ class Runner:
                 )
                 if self.needs_input:
                     pred.input = item.input
-                lane.last = pred
-                if lane.decision is None:
+                slot.last = pred
+                if slot.decision is None:
                     reason = self.pipe.exit_policy.decide(pred)
-                    if reason is None and lane.live:
+                    if reason is None and slot.live:
                         reason = self.pipe.reset_policy.closes(pred)
                     if reason is None and item.last:
-                        reason = "end_of_sample" if not lane.live else "end_of_stream"
+                        reason = "end_of_sample" if not slot.live else "end_of_stream"
                     pred.final, pred.reason = reason is not None, reason
-                    lane.compute_s += time.perf_counter() - t_pol
-                    pred.compute_latency_ms = lane.compute_s * 1000.0
+                    slot.compute_s += time.perf_counter() - t_pol
+                    pred.compute_latency_ms = slot.compute_s * 1000.0
                     pred.emit_time = time.time()
                     pred.e2e_latency_ms = (time.monotonic_ns() - item.arrival_ns) / 1e6
                     emitted.append(pred)
                     if pred.final:
-                        lane.decision = pred
-                if lane.decision is not None:
-                    self._after_prediction(lane, pred, pending)
+                        slot.decision = pred
+                if slot.decision is not None:
+                    self._after_prediction(slot, pred, pending)
         if emitted or self._outbox:
             self._hand_over(emitted)
         decay = self.pipe.reset_policy.decay
         if decay is not None:  # live streams forget old evidence, slice by slice
             self.pipe.operator.decay(
-                [lane.key for lane in lanes if lane.live and lane.key in self.lanes], decay
+                [slot.key for slot in slots if slot.live and slot.key in self.slots], decay
             )
         self.step_s += time.perf_counter() - t_begin
 
-    def _after_prediction(self, lane: Lane, pred: Prediction, pending: int) -> None:
-        """The lane has decided; ``pending``: slices of the lane already stepped in this call
+    def _after_prediction(self, slot: Slot, pred: Prediction, pending: int) -> None:
+        """The slot has decided; ``pending``: slices of the slot already stepped in this call
         after ``pred``'s."""
-        decision = lane.decision
-        if lane.live:
-            self._record(lane, decision, full=None)
+        decision = slot.decision
+        if slot.live:
+            self._record(slot, decision, full=None)
             if self.pipe.reset_policy.after(decision):
-                self.pipe.operator.reset([lane.key])
+                self.pipe.operator.reset([slot.key])
             else:
-                self.pipe.operator.restart_counts([lane.key])
-            lane.sample += 1
-            lane.t0_us, lane.compute_s, lane.decision = None, 0.0, None
-            if lane.ended and not lane.slices:
-                self._close(lane)
+                self.pipe.operator.restart_counts([slot.key])
+            slot.sample += 1
+            slot.t0_us, slot.compute_s, slot.decision = None, 0.0, None
+            if slot.ended and not slot.slices:
+                self._close(slot)
             return
-        more = pending + len(lane.slices)
+        more = pending + len(slot.slices)
         if more and self.cfg.runtime.full_t:
             return  # keep stepping without emitting, to know the full-T prediction
         self.skipped_slices += more
-        self._record(lane, decision, full=None if more else pred)
-        self._close(lane)
+        self._record(slot, decision, full=None if more else pred)
+        self._close(slot)
 
-    def _record(self, lane: Lane, d: Prediction, full: Prediction | None) -> None:
+    def _record(self, slot: Slot, d: Prediction, full: Prediction | None) -> None:
         counted = self.pipe.operator.count_operations
         index = len(self.outcomes)
-        if full is not None and lane.mean_input is not None:
-            self._ann_inputs[index] = lane.mean_input
+        if full is not None and slot.mean_input is not None:
+            self._ann_inputs[index] = slot.mean_input
         # the ANN reference comes after the stepping loop (fill_ann_reference)
-        full_cls, full_steps = (None, lane.n_slices) if full is None else (full.cls, full.step)
+        full_cls, full_steps = (None, slot.n_slices) if full is None else (full.cls, full.step)
         self.outcomes.append(SampleOutcome.of(d, counted, full_cls, full_steps))
         if self.bar is not None:
             self.bar.update(1)
@@ -493,9 +495,9 @@ class Runner:
                 for i, out in zip(part, outputs, strict=True):
                     self.outcomes[i].cls_ann, self.outcomes[i].ann_output = int(np.argmax(out)), out
 
-    def _close(self, lane: Lane) -> None:
-        self.pipe.operator.detach(lane.key)
-        del self.lanes[lane.key]
+    def _close(self, slot: Slot) -> None:
+        self.pipe.operator.detach(slot.key)
+        del self.slots[slot.key]
 
     def run(self) -> RunResult:
         report = None
@@ -526,28 +528,28 @@ class Runner:
         sink_thread.start()
         try:
             while not self.errors:
-                self._admit(block=not self.lanes)
+                self._admit(block=not self.slots)
                 if rt.realtime:
                     now = time.monotonic_ns()
-                    ready = [lane for lane in self.lanes.values() if lane.ready(now)]
+                    ready = [slot for slot in self.slots.values() if slot.ready(now)]
                 else:
-                    ready = [lane for lane in self.lanes.values() if lane.slices]
+                    ready = [slot for slot in self.slots.values() if slot.slices]
                 if ready:
                     self._step(ready)
-                elif self.source_done and not self.lanes:
+                elif self.source_done and not self.slots:
                     break
-                elif self.lanes and rt.realtime and not self.live:
-                    wake = min(lane.release_ns(lane.slices[0]) for lane in self.lanes.values() if lane.slices)
+                elif self.slots and rt.realtime and not self.live:
+                    wake = min(slot.release_ns(slot.slices[0]) for slot in self.slots.values() if slot.slices)
                     self._turn.begin()
                     time.sleep(max(0.0, min(wake - time.monotonic_ns(), 50_000_000)) / 1e9)
                     self._turn.end()
-                elif self.lanes and not any(lane.slices for lane in self.lanes.values()):
+                elif self.slots and not any(slot.slices for slot in self.slots.values()):
                     self._admit(block=True)
         except KeyboardInterrupt:
             interrupted = True
-            for lane in list(self.lanes.values()):  # exited samples still stepping for full T
-                if lane.decision is not None and not lane.live:
-                    self._record(lane, lane.decision, full=None)
+            for slot in list(self.slots.values()):  # exited samples still stepping for full T
+                if slot.decision is not None and not slot.live:
+                    self._record(slot, slot.decision, full=None)
         finally:
             self.stop.set()
             self.in_q.close()
@@ -568,15 +570,15 @@ class Runner:
         return build_report(self.outcomes, extra)
 
     def counters(self) -> dict[str, Any]:
-        """Totals so far: model and step time (s), operator calls and lane steps, dropped,
+        """Totals so far: model and step time (s), operator calls and slot steps, dropped,
         skipped and late input, the source's counters (what executors add up across workers)."""
         late = self.late_in_samples + sum(s.late_events for s in list(self.slicers.values()))
         return {
             "model_s": self.model_s,
             "step_s": self.step_s,
             "model_calls": self.model_calls,
-            "lane_steps": self.lane_steps,
-            "dropped_slices": self.in_q.dropped + self.dropped_in_lanes,
+            "slot_steps": self.slot_steps,
+            "dropped_slices": self.in_q.dropped + self.dropped_in_slots,
             "skipped_slices": self.skipped_slices,
             "out_of_bounds_events": int(getattr(self.pipe.encoder, "out_of_bounds", 0)),
             "late_events": int(late),
@@ -596,7 +598,7 @@ class Runner:
 
 # counters() totals that the report shows as they are
 COUNTED = (
-    *("lane_steps", "dropped_slices", "skipped_slices"),
+    *("slot_steps", "dropped_slices", "skipped_slices"),
     *("out_of_bounds_events", "late_events", "source_stats"),
 )
 
@@ -626,8 +628,8 @@ def run_fields(
         "samples_per_s": round(samples / wall, 2) if wall > 0 else None,
         "step_share_of_wall": round(counted["step_s"] / busy, 4) if busy > 0 else None,
         "model_share_of_wall": round(counted["model_s"] / busy, 4) if busy > 0 else None,
-        # streams per operator call: continuous batching keeps it near batch_size
-        "mean_batch": round(counted["lane_steps"] / calls, 2) if calls else None,
+        # slots per operator call: continuous batching keeps it near batch_size
+        "mean_batch": round(counted["slot_steps"] / calls, 2) if calls else None,
         **{key: counted[key] for key in COUNTED},
     }
 

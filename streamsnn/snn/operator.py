@@ -1,13 +1,13 @@
 """The stateful, batched, multi-stream SNN operator.
 
-Every stream (a camera, or a sample being replayed) owns one slot of a batch of network states.
-``step`` advances any subset of streams by one slice in one batched call; streams not in the call
-keep their state untouched, and a stream's result never depends on which other streams share the
-batch. ``reset`` returns a stream to the fresh state (membranes at V0, empty output).
+Every key (a live camera's stream, or a sample being replayed) holds one slot of a batch of
+network states. ``step`` advances any subset of keys by one slice in one batched call; slots not in
+the call keep their state untouched, and a key's result never depends on which other keys share the
+batch. ``reset`` returns a slot to the fresh state (membranes at V0, empty output).
 
-The attached streams always hold the first slots: a detached stream's slot is filled by moving the
-last stream's rows into it. A call that steps every attached stream (offline replay, and live
-streams that all have a slice) then works in place on views of those rows, however many are
+The attached keys always hold the first slots: a detached key's slot is filled by moving the last
+slot's rows into it. A call that steps every attached key (offline replay, and live streams that
+all have a slice) then works in place on views of those rows, however many are
 free; only a call for a strict subset gathers a copy of its rows and writes it back.
 """
 
@@ -24,7 +24,7 @@ from streamsnn.snn.network import NetState, SpikingNetwork
 
 @dataclass
 class StepResult:
-    """Per stream of the call: the accumulated output (B×K) and its counters since reset (B×4,
+    """Per key of the call: the accumulated output (B×K) and its counters since reset (B×4,
     float64: steps, spikes, synaptic events (accumulates), multiply-accumulates (0 unless
     counted)). ``SNNOperator.run`` adds a leading T axis to both."""
 
@@ -50,9 +50,9 @@ class StepResult:
 
 
 class SNNOperator:
-    """Holds the state of up to ``capacity`` streams of one ``SpikingNetwork``.
+    """Holds the state of up to ``capacity`` keys (slots) of one ``SpikingNetwork``.
 
-    ``count_operations``: also count every stream's synaptic events and multiply-accumulates
+    ``count_operations``: also count every slot's synaptic events and multiply-accumulates
     (``streamsnn.snn.counting``; costs roughly one extra single-channel conv per layer).
     ``analog_input``: the input is real-valued, so the layers before the first spiking layer
     multiply (False for binary spike input). ``channels_last``: convolution weights, 4-D state
@@ -85,8 +85,8 @@ class SNNOperator:
         self._fresh_rows = [f[0] for layer in self._fresh.layers for f in layer]
         self._fresh_rows += [self.state.out[0].new_zeros(()), self.counts[0].new_zeros(())]
         self.count_operations, self.analog_input = count_operations, analog_input
-        self._slots: dict[Hashable, int] = {}  # stream → slot
-        self._keys: list[Hashable] = []  # slot → stream, for the first len(_keys) slots
+        self._slots: dict[Hashable, int] = {}  # key → slot
+        self._keys: list[Hashable] = []  # slot → key, for the first len(_keys) slots
         self._prefixes: dict[int, NetState] = {}  # n → views of the state's first n rows
 
     def _laid_out(self, state: NetState) -> NetState:
@@ -96,26 +96,26 @@ class SNNOperator:
     def _layout(self, x: torch.Tensor) -> torch.Tensor:
         return x.contiguous(memory_format=self.layout) if x.dim() == 4 else x
 
-    # -- streams --------------------------------------------------------------------------
+    # -- keys -----------------------------------------------------------------------------
     @property
-    def streams(self) -> list[Hashable]:
+    def keys(self) -> list[Hashable]:
         return list(self._slots)
 
     def attach(self, key: Hashable) -> int:
-        """Give stream ``key`` a fresh slot (idempotent)."""
+        """Give ``key`` a fresh slot (idempotent)."""
         if key in self._slots:
             return self._slots[key]
         slot = len(self._keys)
         if slot == self.capacity:
-            raise RuntimeError(f"operator is full ({self.capacity} streams); detach one first")
+            raise RuntimeError(f"operator is full ({self.capacity} slots); detach a key first")
         self._slots[key] = slot
         self._keys.append(key)
         self._reset_slots([slot])
         return slot
 
     def detach(self, key: Hashable) -> None:
-        """Free the slot of stream ``key``: the last attached stream moves into it (its rows
-        copied as they are), so the attached streams keep holding the first slots."""
+        """Free the slot of ``key``: the key in the last held slot moves into it (its rows copied
+        as they are), so the attached keys keep holding the first slots."""
         slot = self._slots.pop(key)
         last_key = self._keys.pop()
         if last_key != key:
@@ -124,7 +124,7 @@ class SNNOperator:
             self._keys[slot], self._slots[last_key] = last_key, slot
 
     def reset(self, keys: Sequence[Hashable]) -> None:
-        """Clear the state of these streams: membranes back to V0, output and counters to 0."""
+        """Clear the state of these keys' slots: membranes back to V0, output and counters to 0."""
         if keys:
             self._reset_slots(self._slot_list(keys))
 
@@ -132,7 +132,7 @@ class SNNOperator:
         try:
             return [self._slots[k] for k in keys]
         except KeyError as err:
-            raise KeyError(f"stream {err.args[0]!r} is not attached to the operator") from None
+            raise KeyError(f"{err.args[0]!r} holds no slot of the operator") from None
 
     def _index(self, keys: Sequence[Hashable]) -> torch.Tensor:
         return torch.tensor(self._slot_list(keys), device=self.device)
@@ -145,7 +145,7 @@ class SNNOperator:
 
     @torch.inference_mode()
     def decay(self, keys: Sequence[Hashable], factor: float) -> None:
-        """Move these streams' state towards fresh: membranes ``v0 + factor·(v − v0)``, the
+        """Move these keys' state towards fresh: membranes ``v0 + factor·(v − v0)``, the
         accumulated output ``factor·out`` (other state, such as QFFS spike counts, is kept)."""
         if not keys:
             return
@@ -167,7 +167,7 @@ class SNNOperator:
     ) -> tuple[torch.Tensor | None, torch.Tensor, NetState, bool]:
         """Slots of ``keys`` (None: the first slots in order), the input with its rows in the
         order of the state to step, that state, and whether it is stepped in place: views of the
-        first rows when ``keys`` are every attached stream (the input rows are permuted instead),
+        first rows when ``keys`` are every attached key (the input rows are permuted instead),
         else a gathered copy of those slots' state."""
         x = x.to(self.device, self.dtype)
         x = self._layout(x) if batch_dim == 0 else x  # a chunk's T×B×… is laid out by the first layer
@@ -194,7 +194,7 @@ class SNNOperator:
         return view
 
     def _increments(self, spikes: torch.Tensor, counter: SampleCounter | None) -> torch.Tensor:
-        """Counter increments per stream and step (…×4: steps, spikes, accumulates, MACs)."""
+        """Counter increments per slot and step (…×4: steps, spikes, accumulates, MACs)."""
         inc = torch.zeros(*spikes.shape, 4, dtype=torch.float64, device=self.device)
         inc[..., 0] = 1
         inc[..., 1] = spikes
@@ -231,7 +231,7 @@ class SNNOperator:
 
     @torch.inference_mode()
     def step(self, keys: Sequence[Hashable], x: torch.Tensor) -> StepResult:
-        """Advance streams ``keys`` by one slice each; ``x`` is B×C×H×W (row i for keys[i])."""
+        """Advance ``keys`` by one slice each; ``x`` is B×C×H×W (row i for keys[i])."""
         idx, x, state, in_place = self._plan(keys, x, 0)
         counter = SampleCounter(len(x), self.analog_input, self.device) if self.count_operations else None
         spikes = self.net.step_(x, state, counter)
@@ -241,7 +241,7 @@ class SNNOperator:
 
     @torch.inference_mode()
     def run(self, keys: Sequence[Hashable], xs: torch.Tensor) -> StepResult:
-        """Advance streams ``keys`` by T slices with one call per layer (xs: T×B×C×H×W; the
+        """Advance ``keys`` by T slices with one call per layer (xs: T×B×C×H×W; the
         chunked mode of offline replay). Every field of the result has a leading T axis: the
         accumulated output (T×B×K) and the counters (T×B) after every slice, as T ``step`` calls
         would give."""

@@ -414,7 +414,8 @@ def test_the_core_does_not_import_ray():
     import subprocess
     import sys
 
-    code = "import sys, streamsnn.cli, streamsnn.runtime, streamsnn.lab.calibrate; print('ray' in sys.modules)"
+    modules = "streamsnn.cli, streamsnn.runtime, streamsnn.lab.calibrate"
+    code = f"import sys, {modules}; print('ray' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "False"

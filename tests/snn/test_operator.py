@@ -91,7 +91,7 @@ def test_streams_that_come_and_go_keep_their_solo_results():
     step(["b"])  # a subset: gathered
     op.detach("b")
     step(["c", "d"])
-    assert sorted(op.streams) == ["c", "d"]
+    assert sorted(op.keys) == ["c", "d"]
     for k in col:
         solo = make_operator(capacity=1)
         solo.attach(k)
