@@ -72,7 +72,9 @@ def _convert(args: argparse.Namespace) -> int:
         steps = sorted({int(t) for t in args.steps.split(",")})
         methods = args.methods.split(",")
         phases = {k: int(v) for k, v in (p.split("=") for p in args.scale.split(","))} if args.scale else None
-        table = conversion_table(model, methods, steps, args.split, args.v0, phases, args.scale_v0)
+        table = conversion_table(
+            model, methods, steps, args.split, args.v0, phases, args.scale_v0, args.scale_objective
+        )
     except (FileNotFoundError, ValueError) as err:
         raise ConfigError(str(err)) from None
     print(f"{model.path.name} on the digits {args.split} split, direct input, V0 = {args.v0}·θ")
@@ -316,6 +318,13 @@ def make_parser() -> argparse.ArgumentParser:
         help="also optimise firing-rate scaling with Subplex, e.g. global=20,layer=50,channel=200",
     )
     conv.add_argument("--scale-v0", action="store_true", help="optimise V0 together with the scaling")
+    conv.add_argument(
+        "--scale-objective",
+        default="paper",
+        choices=["paper", "sarnn"],
+        help="normalisation of the scaling objective: the paper's per step and per reference event "
+        "(default), or SaRNN's code (÷ ANN accuracy, raw event counts)",
+    )
     conv.set_defaults(func=_convert)
 
     send = sub.add_parser("send", help="stream a recording as SPIF over UDP, in real time (a test sender)")

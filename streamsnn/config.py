@@ -453,6 +453,8 @@ class TrainDataConfig(Strict):
     limit: PositiveInt | None = None  # use only the first N samples of each split
     frames: PositiveInt = 10
     augment: bool = True
+    dvs_augment: Literal["one_of", "both"] = "one_of"  # CIFAR10-DVS: roll or rotate (SEENN's code), or both
+    antialias: bool = True  # CIFAR10-DVS: antialiased resize to size×size (kept in the checkpoint)
 
 
 class InputSpecConfig(Strict):
@@ -500,6 +502,7 @@ class TrainOptions(Strict):
     init_from: str | None = None
     tet_lambda: float = Field(1e-3, ge=0, le=1)
     beta: float = Field(0.5, ge=0)  # SEENN-II: penalty of a wrong prediction
+    reward: Literal["paper", "code"] = "paper"  # SEENN-II: 2^−t (eq. 7) or the code's 2^−(t−1), reweighted
     sparsity_activation: float = Field(0.0, ge=0)
     sparsity_weight: float = Field(0.0, ge=0)
     prune_epsilon: float | None = Field(None, gt=0)

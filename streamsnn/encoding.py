@@ -98,12 +98,13 @@ class Encoder(Protocol):
 class EventCountEncoder:
     """Event counts per pixel and polarity of one slice: P×H×W for a sensor of ``shape`` P×H×W,
     or P×size×size when ``size`` is set (bilinear resize of the counts, ``align_corners=False``,
-    as SEENN's CIFAR10-DVS frames: 128×128 → 48×48). Events outside the sensor are dropped and
-    counted in ``out_of_bounds``."""
+    antialiased with ``antialias``, as SEENN's CIFAR10-DVS frames: 128×128 → 48×48). Events
+    outside the sensor are dropped and counted in ``out_of_bounds``."""
 
     shape: tuple[int, int, int]
     out_of_bounds: int = 0
     size: int | None = None
+    antialias: bool = False
 
     @property
     def out_shape(self) -> tuple[int, int, int]:
@@ -125,7 +126,11 @@ class EventCountEncoder:
         self.out_of_bounds += dropped
         if self.size and counts.shape[2:] != (self.size, self.size):
             counts = torch.nn.functional.interpolate(
-                counts, size=(self.size, self.size), mode="bilinear", align_corners=False
+                counts,
+                size=(self.size, self.size),
+                mode="bilinear",
+                align_corners=False,
+                antialias=self.antialias,
             )
         return counts
 

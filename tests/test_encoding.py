@@ -85,7 +85,8 @@ def test_returned_tensors_are_never_reused():
     assert a.dtype == torch.float32 and a.shape == (2, 720, 1280)
 
 
-def test_seenn_preprocessing_through_slicer_and_encoder_equals_seenn_frames():
+@pytest.mark.parametrize("antialias", [False, True])
+def test_seenn_preprocessing_through_slicer_and_encoder_equals_seenn_frames(antialias):
     rng = np.random.default_rng(5)
     n = 20_007  # not a multiple of 10: tonic leaves the last 7 events out, and so do we
     ev = make_events(
@@ -95,7 +96,7 @@ def test_seenn_preprocessing_through_slicer_and_encoder_equals_seenn_frames():
         rng.integers(0, 2, n),
     )
     slicer = Slicer(n_event_bins=10)
-    enc = make_encoder("event_count", (2, 128, 128), size=48)
+    enc = make_encoder("event_count", (2, 128, 128), size=48, antialias=antialias)
     ours = torch.stack(
         [
             enc(Slice("s", 0, i, s.t_start_us, s.t_end_us, s.data))
@@ -103,7 +104,8 @@ def test_seenn_preprocessing_through_slicer_and_encoder_equals_seenn_frames():
         ]
     )
     assert enc.out_shape == (2, 48, 48) and ours.shape == (10, 2, 48, 48)
-    assert torch.equal(ours, seenn_frames(ev))
+    assert torch.equal(ours, seenn_frames(ev, antialias=antialias))
+    assert not torch.equal(ours, seenn_frames(ev, antialias=not antialias))
 
 
 def test_rate_encoder_resizes_then_scales():

@@ -7,7 +7,8 @@
 - **Firing-rate scaling**: a per-channel factor η multiplies a spiking layer's incoming weights
   and bias and divides its outgoing weights, so the ANN function is unchanged while the SNN's
   firing rates (thresholds fixed) change. η (and optionally V0) is optimised with NLopt's
-  Subplex on ``λe·M_e + λl·P_l + λp·P_p`` in phases global → layer → channel.
+  Subplex on ``λe·M_e + λl·P_l + λp·P_p`` in phases global → layer → channel, with P_l and P_p
+  normalised as the paper's scale-free form or as SaRNN's code (``AnytimeObjective``).
 - The measures: Pareto latency and Pareto power of an accuracy-over-steps curve.
 """
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 import torch
@@ -156,36 +158,67 @@ class ScalingResult:
 
 @dataclass
 class AnytimeObjective:
-    """``λe·M_e + λl·TAC + λp·PAC``: M_e the lowest error over the steps, TAC = P_l / T (mean
-    accuracy gap to the ANN over time), PAC = P_p / (T · E_ref) (the gap weighted by synaptic
-    events per step, normalised by the unscaled network's events per step E_ref). The defaults
-    are the released code's 100 / 10 / 100."""
+    """``λe·M_e + λl·TAC + λp·PAC`` (Dutson et al. eq. 11): M_e the lowest error over the steps,
+    TAC and PAC the Pareto latency and power, normalised as ``form`` says. The λ defaults
+    100 / 10 / 100 are the released code's.
+
+    - ``paper``: TAC = P_l / T (the mean accuracy gap to the ANN over time) and PAC =
+      P_p / (T·E_ref) (the gap weighted by the events of each step, relative to the unscaled
+      network's mean events per step E_ref), e_t counting accumulates and the analog first
+      layer's multiply-accumulates. T and E_ref are fixed over an optimisation, so this is eq. 11
+      with λl/T and λp/(T·E_ref): the λs do not depend on T or on the network's size.
+    - ``sarnn`` (SaRNN's released code): TAC = P_l / a_ANN and PAC = Σ_t (a_ANN − a_t)·p_t / a_ANN
+      with raw per-sample event counts: synaptic events only (the analog first layer is not
+      counted), and, as SaRNN simulates in chunks of ``chunk`` steps, p_t = the mean events per
+      step of t's chunk ÷ ``chunk`` (``chunk`` = 1: p_t = e_t and PAC = P_p / a_ANN).
+    """
 
     lambda_error: float = 100.0
     lambda_latency: float = 10.0
     lambda_power: float = 100.0
+    form: Literal["paper", "sarnn"] = "paper"
+    chunk: int = 1  # sarnn: steps per simulation chunk
+
+    def __post_init__(self) -> None:
+        if self.form not in ("paper", "sarnn"):
+            raise ValueError(f"unknown anytime objective form '{self.form}'; use paper or sarnn")
+        if self.chunk < 1:
+            raise ValueError(f"anytime objective: chunk must be a positive number of steps, not {self.chunk}")
 
     def __call__(
-        self, accuracy: np.ndarray, events: np.ndarray, a_max: float, e_ref: float
+        self, accuracy: np.ndarray, accumulates: np.ndarray, macs: np.ndarray, a_max: float, e_ref: float
     ) -> dict[str, float]:
+        """The loss and its terms for per-step ``accuracy`` and per-sample ``accumulates`` and
+        ``macs`` of every step; ``e_ref``: the unscaled network's mean accumulates + MACs per step
+        (the ``paper`` form's reference)."""
         t = len(accuracy)
         m_e = float(1 - accuracy.max())
         p_l = pareto_latency(a_max, accuracy)
-        pac = pareto_power(a_max, accuracy, events) / (t * max(e_ref, 1e-12))
-        loss = self.lambda_error * m_e + self.lambda_latency * p_l / t + self.lambda_power * pac
-        return {"loss": loss, "min_error": m_e, "pareto_latency": p_l, "pac": pac}
+        if self.form == "paper":
+            tac = p_l / t
+            pac = pareto_power(a_max, accuracy, accumulates + macs) / (t * max(e_ref, 1e-12))
+        else:
+            if t % self.chunk:
+                raise ValueError(f"sarnn objective: {t} steps are not whole chunks of {self.chunk}")
+            power = (
+                np.repeat(np.asarray(accumulates).reshape(-1, self.chunk).mean(1), self.chunk) / self.chunk
+            )
+            tac = p_l / a_max
+            pac = pareto_power(a_max, accuracy, power) / a_max
+        loss = self.lambda_error * m_e + self.lambda_latency * tac + self.lambda_power * pac
+        return {"loss": loss, "min_error": m_e, "pareto_latency": p_l, "tac": tac, "pac": pac}
 
 
 def simulate(
     net: SpikingNetwork, x: torch.Tensor, labels: np.ndarray, steps: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Accuracy and synaptic events (per sample) after every step, for constant input ``x``."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Accuracy, accumulates (synaptic events) and multiply-accumulates per sample after every
+    step, for constant input ``x``."""
     outs, counts = counted_run(net, x.unsqueeze(0).expand(steps, *x.shape))
     acc = (outs.argmax(2).numpy() == labels[None]).mean(1)
-    events = np.array([sum(e) + sum(m) for e, m in zip(counts.events, counts.macs, strict=True)]) / len(
-        labels
-    )
-    return acc, events
+    accumulates = np.array([sum(e) for e in counts.events]) / len(labels)
+    macs = np.array([sum(m) for m in counts.macs]) / len(labels)
+    return acc, accumulates, macs
 
 
 def optimize_scaling(
@@ -223,8 +256,8 @@ def optimize_scaling(
         p: (-1, 1, 1) if len(net.neuron_shapes[neuron_index.index(p)]) == 3 else (-1,) for p in positions
     }
     v0_base = {p: neurons[p].v0.detach().clone() for p in positions}
-    _, e_ref_steps = simulate(net, x, labels, steps)
-    e_ref = float(e_ref_steps.mean())
+    _, acs_ref, macs_ref = simulate(net, x, labels, steps)
+    e_ref = float((acs_ref + macs_ref).mean())
     etas = {p: torch.ones(channels[p]) for p in positions}
     v0s = {
         p: v0_base[p].expand(channels[p]).clone() if v0_base[p].numel() == 1 else v0_base[p].flatten().clone()
@@ -263,8 +296,8 @@ def optimize_scaling(
         def f(vec: np.ndarray, _grad: np.ndarray) -> float:
             unpack(vec)
             apply()
-            acc, events = simulate(net, x, labels, steps)
-            result = objective(acc, events, a_max, e_ref)
+            acc, accumulates, macs = simulate(net, x, labels, steps)
+            result = objective(acc, accumulates, macs, a_max, e_ref)
             history.append({"phase": name, **result})
             return result["loss"]
 

@@ -147,9 +147,11 @@ def random_crop_flip(x: torch.Tensor, rng: np.random.Generator, pad: int = 4) ->
 
 
 # -- CIFAR10-DVS ------------------------------------------------------------------------------------
-def seenn_frames(events: np.ndarray, frames: int = 10, size: int = 48) -> torch.Tensor:
+def seenn_frames(events: np.ndarray, frames: int = 10, size: int = 48, *, antialias: bool) -> torch.Tensor:
     """SEENN's CIFAR10-DVS preprocessing: ``frames`` frames of equal event counts
-    (tonic's ``ToFrame``), 2×128×128 each, resized (bilinear) to size×size: T×2×size×size."""
+    (tonic's ``ToFrame``), 2×128×128 each, resized bilinearly to size×size, antialiased or not
+    (SEENN's code resizes with torchvision's ``Resize``, which antialiases tensors from
+    torchvision 0.17 on): T×2×size×size."""
     import tonic
 
     to_frame = tonic.transforms.ToFrame(sensor_size=(128, 128, 2), n_event_bins=frames)
@@ -157,26 +159,48 @@ def seenn_frames(events: np.ndarray, frames: int = 10, size: int = 48) -> torch.
     x = torch.from_numpy(stack)
     if x.shape[0] < frames:  # fewer events than frames: pad with empty frames
         x = torch.cat([x, torch.zeros(frames - x.shape[0], *x.shape[1:])])
-    return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+    return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=antialias)
+
+
+def _rotate(x: torch.Tensor, angle: float, mode: str) -> torch.Tensor:
+    """The frames x (T×C×H×W) rotated by ``angle`` (radians) about their centre, sampled with
+    ``mode`` (nearest or bilinear); zeros outside."""
+    cos, sin = float(np.cos(angle)), float(np.sin(angle))
+    theta = torch.tensor([[cos, -sin, 0.0], [sin, cos, 0.0]], dtype=x.dtype).expand(x.shape[0], 2, 3)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode=mode, align_corners=False)
 
 
 def augment_event_frames(
-    x: torch.Tensor, rng: np.random.Generator, roll_px: int = 5, rotate_deg: float = 30.0
-):
-    """SEENN's CIFAR10-DVS augmentation on N×T×C×H×W: horizontal flip, ±roll_px rolls and
-    ±rotate_deg rotation, the same for every frame of a sample."""
+    x: torch.Tensor,
+    rng: np.random.Generator,
+    mode: str = "one_of",
+    roll_px: int = 5,
+    rotate_deg: float = 30.0,
+) -> torch.Tensor:
+    """SEENN's CIFAR10-DVS augmentation on N×T×C×H×W, the same for every frame of a sample: a
+    horizontal flip (p = ½), then
+
+    - ``one_of`` (SEENN's code): either a roll by up to ±``roll_px`` px in x and y or a rotation
+      by up to ±``rotate_deg``° with nearest-neighbour sampling, each with p = ½;
+    - ``both``: the roll and then a bilinear rotation, on every sample.
+    """
+    if mode not in ("one_of", "both"):
+        raise ValueError(f"unknown CIFAR10-DVS augmentation '{mode}'; use one_of or both")
     out = x.clone()
     n = x.shape[0]
     flips = rng.random(n) < 0.5
+    rolls = rng.random(n) < 0.5 if mode == "one_of" else np.ones(n, dtype=bool)
+    rotations = ~rolls if mode == "one_of" else np.ones(n, dtype=bool)
     shifts = rng.integers(-roll_px, roll_px + 1, (n, 2))
     angles = np.deg2rad(rng.uniform(-rotate_deg, rotate_deg, n))
     for i in range(n):
         s = out[i].flip(-1) if flips[i] else out[i]
-        s = torch.roll(s, shifts=(int(shifts[i, 0]), int(shifts[i, 1])), dims=(-2, -1))
-        cos, sin = float(np.cos(angles[i])), float(np.sin(angles[i]))
-        theta = torch.tensor([[cos, -sin, 0.0], [sin, cos, 0.0]]).expand(s.shape[0], 2, 3)
-        grid = F.affine_grid(theta, list(s.shape), align_corners=False)
-        out[i] = F.grid_sample(s, grid, align_corners=False)
+        if rolls[i]:
+            s = torch.roll(s, shifts=(int(shifts[i, 0]), int(shifts[i, 1])), dims=(-2, -1))
+        if rotations[i]:
+            s = _rotate(s, float(angles[i]), "nearest" if mode == "one_of" else "bilinear")
+        out[i] = s
     return out
 
 

@@ -3,8 +3,13 @@
 Training needs, for every training sample, its first-slice input and whether the SNN is correct
 after each candidate number of steps c_k. The loss is the exact expectation of the negative
 reward over the policy's softmax v (no sampling): ``Σ_k (β·(1 − c_k) − 2^{−t_k}·c_k)·v_k``
-(SEENN eqs. 7–10). At run time the network is the ``policy_net`` exit policy
-(``streamsnn.policies.policy_net``).
+(SEENN eqs. 7–10). ``train.reward: code`` takes the released code's form instead (reward
+2^{−(t_k − 1)}, samples wrong after step 1 weighted; see ``expected_negative_reward``). At run
+time the network is the ``policy_net`` exit policy (``streamsnn.policies.policy_net``).
+
+The policy is trained against a fixed SNN, not jointly with it (SEENN eq. 12 also fine-tunes the
+SNN by cross-entropy at the chosen step): the SNN here is the converted or shipped network the
+pipeline runs, which stays fixed at run time, so its per-step correctness is collected once.
 """
 
 from __future__ import annotations
@@ -28,15 +33,36 @@ from streamsnn.snn.models import build_model
 
 
 def expected_negative_reward(
-    logits: torch.Tensor, correct: torch.Tensor, candidates: torch.Tensor, beta: float
+    logits: torch.Tensor,
+    correct: torch.Tensor,
+    candidates: torch.Tensor,
+    beta: float,
+    reward: str = "paper",
+    rate: float | None = None,
 ) -> torch.Tensor:
-    """Mean over the batch of ``Σ_k (β·(1 − c_k) − 2^{−t_k}·c_k)·v_k`` with v = softmax(logits):
-    the negative of SEENN-II's expected reward (reward 2^{−t} when correct after t steps, −β
-    when wrong). ``correct``: B×n (0/1), ``candidates``: the n step counts t_k."""
+    """Mean over the batch of the negative of SEENN-II's expected reward under v = softmax(logits).
+    ``correct``: B×n (0/1), ``candidates``: the n step counts t_k, the first being t = 1.
+
+    - ``paper`` (eq. 7): ``Σ_k (β·(1 − c_k) − 2^{−t_k}·c_k)·v_k``; reward 2^{−t} when right after
+      t steps, −β when wrong.
+    - ``code`` (the released code): ``w·Σ_k (β·(1 − c_k) − 2^{−(t_k − 1)}·c_k)·v_k``, the reward of
+      a right answer doubled (so its β is twice the paper's for the same trade-off), and each
+      sample weighted by w = 1 if it is right after step 1, ``rate/(1 − rate)`` if not, where
+      ``rate`` is the fraction of training samples right after step 1: both groups then weigh the
+      same in total (w = 0 when ``rate`` is 1: no sample is wrong at step 1).
+    """
+    if reward not in ("paper", "code"):
+        raise ValueError(f"unknown SEENN-II reward '{reward}'; use paper or code")
     v = torch.softmax(logits, dim=1)
     c = correct.to(v.dtype)
-    cost = beta * (1 - c) - torch.pow(2.0, -candidates.to(v.dtype)) * c
-    return (cost * v).sum(1).mean()
+    if reward == "paper":
+        cost = beta * (1 - c) - torch.pow(2.0, -candidates.to(v.dtype)) * c
+        return (cost * v).sum(1).mean()
+    if rate is None:
+        raise ValueError("reward 'code' needs the training split's step-1 accuracy `rate`")
+    cost = beta * (1 - c) - torch.pow(2.0, 1 - candidates.to(v.dtype)) * c
+    weight = c[:, 0] + (rate / (1 - rate) if rate < 1 else 0.0) * (1 - c[:, 0])
+    return ((cost * v).sum(1) * weight).mean()
 
 
 def first_slice_inputs(pipe: Any) -> tuple[torch.Tensor, np.ndarray]:
@@ -68,8 +94,8 @@ def save_policy(
 
 
 def train_policy(cfg: Any, output: Path | None = None, progress: bool = True) -> dict[str, Any]:
-    """Train SEENN-II's policy network for the SNN of ``cfg.pipeline`` on the training split
-    (its per-step correctness is collected once), report it on validation, save it."""
+    """Train SEENN-II's policy network for the fixed SNN of ``cfg.pipeline`` on the training
+    split (its per-step correctness is collected once), report it on validation, save it."""
     if not cfg.pipeline:
         raise ValueError("train.method policy needs `pipeline:` (the pipeline whose SNN the policy serves)")
     seed_everything(cfg.train.seed)
@@ -90,13 +116,14 @@ def train_policy(cfg: Any, output: Path | None = None, progress: bool = True) ->
     cand = torch.tensor(candidates)
     gen = torch.Generator().manual_seed(t.seed)
     x, correct = data["train"]
+    rate = float(correct[:, 0].float().mean())  # step-1 accuracy on training (reward: code)
     steps = 0
     for _ in tqdm(range(t.epochs), desc="train policy", unit="epoch", disable=not progress):
         net.train()
         order = torch.randperm(len(x), generator=gen)
         for i in range(0, len(x), t.batch_size):
             idx = order[i : i + t.batch_size]
-            loss = expected_negative_reward(net(x[idx]), correct[idx], cand, t.beta)
+            loss = expected_negative_reward(net(x[idx]), correct[idx], cand, t.beta, t.reward, rate)
             opt.zero_grad()
             loss.backward()
             opt.step()

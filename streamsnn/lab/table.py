@@ -5,12 +5,12 @@ events, energy and Pareto latency (Dutson et al.: Σ_t (a_ANN − a_t), in accur
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
 
-from streamsnn.lab.anytime import optimize_scaling, pareto_latency
+from streamsnn.lab.anytime import AnytimeObjective, optimize_scaling, pareto_latency
 from streamsnn.snn.checkpoint import LoadedModel
 from streamsnn.snn.convert import convert
 from streamsnn.snn.counting import counted_run
@@ -70,13 +70,14 @@ def conversion_table(
     v0: float = 0.5,
     scale_phases: dict[str, int] | None = None,
     scale_v0: bool = False,
+    scale_objective: Literal["paper", "sarnn"] = "paper",
 ) -> ConversionTable:
     """ANN accuracy, one row per method and the ANN's energy per sample (µJ).
 
     ``data_norm`` takes its thresholds from the training split; ``scale_phases`` (e.g.
     ``{"global": 20, "layer": 50}``) adds a firing-rate-scaled row per method, optimised on the
-    training split for T = max(steps) (V0 too with ``scale_v0``); the table itself is measured
-    on ``split``.
+    training split for T = max(steps) (V0 too with ``scale_v0``) on the ``AnytimeObjective`` of
+    form ``scale_objective`` (paper or sarnn); the table itself is measured on ``split``.
     """
     x, labels = frame_inputs(model, split)
     cal_x, cal_y = frame_inputs(model, "train")
@@ -90,7 +91,8 @@ def conversion_table(
         snn = convert(model.ann, model.input_shape, method, v0, calibration=cal_x)
         name = method
         if scaled:
-            optimize_scaling(snn, cal_x, cal_y, max(steps), cal_acc, scale_phases or {}, optimize_v0=scale_v0)
+            objective = AnytimeObjective(form=scale_objective)
+            optimize_scaling(snn, cal_x, cal_y, max(steps), cal_acc, scale_phases or {}, objective, scale_v0)
             name = f"{method}+scaling" + ("+v0" if scale_v0 else "")
         acc, counts, p_lat = evaluate_snn(snn, x, labels, steps, ann_acc)
         rows.append(

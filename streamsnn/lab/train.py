@@ -79,7 +79,7 @@ class TrainingData:
     def _dvs_tensors(self, dataset: Any, indices: list[int]) -> tuple[torch.Tensor, np.ndarray]:
         d = self.cfg.data
         frames = [
-            ds.seenn_frames(dataset[i][0], d.frames, d.size)
+            ds.seenn_frames(dataset[i][0], d.frames, d.size, antialias=d.antialias)
             for i in tqdm(indices, desc="preprocess", leave=False)
         ]
         return torch.stack(frames), np.array([dataset.targets[i] for i in indices])
@@ -102,7 +102,9 @@ class TrainingData:
         if d.name == "cifar10":
             return ds.random_crop_flip(self.train_x, self.rng) if d.augment else self.train_x
         if d.name == "cifar10dvs":
-            return ds.augment_event_frames(self.train_x, self.rng) if d.augment else self.train_x
+            return (
+                ds.augment_event_frames(self.train_x, self.rng, d.dvs_augment) if d.augment else self.train_x
+            )
         return ds.shift_batch(self.train_x, self.rng, t.shift_px)
 
     def batches(self, generator: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -254,6 +256,8 @@ def train(cfg: TrainConfig, output: Path | None = None, progress: bool = True) -
         metrics["pruned_weights"] = prune_small_weights(model, t.prune_epsilon)
     path = Path(output or cfg.output)
     input_spec = {"shape": list(input_shape), **cfg.input.model_dump(exclude_none=True)}
+    if cfg.data.name == "cifar10dvs":  # the run-time encoder resizes the same way
+        input_spec["antialias"] = cfg.data.antialias
     save_checkpoint(
         path, model.cpu(), cfg.model.model_dump(exclude_none=True), input_spec, metrics, cfg.model_dump()
     )

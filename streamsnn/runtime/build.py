@@ -100,6 +100,7 @@ def _build_around(cfg: PipelineConfig, source: Source, origin: str) -> Pipeline:
         options["seed"] = enc.seed
     if enc.type in EVENT_ENCODERS:
         options["size"] = enc.size
+        options["antialias"] = bool(model.input.get("antialias", False))  # as the model was trained
     sensor_shape = tuple(source.sensor.shape)
     encoder = make_encoder(enc.type, sensor_shape, **options)
     out_shape = tuple(getattr(encoder, "out_shape", sensor_shape))
@@ -126,7 +127,7 @@ def _build_around(cfg: PipelineConfig, source: Source, origin: str) -> Pipeline:
     device = cfg.model.device if cfg.executor == "local" else "cpu"
     try:
         operator = SNNOperator(
-            model.snn(cfg.model.conversion, cfg.model.v0),
+            model.snn(cfg.model.conversion, cfg.model.v0, dtype),
             cfg.runtime.batch_size,
             device,
             dtype,

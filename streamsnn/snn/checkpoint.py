@@ -36,12 +36,15 @@ class LoadedModel:
     def input_shape(self) -> tuple[int, int, int]:
         return tuple(self.input["shape"])  # type: ignore[return-value]
 
-    def snn(self, method: str = "qcfs", v0: float = 0.5) -> SpikingNetwork:
-        """The spiking network: converted (``method``: qcfs or qffs; see ``convert``), or, for
-        a directly trained SNN, itself with BatchNorm folded (``method`` and ``v0`` unused)."""
+    def snn(
+        self, method: str = "qcfs", v0: float = 0.5, dtype: torch.dtype = torch.float32
+    ) -> SpikingNetwork:
+        """The spiking network in ``dtype``: converted (``method``: qcfs or qffs; see ``convert``),
+        or, for a directly trained SNN, itself with BatchNorm folded (``method`` and ``v0``
+        unused)."""
         if is_spiking(self.ann):
-            return fold_spiking(self.ann, self.input_shape)
-        return convert(self.ann, self.input_shape, method=method, v0=v0)
+            return fold_spiking(self.ann, self.input_shape, dtype)
+        return convert(self.ann, self.input_shape, method=method, v0=v0, dtype=dtype)
 
 
 def resolve_weights(name: str) -> Path:

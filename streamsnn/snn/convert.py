@@ -3,7 +3,9 @@
 Rules common to all methods: BatchNorm is folded into the conv or linear layer before it;
 average pooling and flatten stay as they are (average pooling is a depthwise conv with 1/k²
 weights); spikes are unit events, so each layer's threshold moves into the weights of the next
-weighted layer; the last layer does not spike and only accumulates its output over time.
+weighted layer; the last layer does not spike and only accumulates its output over time. The
+arithmetic (folding, scaling) and the neurons' thresholds and V0 are in the network's dtype, so a
+float64 conversion rounds at float64 precision only, never to float32.
 
 - QCFS (Bu et al.): QCFS(L, θ) → IF with soft reset, threshold θ, V0 = θ/2.
 - QFFS (Li et al.): QCFS(L, θ) → IF with negative spikes and budget Z_max = L (a b-bit LSQ
@@ -82,9 +84,11 @@ def percentile_of(values: torch.Tensor, q: float) -> float:
     return a + (b - a) * frac if frac < 0.5 else b - (b - a) * (1 - frac)
 
 
-def _qcfs_neuron(m: QCFS, method: str, v0: float, name: str) -> SpikingNeuron:
+def _qcfs_neuron(m: QCFS, method: str, v0: float, dtype: torch.dtype) -> SpikingNeuron:
     theta = float(m.threshold.detach())
-    return QFFSNeuron(theta, v0, z_max=m.levels) if method == "qffs" else IFNeuron(theta, v0)
+    if method == "qffs":
+        return QFFSNeuron(theta, v0, z_max=m.levels, dtype=dtype)
+    return IFNeuron(theta, v0, dtype)
 
 
 def _scaled(m: nn.Module, factor: float) -> nn.Module:
@@ -94,7 +98,7 @@ def _scaled(m: nn.Module, factor: float) -> nn.Module:
 
 
 def _residual(
-    block: ResidualBlock, key: str, carry: float, method: str, v0: float, name: str
+    block: ResidualBlock, key: str, carry: float, method: str, v0: float, dtype: torch.dtype
 ) -> list[nn.Module]:
     """[Fork, conv1, IF, conv2, Merge(shortcut), IF] with BN folded and spike amplitudes moved
     into the weights (the identity shortcut becomes a scale by the incoming amplitude)."""
@@ -104,14 +108,14 @@ def _residual(
     if len(block.shortcut):
         shortcut: nn.Module = _scaled(fold_batchnorm(block.shortcut[0], block.shortcut[1]), carry)
     else:
-        shortcut = Scale(carry)
+        shortcut = Scale(carry, dtype)
     return [
         Fork(key),
         conv1,
-        _qcfs_neuron(block.act1, method, v0, name),
+        _qcfs_neuron(block.act1, method, v0, dtype),
         conv2,
         Merge(key, shortcut),
-        _qcfs_neuron(block.act2, method, v0, name),
+        _qcfs_neuron(block.act2, method, v0, dtype),
     ]
 
 
@@ -122,6 +126,7 @@ def convert(
     v0: float = 0.5,
     calibration: torch.Tensor | None = None,
     percentile: float = 99.9,
+    dtype: torch.dtype | None = None,
 ) -> SpikingNetwork:
     """Convert ``ann`` (``nn.Sequential``) into a ``SpikingNetwork`` for inputs of
     ``input_shape`` (C×H×W).
@@ -129,10 +134,12 @@ def convert(
     ``method``: ``qcfs`` (QCFS → IF, soft reset), ``qffs`` (QCFS with L levels → IF with negative
     spikes and Z_max = L; L = 2^b − 1 for b-bit LSQ) or ``data_norm`` (ReLU → IF with threshold
     λ = the ``percentile`` of that layer's activations on ``calibration`` inputs; QCFS layers are
-    converted as in ``qcfs``). ``v0``: initial membrane as a fraction of the threshold.
+    converted as in ``qcfs``). ``v0``: initial membrane as a fraction of the threshold. ``dtype``:
+    the network's (default: the ANN's); conversion computes in it.
     """
     if method not in METHODS:
         raise ConversionError(f"unknown conversion method '{method}'; use one of {', '.join(METHODS)}")
+    ann, dtype = _in_dtype(ann, dtype)
     modules = [m for m in ann if not isinstance(m, (nn.Dropout, nn.Identity))]
     lambdas: dict[int, float] = {}
     if method == "data_norm":
@@ -140,7 +147,7 @@ def convert(
             raise ConversionError(
                 "data_norm conversion needs calibration inputs (a few hundred training samples)"
             )
-        lambdas = activation_thresholds(nn.Sequential(*modules), calibration, percentile)
+        lambdas = activation_thresholds(nn.Sequential(*modules), calibration.to(dtype), percentile)
     layers: list[nn.Module] = []
     carry = 1.0  # amplitude of the incoming spikes, moved into the next weighted layer
     i = 0
@@ -159,18 +166,18 @@ def convert(
             carry = 1.0
             layers.append(m)
         elif isinstance(m, QCFS):
-            layers.append(_qcfs_neuron(m, method, v0, name))
+            layers.append(_qcfs_neuron(m, method, v0, dtype))
             carry = float(m.threshold.detach())
         elif isinstance(m, ResidualBlock):
             if method == "data_norm" or not isinstance(m.act1, QCFS) or not isinstance(m.act2, QCFS):
                 raise ConversionError(f"{name}: residual blocks convert with QCFS activations (qcfs, qffs)")
-            layers += _residual(m, f"res{i}", carry, method, v0, name)
+            layers += _residual(m, f"res{i}", carry, method, v0, dtype)
             carry = float(m.act2.threshold.detach())
         elif isinstance(m, nn.ReLU) and method == "data_norm":
             lam = lambdas.get(i, 0.0)
             if lam <= 0:
                 raise ConversionError(f"{name}: no positive activation on the calibration data; cannot set λ")
-            layers.append(IFNeuron(lam, v0))
+            layers.append(IFNeuron(lam, v0, dtype))
             carry = lam
         elif isinstance(m, (nn.AvgPool2d, nn.Flatten)):
             layers.append(copy.deepcopy(m))
@@ -196,9 +203,21 @@ def convert(
     return SpikingNetwork(layers, input_shape).eval()
 
 
-def fold_spiking(model: nn.Sequential, input_shape: tuple[int, ...]) -> SpikingNetwork:
+def _in_dtype(model: nn.Sequential, dtype: torch.dtype | None) -> tuple[nn.Sequential, torch.dtype]:
+    """``model`` in ``dtype`` (a copy when it differs; default: its own) and that dtype."""
+    own = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
+    if dtype is None or dtype == own:
+        return model, own
+    return copy.deepcopy(model).to(dtype), dtype
+
+
+def fold_spiking(
+    model: nn.Sequential, input_shape: tuple[int, ...], dtype: torch.dtype | None = None
+) -> SpikingNetwork:
     """A directly trained spiking ``nn.Sequential`` (conv-BN-LIF ...) as a ``SpikingNetwork``
-    for inference, each BatchNorm folded into the conv or linear layer before it."""
+    for inference in ``dtype`` (default: the model's), each BatchNorm folded into the conv or
+    linear layer before it."""
+    model, _ = _in_dtype(model, dtype)
     modules, layers, i = list(model), [], 0
     while i < len(modules):
         m = modules[i]

@@ -52,9 +52,9 @@ class Merge(nn.Module):
 class Scale(nn.Module):
     """Multiply by a constant (an identity shortcut carrying spikes of amplitude θ)."""
 
-    def __init__(self, factor: float) -> None:
+    def __init__(self, factor: float, dtype: torch.dtype = torch.float32) -> None:
         super().__init__()
-        self.register_buffer("factor", torch.tensor(float(factor)))
+        self.register_buffer("factor", torch.tensor(float(factor), dtype=dtype))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.factor.to(x.dtype)

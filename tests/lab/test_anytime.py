@@ -62,7 +62,7 @@ def test_firing_rate_scaling_and_high_entropy_init_lower_pareto_latency(relu_dig
     steps = 12
 
     def p_lat(snn):
-        acc, _ = simulate(snn, x, labels, steps)
+        acc, *_ = simulate(snn, x, labels, steps)
         return float((ann_acc - acc).sum())
 
     latency = {}
@@ -77,11 +77,53 @@ def test_firing_rate_scaling_and_high_entropy_init_lower_pareto_latency(relu_dig
     assert latency[("scaled", 0.5)] < latency[("unscaled", 0.5)]
 
 
-def test_objective_terms():
+def test_objective_terms_paper_form():
+    """TAC = P_l / T, PAC = P_p / (T·E_ref) with e_t = accumulates + MACs."""
     obj = AnytimeObjective()
-    r = obj(np.array([0.5, 0.9, 1.0]), np.array([10.0, 10.0, 10.0]), a_max=1.0, e_ref=10.0)
+    acc = np.array([0.5, 0.9, 1.0])
+    r = obj(acc, np.array([6.0, 6.0, 6.0]), np.array([4.0, 4.0, 4.0]), a_max=1.0, e_ref=10.0)
     assert r["min_error"] == 0.0 and r["pareto_latency"] == pytest.approx(0.6)
+    assert r["tac"] == pytest.approx(0.6 / 3) and r["pac"] == pytest.approx(10 * 0.6 / (3 * 10))
     assert r["loss"] == pytest.approx(10 * 0.6 / 3 + 100 * 0.6 / 3)
+
+
+def test_objective_terms_sarnn_form():
+    """SaRNN's code: TAC = P_l / a_ANN; PAC = Σ_t (a_ANN − a_t)·p_t / a_ANN on raw accumulates
+    (MACs of the analog first layer left out); in chunks of c steps p_t is the chunk's mean
+    events per step ÷ c."""
+    acc = np.array([0.2, 0.6, 0.7, 0.8])
+    acs, macs = np.array([100.0, 300.0, 200.0, 400.0]), np.full(4, 1e6)
+    a_ann = 0.8
+    gaps = a_ann - acc  # 0.6, 0.2, 0.1, 0.0
+    per_step = AnytimeObjective(form="sarnn")(acc, acs, macs, a_max=a_ann, e_ref=123.0)
+    assert per_step["min_error"] == pytest.approx(0.2)
+    assert per_step["tac"] == pytest.approx(0.9 / 0.8)
+    assert per_step["pac"] == pytest.approx((0.6 * 100 + 0.2 * 300 + 0.1 * 200) / 0.8)
+    assert per_step["loss"] == pytest.approx(100 * 0.2 + 10 * 0.9 / 0.8 + 100 * 140 / 0.8)
+    chunked = AnytimeObjective(form="sarnn", chunk=2)(acc, acs, macs, a_max=a_ann, e_ref=123.0)
+    power = np.array([200.0, 200.0, 300.0, 300.0]) / 2  # chunk means (100+300)/2, (200+400)/2, ÷ 2
+    assert chunked["pac"] == pytest.approx(float((gaps * power).sum()) / 0.8)
+    whole = AnytimeObjective(form="sarnn", chunk=4)(acc, acs, macs, a_max=a_ann, e_ref=123.0)
+    assert whole["pac"] == pytest.approx(0.9 * (1000 / 4) / 4 / 0.8)  # one chunk: P_l·ē/T / a_ANN
+    with pytest.raises(ValueError, match="4 steps are not whole chunks of 3"):
+        AnytimeObjective(form="sarnn", chunk=3)(acc, acs, macs, a_max=a_ann, e_ref=1.0)
+    with pytest.raises(ValueError, match="unknown anytime objective form 'code'; use paper or sarnn"):
+        AnytimeObjective(form="code")  # type: ignore[arg-type]
+
+
+def test_sarnn_objective_drives_the_scaling(relu_digits):
+    """The SaRNN form through the optimiser: it records its terms and does not raise the loss."""
+    train_images, train_labels, _ = digits_split("train")
+    cal = torch.from_numpy(digit_frames(train_images[:100], 16))[:, None]
+    with torch.no_grad():
+        ann_acc = float((relu_digits.ann(cal).argmax(1).numpy() == train_labels[:100]).mean())
+    snn = convert(relu_digits.ann, (1, 16, 16), "data_norm", v0=0.5, calibration=cal)
+    objective = AnytimeObjective(form="sarnn", chunk=2)
+    result = optimize_scaling(snn, cal, train_labels[:100], 8, ann_acc, {"global": 6}, objective)
+    losses = [h["loss"] for h in result.history]
+    acc, acs, macs = simulate(snn, cal, train_labels[:100], 8)
+    final = objective(acc, acs, macs, ann_acc, 1.0)["loss"]
+    assert final <= losses[0] + 1e-9 and final == pytest.approx(min(losses))
 
 
 def test_sparsity_penalties_follow_beta_and_weights():

@@ -4,8 +4,9 @@ the real layout, on CPU, and its checkpoint becomes a spiking network."""
 import pytest
 import torch
 
-from streamsnn.config import load_train_config
+from streamsnn.config import load_pipeline, load_train_config
 from streamsnn.lab.train import train
+from streamsnn.runtime import build_pipeline
 from streamsnn.snn.checkpoint import load_checkpoint
 from streamsnn.sources.event_datasets import DatasetError, dataset_split, open_tonic_dataset
 from tests.datasets_layout import write_cifar10
@@ -57,10 +58,18 @@ def test_cifar10_qffs_2bit_configs_fine_tune_from_full_precision(root, cifar10_r
 
 
 def test_cifar10dvs_vggsnn_tet_trains_one_step(root, cifar10dvs_root, tmp_path):
-    model, _ = smoke_train(root, "cifar10dvs_vggsnn_tet", cifar10dvs_root, tmp_path)
+    model, cfg = smoke_train(root, "cifar10dvs_vggsnn_tet", cifar10dvs_root, tmp_path)
     assert model.input_shape == (2, 48, 48) and model.input["steps"] == 10
     snn = check_snn(model)
     assert not any(type(m).__name__.startswith("BatchNorm") for m in snn.layers)  # folded
+    assert (cfg.train.optimizer, cfg.train.lr, cfg.train.momentum) == ("sgd", 0.1, 0.9)  # SEENN's
+    assert cfg.data.dvs_augment == "one_of" and model.input["antialias"] is True
+
+    overrides = [f"model.weights={tmp_path / 'cifar10dvs_vggsnn_tet.pt'}", f"source.root={cifar10dvs_root}"]
+    pipe = build_pipeline(
+        load_pipeline(root / "pipelines" / "cifar10dvs_replay.yaml", [*overrides, "sinks=[]"])
+    )
+    assert pipe.encoder.antialias is True  # resized at run time as in training
 
 
 def test_cifar10dvs_split_is_fixed_per_class(cifar10dvs_root):

@@ -41,16 +41,62 @@ def test_gradient_moves_the_policy_towards_the_best_step():
     assert logits.grad.argmin().item() == 1
 
 
-@pytest.mark.parametrize("name", ["digits_frames_policy", "digits_dvs_policy"])
-def test_policy_training_configs_train_and_run(root, tmp_path, name):
-    """A few optimiser steps of each shipped SEENN-II config on a small slice of its pipeline's
-    data; the checkpoint drives the runtime's ``policy_net`` exit."""
+def test_code_reward_worked_example():
+    """The released code's form: right after t steps earns 2^−(t−1), and a sample wrong after step
+    1 weighs rate/(1 − rate). Uniform policy over t ∈ {1, 2, 4}, β = 0.5, rate = 0.6.
+    Sample 1 is wrong at t = 1 only: (0.5 − 1/2 − 1/8) / 3 · 1.5 = −0.0625.
+    Sample 2 is always right (weight 1): −(1 + 1/2 + 1/8) / 3 = −0.5416..."""
+    correct = torch.tensor([[0, 1, 1], [1, 1, 1]])
+    loss = expected_negative_reward(torch.zeros(2, 3), correct, CANDIDATES, 0.5, "code", rate=0.6)
+    assert loss.item() == pytest.approx((-0.0625 - 1.625 / 3) / 2)
+
+
+def test_code_reward_follows_the_released_loop():
+    """Step by step as the released code accumulates it (k = 0…n−1 for t = 1…n, reward 2^−k,
+    the step-1 weight taken at k = 0), against the closed form."""
+    gen = torch.Generator().manual_seed(1)
+    logits = torch.randn(6, 4, generator=gen)
+    correct = torch.randint(0, 2, (6, 4), generator=gen).double()
+    beta, rate = 3.0, 0.3
+    v = torch.softmax(logits.double(), 1)
+    total = torch.zeros(6, dtype=torch.float64)
+    for k in range(4):
+        c = correct[:, k]
+        if k == 0:
+            weight = c + rate / (1 - rate) * (1 - c)
+        total = total + (beta * (1 - c) - 2.0**-k * c) * v[:, k] * weight
+    closed = expected_negative_reward(logits.double(), correct, torch.arange(1, 5), beta, "code", rate)
+    assert closed.item() == pytest.approx(total.mean().item(), rel=1e-12)
+
+
+def test_code_reward_is_the_paper_reward_at_twice_beta_when_weights_are_one():
+    """Everyone right after step 1 (weight 1): the code's loss at 2β is twice the paper's at β."""
+    gen = torch.Generator().manual_seed(2)
+    logits = torch.randn(5, 3, generator=gen, dtype=torch.float64)
+    correct = torch.cat([torch.ones(5, 1), torch.randint(0, 2, (5, 2), generator=gen)], 1)
+    paper = expected_negative_reward(logits, correct, CANDIDATES, 0.7)
+    code = expected_negative_reward(logits, correct, CANDIDATES, 1.4, "code", rate=1.0)
+    assert code.item() == pytest.approx(2 * paper.item(), rel=1e-12)
+    with pytest.raises(ValueError, match="needs the training split's step-1 accuracy"):
+        expected_negative_reward(logits, correct, CANDIDATES, 1.4, "code")
+    with pytest.raises(ValueError, match="unknown SEENN-II reward 'both'; use paper or code"):
+        expected_negative_reward(logits, correct, CANDIDATES, 1.4, "both")
+
+
+@pytest.mark.parametrize(
+    "name, reward",
+    [("digits_frames_policy", "paper"), ("digits_dvs_policy", "paper"), ("digits_frames_policy", "code")],
+)
+def test_policy_training_configs_train_and_run(root, tmp_path, name, reward):
+    """A few optimiser steps of each shipped SEENN-II config (and of the code's reward) on a small
+    slice of its pipeline's data; the checkpoint drives the runtime's ``policy_net`` exit."""
     cfg = load_train_config(root / "configs" / f"{name}.yaml")
     pipeline = yaml.safe_load((root / cfg.pipeline).read_text())
     pipeline["source"]["limit"] = 24
     pipeline["sinks"] = []
     (tmp_path / "pipe.yaml").write_text(yaml.safe_dump(pipeline))
-    train_options = cfg.train.model_copy(update={"max_steps": 2, "batch_size": 8})
+    assert cfg.train.reward == "paper"  # the shipped configs keep the paper's reward
+    train_options = cfg.train.model_copy(update={"max_steps": 2, "batch_size": 8, "reward": reward})
     cfg = cfg.model_copy(update={"pipeline": str(tmp_path / "pipe.yaml"), "train": train_options})
     result = train(cfg, output=tmp_path / "policy.pt", progress=False)
     assert result["train_steps"] == 2

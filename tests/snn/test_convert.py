@@ -1,3 +1,4 @@
+import copy
 import itertools
 
 import numpy as np
@@ -5,8 +6,10 @@ import pytest
 import torch
 from torch import nn
 
+from streamsnn.config import load_pipeline
+from streamsnn.runtime import build_pipeline
 from streamsnn.snn.checkpoint import load_checkpoint
-from streamsnn.snn.convert import ConversionError, convert, fold_batchnorm
+from streamsnn.snn.convert import ConversionError, activation_thresholds, convert, fold_batchnorm
 from streamsnn.snn.models import digits_cnn
 from streamsnn.snn.quant import QCFS
 from streamsnn.sources.digits import digit_frames, digits_split
@@ -135,8 +138,6 @@ def test_data_norm_conversion_of_a_relu_net_approaches_the_ann(relu_digits):
 
 
 def test_data_norm_thresholds_are_activation_percentiles(relu_digits):
-    from streamsnn.snn.convert import activation_thresholds
-
     images, _, _ = digits_split("train")
     cal = torch.from_numpy(digit_frames(images[:200], 16))[:, None]
     top = activation_thresholds(relu_digits.ann, cal, 100)
@@ -206,3 +207,104 @@ def test_residual_network_conversion_converges_to_its_clip_network():
     err = {t: float((outs[t - 1] / t - target).abs().mean() / target.abs().mean()) for t in (4, 16, 64, 256)}
     assert err[4] > err[16] > err[64] > err[256], err
     assert err[256] < 0.01, err
+
+
+def random_bn(ann: nn.Module, seed: int) -> nn.Module:
+    """BatchNorm statistics and affine parameters away from the identity, in eval mode."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in ann.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                n = m.num_features
+                m.running_mean.copy_(torch.rand(n, generator=gen) * 0.4 - 0.2)
+                m.running_var.copy_(torch.rand(n, generator=gen) + 0.5)
+                m.weight.copy_(torch.rand(n, generator=gen) + 0.5)
+                m.bias.copy_(torch.rand(n, generator=gen) * 0.6)
+    return ann.eval()
+
+
+def hand_stepped(ann: nn.Sequential, thresholds: dict[int, float], x: torch.Tensor, steps: int):
+    """The reference: ``ann``'s own layers (BatchNorm unfolded), each activation at position i
+    replaced by IF neurons of threshold θ_i whose spikes carry amplitude θ_i, V0 = θ_i/2
+    (``mem += x; spike = (mem ≥ θ)·θ; mem −= spike``); accumulated output after every step."""
+    mem: dict[int, torch.Tensor] = {}
+    out, outs = 0.0, []
+    with torch.no_grad():
+        for _ in range(steps):
+            h = x
+            for i, m in enumerate(ann):
+                if i in thresholds:
+                    theta = thresholds[i]
+                    mem[i] = mem.get(i, torch.full_like(h, theta / 2)) + h
+                    h = (mem[i] >= theta).to(h.dtype) * theta
+                    mem[i] = mem[i] - h
+                else:
+                    h = m(h)
+            out = out + h
+            outs.append(out)
+    return torch.stack(outs)
+
+
+def test_float64_conversion_equals_the_qcfs_ann_at_t_equal_l():
+    """One QCFS layer, constant input, V0 = θ/2: after T = L steps the SNN's mean output is the
+    QCFS ANN's output. Converted in float64 it matches the float64 ANN to 1e-12; converted in
+    float32 (θ moved into float32 weights) and run in float64 it does not."""
+    torch.manual_seed(3)
+    ann = nn.Sequential(
+        nn.Conv2d(2, 6, 3, padding=1), nn.BatchNorm2d(6), QCFS(4, 1.7), nn.Flatten(), nn.Linear(150, 5)
+    )
+    ann = random_bn(ann, 3)  # float32 parameters, θ = float32(1.7)
+    x = torch.rand(64, 2, 5, 5, dtype=torch.float64) * 2
+    with torch.no_grad():
+        reference = copy.deepcopy(ann).double()(x)
+    exact = convert(ann, (2, 5, 5), "qcfs", dtype=torch.float64)
+    assert {n.threshold.dtype for n in exact.neurons} == {torch.float64}
+    error = (outputs_per_step(exact, x, 4)[-1] / 4 - reference).abs().max()
+    assert error < 1e-12
+    rounded = convert(ann, (2, 5, 5), "qcfs").double()
+    assert (outputs_per_step(rounded, x, 4)[-1] / 4 - reference).abs().max() > 1e-9
+
+
+@pytest.mark.parametrize("method", ["qcfs", "data_norm"])
+def test_float64_conversion_equals_a_hand_stepped_reference(method):
+    """Two spiking layers and average pooling: the float64 conversion (BatchNorm folded, θ moved
+    into the next weights, unit spikes) equals the float64 ANN stepped by hand with spikes of
+    amplitude θ at every step to 1e-12. For data_norm θ is a float64 percentile, which a float32
+    threshold would round."""
+    torch.manual_seed(4)
+    act = (lambda: QCFS(4, 1.3)) if method == "qcfs" else nn.ReLU
+    ann = nn.Sequential(
+        nn.Conv2d(2, 6, 3, padding=1),
+        nn.BatchNorm2d(6),
+        act(),
+        nn.AvgPool2d(2),
+        nn.Conv2d(6, 8, 3, padding=1),
+        nn.BatchNorm2d(8),
+        act(),
+        nn.Flatten(),
+        nn.Linear(8 * 3 * 3, 5),
+    )
+    ann = random_bn(ann, 4)
+    x = torch.rand(32, 2, 6, 6, dtype=torch.float64) * 2
+    ann64 = copy.deepcopy(ann).double()
+    if method == "qcfs":
+        thresholds = {i: float(m.threshold.detach()) for i, m in enumerate(ann64) if isinstance(m, QCFS)}
+    else:
+        thresholds = activation_thresholds(ann64, x, 99.9)
+    reference = hand_stepped(ann64, thresholds, x, 12)
+    exact = convert(ann, (2, 6, 6), method, calibration=x, dtype=torch.float64)
+    assert [float(n.threshold) for n in exact.neurons] == list(thresholds.values())
+    assert (outputs_per_step(exact, x, 12) - reference).abs().max() < 1e-12
+    rounded = convert(ann, (2, 6, 6), method, calibration=x.float()).double()
+    assert (outputs_per_step(rounded, x, 12) - reference).abs().max() > 1e-9
+
+
+def test_a_float64_pipeline_converts_in_float64(root):
+    """``model.dtype: float64``: the runtime's network is the float64 conversion, thresholds
+    included, not a float32 conversion widened."""
+    cfg = load_pipeline(root / "pipelines" / "digits_frames.yaml", ["model.dtype=float64", "source.limit=2"])
+    net = build_pipeline(cfg).operator.net
+    expected = load_checkpoint("builtin:digits_frames").snn(dtype=torch.float64)
+    assert {n.threshold.dtype for n in net.neurons} == {torch.float64}
+    for ours, theirs in zip(net.state_dict().values(), expected.state_dict().values(), strict=True):
+        assert torch.equal(ours, theirs)

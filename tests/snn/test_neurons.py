@@ -112,3 +112,43 @@ def test_in_place_inference_steps_equal_the_pure_steps_bit_for_bit():
                 assert torch.equal(z, z_pure), (neuron, dtype, t)
                 for a, b in zip(pure, in_place, strict=True):
                     assert torch.equal(a, b), (neuron, dtype, t)
+
+
+def both_steps(neuron, xs, dtype=torch.float64):
+    """The spikes of the pure step and of the in-place step for the inputs ``xs`` (one a step)."""
+    pure = neuron.init_state((1,), dtype, torch.device("cpu"))
+    in_place = neuron.init_state((1,), dtype, torch.device("cpu"))
+    out_pure, out_in_place = [], []
+    for x in xs:
+        x = torch.tensor([x], dtype=dtype)
+        z, pure = neuron(x, pure)
+        out_pure.append(float(z))
+        out_in_place.append(float(neuron.step_(x.clone(), in_place)))
+    assert out_pure == out_in_place
+    return out_pure
+
+
+def test_threshold_ties():
+    """A membrane exactly at the threshold: IF and QFFS fire (v ≥ θ), LIF does not (v > θ); QFFS
+    takes a spike back only below zero (v < 0) and never beyond its budget."""
+    assert both_steps(IFNeuron(1.5, v0=0.0), [1.5, 0.0]) == [1.0, 0.0]
+    assert both_steps(IFNeuron(1.5, v0=0.5), [0.75]) == [1.0]  # θ/2 + θ/2 = θ
+    qffs = QFFSNeuron(1.5, v0=0.0, z_max=1)
+    assert both_steps(qffs, [1.5, 0.0, -1e-9]) == [1.0, 0.0, -1.0]  # v = 0 keeps the spike
+    assert both_steps(qffs, [1.5, 1.5]) == [1.0, 0.0]  # v = θ again, but Z = Z_max
+    assert both_steps(LIFNeuron(1.0, decay=0.5), [1.0, 0.5, 0.5 + 1e-9]) == [
+        0.0,
+        0.0,
+        1.0,
+    ]  # v: 1, 1, 1 + 1e-9
+    assert both_steps(LIFNeuron(1.0, decay=0.5), [1.0], torch.float32) == [0.0]
+
+
+def test_thresholds_and_v0_keep_the_dtype_they_are_built_with():
+    theta = 1 / 3  # not a float32 number
+    neuron = IFNeuron(theta, v0=0.3, dtype=torch.float64)
+    assert neuron.threshold.dtype == torch.float64 and float(neuron.threshold) == theta
+    v = neuron.init_state((2,), torch.float64, torch.device("cpu")).v
+    assert torch.equal(v, torch.full((2,), 0.3 * theta, dtype=torch.float64))
+    assert QFFSNeuron(theta, 0.5, 3, dtype=torch.float64).threshold.dtype == torch.float64
+    assert float(IFNeuron(theta).threshold) != theta  # float32 by default
