@@ -54,7 +54,7 @@ def test_config_errors_exit_2_with_the_field(root, tmp_path):
     assert out.returncode == 2
     assert "bad.yaml: runtime.batch_size: Input should be greater than 0 (got -1)" in out.stderr
     out = cli("run", "pipelines/digits_dvs.yaml", "--set", "policy.exit.kind=x", cwd=root)
-    assert out.returncode == 2 and "policy.exit.confidence.kind: unknown key" in out.stderr
+    assert out.returncode == 2 and "policy.exit.kind: unknown key" in out.stderr
 
 
 @pytest.mark.skipif(os.name != "posix", reason="SIGINT delivery")
@@ -95,9 +95,9 @@ def test_convert_prints_the_conversion_table(root):
 
 def test_subscribe_prints_final_predictions_and_its_counters():
     from streamsnn.prediction import Prediction
-    from streamsnn.sinks.zeromq import ZmqSink
+    from streamsnn.sinks.zeromq import ZmqSink, ZmqSinkConfig
 
-    sink = ZmqSink("tcp://127.0.0.1:*")
+    sink = ZmqSink(ZmqSinkConfig(address="tcp://127.0.0.1:*"))
     cmd = [*CLI, "subscribe", sink.endpoint, "--final-only", "--count", "2"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
