@@ -13,6 +13,7 @@ import zmq
 from streamsnn.config import ConfigError, load_pipeline
 from streamsnn.prediction import Prediction
 from streamsnn.runtime import build_pipeline, run_pipeline
+from streamsnn.sinks import Sink
 from streamsnn.sinks.zeromq import ZmqSink, ZmqSinkConfig
 from streamsnn.subscriber import Subscriber
 
@@ -89,7 +90,7 @@ def test_offline_replay_reaches_a_subscriber_completely_and_in_order(root, tmp_p
     assert collector.sub.stats["gaps"] == 0 and collector.sub.stats["missed"] == 0
 
 
-class Resume:
+class Resume(Sink):
     """A sink that, once the run is over (``finish``), lets a stalled collector read again and
     waits until it has read what its queues kept; the zmq sink after it then sends the summary."""
 
@@ -103,9 +104,6 @@ class Resume:
         self.collector.idle.clear()
         self.collector.resume.set()
         assert self.collector.idle.wait(30)
-
-    def close(self):
-        pass
 
 
 def test_a_subscriber_that_stops_reading_costs_the_pipeline_nothing(root):
