@@ -169,7 +169,7 @@ def test_mismatched_parts_are_config_errors(root):
         build_pipeline(config(root, "slicing={time_window_us: 1000}", base="digits_frames.yaml"))
 
 
-class FailingSource(DigitsDVSSourceConfig(split=DigitsDVS)):
+class FailingSource(DigitsDVS):
     """digits-dvs that hits an unreadable recording after its first sample."""
 
     def __iter__(self):
