@@ -36,10 +36,15 @@ from streamsnn.sinks import SINKS
 from streamsnn.slicing import SlicingConfig
 from streamsnn.sources import SOURCES
 
-__all__ = ["ConfigError", "PipelineConfig", "TrainConfig", "describe", "load_pipeline", "load_train_config"]
-
-
 # -- pipeline.yaml ---------------------------------------------------------------------------
+# the options of any registered plug-in of a kind, told apart by their ``type``
+SourceConfig = SOURCES.union()
+EncoderConfig = ENCODERS.union()
+ExitConfig = EXIT_POLICIES.union()
+ResetConfig = RESET_POLICIES.union()
+SinkConfig = SINKS.union()
+
+
 class ModelConfig(Options):
     """The converted SNN."""
 
@@ -68,8 +73,8 @@ def _named(value: Any) -> Any:
 class PolicyConfig(Options):
     """When a prediction is final, and when a stream's state is cleared."""
 
-    exit: EXIT_POLICIES.union() = Field(description="the exit policy: is this prediction final?")  # type: ignore[valid-type]
-    reset: Annotated[RESET_POLICIES.union(), BeforeValidator(_named)] = Field(  # type: ignore[valid-type]
+    exit: ExitConfig = Field(description="the exit policy: is this prediction final?")
+    reset: Annotated[ResetConfig, BeforeValidator(_named)] = Field(
         RESET_POLICIES.options("on_exit")(),
         description="the reset policy of live streams (a name alone: its defaults)",
     )
@@ -146,13 +151,13 @@ class PipelineConfig(Options):
     """A pipeline: source → slicing → encoder → SNN → policies → sinks."""
 
     name: str = Field("pipeline", description="the pipeline's name (in the report and file names)")
-    source: SOURCES.union() = Field(description="where the events or frames come from")  # type: ignore[valid-type]
+    source: SourceConfig = Field(description="where the events or frames come from")
     slicing: SlicingConfig = Field(description="how streams are cut into slices (one SNN step each)")
-    encoder: ENCODERS.union() = Field(description="slice → input tensor")  # type: ignore[valid-type]
+    encoder: EncoderConfig = Field(description="slice → input tensor")
     model: ModelConfig = Field(ModelConfig(), description="the converted SNN")
     policy: PolicyConfig = Field(description="exit and reset policies")
     runtime: RuntimeConfig = Field(RuntimeConfig(), description="batching, queues, pacing, measurements")
-    sinks: list[SINKS.union()] = Field([], description="where predictions go")  # type: ignore[valid-type]
+    sinks: list[SinkConfig] = Field([], description="where predictions go")
     report: ReportConfig = Field(ReportConfig(), description="the run's report")
     executor: Literal["local", "ray"] = Field(
         "local",

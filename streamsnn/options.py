@@ -3,9 +3,10 @@ configuration, and the registries that find a part by name.
 
 Every plug-in (a source, sink, exit or reset policy, encoder) declares its options once, as an
 ``Options`` class in its own module with a ``type: Literal[name]`` field and a description per
-field, and registers itself in its kind's ``Registry`` (``@SINKS.register(ZmqSinkConfig)``); the
-plug-in class takes that options object. ``streamsnn.config`` assembles ``pipeline.yaml`` from the
-registries, so a new plug-in needs no edit there.
+field, and registers itself in its kind's ``Registry`` (``@SINKS.register(ZmqSinkConfig)``; its
+module is imported by its kind's package, e.g. ``streamsnn/sinks/__init__.py``); the plug-in class
+takes that options object. ``streamsnn.config`` assembles ``pipeline.yaml`` from the registries, so
+a new plug-in needs no edit there.
 """
 
 from __future__ import annotations
