@@ -93,11 +93,13 @@ def bin_events(events: np.ndarray, shape: tuple[int, int, int]) -> tuple[np.ndar
 class Encoder:
     """Turns one slice into one input tensor of ``out_shape`` (P×H×W or C×H×W), for a sensor of
     ``shape``. Capabilities (class attributes): ``takes``, what it encodes (``"events"`` or
-    ``"frames"``); ``spikes``, its output is binary spikes (else an analog input current).
+    ``"frames"``); ``spikes``, its output is binary spikes (else an analog input current);
+    ``batched``, ``encode_many`` takes several slices in one pass (faster than one by one).
     ``trained``: the model checkpoint's input spec (what the model was trained with)."""
 
     takes: ClassVar[str]
     spikes: ClassVar[bool] = False
+    batched: ClassVar[bool] = False
 
     def __init__(self, shape: tuple[int, int, int]) -> None:
         self.shape = tuple(shape)
@@ -109,6 +111,10 @@ class Encoder:
 
     def __call__(self, item: Slice) -> torch.Tensor:
         raise NotImplementedError
+
+    def encode_many(self, items: list[Slice]) -> torch.Tensor:
+        """The slices ``items`` encoded (T×C×H×W)."""
+        return torch.stack([self(item) for item in items])
 
 
 ENCODERS: Registry[Encoder] = Registry("encoder")
@@ -133,6 +139,7 @@ class EventCountEncoder(Encoder):
     counted in ``out_of_bounds``."""
 
     takes = "events"
+    batched = True
 
     def __init__(
         self,
