@@ -2,6 +2,7 @@
 rule that ``snn/`` imports only torch and itself, and the README's layout table against the tree."""
 
 import ast
+import logging
 import re
 import sys
 from pathlib import Path
@@ -23,7 +24,13 @@ def imported_modules(path: Path) -> set[str]:
 
 
 def test_import_contracts_hold(root, capsys):
-    code = lint_imports(config_filename=str(root / "pyproject.toml"), no_cache=True, no_logo=True)
+    loggers = [x for x in logging.root.manager.loggerDict.values() if isinstance(x, logging.Logger)]
+    enabled = [x for x in loggers if not x.disabled]
+    try:
+        code = lint_imports(config_filename=str(root / "pyproject.toml"), no_cache=True, no_logo=True)
+    finally:  # import-linter configures its logging with dictConfig, which disables every other logger
+        for logger in enabled:
+            logger.disabled = False
     assert code == 0, capsys.readouterr().out
 
 
