@@ -33,7 +33,7 @@ import torch
 from streamsnn.config import load_pipeline
 from streamsnn.runtime.build import build_pipeline
 from streamsnn.runtime.run import run_pipeline
-from streamsnn.sources.digits import DigitsDVS
+from streamsnn.sources.digits import DigitsDVS, DigitsDVSSourceConfig
 
 PIPELINE = Path(__file__).resolve().parents[1] / "pipelines" / "digits_dvs.yaml"
 T = 15
@@ -135,7 +135,7 @@ def main() -> None:
     rounds = 1 if args.quick else args.rounds
     limit = 64 if args.quick else None
     started = time.perf_counter()
-    for _ in DigitsDVS("test", limit=limit):  # fill the disk cache (untimed)
+    for _ in DigitsDVS(DigitsDVSSourceConfig(split="test", limit=limit)):  # fill the disk cache (untimed)
         pass
     steps = step_time.run(quick=args.quick, device=args.device)
     print(step_time.report(steps))

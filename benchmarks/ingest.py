@@ -37,11 +37,11 @@ import numpy as np
 import tonic
 import torch
 
-from streamsnn.encoding import make_encoder
+from streamsnn.encoding import ENCODERS, EventCountEncoderConfig
 from streamsnn.events import Packet, Slice, make_events
 from streamsnn.lab.datasets import seenn_frames
 from streamsnn.runtime.samples import sample_slices
-from streamsnn.slicing import Slicer
+from streamsnn.slicing import Slicer, SlicingConfig
 from streamsnn.sources.recordings import read_events
 
 
@@ -78,14 +78,14 @@ def best_of(repeats: int, run: Callable[[], dict[str, float]]) -> dict[str, floa
 
 # -- (a) CIFAR10-DVS: segmented samples, equal-event bins --------------------------------------
 def cifar10dvs_ours(paths: list[Path], size: int | None) -> dict[str, float]:
-    encoder = make_encoder("event_count", (2, 128, 128), size=size)
+    encoder = ENCODERS.build(EventCountEncoderConfig(size=size), (2, 128, 128))
     stages = dict(read=0.0, slice=0.0, bin=0.0)
     for i, path in enumerate(paths):
         t0 = time.perf_counter()
         events = read_events(path)
         t1 = time.perf_counter()
         packet = Packet("cifar10dvs", i, events, t0_us=0, t_end_us=1_000_000)
-        slices = sample_slices(packet, Slicer(n_event_bins=10), 1)
+        slices = sample_slices(packet, Slicer(SlicingConfig(n_event_bins=10)), 1)
         t2 = time.perf_counter()
         for s in slices:
             encoder(s)
@@ -108,14 +108,16 @@ def cifar10dvs_tonic(samples: list[np.ndarray], size: int | None) -> dict[str, f
 
 
 def check_cifar10dvs(path: Path, events: np.ndarray) -> None:
-    encoder = make_encoder("event_count", (2, 128, 128))
+    encoder = ENCODERS.build(EventCountEncoderConfig(), (2, 128, 128))
     slices = sample_slices(
-        Packet("check", 0, read_events(path), t0_us=0, t_end_us=1_000_000), Slicer(n_event_bins=10), 1
+        Packet("check", 0, read_events(path), t0_us=0, t_end_us=1_000_000),
+        Slicer(SlicingConfig(n_event_bins=10)),
+        1,
     )
     ours = torch.stack([encoder(s) for s in slices]).numpy()
     theirs = tonic.transforms.ToFrame(sensor_size=(128, 128, 2), n_event_bins=10)(events)
     assert np.array_equal(ours, theirs.astype(np.float32)), "(a): frames differ from tonic's"
-    resized = make_encoder("event_count", (2, 128, 128), size=48)
+    resized = ENCODERS.build(EventCountEncoderConfig(size=48), (2, 128, 128))
     assert torch.equal(torch.stack([resized(s) for s in slices]), seenn_frames(events)), (
         "(a): SEENN frames differ"
     )
@@ -123,8 +125,8 @@ def check_cifar10dvs(path: Path, events: np.ndarray) -> None:
 
 # -- (b) Gen4: one live stream, 10 ms windows --------------------------------------------------
 def gen4_ours(path: Path, packet_us: int, keep: list[torch.Tensor] | None = None) -> dict[str, float]:
-    encoder = make_encoder("event_count", (2, 720, 1280))
-    slicer = Slicer(time_window_us=10_000)
+    encoder = ENCODERS.build(EventCountEncoderConfig(), (2, 720, 1280))
+    slicer = Slicer(SlicingConfig(time_window_us=10_000))
     stages = dict(read=0.0, slice=0.0, bin=0.0)
     t0 = time.perf_counter()
     events = read_events(path)

@@ -31,7 +31,8 @@ import ray
 
 from streamsnn.config import load_pipeline
 from streamsnn.runtime import build_pipeline, run_pipeline
-from streamsnn.sources.digits import DigitsDVS
+from streamsnn.sinks import Sink
+from streamsnn.sources.digits import DigitsDVS, DigitsDVSSourceConfig
 
 PIPELINE = Path(__file__).resolve().parents[1] / "pipelines" / "digits_dvs.yaml"
 
@@ -42,7 +43,7 @@ def replay(split: str, *overrides: str) -> dict:
     return run_pipeline(build_pipeline(cfg)).report
 
 
-class Lag:
+class Lag(Sink):
     """A sink noting how long after its making (``emit_time``) each prediction was written (ms)."""
 
     def __init__(self) -> None:
@@ -50,9 +51,6 @@ class Lag:
 
     def write(self, pred) -> None:
         self.ms.append((time.time() - pred.emit_time) * 1000.0)
-
-    def close(self) -> None:
-        pass
 
 
 def live_streams(n: int, seconds: float, *overrides: str) -> tuple[dict, list[float]]:
@@ -85,7 +83,7 @@ def main() -> None:
     ap.add_argument("--streams", type=int, default=4, help="live streams (0: no live part)")
     ap.add_argument("--stream-s", type=float, default=3.0, help="seconds of each live stream")
     args = ap.parse_args()
-    for _ in DigitsDVS(args.split):  # fill the disk cache (untimed)
+    for _ in DigitsDVS(DigitsDVSSourceConfig(split=args.split)):  # fill the disk cache (untimed)
         pass
     t0 = time.perf_counter()
     if args.ray_address:
@@ -111,7 +109,9 @@ def main() -> None:
                 best[name] = report
     live: dict[str, tuple[dict, list[float]]] = {}
     if args.streams:
-        for _ in DigitsDVS(args.split, limit=args.streams * max(1, round(args.stream_s / 0.3))):
+        for _ in DigitsDVS(
+            DigitsDVSSourceConfig(split=args.split, limit=args.streams * max(1, round(args.stream_s / 0.3)))
+        ):
             pass
         live["local"] = live_streams(args.streams, args.stream_s)
         ray_cpus = args.cpus if args.ray_address else 1

@@ -34,7 +34,7 @@ import zmq
 
 from streamsnn import wire
 from streamsnn.prediction import Prediction
-from streamsnn.sinks.zeromq import ZmqSink
+from streamsnn.sinks.zeromq import ZmqSink, ZmqSinkConfig
 from streamsnn.subscriber import Subscriber
 
 
@@ -111,7 +111,7 @@ def run(n: int, rate: float | None, prefill: bool = False) -> dict[str, Any]:
     """Publish ``n`` predictions (paced at ``rate`` per second, or as fast as possible) to a
     subscriber process; figures from both ends. ``prefill``: the subscriber starts reading only
     once everything is sent, so that each side has a core to itself."""
-    sink = ZmqSink("tcp://127.0.0.1:*", hwm=0, wait_for_subscribers=1, linger_s=30)
+    sink = ZmqSink(ZmqSinkConfig(address="tcp://127.0.0.1:*", hwm=0, wait_for_subscribers=1, linger_s=30))
     ours, theirs = mp.Pipe()
     spawn = mp.get_context("spawn")
     go = spawn.Event()

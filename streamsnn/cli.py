@@ -1,4 +1,5 @@
-"""Command line: ``streamsnn run | subscribe | train | calibrate | evaluate | convert | send | sensors``."""
+"""Command line: ``streamsnn run | config | subscribe | train | calibrate | evaluate | convert | send |
+sensors``."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from streamsnn.config import ConfigError
+from streamsnn.options import ConfigError
 
 
 def _overrides(args: argparse.Namespace) -> list[str]:
@@ -22,21 +23,22 @@ def _overrides(args: argparse.Namespace) -> list[str]:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from streamsnn.config import JsonlSinkConfig, load_pipeline
+    from streamsnn.config import load_pipeline
     from streamsnn.runtime import build_pipeline, run_pipeline
     from streamsnn.runtime.report import report_table, write_report
+    from streamsnn.sinks import JsonlSinkConfig
 
     overrides = _overrides(args)
     if args.no_progress:
         overrides.append("runtime.progress=false")
     cfg = load_pipeline(args.pipeline, overrides)
     if args.output:
-        cfg = cfg.model_copy(update={"sinks": [*cfg.sinks, JsonlSinkConfig(type="jsonl", path=args.output)]})
+        cfg = cfg.model_copy(update={"sinks": [*cfg.sinks, JsonlSinkConfig(path=args.output)]})
     report_path = args.report or cfg.report.path
     pipe = build_pipeline(cfg, origin=str(args.pipeline))
     print(f"streamsnn: running {cfg.name} ({args.pipeline})", file=sys.stderr)
     for sink in pipe.sinks:
-        if hasattr(sink, "endpoint"):
+        if sink.endpoint:
             print(f"streamsnn: publishing predictions on {sink.endpoint}", file=sys.stderr)
     result = run_pipeline(pipe)
     print(report_table(result.report))
@@ -114,10 +116,12 @@ def _calibrate(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from streamsnn.config import ConfidenceExitConfig, load_pipeline
+    from streamsnn.config import load_pipeline
     from streamsnn.lab.calibrate import calibrate, collect
     from streamsnn.lab.evaluate import evaluate_policies, format_rows, plot_evaluation
     from streamsnn.policies.calibration import load_calibration
+    from streamsnn.policies.exit import ConfidenceExitConfig
+    from streamsnn.policies.policy_net import PolicyNetExitConfig
 
     cfg = load_pipeline(args.pipeline, _overrides(args))
     out_dir = Path(args.output_dir or f"runs/{cfg.name}/evaluate")
@@ -133,9 +137,9 @@ def _evaluate(args: argparse.Namespace) -> int:
     except ValueError as err:
         raise ConfigError(f"{args.pipeline}: {err}") from None
     exit_cfg = cfg.policy.exit
-    seenn = exit_cfg.threshold if isinstance(exit_cfg, ConfidenceExitConfig) else 0.9
+    seenn = (exit_cfg if isinstance(exit_cfg, ConfidenceExitConfig) else ConfidenceExitConfig()).threshold
     alpha = 1.0 if cfg.model.alpha == "t" else float(cfg.model.alpha)
-    policy_net = args.policy_net or getattr(exit_cfg, "weights", None)
+    policy_net = args.policy_net or (exit_cfg.weights if isinstance(exit_cfg, PolicyNetExitConfig) else None)
     policy_steps = None
     if policy_net:
         from streamsnn.lab.policy_training import first_slice_inputs
@@ -143,7 +147,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         from streamsnn.runtime import build_pipeline
 
         inputs = first_slice_inputs(build_pipeline(cfg.on_split(args.split)))[0]
-        policy_steps = PolicyNetExit(policy_net).choose(inputs)
+        policy_steps = PolicyNetExit(PolicyNetExitConfig(weights=policy_net)).choose(inputs)
     rows, summary = evaluate_policies(data, seenn, alpha, cal, policy_steps)
     table = format_rows(rows, summary)
     print(f"{cfg.name} on {args.split} ({len(data.labels)} samples; thresholds from {cal_path})")
@@ -222,12 +226,28 @@ def _sensors(args: argparse.Namespace) -> int:
     return 0
 
 
+def _config(args: argparse.Namespace) -> int:
+    from streamsnn.config import describe
+
+    print(describe(args.section or ""))
+    return 0
+
+
+PIPELINE_OPTIONS = "pipeline.yaml's sections and options: `streamsnn config [SECTION[.TYPE]]`"
+
+
 def _config_command(sub: Any, name: str, help_text: str, positional: str) -> argparse.ArgumentParser:
-    """A sub-command that takes a YAML file, ``--set KEY=VALUE`` overrides and ``--no-progress``."""
-    cmd = sub.add_parser(name, help=help_text)
+    """A sub-command that takes a YAML file, ``--set KEY=VALUE`` overrides and ``--no-progress``;
+    a pipeline's points to ``streamsnn config``."""
+    pipeline = positional == "pipeline"
+    cmd = sub.add_parser(name, help=help_text, epilog=PIPELINE_OPTIONS if pipeline else None)
     cmd.add_argument(positional, type=Path)
     cmd.add_argument(
-        "--set", action="append", metavar="KEY=VALUE", help="override a config field (repeatable)"
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override a config field (repeatable)"
+        + (", e.g. policy.exit.threshold=0.9" if pipeline else ""),
     )
     cmd.add_argument("--no-progress", action="store_true", help="no progress bar")
     return cmd
@@ -251,6 +271,17 @@ def make_parser() -> argparse.ArgumentParser:
     run.add_argument("--report", help="write report.json (plus per-sample outcomes and a PNG) here")
     _executor_options(run)
     run.set_defaults(func=_run)
+
+    conf = sub.add_parser(
+        "config",
+        help="list pipeline.yaml's sections, or the options of one (type, default, description)",
+        description="pipeline.yaml's sections; with SECTION (runtime, sinks, policy.exit...) every option of "
+        "it, or of one type of part (sinks.zmq, source.udp, policy.exit.confidence).",
+    )
+    conf.add_argument(
+        "section", nargs="?", metavar="SECTION[.TYPE]", help="e.g. runtime, sinks.zmq, policy.exit"
+    )
+    conf.set_defaults(func=_config)
 
     subs = sub.add_parser("subscribe", help="print live predictions from a pipeline's zmq sink")
     subs.add_argument("address", help="the publisher, e.g. tcp://127.0.0.1:5556")

@@ -1,439 +1,170 @@
 """Configuration files: ``pipeline.yaml`` (``streamsnn run``) and training configs
 (``streamsnn train``), validated with pydantic.
 
-Files load with YAML's safe loader; unknown keys and bad values are errors that name the file and
-the dotted field; ``--set key=value`` overrides use the same dotted names.
+``PipelineConfig`` takes its sources, slicing, encoders, exit and reset policies and sinks from
+the plug-ins' registries (each plug-in declares its options beside it); the pipeline-level
+sections (model, runtime, report, ray) are declared here. Files load with YAML's safe loader;
+unknown keys and bad values are errors that name the file and the dotted field as ``--set
+key=value`` takes it. ``describe`` prints the sections and options (``streamsnn config``).
 """
 
 from __future__ import annotations
 
+import textwrap
+import types
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
 
+import annotated_types
 import yaml
 from pydantic import (
     BaseModel,
-    ConfigDict,
+    BeforeValidator,
     Field,
     NonNegativeFloat,
-    NonNegativeInt,
     PositiveFloat,
     PositiveInt,
     ValidationError,
     model_validator,
 )
+from pydantic.fields import FieldInfo
+
+from streamsnn.encoding import ENCODERS
+from streamsnn.options import ConfigError, Options, type_names
+from streamsnn.policies import EXIT_POLICIES, RESET_POLICIES
+from streamsnn.sinks import SINKS
+from streamsnn.slicing import SlicingConfig
+from streamsnn.sources import SOURCES
+
+# -- pipeline.yaml ---------------------------------------------------------------------------
+# the options of any registered plug-in of a kind, told apart by their ``type``
+SourceConfig = SOURCES.union()
+EncoderConfig = ENCODERS.union()
+ExitConfig = EXIT_POLICIES.union()
+ResetConfig = RESET_POLICIES.union()
+SinkConfig = SINKS.union()
 
 
-class ConfigError(ValueError):
-    """A configuration file or override is invalid; the message names file, field and value."""
+class ModelConfig(Options):
+    """The converted SNN."""
+
+    weights: str = Field(
+        "builtin:digits_dvs",
+        description="a checkpoint path, or builtin:NAME for weights shipped with streamsnn",
+    )
+    conversion: Literal["qcfs", "qffs"] = Field(
+        "qcfs", description="qcfs: IF neurons with soft reset; qffs: negative spikes, spike budget Z_max = L"
+    )
+    device: str = Field("cpu", description="torch device: cpu, cuda, cuda:1 ...")
+    dtype: Literal["float32", "float64"] = Field("float32", description="the operator's floating-point type")
+    alpha: PositiveFloat | Literal["t"] = Field(
+        1.0,
+        description="the accumulated output is divided by alpha before the softmax (1: running sum as in "
+        "SEENN-I; t: running mean)",
+    )
+    v0: float = Field(0.5, ge=0.0, le=1.0, description="initial membrane potential, as a fraction of θ")
 
 
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+def _named(value: Any) -> Any:
+    """A plug-in given by its name alone (``reset: on_exit``) is that plug-in with its defaults."""
+    return {"type": value} if isinstance(value, str) else value
 
 
-Split = Literal["train", "val", "test"]
+class PolicyConfig(Options):
+    """When a prediction is final, and when a stream's state is cleared."""
 
-
-# -- sources --------------------------------------------------------------------------------
-class DigitsDVSSourceConfig(Strict):
-    """digits-dvs: the embedded handwritten digits as emulated DVS recordings (34×34, 300 ms).
-    ``live``: play the split as one continuous real-time camera stream in ``packet_us`` packets.
-    ``offset`` skips the split's first samples and ``limit`` keeps the next N (a range of the
-    split, e.g. one shard of a replay); samples keep their numbers in the split."""
-
-    type: Literal["digits_dvs"]
-    split: Split = "test"
-    offset: NonNegativeInt = 0
-    limit: PositiveInt | None = None
-    seed: int = 0
-    live: bool = False
-    packet_us: PositiveInt = 1_000
-
-
-class DigitsFramesSourceConfig(Strict):
-    """The embedded handwritten digits as intensity frames (size×size); ``offset`` and ``limit``
-    as for digits_dvs."""
-
-    type: Literal["digits_frames"]
-    split: Split = "test"
-    offset: NonNegativeInt = 0
-    limit: PositiveInt | None = None
-    size: PositiveInt = 16
-
-
-class EventDatasetSourceConfig(Strict):
-    """Replay of a recorded data set through tonic (``root``: tonic's ``save_to``; ``download``:
-    fetch it when missing). Splits are stored and fixed (CIFAR10-DVS per class: 0–799 train,
-    800–899 val, 900–999 test); ``limit`` takes a class-balanced prefix, after skipping
-    ``offset`` samples (samples keep their numbers in the split)."""
-
-    type: Literal["cifar10dvs", "nmnist", "dvs_gesture"]
-    root: str = "data"
-    download: bool = False
-    split: Split = "test"
-    offset: NonNegativeInt = 0
-    limit: PositiveInt | None = None
-
-
-class RecordingSourceConfig(Strict):
-    """Recorded event files: ``path`` is a file, a folder or a glob (.aedat4, .aedat, .dat, .raw, .bin,
-    .npy). ``mode: stream`` plays each file as a continuous stream in ``packet_us`` packets;
-    ``mode: sample`` makes each file one sample. ``sensor``: a profile (needed for .npy; checked
-    against the geometry a file states). ``format`` overrides the file extension."""
-
-    type: Literal["recording"]
-    path: str
-    format: Literal["aedat", "aedat4", "prophesee_dat", "prophesee_raw", "nmnist", "numpy"] | None = None
-    sensor: str | None = None
-    mode: Literal["stream", "sample"] = "stream"
-    packet_us: PositiveInt = 10_000
-
-
-class _SensorOptions(Strict):
-    """A live source's pixel array: ``sensor`` (a profile, see ``streamsnn sensors``) or
-    ``width`` and ``height``; sources without a default say so in ``_no_sensor``."""
-
-    _no_sensor: ClassVar[str | None] = None  # the error when neither is given (None: a default exists)
-    sensor: str | None = None
-    width: PositiveInt | None = None
-    height: PositiveInt | None = None
-
-    @model_validator(mode="after")
-    def _sensor_or_size(self) -> _SensorOptions:
-        sized = (self.width is not None, self.height is not None)
-        if self.sensor is not None and any(sized):
-            raise ValueError("give either sensor or width and height, not both")
-        if self.sensor is None and any(sized) and not all(sized):
-            raise ValueError("give both width and height")
-        if self._no_sensor and self.sensor is None and not any(sized):
-            raise ValueError(self._no_sensor)
-        return self
-
-
-class UDPSourceConfig(_SensorOptions):
-    """Live SPIF events over UDP on ``host:port`` (``port: 0`` takes a free port), stamped on
-    arrival. Packets every ``packet_us`` µs of wall time; silence is reported after ``silence_s``;
-    ``stop_after_silence_s`` ends the stream after that much silence (None: run until stopped)."""
-
-    type: Literal["udp"]
-    host: str = "127.0.0.1"
-    port: int = Field(3333, ge=0, le=65535)
-    packet_us: PositiveInt = 1_000
-    silence_s: PositiveFloat = 1.0
-    stop_after_silence_s: PositiveFloat | None = None
-    _no_sensor: ClassVar[str | None] = (
-        "give sensor (e.g. dvs128, see `streamsnn sensors`) or width and height"
+    exit: ExitConfig = Field(description="the exit policy: is this prediction final?")
+    reset: Annotated[ResetConfig, BeforeValidator(_named)] = Field(
+        RESET_POLICIES.options("on_exit")(),
+        description="the reset policy of live streams (a name alone: its defaults)",
     )
 
 
-class CameraSourceConfig(_SensorOptions):
-    """A USB event camera through aestream (needs aestream built with the camera's driver).
-    ``device_id``/``device_address``: an iniVation camera on the USB bus; ``serial``: a Prophesee
-    camera; default: the first found. ``sensor`` defaults to davis346 / prophesee_gen4.
-    ``polarity``: given to every event (aestream reads counts without polarity)."""
+class RuntimeConfig(Options):
+    """How the pipeline runs: batching, queues, pacing and what it measures."""
 
-    type: Literal["camera"]
-    camera: Literal["inivation", "prophesee"] = "inivation"
-    device_id: int | None = Field(None, ge=0)
-    device_address: int | None = Field(None, ge=0)
-    serial: str | None = None
-    packet_us: PositiveInt = 1_000
-    polarity: Literal[0, 1] = 1
-
-
-class WebcamSourceConfig(_SensorOptions):
-    """An OpenCV camera (``device``: index or URL) or a video file (path), grayscale in [0, 1]
-    resized to the sensor. ``emulate_dvs``: frames → events of an emulated DVS (contrast
-    ``threshold``) for the event encoders; else frames for ``direct``/``poisson``. ``fps``: frame
-    rate of a file (default: the file's); ``runtime.realtime`` plays a file at that rate."""
-
-    type: Literal["webcam"]
-    device: int | str = 0
-    emulate_dvs: bool = False
-    threshold: PositiveFloat = 0.2
-    fps: PositiveFloat | None = None
-    max_frames: PositiveInt | None = None
-    _no_sensor: ClassVar[str | None] = (
-        "give sensor (e.g. digits_dvs) or width and height of the frames for the model"
+    batch_size: PositiveInt = Field(
+        32, description="streams stepped together (offline replay: samples in flight)"
+    )
+    queue_size: PositiveInt = Field(64, description="bound of every queue between stages")
+    realtime: bool = Field(False, description="release slices at their sensor time")
+    progress: bool = Field(True, description="show a progress bar")
+    full_t: bool = Field(
+        True,
+        description="keep stepping exited samples (without emitting) to report the accuracy the same "
+        "samples reach at full length; their exit decisions are unchanged",
+    )
+    count_operations: bool = Field(
+        False, description="count synaptic events and energy per prediction (a little slower)"
+    )
+    threads: PositiveInt | None = Field(
+        None,
+        description="torch's intra-op threads during the run (null: every usable core but one, which "
+        "the source and sink threads take)",
+    )
+    chunk: PositiveInt = Field(
+        1,
+        description="offline replay: steps per layer call (T folded into the batch: faster on CPU at small "
+        "batches); every slice still gets its prediction and exits are decided per step, but an exit "
+        "inside a chunk has computed the chunk's later steps too",
+    )
+    channels_last: bool = Field(
+        True,
+        description="keep weights, state and input in channels-last memory layout (faster on CPU, same "
+        "results)",
     )
 
 
-# the sources that can give continuous streams (``streams`` checks each one's options)
-StreamSourceConfig = Annotated[
-    DigitsDVSSourceConfig | RecordingSourceConfig | UDPSourceConfig | CameraSourceConfig | WebcamSourceConfig,
-    Field(discriminator="type"),
-]
-
-
-class StreamsSourceConfig(Strict):
-    """Several continuous sources stepped together by one operator, one slot per stream
-    (``runtime.batch_size`` at least the number of sources): udp, camera, webcam, digits_dvs with
-    ``live: true``, recording with ``mode: stream``; all live or all replayed, one sensor geometry.
-    A stream is named ``<its source's stream>#<i>``, ``i`` the source's position in ``sources``.
-    ``offset``/``limit`` select sources of the list (``executor: ray`` runs one group of
-    ``ray.streams_per_worker`` sources per worker)."""
-
-    type: Literal["streams"]
-    sources: list[StreamSourceConfig] = Field(min_length=1)
-    offset: NonNegativeInt = 0
-    limit: PositiveInt | None = None
-
-
-SourceConfig = Annotated[
-    DigitsDVSSourceConfig
-    | DigitsFramesSourceConfig
-    | EventDatasetSourceConfig
-    | RecordingSourceConfig
-    | UDPSourceConfig
-    | CameraSourceConfig
-    | WebcamSourceConfig
-    | StreamsSourceConfig,
-    Field(discriminator="type"),
-]
-
-
-class SlicingConfig(Strict):
-    """How a stream is cut into slices (one SNN step each); exactly one option. For frame
-    sources ``n_time_bins`` is the number of steps each frame is shown for. ``n_time_bins`` and
-    ``n_event_bins`` (equal event counts, tonic's rule) split whole samples: not for live streams."""
-
-    time_window_us: PositiveInt | None = None
-    event_count: PositiveInt | None = None
-    n_time_bins: PositiveInt | None = None
-    n_event_bins: PositiveInt | None = None
-
-    @model_validator(mode="after")
-    def _exactly_one(self) -> SlicingConfig:
-        given = [k for k, v in self.model_dump().items() if v is not None]
-        if len(given) != 1:
-            raise ValueError(
-                "give exactly one of time_window_us, event_count, n_time_bins, n_event_bins "
-                f"(got {given or 'none'})"
-            )
-        return self
-
-
-class EncoderConfig(Strict):
-    """Slice → tensor. ``rate_unit_us`` defaults to the value the model was trained with.
-    ``size`` (event encoders): binned P×H×W resized (bilinear) to P×size×size, as SEENN's
-    CIFAR10-DVS frames (128×128 → 48×48)."""
-
-    type: Literal["event_rate", "event_count", "direct", "poisson"]
-    rate_unit_us: PositiveFloat | None = None
-    seed: int = 0
-    size: PositiveInt | None = None
-
-
-# -- model and policies ---------------------------------------------------------------------
-class ModelConfig(Strict):
-    """The converted SNN. ``weights``: a checkpoint path or ``builtin:NAME`` (shipped weights).
-    ``alpha``: the accumulated output is divided by alpha before the softmax (1: running sum as
-    in SEENN-I; ``t``: running mean). ``conversion``: ``qcfs`` (IF, soft reset) or ``qffs``
-    (negative spikes, spike budget Z_max = L)."""
-
-    weights: str = "builtin:digits_dvs"
-    conversion: Literal["qcfs", "qffs"] = "qcfs"
-    device: str = "cpu"
-    dtype: Literal["float32", "float64"] = "float32"
-    alpha: PositiveFloat | Literal["t"] = 1.0
-    v0: float = Field(0.5, ge=0.0, le=1.0)
-
-
-class FixedExitConfig(Strict):
-    """Final after ``steps`` slices (or at the end of the sample)."""
-
-    type: Literal["fixed"]
-    steps: PositiveInt
-
-
-class ConfidenceExitConfig(Strict):
-    """SEENN-I: final as soon as the confidence exceeds ``threshold`` (strictly), else at
-    ``max_steps``. ``score``: max softmax probability, or 1 − normalised entropy."""
-
-    type: Literal["confidence"]
-    threshold: float = Field(0.9, gt=0.0, le=1.0)
-    max_steps: PositiveInt | None = None
-    score: Literal["max_softmax", "entropy"] = "max_softmax"
-
-
-class DynamicConfidenceExitConfig(Strict):
-    """Dynamic Confidence: final when ``max softmax(O_t / (α·τ)) > threshold``, else at
-    ``max_steps``. Values come from ``calibration`` (a file of ``streamsnn calibrate``); values
-    given here override the file's."""
-
-    type: Literal["dynamic_confidence"]
-    calibration: str | None = None
-    threshold: float | None = Field(None, ge=0.0, le=1.0)
-    alpha: PositiveFloat | None = None
-    temperature: PositiveFloat | None = None
-    max_steps: PositiveInt | None = None
-
-
-class DeadlineExitConfig(Strict):
-    """Anytime: final at a budget of sensor time waited (``input_ms``) or wall time computed
-    (``compute_ms``) or steps, whichever comes first, with the best-so-far prediction."""
-
-    type: Literal["deadline"]
-    input_ms: PositiveFloat | None = None
-    compute_ms: PositiveFloat | None = None
-    max_steps: PositiveInt | None = None
-
-
-class OracleExitConfig(Strict):
-    """Upper bound: final at the first correct prediction (needs labels; offline only)."""
-
-    type: Literal["oracle"]
-    max_steps: PositiveInt | None = None
-
-
-class PolicyNetExitConfig(Strict):
-    """SEENN-II: a policy network (``weights``, trained by ``streamsnn train`` with
-    ``train.method: policy``) picks each sample's number of steps from its first slice."""
-
-    type: Literal["policy_net"]
-    weights: str
-
-
-ExitConfig = Annotated[
-    FixedExitConfig
-    | ConfidenceExitConfig
-    | DynamicConfidenceExitConfig
-    | DeadlineExitConfig
-    | OracleExitConfig
-    | PolicyNetExitConfig,
-    Field(discriminator="type"),
-]
-
-
-class PeriodicResetConfig(Strict):
-    """Live streams: also close and reset a decision still open after ``every_steps`` slices."""
-
-    type: Literal["periodic"]
-    every_steps: PositiveInt
-
-
-class DecayResetConfig(Strict):
-    """Live streams: no hard reset; the state decays towards fresh by ``factor`` per slice."""
-
-    type: Literal["decay"]
-    factor: float = Field(0.9, gt=0, lt=1)
-
-
-class PolicyConfig(Strict):
-    exit: ExitConfig
-    reset: Literal["on_exit"] | PeriodicResetConfig | DecayResetConfig = "on_exit"
-
-
-# -- sinks, runtime, report -------------------------------------------------------------------
-class JsonlSinkConfig(Strict):
-    """One JSON line per prediction (``final_only``: only exit decisions)."""
-
-    type: Literal["jsonl"]
-    path: str
-    final_only: bool = False
-
-
-class ConsoleSinkConfig(Strict):
-    """Human-readable lines on stderr; ``every``: print every n-th prediction."""
-
-    type: Literal["console"]
-    final_only: bool = True
-    every: PositiveInt = 1
-
-
-class RecordSinkConfig(Strict):
-    """The source's events to AEDAT4 (dv-processing), to replay the session later with
-    ``type: recording``; ``{stream}`` in ``path`` gives one file per stream."""
-
-    type: Literal["record"]
-    path: str
-
-
-class ZmqSinkConfig(Strict):
-    """Live predictions over ZeroMQ (PUB, msgpack; schema in ``streamsnn.wire``). ``address``:
-    where to bind (loopback unless changed; ``tcp://127.0.0.1:*`` takes a free port). ``hwm``:
-    messages queued per subscriber before it loses some (0: no limit). ``top_k``: send only the
-    k most probable classes. ``wait_for_subscribers``: start the run only once that many have
-    subscribed (within ``wait_timeout_s``), so that an offline replay reaches them from its first
-    message. ``linger_s``: how long shutdown waits for the summary to go out."""
-
-    type: Literal["zmq"]
-    address: str = "tcp://127.0.0.1:5556"
-    hwm: NonNegativeInt = 10_000
-    top_k: PositiveInt | None = None
-    heartbeat_s: PositiveFloat = 1.0
-    wait_for_subscribers: NonNegativeInt = 0
-    wait_timeout_s: PositiveFloat = 10.0
-    linger_s: NonNegativeFloat = 1.0
-    publisher_id: str | None = None
-
-
-SinkConfig = Annotated[
-    JsonlSinkConfig | ConsoleSinkConfig | RecordSinkConfig | ZmqSinkConfig, Field(discriminator="type")
-]
-
-
-class RuntimeConfig(Strict):
-    """``batch_size``: streams stepped together (offline replay: samples in flight).
-    ``queue_size``: bound of every queue between stages. ``realtime``: release slices at their
-    sensor time. ``full_t``: keep stepping exited samples (without emitting) to report the
-    accuracy the same samples reach at full length; their exit decisions are unchanged.
-    ``count_operations``: count synaptic events and energy per prediction (a little slower).
-    ``chunk``: offline replay steps k slices per layer call (T folded into the batch: faster on
-    CPU at small batches); every slice still gets its prediction and exits are decided per step,
-    but an exit inside a chunk has computed the chunk's later steps too (counted in its compute
-    latency). ``channels_last``: the operator keeps convolution weights, state and input in
-    channels-last memory layout (faster on CPU, same results). ``threads``: torch's intra-op
-    threads during the run; by default every usable core but one, which the source and sink
-    threads take."""
-
-    batch_size: PositiveInt = 32
-    queue_size: PositiveInt = 64
-    realtime: bool = False
-    progress: bool = True
-    full_t: bool = True
-    count_operations: bool = False
-    threads: PositiveInt | None = None
-    chunk: PositiveInt = 1
-    channels_last: bool = True
-
-
-class ReportConfig(Strict):
-    path: str | None = None
-
-
-class RayConfig(Strict):
-    """``executor: ray``: ``address`` of a running cluster (``auto``, ``ray://head:10001``; null
-    starts a local Ray instance with ``workers × cpus`` CPUs). A dataset replay: ``workers``
-    operator workers, each replaying ranges of ``samples_per_task`` samples of the split (default:
-    four ranges per worker, at least ``runtime.batch_size`` samples each: every range ends with a
-    partly filled batch and costs a hand-over, but smaller ranges balance the load and lose less
-    work when a worker dies). Live streams (a ``streams`` source): one worker per group of
-    ``streams_per_worker`` sources (default: the sources spread over ``workers``). Each worker has
-    ``cpus`` CPUs (its torch threads) and ``gpus`` GPUs (set ``model.device: cuda`` to use them)."""
-
-    address: str | None = None
-    workers: PositiveInt = 2
-    samples_per_task: PositiveInt | None = None
-    streams_per_worker: PositiveInt | None = None
-    cpus: PositiveInt = 1
-    gpus: NonNegativeFloat = 0.0
-
-
-class PipelineConfig(Strict):
-    name: str = "pipeline"
-    source: SourceConfig
-    slicing: SlicingConfig
-    encoder: EncoderConfig
-    model: ModelConfig = ModelConfig()
-    policy: PolicyConfig
-    runtime: RuntimeConfig = RuntimeConfig()
-    sinks: list[SinkConfig] = []
-    report: ReportConfig = ReportConfig()
-    # local: this process; ray: a dataset replay sharded by sample across Ray workers
-    executor: Literal["local", "ray"] = "local"
-    ray: RayConfig = RayConfig()
+class ReportConfig(Options):
+    """The run's report."""
+
+    path: str | None = Field(
+        None, description="report.json (with per-sample outcomes and a PNG beside it; null: none)"
+    )
+
+
+class RayConfig(Options):
+    """executor: ray. A dataset replay runs ranges of the split on operator workers; live streams
+    (a streams source) run a group of sources per worker."""
+
+    address: str | None = Field(
+        None,
+        description="a running cluster (auto, ray://head:10001); null starts a local Ray with workers × cpus "
+        "CPUs",
+    )
+    workers: PositiveInt = Field(2, description="operator workers")
+    samples_per_task: PositiveInt | None = Field(
+        None,
+        description="replay: samples per range (null: four ranges per worker, at least runtime.batch_size "
+        "samples each; smaller ranges balance the load and lose less work when a worker dies)",
+    )
+    streams_per_worker: PositiveInt | None = Field(
+        None, description="streams source: sources per worker (null: the sources spread over the workers)"
+    )
+    cpus: PositiveInt = Field(1, description="CPUs per worker (its torch threads)")
+    gpus: NonNegativeFloat = Field(
+        0.0, description="GPUs per worker (a fraction shares one; set model.device: cuda)"
+    )
+
+
+class PipelineConfig(Options):
+    """A pipeline: source → slicing → encoder → SNN → policies → sinks."""
+
+    name: str = Field("pipeline", description="the pipeline's name (in the report and file names)")
+    source: SourceConfig = Field(description="where the events or frames come from")
+    slicing: SlicingConfig = Field(description="how streams are cut into slices (one SNN step each)")
+    encoder: EncoderConfig = Field(description="slice → input tensor")
+    model: ModelConfig = Field(ModelConfig(), description="the converted SNN")
+    policy: PolicyConfig = Field(description="exit and reset policies")
+    runtime: RuntimeConfig = Field(RuntimeConfig(), description="batching, queues, pacing, measurements")
+    sinks: list[SinkConfig] = Field([], description="where predictions go")
+    report: ReportConfig = Field(ReportConfig(), description="the run's report")
+    executor: Literal["local", "ray"] = Field(
+        "local",
+        description="local: this process; ray: on Ray workers (a replay sharded by sample, live streams "
+        "grouped)",
+    )
+    ray: RayConfig = Field(RayConfig(), description="Ray workers (executor: ray)")
 
     def on_split(self, split: str) -> PipelineConfig:
         """The same pipeline reading ``split`` of its source."""
@@ -441,7 +172,7 @@ class PipelineConfig(Strict):
 
 
 # -- training ---------------------------------------------------------------------------------
-class TrainDataConfig(Strict):
+class TrainDataConfig(Options):
     """Training data: the embedded digits, CIFAR-10 (official python layout under ``root``) or
     CIFAR10-DVS (tonic's layout under ``root``; ``frames`` equal-event frames at size×size)."""
 
@@ -457,7 +188,7 @@ class TrainDataConfig(Strict):
     antialias: bool = True  # CIFAR10-DVS: antialiased resize to size×size (kept in the checkpoint)
 
 
-class InputSpecConfig(Strict):
+class InputSpecConfig(Options):
     """What the model expects as input, stored in the checkpoint for the encoder."""
 
     encoder: Literal["event_rate", "event_count", "direct", "poisson", "event_frames"]
@@ -465,7 +196,7 @@ class InputSpecConfig(Strict):
     steps: PositiveInt | None = None  # slices per sample a directly trained SNN was trained on
 
 
-class ArchConfig(Strict):
+class ArchConfig(Options):
     """The network (``streamsnn.snn.models``); fields a model does not take are left unset."""
 
     name: Literal["digits_cnn", "vgg16", "resnet8", "resnet18", "resnet19", "resnet20", "vggsnn"] = (
@@ -483,7 +214,7 @@ class ArchConfig(Strict):
     decay: float | None = Field(None, gt=0, le=1)
 
 
-class TrainOptions(Strict):
+class TrainOptions(Options):
     """``method``: ``ann`` (QAT / full precision, for conversion) or ``direct`` (SNN, TET loss).
     ``init_from``: fine-tune from this (full-precision) checkpoint. ``max_steps``: stop after
     this many optimiser steps (smoke tests)."""
@@ -512,7 +243,7 @@ class TrainOptions(Strict):
     eval_every: PositiveInt = 5
 
 
-class TrainConfig(Strict):
+class TrainConfig(Options):
     """``pipeline``: for ``train.method: policy`` (SEENN-II), the pipeline whose SNN the policy
     network serves; its source gives the data, so ``data`` and ``input`` are not needed."""
 
@@ -569,17 +300,73 @@ def apply_override(data: dict[str, Any], path: list[str], value: Any, origin: st
         raise ConfigError(f"{origin}: cannot set '{'.'.join(path)}'")
 
 
-def format_validation_error(err: ValidationError, origin: str) -> str:
+def _resolve(annotation: Any) -> tuple[list[Any], str | None]:
+    """What a value of ``annotation`` can be: the members of a union (``None`` left out; a single
+    one if no union), unwrapped from ``Annotated``, and the discriminator that tells them apart."""
+    discriminator = None
+    while True:
+        while get_origin(annotation) is Annotated:
+            annotation, *extras = get_args(annotation)
+            for extra in extras:
+                if isinstance(extra, FieldInfo) and extra.discriminator:
+                    discriminator = str(extra.discriminator)
+        members = [annotation]
+        if get_origin(annotation) in (Union, types.UnionType):
+            members = [a for a in get_args(annotation) if a is not type(None)]
+        if len(members) != 1 or members[0] is annotation:
+            return members, discriminator
+        annotation = members[0]
+
+
+def _is_model(annotation: Any) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
+
+
+def settable_path(model: type[BaseModel], loc: tuple[str | int, ...]) -> str:
+    """A pydantic error location as the dotted key ``--set`` takes: the location walked along the
+    schema of ``model``, keeping field names and list indices and dropping the tags pydantic adds
+    for the member of a union it tried (a discriminator value such as ``confidence``, or a
+    type such as ``float``)."""
+    parts: list[str] = []
+    annotation: Any = model
+    discriminator: str | None = None
+    for part in loc:
+        if annotation is None:  # past a member tag we cannot follow: keep the rest as given
+            parts.append(str(part))
+            continue
+        members, tagged = _resolve(annotation)
+        if discriminator or tagged:  # ``part`` names the member (the value of its ``type``)
+            annotation = next((m for m in members if part in type_names(m)), None)
+            discriminator = None
+        elif len(members) > 1:  # a plain union: ``part`` names the member type pydantic tried
+            annotation = None
+        elif _is_model(members[0]):
+            parts.append(str(part))
+            field = members[0].model_fields.get(str(part))
+            annotation = field.annotation if field else None
+            discriminator = field.discriminator if field else None
+        elif get_origin(members[0]) is list and isinstance(part, int):
+            parts.append(str(part))
+            annotation = get_args(members[0])[0]
+        else:
+            parts.append(str(part))
+            annotation = None
+    return ".".join(parts)
+
+
+def format_validation_error(err: ValidationError, origin: str, model: type[BaseModel]) -> str:
+    """One line per error of validating against ``model``: origin, the field as ``--set`` takes
+    it, the message and the value given."""
     lines = []
     for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        loc = settable_path(model, e["loc"]) or "(top level)"
         msg = e["msg"]
         if e["type"] == "extra_forbidden":
             msg = "unknown key"
         value = e.get("input")
         shown = "" if isinstance(value, dict | list) or e["type"] == "missing" else f" (got {value!r})"
         lines.append(f"{origin}: {loc}: {msg}{shown}")
-    return "\n".join(lines)
+    return "\n".join(dict.fromkeys(lines))
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
@@ -610,7 +397,7 @@ def load_config(model: type[M], path: str | Path, overrides: list[str] | None = 
     try:
         return model.model_validate(data)
     except ValidationError as err:
-        raise ConfigError(format_validation_error(err, str(path))) from None
+        raise ConfigError(format_validation_error(err, str(path), model)) from None
 
 
 def load_pipeline(path: str | Path, overrides: list[str] | None = None) -> PipelineConfig:
@@ -619,3 +406,140 @@ def load_pipeline(path: str | Path, overrides: list[str] | None = None) -> Pipel
 
 def load_train_config(path: str | Path, overrides: list[str] | None = None) -> TrainConfig:
     return load_config(TrainConfig, path, overrides)
+
+
+# -- describing the options (``streamsnn config``) ----------------------------------------------
+_BOUNDS = ((annotated_types.Gt, "gt", ">"), (annotated_types.Ge, "ge", "≥"))
+_BOUNDS += ((annotated_types.Lt, "lt", "<"), (annotated_types.Le, "le", "≤"))
+
+
+def _constraints(metadata: Any) -> str:
+    """`` > 0, ≤ 1``: the bounds among a field's or type's ``metadata``."""
+    found = []
+    for item in metadata:
+        for kind, attr, sign in _BOUNDS:
+            if isinstance(item, kind):
+                found.append(f"{sign} {getattr(item, attr):g}")
+        if isinstance(item, annotated_types.MinLen):
+            found.append(f"(at least {item.min_length})")
+    return f" {', '.join(found)}" if found else ""
+
+
+def _plugin_names(model: type[BaseModel]) -> str:
+    return ", ".join(type_names(model))
+
+
+def _type_text(annotation: Any) -> str:
+    """A field's type as a reader of ``pipeline.yaml`` writes it: ``int > 0 | null``, ``one of
+    fixed, confidence``, ``list of console, jsonl``..."""
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        inner, *extras = get_args(annotation)
+        return _type_text(inner) + _constraints(extras)
+    if origin in (Union, types.UnionType):
+        args = get_args(annotation)
+        shown = [a for a in args if a is not type(None)]
+        if all(_is_model(a) for a in shown):
+            text = "one of: " + ", ".join(sorted(n for a in shown for n in type_names(a)))
+        else:
+            text = " | ".join(_type_text(a) for a in shown)
+        return text + (" | null" if len(shown) < len(args) else "")
+    if origin is Literal:
+        return " | ".join(str(v) for v in get_args(annotation))
+    if origin is list:
+        item = _type_text(get_args(annotation)[0])
+        return f"list, each {item}" if item.startswith("one of") else f"list of {item}"
+    if _is_model(annotation):
+        return f"one of: {_plugin_names(annotation)}" if "type" in annotation.model_fields else "section"
+    return getattr(annotation, "__name__", str(annotation))
+
+
+def _value_text(value: Any) -> str:
+    if isinstance(value, BaseModel):
+        return _plugin_names(type(value))  # a plug-in with its defaults
+    return yaml.safe_dump(value, default_flow_style=True, width=1_000).strip().removesuffix("\n...").strip()
+
+
+def _summary(cls: type) -> str:
+    """The first paragraph of a class's own docstring, on one line."""
+    doc = cls.__dict__.get("__doc__") or ""
+    return " ".join(textwrap.dedent(doc).strip().split("\n\n")[0].split()).replace("``", "`")
+
+
+def _field_lines(name: str, field: FieldInfo) -> list[str]:
+    kind = _type_text(field.annotation)
+    if field.metadata:
+        bounds = _constraints(field.metadata)
+        kind = kind[: -len(" | null")] + bounds + " | null" if kind.endswith(" | null") else kind + bounds
+    if field.is_required():
+        head = f"  {name}: {kind} (required)"
+    elif kind == "section":
+        head = f"  {name}: section"
+    else:
+        head = f"  {name}: {kind} = {_value_text(field.get_default(call_default_factory=True))}"
+    about = textwrap.fill(field.description or "", 100, initial_indent=" " * 6, subsequent_indent=" " * 6)
+    return [head, about] if about.strip() else [head]
+
+
+def _model_text(path: str, model: type[BaseModel]) -> list[str]:
+    plugin = "type" in model.model_fields
+    title = f"{path}" + (f" (type: {' | '.join(type_names(model))})" if plugin else "")
+    lines = [textwrap.fill(f"{title}: {_summary(model)}", 100)]
+    for name, field in model.model_fields.items():
+        if not (plugin and name == "type"):
+            lines += _field_lines(name, field)
+    return lines
+
+
+def _section(path: list[str]) -> tuple[str, Any]:
+    """The dotted ``path`` of a section, a plug-in kind or a plug-in of ``pipeline.yaml`` and what
+    it holds (a model, or the union of a kind); ``ConfigError`` naming what exists otherwise."""
+    annotation: Any = PipelineConfig
+    walked: list[str] = []
+    picked = False  # the previous part picked a plug-in: this one names its option
+    for part in path:
+        members, _ = _resolve(annotation)
+        if get_origin(members[0]) is list:
+            members, _ = _resolve(get_args(members[0])[0])
+        where = ".".join(walked) or "pipeline.yaml"
+        if not picked and all(_is_model(m) and "type" in m.model_fields for m in members):
+            names = {n: m for m in members for n in type_names(m)}
+            if part not in names:
+                raise ConfigError(f"{where} has no type '{part}'; known: {', '.join(sorted(names))}")
+            annotation, picked = names[part], True
+        elif len(members) == 1 and _is_model(members[0]):
+            fields = {k: f for k, f in members[0].model_fields.items() if not (picked and k == "type")}
+            if part not in fields:
+                what = "option" if walked else "section"
+                raise ConfigError(f"{where} has no {what} '{part}'; known: {', '.join(fields)}")
+            annotation, picked = fields[part].annotation, False
+        else:
+            raise ConfigError(f"{where} is a single value: it has no '{part}'")
+        walked.append(part)
+    return ".".join(walked), annotation
+
+
+def describe(name: str = "") -> str:
+    """The options of ``pipeline.yaml``: its sections (``name`` empty), one section (``runtime``),
+    every plug-in of a kind (``policy.exit``) or one plug-in (``sinks.zmq``), each option with
+    its type, default and description."""
+    path, annotation = _section([p for p in name.split(".") if p])
+    if not path:
+        lines = _model_text("pipeline.yaml", PipelineConfig)
+        lines.append(
+            "\nstreamsnn config SECTION[.TYPE] shows a section's options, e.g. `streamsnn config sinks.zmq`"
+        )
+        return "\n".join(lines)
+    members, _ = _resolve(annotation)
+    if get_origin(members[0]) is list:
+        members, _ = _resolve(get_args(members[0])[0])
+    if len(members) == 1 and _is_model(members[0]):
+        return "\n".join(_model_text(path, members[0]))
+    if all(_is_model(m) for m in members):
+        blocks = [f"{path}: {_type_text(annotation)}"]
+        for model in sorted(members, key=lambda m: type_names(m)[0]):
+            blocks.append("\n".join(_model_text(f"{path}.{type_names(model)[0]}", model)))
+        return "\n\n".join(blocks)
+    parent, _, key = path.rpartition(".")
+    _, holder = _section(parent.split(".") if parent else [])
+    return "\n".join(_field_lines(key, _resolve(holder)[0][0].model_fields[key]))

@@ -1,6 +1,6 @@
 """Turn slices into input tensors for the SNN.
 
-Encoders (looked up by name in ``ENCODERS``):
+Encoders (registered by name with their options in ``ENCODERS``):
 
 - ``event_rate``: events of a slice binned to P×H×W with polarity kept, as a rate
   (events per pixel per ``rate_unit_us``), so slices of any duration give comparable input.
@@ -12,13 +12,15 @@ Encoders (looked up by name in ``ENCODERS``):
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass, field
-from typing import Protocol
+from collections.abc import Mapping
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
+from pydantic import Field, PositiveFloat, PositiveInt
 
 from streamsnn.events import Slice
+from streamsnn.options import Options, Registry
 
 _UNSIGNED = {1: np.dtype(np.uint8), 2: np.dtype(np.uint16), 4: np.dtype(np.uint32), 8: np.dtype(np.uint64)}
 
@@ -88,27 +90,71 @@ def bin_events(events: np.ndarray, shape: tuple[int, int, int]) -> tuple[np.ndar
     return counts.numpy(), dropped
 
 
-class Encoder(Protocol):
-    """Turns one slice into one input tensor (P×H×W or C×H×W)."""
+class Encoder:
+    """Turns one slice into one input tensor of ``out_shape`` (P×H×W or C×H×W), for a sensor of
+    ``shape``. Capabilities (class attributes): ``takes``, what it encodes (``"events"`` or
+    ``"frames"``); ``spikes``, its output is binary spikes (else an analog input current);
+    ``batched``, ``encode_many`` takes several slices in one pass (faster than one by one).
+    ``trained``: the model checkpoint's input spec (what the model was trained with)."""
 
-    def __call__(self, item: Slice) -> torch.Tensor: ...
+    takes: ClassVar[str]
+    spikes: ClassVar[bool] = False
+    batched: ClassVar[bool] = False
+
+    def __init__(self, shape: tuple[int, int, int]) -> None:
+        self.shape = tuple(shape)
+
+    @property
+    def out_shape(self) -> tuple[int, ...]:
+        """Shape of the tensors returned."""
+        return self.shape
+
+    def __call__(self, item: Slice) -> torch.Tensor:
+        raise NotImplementedError
+
+    def encode_many(self, items: list[Slice]) -> torch.Tensor:
+        """The slices ``items`` encoded (T×C×H×W)."""
+        return torch.stack([self(item) for item in items])
 
 
-@dataclass
-class EventCountEncoder:
+ENCODERS: Registry[Encoder] = Registry("encoder")
+
+_SIZE = (
+    "resize the binned P×H×W events (bilinear) to P×size×size, as SEENN's CIFAR10-DVS frames (null: as is)"
+)
+
+
+class EventCountEncoderConfig(Options):
+    """Events: plain event counts per pixel and polarity of each slice."""
+
+    type: Literal["event_count"] = "event_count"
+    size: PositiveInt | None = Field(None, description=_SIZE)
+
+
+@ENCODERS.register(EventCountEncoderConfig)
+class EventCountEncoder(Encoder):
     """Event counts per pixel and polarity of one slice: P×H×W for a sensor of ``shape`` P×H×W,
     or P×size×size when ``size`` is set (bilinear resize of the counts, ``align_corners=False``,
     antialiased with ``antialias``, as SEENN's CIFAR10-DVS frames: 128×128 → 48×48). Events
     outside the sensor are dropped and counted in ``out_of_bounds``."""
 
-    shape: tuple[int, int, int]
-    out_of_bounds: int = 0
-    size: int | None = None
-    antialias: bool = False
+    takes = "events"
+    batched = True
+
+    def __init__(
+        self,
+        config: EventCountEncoderConfig | EventRateEncoderConfig,
+        shape: tuple[int, int, int],
+        trained: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(shape)
+        self.size = config.size
+        self.antialias = bool((trained or {}).get("antialias", False))  # as the model was trained
+        self.out_of_bounds = 0
 
     @property
     def out_shape(self) -> tuple[int, int, int]:
-        """Shape of the tensors returned: P×H×W, or P×size×size when resized."""
+        """P×H×W, or P×size×size when resized."""
         p_n, h, w = self.shape
         return (p_n, self.size, self.size) if self.size else (p_n, h, w)
 
@@ -135,12 +181,34 @@ class EventCountEncoder:
         return counts
 
 
-@dataclass
+class EventRateEncoderConfig(Options):
+    """Events: events per pixel and polarity per rate_unit_us of sensor time over each slice, so
+    slices of any duration give comparable input."""
+
+    type: Literal["event_rate"] = "event_rate"
+    rate_unit_us: PositiveFloat | None = Field(
+        None, description="the time unit of the rate (µs; null: the value the model was trained with)"
+    )
+    size: PositiveInt | None = Field(None, description=_SIZE)
+
+
+@ENCODERS.register(EventRateEncoderConfig)
 class EventRateEncoder(EventCountEncoder):
     """Events per pixel per ``rate_unit_us`` of sensor time over the slice (P×H×W, or
-    P×size×size: the resized counts scaled by ``rate_unit_us`` / slice duration in µs)."""
+    P×size×size: the resized counts scaled by ``rate_unit_us`` / slice duration in µs).
+    ``rate_unit_us`` unset: the model's (``trained``), else 10 ms."""
 
-    rate_unit_us: float = 10_000.0
+    DEFAULT_RATE_UNIT_US = 10_000.0  # for a model that does not say
+
+    def __init__(
+        self,
+        config: EventRateEncoderConfig,
+        shape: tuple[int, int, int],
+        trained: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(config, shape)
+        trained_unit = (trained or {}).get("rate_unit_us", self.DEFAULT_RATE_UNIT_US)
+        self.rate_unit_us = float(config.rate_unit_us or trained_unit)
 
     def encode_many(self, items: list[Slice]) -> torch.Tensor:
         counts = super().encode_many(items)
@@ -150,42 +218,59 @@ class EventRateEncoder(EventCountEncoder):
         return counts
 
 
-@dataclass
-class DirectEncoder:
+class DirectEncoderConfig(Options):
+    """Frames: the frame itself at every step, as a constant input current (the papers' direct coding)."""
+
+    type: Literal["direct"] = "direct"
+
+
+@ENCODERS.register(DirectEncoderConfig)
+class DirectEncoder(Encoder):
     """The frame itself, every step (constant input current)."""
 
-    shape: tuple[int, int, int]
+    takes = "frames"
+
+    def __init__(
+        self,
+        config: DirectEncoderConfig,
+        shape: tuple[int, int, int],
+        trained: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(shape)
 
     def __call__(self, item: Slice) -> torch.Tensor:
         return torch.as_tensor(item.data, dtype=torch.float32).reshape(self.shape)
 
 
-@dataclass
-class PoissonEncoder:
+class PoissonEncoderConfig(Options):
+    """Frames: a frame in [0, 1] rate-coded as Bernoulli spikes at every step, seeded."""
+
+    type: Literal["poisson"] = "poisson"
+    seed: int = Field(
+        0, description="seed of the spikes (a replay gives the same spikes whatever the batching)"
+    )
+
+
+@ENCODERS.register(PoissonEncoderConfig)
+class PoissonEncoder(Encoder):
     """Bernoulli spikes with probability = frame intensity (clipped to [0, 1]), seeded per
     (sample, step) so a replay is reproducible whatever the batching."""
 
-    shape: tuple[int, int, int]
-    seed: int = 0
-    _gen: torch.Generator = field(default_factory=torch.Generator, repr=False)
+    takes = "frames"
+    spikes = True
+
+    def __init__(
+        self,
+        config: PoissonEncoderConfig,
+        shape: tuple[int, int, int],
+        trained: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(shape)
+        self.seed = config.seed
+        self._gen = torch.Generator()
 
     def __call__(self, item: Slice) -> torch.Tensor:
         frame = torch.as_tensor(item.data, dtype=torch.float32).reshape(self.shape)
         key = f"{self.seed}/{item.stream}/{item.sample}/{item.index}".encode()
         self._gen.manual_seed(zlib.crc32(key))
         return (torch.rand(self.shape, generator=self._gen) < frame.clamp(0, 1)).float()
-
-
-ENCODERS = {
-    "event_rate": EventRateEncoder,
-    "event_count": EventCountEncoder,
-    "direct": DirectEncoder,
-    "poisson": PoissonEncoder,
-}
-
-
-def make_encoder(name: str, shape: tuple[int, int, int], **options: float) -> Encoder:
-    """The encoder called ``name`` for input tensors of ``shape`` (P×H×W)."""
-    if name not in ENCODERS:
-        raise KeyError(f"unknown encoder '{name}'; known: {', '.join(ENCODERS)}")
-    return ENCODERS[name](shape, **options)  # type: ignore[call-arg]

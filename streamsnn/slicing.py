@@ -27,8 +27,36 @@ from dataclasses import dataclass
 from itertools import pairwise
 
 import numpy as np
+from pydantic import Field, PositiveInt, model_validator
 
 from streamsnn.events import EVENT_DTYPE
+from streamsnn.options import Options
+
+
+class SlicingConfig(Options):
+    """How a stream is cut into slices, one SNN step each: exactly one option. ``n_time_bins`` and
+    ``n_event_bins`` split whole samples, so live streams take ``time_window_us`` or ``event_count``."""
+
+    time_window_us: PositiveInt | None = Field(
+        None, description="fixed windows of sensor time (µs), anchored at the sample's start"
+    )
+    event_count: PositiveInt | None = Field(None, description="slices of a fixed number of events")
+    n_time_bins: PositiveInt | None = Field(
+        None, description="a whole sample in n equal windows; frame sources: steps each frame is shown for"
+    )
+    n_event_bins: PositiveInt | None = Field(
+        None, description="a whole sample in n slices of equal event counts (tonic's rule)"
+    )
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> SlicingConfig:
+        given = [k for k, v in self.model_dump().items() if v is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "give exactly one of time_window_us, event_count, n_time_bins, n_event_bins "
+                f"(got {given or 'none'})"
+            )
+        return self
 
 
 @dataclass
@@ -66,8 +94,8 @@ def _sorted(events: np.ndarray) -> np.ndarray:
 class Slicer:
     """Streaming slicer for one stream. ``push`` packets of events, ``flush`` at sample end.
 
-    Exactly one of ``time_window_us``, ``event_count``, ``n_time_bins`` or ``n_event_bins``
-    must be given.
+    ``config`` gives exactly one of ``time_window_us``, ``event_count``, ``n_time_bins`` or
+    ``n_event_bins``.
 
     ``n_event_bins`` = k follows tonic's rule exactly: with N events, slice i holds events
     [i·q, (i+1)·q) for q = N // k, so the last N mod k (< k) events of the sample are left out,
@@ -78,29 +106,11 @@ class Slicer:
     previous slice lies just before its slice's start.
     """
 
-    def __init__(
-        self,
-        time_window_us: int | None = None,
-        event_count: int | None = None,
-        n_time_bins: int | None = None,
-        n_event_bins: int | None = None,
-    ) -> None:
-        options = dict(
-            time_window_us=time_window_us,
-            event_count=event_count,
-            n_time_bins=n_time_bins,
-            n_event_bins=n_event_bins,
-        )
-        given = {k: v for k, v in options.items() if v is not None}
-        if len(given) != 1:
-            raise ValueError(f"give exactly one of {', '.join(options)}; got {sorted(given) or 'none'}")
-        for key, value in given.items():
-            if int(value) < 1:
-                raise ValueError(f"{key} must be >= 1, got {value}")
-        self.time_window_us = None if time_window_us is None else int(time_window_us)
-        self.event_count = None if event_count is None else int(event_count)
-        self.n_time_bins = None if n_time_bins is None else int(n_time_bins)
-        self.n_event_bins = None if n_event_bins is None else int(n_event_bins)
+    def __init__(self, config: SlicingConfig) -> None:
+        self.time_window_us = config.time_window_us
+        self.event_count = config.event_count
+        self.n_time_bins = config.n_time_bins
+        self.n_event_bins = config.n_event_bins
         self.late_events = 0
         self.unbinned_events = 0
         self.reset()

@@ -28,6 +28,38 @@ def test_sensors_lists_the_profiles(root):
     assert "1280×720" in out.stdout and "346×260" in out.stdout
 
 
+def test_config_prints_sections_and_options(root):
+    out = cli("config", cwd=root)
+    assert out.returncode == 0
+    for section in ("source:", "slicing:", "encoder:", "model:", "policy:", "runtime:", "sinks:", "ray:"):
+        assert f"\n  {section}" in out.stdout
+    assert "streamsnn config SECTION[.TYPE]" in out.stdout
+    zmq = cli("config", "sinks.zmq", cwd=root).stdout
+    assert zmq.startswith("sinks.zmq (type: zmq): Live predictions over ZeroMQ")
+    assert "  address: str = tcp://127.0.0.1:5556\n      where to bind" in zmq
+    assert "  hwm: int ≥ 0 = 10000\n" in zmq and "  top_k: int > 0 | null = null\n" in zmq
+    exits = cli("config", "policy.exit", cwd=root).stdout
+    assert exits.startswith("policy.exit: one of: confidence, deadline, dynamic_confidence, fixed, oracle")
+    assert "policy.exit.fixed (type: fixed)" in exits and "  steps: int > 0 (required)" in exits
+    assert "  threshold: float > 0, ≤ 1 = 0.9\n      final when the score is strictly above this" in exits
+    runtime = cli("config", "runtime", cwd=root).stdout
+    assert "  batch_size: int > 0 = 32\n" in runtime and "  channels_last: bool = true\n" in runtime
+    members = cli("config", "source.streams", cwd=root).stdout
+    assert "sources: list, each one of: camera, digits_dvs, recording, udp, webcam (at least 1)" in members
+
+
+def test_config_names_what_exists_for_an_unknown_name(root):
+    out = cli("config", "sinks.kafka", cwd=root)
+    assert out.returncode == 2
+    assert "error: sinks has no type 'kafka'; known: console, jsonl, record, zmq" in out.stderr
+    out = cli("config", "runtim", cwd=root)
+    assert out.returncode == 2 and "pipeline.yaml has no section 'runtim'; known: name, source" in out.stderr
+    out = cli("config", "runtime.turbo", cwd=root)
+    assert "runtime has no option 'turbo'; known: batch_size" in out.stderr
+    run_help = cli("run", "--help", cwd=root).stdout
+    assert "streamsnn config [SECTION[.TYPE]]" in run_help
+
+
 def test_run_writes_predictions_report_and_plot(root, tmp_path):
     preds, report = tmp_path / "p.jsonl", tmp_path / "r" / "report.json"
     out = cli("run", *run_args(preds, report, "source.limit=10"), cwd=root)
@@ -54,7 +86,7 @@ def test_config_errors_exit_2_with_the_field(root, tmp_path):
     assert out.returncode == 2
     assert "bad.yaml: runtime.batch_size: Input should be greater than 0 (got -1)" in out.stderr
     out = cli("run", "pipelines/digits_dvs.yaml", "--set", "policy.exit.kind=x", cwd=root)
-    assert out.returncode == 2 and "policy.exit.confidence.kind: unknown key" in out.stderr
+    assert out.returncode == 2 and "policy.exit.kind: unknown key" in out.stderr
 
 
 @pytest.mark.skipif(os.name != "posix", reason="SIGINT delivery")
@@ -95,9 +127,9 @@ def test_convert_prints_the_conversion_table(root):
 
 def test_subscribe_prints_final_predictions_and_its_counters():
     from streamsnn.prediction import Prediction
-    from streamsnn.sinks.zeromq import ZmqSink
+    from streamsnn.sinks.zeromq import ZmqSink, ZmqSinkConfig
 
-    sink = ZmqSink("tcp://127.0.0.1:*")
+    sink = ZmqSink(ZmqSinkConfig(address="tcp://127.0.0.1:*"))
     cmd = [*CLI, "subscribe", sink.endpoint, "--final-only", "--count", "2"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

@@ -1,4 +1,5 @@
 import pytest
+import yaml
 
 from streamsnn.config import ConfigError, load_pipeline, load_train_config
 
@@ -47,11 +48,9 @@ def test_unknown_key_names_file_and_field(tmp_path):
 
 def test_bad_value_names_field_and_value(tmp_path):
     path = write(tmp_path, GOOD)
-    with pytest.raises(
-        ConfigError, match=r"policy\.exit\.confidence\.threshold: .*less than or equal to 1.*1\.5"
-    ):
+    with pytest.raises(ConfigError, match=r"policy\.exit\.threshold: .*less than or equal to 1.*1\.5"):
         load_pipeline(path, ["policy.exit.threshold=1.5"])
-    with pytest.raises(ConfigError, match=r"source\.digits_dvs\.split: .*'dev'"):
+    with pytest.raises(ConfigError, match=r"source\.split: .*'dev'"):
         load_pipeline(path, ["source.split=dev"])
 
 
@@ -88,3 +87,87 @@ def test_yaml_tags_that_build_objects_are_refused(tmp_path):
     path = write(tmp_path, GOOD + "name: !!python/object/apply:os.system ['echo pwned']\n")
     with pytest.raises(ConfigError, match="malformed YAML"):
         load_pipeline(path)
+
+
+def test_error_paths_leave_out_the_tags_of_union_members(tmp_path):
+    path = write(tmp_path, GOOD)
+    cases = {
+        "source={type: camera, camera: sony}": "source.camera: Input should be 'inivation' or 'prophesee'",
+        "source={type: streams, sources: [{type: digits_dvs, live: true}, {type: udp, packet_us: 0}]}": (
+            "source.sources.1.packet_us: Input should be greater than 0"
+        ),
+        "source={type: streams, sources: [{type: udp, sensor: dvs128, colour: red}]}": (
+            "source.sources.0.colour: unknown key"
+        ),
+        "sinks=[{type: console}, {type: jsonl}]": "sinks.1.path: Field required",
+        "policy.reset={type: periodic, every_steps: 0}": "policy.reset.every_steps: Input should be greater",
+        "model.alpha=-1": "model.alpha: Input should be greater than 0",
+    }
+    for override, message in cases.items():
+        with pytest.raises(ConfigError) as err:
+            load_pipeline(path, [override])
+        assert f"p.yaml: {message}" in str(err.value), (override, str(err.value))
+
+
+@pytest.mark.parametrize(
+    ("broken", "fix"),
+    [
+        ("policy.exit.threshold=1.5", "0.5"),
+        ("source={type: streams, sources: [{type: udp, sensor: dvs128, port: 0, packet_us: -5}]}", "2000"),
+        ("sinks=[{type: console}, {type: zmq, hwm: -1}]", "0"),
+        ("policy.reset={type: decay, factor: 2}", "0.5"),
+        ("encoder={type: event_rate, rate_unit_us: 0}", "1000"),
+        ("source={type: recording, path: x.npy, mode: replay}", "sample"),
+    ],
+)
+def test_set_accepts_the_path_an_error_names(tmp_path, broken, fix):
+    """The path an error prints is a key ``--set`` takes: setting it to a good value loads."""
+    path = write(tmp_path, GOOD)
+    with pytest.raises(ConfigError) as err:
+        load_pipeline(path, [broken])
+    key = str(err.value).split(": ")[1]
+    cfg = load_pipeline(path, [broken, f"{key}={fix}"])
+    node = cfg
+    for part in key.split("."):
+        node = node[int(part)] if part.isdigit() else getattr(node, part)
+    assert node == yaml.safe_load(fix)
+
+
+def test_a_reset_policy_may_be_named_alone(tmp_path):
+    path = write(tmp_path, GOOD)
+    assert load_pipeline(path).policy.reset.type == "on_exit"
+    assert load_pipeline(path, ["policy.reset=decay"]).policy.reset.factor == 0.9
+    with pytest.raises(ConfigError, match=r"policy\.reset\.every_steps: Field required"):
+        load_pipeline(path, ["policy.reset=periodic"])
+
+
+def test_every_option_is_described():
+    """Every option of every registered plug-in and of every pipeline section has a description."""
+    from streamsnn.config import (
+        ModelConfig,
+        PipelineConfig,
+        PolicyConfig,
+        RayConfig,
+        ReportConfig,
+        RuntimeConfig,
+    )
+    from streamsnn.encoding import ENCODERS
+    from streamsnn.policies import EXIT_POLICIES, RESET_POLICIES
+    from streamsnn.sinks import SINKS
+    from streamsnn.slicing import SlicingConfig
+    from streamsnn.sources import SOURCES
+
+    kinds = (SOURCES, ENCODERS, EXIT_POLICIES, RESET_POLICIES, SINKS)
+    models = [registry.options(name) for registry in kinds for name in registry.names]
+    models += [
+        PipelineConfig,
+        SlicingConfig,
+        ModelConfig,
+        PolicyConfig,
+        RuntimeConfig,
+        ReportConfig,
+        RayConfig,
+    ]
+    for model in models:
+        for name, field in model.model_fields.items():
+            assert name == "type" or field.description, f"{model.__name__}.{name} has no description"

@@ -4,11 +4,20 @@ import torch
 from tonic.functional import to_frame_numpy
 
 from streamsnn.config import ConfigError, load_pipeline
-from streamsnn.encoding import EventCountEncoder, EventRateEncoder, PoissonEncoder, bin_events, make_encoder
+from streamsnn.encoding import (
+    ENCODERS,
+    EventCountEncoder,
+    EventCountEncoderConfig,
+    EventRateEncoder,
+    EventRateEncoderConfig,
+    PoissonEncoder,
+    PoissonEncoderConfig,
+    bin_events,
+)
 from streamsnn.events import Slice, make_events
 from streamsnn.lab.datasets import seenn_frames
 from streamsnn.runtime import build_pipeline
-from streamsnn.slicing import Slicer
+from streamsnn.slicing import Slicer, SlicingConfig
 
 
 def test_binning_matches_tonic_to_frame():
@@ -34,7 +43,7 @@ def test_events_outside_the_sensor_are_dropped_and_counted():
 
 def test_rate_encoder_normalises_by_slice_duration():
     ev = make_events([0, 1, 2, 3], [1, 1, 1, 1], [2, 2, 2, 2], [1, 1, 1, 1])
-    enc = EventRateEncoder((2, 4, 4), rate_unit_us=10_000)
+    enc = EventRateEncoder(EventRateEncoderConfig(rate_unit_us=10_000), (2, 4, 4))
     short = enc(Slice("s", 0, 0, 0, 5_000, ev))
     long = enc(Slice("s", 0, 0, 0, 20_000, ev))
     assert short[1, 2, 1] == pytest.approx(8.0) and long[1, 2, 1] == pytest.approx(2.0)
@@ -42,9 +51,9 @@ def test_rate_encoder_normalises_by_slice_duration():
 
 def test_poisson_encoding_is_seeded_per_sample_and_step():
     frame = np.full((1, 8, 8), 0.3, np.float32)
-    enc = make_encoder("poisson", (1, 8, 8), seed=3)
+    enc = ENCODERS.build(PoissonEncoderConfig(seed=3), (1, 8, 8))
     a = enc(Slice("s", 4, 2, 0, 0, frame))
-    b = PoissonEncoder((1, 8, 8), seed=3)(Slice("s", 4, 2, 0, 0, frame))
+    b = PoissonEncoder(PoissonEncoderConfig(seed=3), (1, 8, 8))(Slice("s", 4, 2, 0, 0, frame))
     c = enc(Slice("s", 4, 3, 0, 0, frame))
     assert torch.equal(a, b) and not torch.equal(a, c)
     rate = torch.stack([enc(Slice("s", 0, i, 0, 0, frame)) for i in range(400)]).mean()
@@ -52,8 +61,16 @@ def test_poisson_encoding_is_seeded_per_sample_and_step():
 
 
 def test_unknown_encoder_is_named():
-    with pytest.raises(KeyError, match="unknown encoder 'nope'"):
-        make_encoder("nope", (2, 4, 4))
+    with pytest.raises(KeyError, match="unknown encoder 'nope'; known: direct, event_count"):
+        ENCODERS.plugin("nope")
+
+
+def test_the_rate_unit_defaults_to_the_models():
+    options = EventRateEncoderConfig()
+    assert EventRateEncoder(options, (2, 4, 4), {"rate_unit_us": 100_000.0}).rate_unit_us == 100_000.0
+    assert EventRateEncoder(options, (2, 4, 4), {}).rate_unit_us == EventRateEncoder.DEFAULT_RATE_UNIT_US
+    given = EventRateEncoderConfig(rate_unit_us=5_000)
+    assert EventRateEncoder(given, (2, 4, 4), {"rate_unit_us": 100_000.0}).rate_unit_us == 5_000
 
 
 def test_large_frames_match_tonic_and_drop_outside_events():
@@ -78,7 +95,7 @@ def test_single_polarity_and_wide_coordinate_fields():
 
 
 def test_returned_tensors_are_never_reused():
-    enc = EventCountEncoder((2, 720, 1280))
+    enc = EventCountEncoder(EventCountEncoderConfig(), (2, 720, 1280))
     a = enc(Slice("s", 0, 0, 0, 1, make_events([0], [5], [6], [1])))
     b = enc(Slice("s", 0, 1, 1, 2, make_events([1], [7], [8], [0])))
     assert a.sum() == 1 and a[1, 6, 5] == 1 and b.sum() == 1 and b[0, 8, 7] == 1
@@ -95,8 +112,8 @@ def test_seenn_preprocessing_through_slicer_and_encoder_equals_seenn_frames(anti
         rng.integers(0, 128, n),
         rng.integers(0, 2, n),
     )
-    slicer = Slicer(n_event_bins=10)
-    enc = make_encoder("event_count", (2, 128, 128), size=48, antialias=antialias)
+    slicer = Slicer(SlicingConfig(n_event_bins=10))
+    enc = ENCODERS.build(EventCountEncoderConfig(size=48), (2, 128, 128), {"antialias": antialias})
     ours = torch.stack(
         [
             enc(Slice("s", 0, i, s.t_start_us, s.t_end_us, s.data))
@@ -110,8 +127,9 @@ def test_seenn_preprocessing_through_slicer_and_encoder_equals_seenn_frames(anti
 
 def test_rate_encoder_resizes_then_scales():
     ev = make_events(np.arange(64), np.arange(64) % 8, np.arange(64) // 8, np.ones(64))
-    counts = EventCountEncoder((2, 8, 8), size=4)(Slice("s", 0, 0, 0, 5_000, ev))
-    rate = EventRateEncoder((2, 8, 8), size=4, rate_unit_us=10_000)(Slice("s", 0, 0, 0, 5_000, ev))
+    counts = EventCountEncoder(EventCountEncoderConfig(size=4), (2, 8, 8))(Slice("s", 0, 0, 0, 5_000, ev))
+    rate_options = EventRateEncoderConfig(size=4, rate_unit_us=10_000)
+    rate = EventRateEncoder(rate_options, (2, 8, 8))(Slice("s", 0, 0, 0, 5_000, ev))
     assert rate.shape == (2, 4, 4) and torch.allclose(rate, counts * 2)
     assert torch.allclose(counts[1], torch.ones(4, 4)) and counts[0].sum() == 0
 
@@ -125,16 +143,16 @@ def test_pipeline_checks_the_resized_shape_against_the_model(root):
         build_pipeline(load_pipeline(path, [*base, "encoder.size=17"]))
     assert build_pipeline(load_pipeline(path, [*base, "encoder.size=34"])).encoder.out_shape == (2, 34, 34)
     frames = root / "pipelines" / "digits_frames.yaml"
-    with pytest.raises(ConfigError, match=r"encoder\.size resizes binned events"):
-        build_pipeline(load_pipeline(frames, [*base, "encoder.size=16"]))
+    with pytest.raises(ConfigError, match=r"encoder\.size: unknown key"):  # frames are taken as they are
+        load_pipeline(frames, [*base, "encoder.size=16"])
 
 
 def test_a_samples_slices_encoded_at_once_equal_one_by_one():
     rng = np.random.default_rng(0)
     encoders = [
-        EventRateEncoder((2, 34, 34), rate_unit_us=100_000.0),
-        EventCountEncoder((2, 128, 128), size=48),  # SEENN's resize, batched over the slices
-        EventCountEncoder((1, 20, 30)),
+        EventRateEncoder(EventRateEncoderConfig(rate_unit_us=100_000.0), (2, 34, 34)),
+        EventCountEncoder(EventCountEncoderConfig(size=48), (2, 128, 128)),  # SEENN's resize, batched
+        EventCountEncoder(EventCountEncoderConfig(), (1, 20, 30)),
     ]
     for enc in encoders:
         items = []

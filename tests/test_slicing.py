@@ -6,11 +6,11 @@ import tonic.slicers
 from pydantic import ValidationError
 from tonic.functional import to_frame_numpy
 
-from streamsnn.config import ConfigError, SlicingConfig, load_pipeline
+from streamsnn.config import ConfigError, load_pipeline
 from streamsnn.encoding import bin_events
 from streamsnn.events import make_events
 from streamsnn.runtime import build_pipeline
-from streamsnn.slicing import Slicer
+from streamsnn.slicing import Slicer, SlicingConfig
 
 
 def random_events(n=5000, seed=0, t_max=1_000_000):
@@ -21,7 +21,7 @@ def random_events(n=5000, seed=0, t_max=1_000_000):
 
 def test_time_windows_match_tonic_slice_by_time():
     ev = random_events()
-    s = Slicer(time_window_us=33_000)
+    s = Slicer(SlicingConfig(time_window_us=33_000))
     ours = s.push(ev) + s.flush()
     theirs = tonic.slicers.SliceByTime(time_window=33_000, include_incomplete=True).slice(ev, 0)[0]
     assert len(ours) == len(theirs)
@@ -32,7 +32,7 @@ def test_time_windows_match_tonic_slice_by_time():
 
 def test_event_count_matches_tonic_slice_by_event_count():
     ev = random_events()
-    s = Slicer(event_count=700)
+    s = Slicer(SlicingConfig(event_count=700))
     ours = s.push(ev) + s.flush()
     theirs = tonic.slicers.SliceByEventCount(event_count=700, include_incomplete=True).slice(ev, 0)[0]
     assert [len(a.data) for a in ours] == [len(b) for b in theirs]
@@ -41,7 +41,7 @@ def test_event_count_matches_tonic_slice_by_event_count():
 
 def test_n_time_bins_keeps_every_event_unlike_tonic():
     ev = random_events()
-    s = Slicer(n_time_bins=7)
+    s = Slicer(SlicingConfig(n_time_bins=7))
     s.reset(0)
     s.push(ev)
     bins = s.flush(1_000_000)
@@ -59,9 +59,9 @@ def test_n_time_bins_keeps_every_event_unlike_tonic():
 )
 def test_streaming_in_packets_equals_slicing_at_once(mode):
     ev = random_events(seed=1)
-    whole = Slicer(**mode)
+    whole = Slicer(SlicingConfig(**mode))
     ref = whole.push(ev) + whole.flush()
-    streaming = Slicer(**mode)
+    streaming = Slicer(SlicingConfig(**mode))
     got = []
     for packet in np.array_split(ev, 37):
         got += streaming.push(packet)
@@ -72,7 +72,7 @@ def test_streaming_in_packets_equals_slicing_at_once(mode):
 
 def test_windows_anchor_at_sample_start_and_empty_windows_are_slices():
     ev = make_events([5_000, 95_000], [0, 1], [0, 1], [1, 0])
-    s = Slicer(time_window_us=10_000)
+    s = Slicer(SlicingConfig(time_window_us=10_000))
     s.reset(0)
     out = s.push(ev) + s.flush(100_000)
     assert [len(x.data) for x in out] == [1, 0, 0, 0, 0, 0, 0, 0, 0, 1]
@@ -80,7 +80,7 @@ def test_windows_anchor_at_sample_start_and_empty_windows_are_slices():
 
 
 def test_advance_closes_silent_windows_on_time():
-    s = Slicer(time_window_us=10_000)
+    s = Slicer(SlicingConfig(time_window_us=10_000))
     assert s.advance(50_000) == []  # no event yet: the windows are not anchored
     assert s.push(make_events([1_000], [0], [0], [1])) == []
     out = s.advance(30_999)  # [1, 11) and [11, 21) ms are complete, [21, 31) is not yet
@@ -97,9 +97,9 @@ def test_advance_closes_silent_windows_on_time():
 
 def test_heartbeats_do_not_change_the_slices():
     ev = random_events(seed=2)
-    whole = Slicer(time_window_us=20_000)
+    whole = Slicer(SlicingConfig(time_window_us=20_000))
     ref = whole.push(ev) + whole.flush(1_000_000)
-    streaming, got = Slicer(time_window_us=20_000), []
+    streaming, got = Slicer(SlicingConfig(time_window_us=20_000)), []
     ends = np.arange(7_000, 1_000_000, 7_000)  # packets of 7 ms, each closed by its end time
     for lo, hi, end in zip([0, *ends[:-1]], ends, ends, strict=True):
         got += streaming.push(ev[(ev["t"] >= lo) & (ev["t"] < hi)]) + streaming.advance(int(end))
@@ -110,7 +110,7 @@ def test_heartbeats_do_not_change_the_slices():
 
 
 def test_late_events_are_dropped_and_counted():
-    s = Slicer(time_window_us=10_000)
+    s = Slicer(SlicingConfig(time_window_us=10_000))
     s.reset(0)
     first = s.push(make_events([1_000, 25_000], [0, 0], [0, 0], [1, 1]))
     assert len(first) == 2  # [0, 10 ms) and [10, 20 ms) are complete
@@ -121,7 +121,7 @@ def test_late_events_are_dropped_and_counted():
 
 
 def test_unsorted_packet_is_sorted_not_lost():
-    s = Slicer(time_window_us=10_000)
+    s = Slicer(SlicingConfig(time_window_us=10_000))
     s.reset(0)
     out = s.push(make_events([15_000, 2_000, 9_000, 31_000], [0] * 4, [0] * 4, [1] * 4)) + s.flush()
     assert s.late_events == 0
@@ -129,12 +129,12 @@ def test_unsorted_packet_is_sorted_not_lost():
 
 
 def test_exactly_one_slicing_option():
-    with pytest.raises(ValueError, match="exactly one"):
-        Slicer(time_window_us=1, event_count=3)
-    with pytest.raises(ValueError, match="exactly one"):
-        Slicer()
-    with pytest.raises(ValueError, match="event_count must be >= 1"):
-        Slicer(event_count=0)
+    with pytest.raises(ValidationError, match="exactly one"):
+        SlicingConfig(time_window_us=1, event_count=3)
+    with pytest.raises(ValidationError, match="exactly one"):
+        SlicingConfig()
+    with pytest.raises(ValidationError, match=r"event_count\n.*greater than 0"):
+        SlicingConfig(event_count=0)
 
 
 def unique_times(n, seed, t_max=1_000_000):
@@ -146,7 +146,7 @@ def unique_times(n, seed, t_max=1_000_000):
 @pytest.mark.parametrize("n", [5003, 5000, 69])
 def test_n_event_bins_matches_tonic_to_frame(n):
     ev = random_events(n=n, seed=n)
-    s = Slicer(n_event_bins=7)
+    s = Slicer(SlicingConfig(n_event_bins=7))
     bins = s.push(ev) + s.flush()
     theirs = tonic.slicers.SliceByEventBins(bin_count=7).slice(ev, 0)[0]
     assert len(bins) == 7
@@ -158,7 +158,7 @@ def test_n_event_bins_matches_tonic_to_frame(n):
 
 def test_n_event_bins_tile_the_sample_and_end_after_their_last_event():
     ev = unique_times(4000, seed=3)
-    s = Slicer(n_event_bins=10)
+    s = Slicer(SlicingConfig(n_event_bins=10))
     s.reset(0)
     bins = s.push(ev) + s.flush(1_000_000)
     assert [len(b.data) for b in bins] == [400] * 10
@@ -171,7 +171,7 @@ def test_n_event_bins_tile_the_sample_and_end_after_their_last_event():
 
 def test_n_event_bins_with_fewer_events_than_bins_gives_empty_slices_like_tonic():
     ev = make_events([10, 20, 30], [0, 1, 2], [0, 0, 0], [1, 0, 1])
-    s = Slicer(n_event_bins=5)
+    s = Slicer(SlicingConfig(n_event_bins=5))
     s.reset(0)
     bins = s.push(ev) + s.flush(100)
     assert [len(b.data) for b in bins] == [0] * 5 and s.unbinned_events == 3
@@ -181,11 +181,11 @@ def test_n_event_bins_with_fewer_events_than_bins_gives_empty_slices_like_tonic(
 
 def test_overlapping_packets_of_a_sample_are_sorted_before_binning():
     ev = unique_times(1000, seed=4)
-    s = Slicer(n_time_bins=4)
+    s = Slicer(SlicingConfig(n_time_bins=4))
     s.push(ev[::2])
     s.push(ev[1::2])  # the second packet goes back in time
     bins = s.flush()
-    ref = Slicer(n_time_bins=4)
+    ref = Slicer(SlicingConfig(n_time_bins=4))
     assert all(np.array_equal(a.data, b.data) for a, b in zip(bins, ref.push(ev) + ref.flush(), strict=True))
 
 

@@ -25,9 +25,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from streamsnn.config import FixedExitConfig, PipelineConfig
+from streamsnn.config import PipelineConfig
 from streamsnn.policies.calibration import CALIBRATION_FORMAT, Calibration
+from streamsnn.policies.exit import FixedExitConfig
 from streamsnn.runtime import build_pipeline, run_pipeline
+from streamsnn.sinks import Sink
 from streamsnn.snn.checkpoint import load_checkpoint
 from streamsnn.snn.counting import counted_run
 from streamsnn.snn.quant import QCFS
@@ -47,7 +49,7 @@ class Collected:
     ann_energy_uj: float  # one dense pass of the same network
 
 
-class OutputCollector:
+class OutputCollector(Sink):
     """A sink keeping every prediction's accumulated output by (sample, step)."""
 
     def __init__(self) -> None:
@@ -60,9 +62,6 @@ class OutputCollector:
         self.rows.setdefault(pred.sample, []).append(np.asarray(pred.output, dtype=np.float64))
         self.spikes.setdefault(pred.sample, []).append(float(pred.spikes))
         self.energy.setdefault(pred.sample, []).append(pred.energy_uj)
-
-    def close(self) -> None:
-        pass
 
 
 def collect(cfg: PipelineConfig, split: str, steps: int | None = None, progress: bool = True) -> Collected:

@@ -25,6 +25,7 @@ from streamsnn.sources.digits import (
     DIGITS_DVS_SENSOR,
     RECORDING_US,
     DigitsDVS,
+    DigitsDVSSourceConfig,
     digit_frames,
     digits_split,
 )
@@ -47,7 +48,9 @@ def rate_frame(events: np.ndarray, t0_us: int, t1_us: int, rate_unit_us: float) 
 def split_events(split: str, seed: int) -> tuple[list[np.ndarray], np.ndarray]:
     """All digits-dvs recordings and labels of a split (from the disk cache when there)."""
     _, labels, _ = digits_split(split)
-    return [events for _, events in DigitsDVS(split, seed=seed).recordings()], labels
+    return [
+        events for _, events in DigitsDVS(DigitsDVSSourceConfig(split=split, seed=seed)).recordings()
+    ], labels
 
 
 def random_windows(rng: np.random.Generator, n: int, full_fraction: float, min_us: int) -> np.ndarray:

@@ -1,14 +1,36 @@
-"""Exit policies (is this prediction final?) and reset policies (clear the state now?),
-each a small protocol, looked up by name."""
+"""Exit policies (is this prediction final?) and reset policies (clear the state now?), each
+registered by name with its options (``EXIT_POLICIES``, ``RESET_POLICIES``)."""
 
-from streamsnn.policies.exit import EXIT_POLICIES, ExitPolicy, make_exit_policy
-from streamsnn.policies.reset import RESET_POLICIES, ResetPolicy, make_reset_policy
+from streamsnn.policies.exit import (
+    EXIT_POLICIES,
+    ConfidenceExitConfig,
+    DeadlineExitConfig,
+    DynamicConfidenceExitConfig,
+    ExitPolicy,
+    FixedExitConfig,
+    OracleExitConfig,
+)
+from streamsnn.policies.policy_net import PolicyNetExitConfig
+from streamsnn.policies.reset import (
+    RESET_POLICIES,
+    DecayResetConfig,
+    OnExitResetConfig,
+    PeriodicResetConfig,
+    ResetPolicy,
+)
 
 __all__ = [
     "EXIT_POLICIES",
     "RESET_POLICIES",
+    "ConfidenceExitConfig",
+    "DeadlineExitConfig",
+    "DecayResetConfig",
+    "DynamicConfidenceExitConfig",
     "ExitPolicy",
+    "FixedExitConfig",
+    "OnExitResetConfig",
+    "OracleExitConfig",
+    "PeriodicResetConfig",
+    "PolicyNetExitConfig",
     "ResetPolicy",
-    "make_exit_policy",
-    "make_reset_policy",
 ]

@@ -4,28 +4,40 @@ steps the SNN needs; the stream is final at that step. (Training: ``streamsnn.la
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 import torch
+from pydantic import Field
 from torch import nn
 
+from streamsnn.options import Options
+from streamsnn.policies.exit import EXIT_POLICIES, ExitPolicy
 from streamsnn.prediction import Prediction
 from streamsnn.snn.checkpoint import load_checkpoint
 
 MAX_OPEN_DECISIONS = 1 << 16  # far above the streams any operator holds at once
 
 
-class PolicyNetExit:
+class PolicyNetExitConfig(Options):
+    """SEENN-II: a policy network picks each sample's number of steps from its first slice."""
+
+    type: Literal["policy_net"] = "policy_net"
+    weights: str = Field(description="the policy network (`streamsnn train` with train.method: policy)")
+
+
+@EXIT_POLICIES.register(PolicyNetExitConfig)
+class PolicyNetExit(ExitPolicy):
     """SEENN-II at run time: at a sample's first slice the policy network picks the number of
     steps (argmax of v); the prediction is final at that step."""
 
-    name = "policy_net"
     needs_input = True
 
-    def __init__(self, weights: str) -> None:
-        model = load_checkpoint(weights)
+    def __init__(self, config: PolicyNetExitConfig) -> None:
+        model = load_checkpoint(config.weights)
         candidates = model.input.get("candidates")
         if not candidates:
-            raise ValueError(f"{weights}: not a policy network checkpoint (no candidate step counts)")
+            raise ValueError(f"{config.weights}: not a policy network checkpoint (no candidate step counts)")
         self.net: nn.Module = model.ann.eval()
         self.candidates = [int(c) for c in candidates]
         self._target: dict[tuple[str, int], int] = {}

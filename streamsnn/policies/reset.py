@@ -15,13 +15,15 @@ camera keeps producing fresh decisions:
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Literal, Protocol
 
+from pydantic import Field, PositiveInt
+
+from streamsnn.options import Options, Registry
 from streamsnn.prediction import Prediction
 
 
 class ResetPolicy(Protocol):
-    name: str
     decay: float | None  # per-slice decay of the state towards fresh, or None
 
     def closes(self, pred: Prediction) -> str | None:
@@ -33,11 +35,23 @@ class ResetPolicy(Protocol):
         ...
 
 
+RESET_POLICIES: Registry[ResetPolicy] = Registry("reset policy")
+
+
+class OnExitResetConfig(Options):
+    """Clear the state after every final decision."""
+
+    type: Literal["on_exit"] = "on_exit"
+
+
+@RESET_POLICIES.register(OnExitResetConfig)
 class ResetOnExit:
     """Clear the state after every final prediction, so the next slice starts a new decision."""
 
-    name = "on_exit"
     decay = None
+
+    def __init__(self, config: OnExitResetConfig) -> None:
+        pass
 
     def closes(self, pred: Prediction) -> str | None:
         return None
@@ -46,42 +60,42 @@ class ResetOnExit:
         return pred.final
 
 
+class PeriodicResetConfig(Options):
+    """Live streams: also close and reset a decision still open after a number of slices."""
+
+    type: Literal["periodic"] = "periodic"
+    every_steps: PositiveInt = Field(description="close a decision still open after this many slices")
+
+
+@RESET_POLICIES.register(PeriodicResetConfig)
 class PeriodicReset(ResetOnExit):
     """Reset on exit, and close and reset any decision still open after ``every_steps`` slices."""
 
-    name = "periodic"
-
-    def __init__(self, every_steps: int) -> None:
-        if every_steps < 1:
-            raise ValueError(f"periodic reset needs every_steps >= 1, got {every_steps}")
-        self.every_steps = every_steps
+    def __init__(self, config: PeriodicResetConfig) -> None:
+        self.every_steps = config.every_steps
 
     def closes(self, pred: Prediction) -> str | None:
         return "period" if pred.step >= self.every_steps else None
 
 
+class DecayResetConfig(Options):
+    """Live streams: no hard reset; the state decays towards fresh after every slice."""
+
+    type: Literal["decay"] = "decay"
+    factor: float = Field(
+        0.9, gt=0, lt=1, description="per slice, the state is multiplied by this (towards fresh)"
+    )
+
+
+@RESET_POLICIES.register(DecayResetConfig)
 class DecayingReset:
     """No hard reset: the state decays by ``factor`` per slice towards the fresh state."""
 
-    name = "decay"
-
-    def __init__(self, factor: float = 0.9) -> None:
-        if not 0 < factor < 1:
-            raise ValueError(f"decay factor must be in (0, 1), got {factor}")
-        self.decay = factor
+    def __init__(self, config: DecayResetConfig) -> None:
+        self.decay = config.factor
 
     def closes(self, pred: Prediction) -> str | None:
         return None
 
     def after(self, pred: Prediction) -> bool:
         return False
-
-
-RESET_POLICIES: dict[str, type] = {"on_exit": ResetOnExit, "periodic": PeriodicReset, "decay": DecayingReset}
-
-
-def make_reset_policy(name: str, **options: Any) -> ResetPolicy:
-    """The reset policy called ``name``."""
-    if name not in RESET_POLICIES:
-        raise KeyError(f"unknown reset policy '{name}'; known: {', '.join(RESET_POLICIES)}")
-    return RESET_POLICIES[name](**options)

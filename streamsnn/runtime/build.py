@@ -1,23 +1,23 @@
-"""Build the parts of a pipeline from its validated config, checking that they fit together."""
+"""Build the parts of a pipeline from its validated config, checking that they fit together.
+
+Every part is made one way: its options (a section of the config) → its kind's registry → the
+part; the checks read the parts' declared capabilities (what an encoder takes, whether an exit
+policy needs labels, whether a sink needs events), never their names."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 
 from streamsnn.config import ConfigError, PipelineConfig
-from streamsnn.encoding import Encoder, make_encoder
-from streamsnn.policies import ExitPolicy, ResetPolicy, make_exit_policy, make_reset_policy
-from streamsnn.sinks import Sink, make_sink
+from streamsnn.encoding import ENCODERS, Encoder
+from streamsnn.policies import EXIT_POLICIES, RESET_POLICIES, ExitPolicy, ResetPolicy
+from streamsnn.sinks import SINKS, Sink
 from streamsnn.slicing import Slicer
 from streamsnn.snn.checkpoint import LoadedModel, load_checkpoint
 from streamsnn.snn.operator import SNNOperator
-from streamsnn.sources import Source, make_source
-
-EVENT_ENCODERS = ("event_rate", "event_count")
-FRAME_ENCODERS = ("direct", "poisson")
+from streamsnn.sources import SOURCES, Source
 
 
 @dataclass
@@ -34,11 +34,7 @@ class Pipeline:
     sinks: list[Sink]
 
     def new_slicer(self) -> Slicer:
-        return Slicer(**self.config.slicing.model_dump())
-
-
-def _options(cfg: Any) -> dict[str, Any]:
-    return cfg.model_dump(exclude={"type"})
+        return Slicer(self.config.slicing)
 
 
 def build_pipeline(cfg: PipelineConfig, origin: str = "pipeline") -> Pipeline:
@@ -59,7 +55,7 @@ def build_pipeline(cfg: PipelineConfig, origin: str = "pipeline") -> Pipeline:
 def open_source(cfg: PipelineConfig, origin: str = "pipeline") -> Source:
     """The source of ``cfg``, paced as ``runtime.realtime`` says."""
     try:
-        source = make_source(cfg.source.type, **_options(cfg.source))
+        source = SOURCES.build(cfg.source)
     except (OSError, ValueError, KeyError) as err:
         raise ConfigError(f"{origin}: source: {err}") from None
     source.realtime = cfg.runtime.realtime
@@ -75,11 +71,11 @@ def _build_around(cfg: PipelineConfig, source: Source, origin: str) -> Pipeline:
     shape = model.input_shape
 
     enc = cfg.encoder
-    allowed = EVENT_ENCODERS if source.kind == "events" else FRAME_ENCODERS
-    if enc.type not in allowed:
+    if ENCODERS.plugin(enc.type).takes != source.kind:
+        fitting = [name for name in ENCODERS.names if ENCODERS.plugin(name).takes == source.kind]
         raise ConfigError(
             f"{origin}: encoder.type: '{enc.type}' does not fit source '{cfg.source.type}', which "
-            f"gives {source.kind}; use one of {', '.join(allowed)}"
+            f"gives {source.kind}; use one of {', '.join(fitting)}"
         )
     if source.kind == "frames" and cfg.slicing.n_time_bins is None:
         raise ConfigError(f"{origin}: slicing: frame sources take n_time_bins (steps per frame)")
@@ -89,21 +85,9 @@ def _build_around(cfg: PipelineConfig, source: Source, origin: str) -> Pipeline:
                 f"{origin}: slicing.{key} needs sample boundaries; source '{cfg.source.type}' is one "
                 "continuous stream (use time_window_us or event_count)"
             )
-    if enc.size is not None and enc.type not in EVENT_ENCODERS:
-        raise ConfigError(
-            f"{origin}: encoder.size resizes binned events; '{enc.type}' takes frames as they are"
-        )
-    options: dict[str, Any] = {}
-    if enc.type == "event_rate":
-        options["rate_unit_us"] = enc.rate_unit_us or float(model.input.get("rate_unit_us", 10_000.0))
-    if enc.type == "poisson":
-        options["seed"] = enc.seed
-    if enc.type in EVENT_ENCODERS:
-        options["size"] = enc.size
-        options["antialias"] = bool(model.input.get("antialias", False))  # as the model was trained
     sensor_shape = tuple(source.sensor.shape)
-    encoder = make_encoder(enc.type, sensor_shape, **options)
-    out_shape = tuple(getattr(encoder, "out_shape", sensor_shape))
+    encoder = ENCODERS.build(enc, sensor_shape, model.input)
+    out_shape = tuple(encoder.out_shape)
     if out_shape != tuple(shape):
         resized = f" resized to {'×'.join(map(str, out_shape))}" if out_shape != sensor_shape else ""
         raise ConfigError(
@@ -111,10 +95,11 @@ def _build_around(cfg: PipelineConfig, source: Source, origin: str) -> Pipeline:
             f"source '{cfg.source.type}' gives {'×'.join(map(str, sensor_shape))}{resized}"
         )
 
-    if cfg.source.type == "streams" and cfg.executor == "local" and len(source) > cfg.runtime.batch_size:
+    if cfg.executor == "local" and source.parallel_streams > cfg.runtime.batch_size:
         raise ConfigError(
-            f"{origin}: runtime.batch_size: {cfg.runtime.batch_size} operator slots for {len(source)} "
-            "streams: one slot per stream (or executor: ray, a group of streams per worker)"
+            f"{origin}: runtime.batch_size: {cfg.runtime.batch_size} operator slots for "
+            f"{source.parallel_streams} streams: one slot per stream (or executor: ray, a group of streams "
+            "per worker)"
         )
     if cfg.runtime.chunk > 1 and (source.live or cfg.runtime.realtime):
         raise ConfigError(
@@ -132,34 +117,34 @@ def _build_around(cfg: PipelineConfig, source: Source, origin: str) -> Pipeline:
             device,
             dtype,
             count_operations=cfg.runtime.count_operations,
-            analog_input=cfg.encoder.type != "poisson",
+            analog_input=not encoder.spikes,
             channels_last=cfg.runtime.channels_last,
         )
     except (RuntimeError, AssertionError) as err:
         raise ConfigError(f"{origin}: model.device: cannot use '{cfg.model.device}': {err}") from None
 
-    if getattr(cfg.policy.exit, "type", "") == "oracle" and (source.live or not source.labels):
+    exit_cfg = cfg.policy.exit
+    if EXIT_POLICIES.plugin(exit_cfg.type).needs_labels and (source.live or not source.labels):
         raise ConfigError(
-            f"{origin}: policy.exit: the oracle exits at the first correct prediction, so it needs labels; "
-            f"source '{cfg.source.type}' is live or unlabelled (use it on a labelled offline replay)"
+            f"{origin}: policy.exit: '{exit_cfg.type}' needs labels; source '{cfg.source.type}' is live or "
+            "unlabelled (use it on a labelled offline replay)"
         )
     try:
-        exit_policy = make_exit_policy(cfg.policy.exit.type, **_options(cfg.policy.exit))
+        exit_policy = EXIT_POLICIES.build(exit_cfg)
     except ValueError as err:
         raise ConfigError(f"{origin}: policy.exit: {err}") from None
-    reset = cfg.policy.reset
-    reset_policy = (
-        make_reset_policy(reset)
-        if isinstance(reset, str)
-        else make_reset_policy(reset.type, **_options(reset))
-    )
-    if source.kind != "events" and any(s.type == "record" for s in cfg.sinks):
-        raise ConfigError(f"{origin}: sinks: 'record' writes events; source '{cfg.source.type}' gives frames")
+    reset_policy = RESET_POLICIES.build(cfg.policy.reset)
+    for i, s in enumerate(cfg.sinks):
+        if SINKS.plugin(s.type).needs_events and source.kind != "events":
+            raise ConfigError(
+                f"{origin}: sinks[{i}] ({s.type}): writes events; source '{cfg.source.type}' gives "
+                f"{source.kind}"
+            )
     sinks: list[Sink] = []
     try:
         for i, s in enumerate(cfg.sinks):
             try:
-                sinks.append(make_sink(s.type, **_options(s)))
+                sinks.append(SINKS.build(s))
             except OSError as err:
                 raise ConfigError(f"{origin}: sinks[{i}] ({s.type}): {err}") from None
     except BaseException:

@@ -40,7 +40,8 @@ from streamsnn.prediction import Prediction
 from streamsnn.runtime.build import Pipeline, build_pipeline, open_source
 from streamsnn.runtime.report import SampleOutcome, build_report
 from streamsnn.runtime.runner import Runner, RunResult, close_sinks, run_fields, start_sinks
-from streamsnn.sources.base import SourceBase
+from streamsnn.sinks import SINKS, Sink
+from streamsnn.sources import SourceBase, StreamsSourceConfig
 
 RESTARTS = 3  # restarts of a dead worker process, and re-runs of each of its ranges
 RANGES_PER_WORKER = 4  # default ranges of a replay per worker (ray.samples_per_task: null)
@@ -69,7 +70,7 @@ class Shard:
     counters: dict[str, Any]
 
 
-class _Handover:
+class _Handover(Sink):
     """A worker's only sink: every prediction to ``put`` (a list's append, a queue's put)."""
 
     def __init__(self, put: Callable[[Prediction], Any]) -> None:
@@ -78,9 +79,6 @@ class _Handover:
     def write(self, pred: Prediction) -> None:
         pred.input = None  # a tensor only the exit policy needed
         self.put(pred)
-
-    def close(self) -> None:
-        pass
 
 
 def _worker_config(config: dict[str, Any], cwd: str) -> PipelineConfig:
@@ -270,7 +268,7 @@ def _ray() -> Any:
 
 def _check(pipe: Pipeline) -> None:
     cfg = pipe.config
-    if pipe.source.segmented and not hasattr(cfg.source, "offset"):
+    if pipe.source.segmented and "offset" not in type(cfg.source).model_fields:
         raise ConfigError(
             f"executor: ray shards a dataset replay by sample; source '{cfg.source.type}' has no "
             "source.offset to select a range (use executor: local)"
@@ -283,8 +281,8 @@ def _check(pipe: Pipeline) -> None:
     if pipe.source.segmented and cfg.runtime.realtime:
         raise ConfigError("executor: ray replays as fast as the workers go; set runtime.realtime: false")
     for i, sink in enumerate(cfg.sinks):
-        if sink.type == "record":
-            raise ConfigError(f"sinks[{i}]: record writes the events, which stay on the Ray workers")
+        if SINKS.plugin(sink.type).needs_events:
+            raise ConfigError(f"sinks[{i}]: {sink.type} writes the events, which stay on the Ray workers")
 
 
 def _ranges(first: int, n: int, size: int) -> list[tuple[int, int]]:
@@ -304,7 +302,7 @@ def _stream_groups(pipe: Pipeline) -> list[PipelineConfig]:
     ``ray.streams_per_worker`` sources (default: spread over ``ray.workers``); any other
     unsegmented source is one group."""
     cfg, rc = pipe.config, pipe.config.ray
-    if cfg.source.type != "streams":
+    if not isinstance(cfg.source, StreamsSourceConfig):
         return [cfg]
     n = len(pipe.source)
     size = rc.streams_per_worker or math.ceil(n / rc.workers)

@@ -44,6 +44,7 @@ from streamsnn.runtime.queues import BoundedQueue, Closed
 from streamsnn.runtime.report import SampleOutcome, build_report
 from streamsnn.runtime.samples import SampleSlices, encode_slices, encoded_sample, to_slice
 from streamsnn.runtime.turn import Turn
+from streamsnn.sinks import Sink
 from streamsnn.slicing import EventSlice, Slicer
 from streamsnn.snn.counting import energy_uj
 from streamsnn.snn.models import is_spiking
@@ -134,7 +135,7 @@ class Runner:
         self._held: Any = None  # an item waiting for a free slot (replay only)
         self._outbox: list[Prediction] = []  # predictions not yet handed to the sink thread
         self._handed_s = 0.0
-        self.needs_input = bool(getattr(pipe.exit_policy, "needs_input", False))
+        self.needs_input = pipe.exit_policy.needs_input
         self.ann_reference = not self.live and not is_spiking(pipe.model.ann)
         self._ann_inputs: dict[int, torch.Tensor] = {}  # outcome index → its sample's mean input
         self.step_s = self.model_s = 0.0
@@ -147,7 +148,7 @@ class Runner:
     # -- source stage ----------------------------------------------------------------------
     def _source_main(self) -> None:
         try:
-            recorders = [sink for sink in self.pipe.sinks if hasattr(sink, "write_packet")]
+            recorders = [sink for sink in self.pipe.sinks if sink.needs_events]
             with self.pipe.source as source:
                 for packet in self._packets(source):
                     if self.stop.is_set():
@@ -634,16 +635,15 @@ def run_fields(
     }
 
 
-def start_sinks(sinks: list[Any]) -> None:
-    """Start the sinks that need it before the first prediction (e.g. wait for subscribers)."""
+def start_sinks(sinks: list[Sink]) -> None:
+    """Start the sinks before the first prediction (e.g. wait for subscribers)."""
     for sink in sinks:
-        if hasattr(sink, "start"):
-            sink.start()
+        sink.start()
 
 
-def close_sinks(sinks: list[Any], report: dict[str, Any] | None) -> None:
-    """Hand the report to the sinks that take it (``finish``), then close every sink."""
+def close_sinks(sinks: list[Sink], report: dict[str, Any] | None) -> None:
+    """Hand the report to the sinks (``finish``), then close every sink."""
     for sink in sinks:
-        if report is not None and hasattr(sink, "finish"):
+        if report is not None:
             sink.finish(report)
         sink.close()

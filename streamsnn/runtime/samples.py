@@ -56,7 +56,7 @@ def sample_slices(packet: Packet, slicer: Slicer | None, frame_steps: int) -> li
 def encode_slices(encoder: Encoder, slices: list[Slice]) -> list[Slice]:
     """Set every slice's ``input`` (1×C×H×W: a batch of one, so that a stream stepped on its
     own needs no tensor call on the stepping loop) and ``encode_s`` (s)."""
-    if hasattr(encoder, "encode_many") and slices:  # event binning: one pass for all
+    if encoder.batched and slices:  # event binning: one pass for all
         t0 = time.perf_counter()
         inputs = encoder.encode_many(slices).split(1)
         share = (time.perf_counter() - t0) / len(slices)

@@ -3,17 +3,30 @@
 from __future__ import annotations
 
 import sys
+from typing import Literal
 
+from pydantic import Field, PositiveInt
 from tqdm import tqdm
 
+from streamsnn.options import Options
 from streamsnn.prediction import Prediction, prediction_line
+from streamsnn.sinks.base import SINKS, Sink
 
 
-class ConsoleSink:
+class ConsoleSinkConfig(Options):
+    """Human-readable prediction lines on stderr."""
+
+    type: Literal["console"] = "console"
+    final_only: bool = Field(True, description="print only exit decisions")
+    every: PositiveInt = Field(1, description="print every n-th of those predictions")
+
+
+@SINKS.register(ConsoleSinkConfig)
+class ConsoleSink(Sink):
     """Print final predictions (or all with ``final_only: false``), every ``every``-th one."""
 
-    def __init__(self, final_only: bool = True, every: int = 1) -> None:
-        self.final_only, self.every = final_only, max(1, every)
+    def __init__(self, config: ConsoleSinkConfig) -> None:
+        self.final_only, self.every = config.final_only, config.every
         self._seen = 0
 
     def write(self, pred: Prediction) -> None:
@@ -23,6 +36,3 @@ class ConsoleSink:
         if (self._seen - 1) % self.every:
             return
         tqdm.write(prediction_line(pred.to_dict()), file=sys.stderr)
-
-    def close(self) -> None:
-        pass

@@ -19,17 +19,31 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
+from pydantic import Field
 
 from streamsnn.events import Packet, Sensor
+from streamsnn.options import Options
 from streamsnn.prediction import Prediction
+from streamsnn.sinks.base import SINKS, Sink
 
 
-class RecordSink:
-    def __init__(self, path: str | Path) -> None:
-        self.path = str(path)
+class RecordSinkConfig(Options):
+    """The source's events to AEDAT4 (dv-processing), to replay the session later with
+    ``type: recording``."""
+
+    type: Literal["record"] = "record"
+    path: str = Field(description="the AEDAT4 file; {stream} in it gives one file per stream")
+
+
+@SINKS.register(RecordSinkConfig)
+class RecordSink(Sink):
+    needs_events = True
+
+    def __init__(self, config: RecordSinkConfig) -> None:
+        self.path = config.path
         self._writers: dict[str, tuple[Any, Path]] = {}
         self._newest: dict[str, int] = {}
         self.events_written = 0

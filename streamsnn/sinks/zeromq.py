@@ -25,12 +25,15 @@ import os
 import socket
 import threading
 import time
-from typing import Any
+from typing import Any, Literal
 
 import zmq
+from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 
 from streamsnn import wire
+from streamsnn.options import Options
 from streamsnn.prediction import Prediction
+from streamsnn.sinks.base import SINKS, Sink
 
 log = logging.getLogger(__name__)
 
@@ -38,40 +41,55 @@ SERVE_S = 0.02  # how often the background thread answers subscriptions
 _MORE, _LAST = int(zmq.SNDMORE | zmq.NOBLOCK), int(zmq.NOBLOCK)
 
 
-class ZmqSink:
-    """Publish every prediction on ``pred.<stream>`` to the XPUB socket bound at ``address``.
+class ZmqSinkConfig(Options):
+    """Live predictions over ZeroMQ (XPUB, msgpack; schema in ``streamsnn.wire``): any number of
+    subscribers on any machine (``streamsnn subscribe``)."""
 
-    ``top_k``: send the k most probable classes instead of all probabilities. ``linger_s``: how
-    long closing waits for queued messages (the summary) to go out. ``publisher_id`` defaults to
-    host/pid/start time, so a restarted publisher has a new one.
-    """
+    type: Literal["zmq"] = "zmq"
+    address: str = Field(
+        "tcp://127.0.0.1:5556",
+        description="where to bind (loopback unless changed; tcp://127.0.0.1:* takes a free port)",
+    )
+    hwm: NonNegativeInt = Field(
+        10_000, description="messages queued per subscriber before it loses some (0: no limit)"
+    )
+    top_k: PositiveInt | None = Field(None, description="send only the k most probable classes (null: all)")
+    heartbeat_s: PositiveFloat = Field(1.0, description="time between heartbeats (s)")
+    wait_for_subscribers: NonNegativeInt = Field(
+        0, description="start the run once this many have subscribed, so a replay reaches them from its start"
+    )
+    wait_timeout_s: PositiveFloat = Field(10.0, description="longest wait for those subscribers (s)")
+    linger_s: NonNegativeFloat = Field(
+        1.0, description="how long shutdown waits for the summary to go out (s)"
+    )
+    publisher_id: str | None = Field(
+        None, description="the publisher's name in every message (null: host/pid/start time)"
+    )
 
-    def __init__(
-        self,
-        address: str = "tcp://127.0.0.1:5556",
-        hwm: int = 10_000,
-        top_k: int | None = None,
-        heartbeat_s: float = 1.0,
-        wait_for_subscribers: int = 0,
-        wait_timeout_s: float = 10.0,
-        linger_s: float = 1.0,
-        publisher_id: str | None = None,
-    ) -> None:
-        self.top_k, self.heartbeat_s = top_k, heartbeat_s
-        self.wait_for_subscribers, self.wait_timeout_s = wait_for_subscribers, wait_timeout_s
-        self.publisher = publisher_id or f"{socket.gethostname()}/{os.getpid()}/{time.time():.6f}"
+
+@SINKS.register(ZmqSinkConfig)
+class ZmqSink(Sink):
+    """Publish every prediction on ``pred.<stream>`` to the XPUB socket bound at ``address``
+    (``endpoint``: the address bound, a free port resolved). A restarted publisher has a new
+    ``publisher_id`` unless one is given."""
+
+    def __init__(self, config: ZmqSinkConfig) -> None:
+        self.top_k, self.heartbeat_s = config.top_k, config.heartbeat_s
+        self.wait_for_subscribers, self.wait_timeout_s = config.wait_for_subscribers, config.wait_timeout_s
+        self.publisher = config.publisher_id or f"{socket.gethostname()}/{os.getpid()}/{time.time():.6f}"
+        address = config.address
         self._ctx = zmq.Context()
         self._sock = self._ctx.socket(zmq.XPUB)
-        self._sock.setsockopt(zmq.SNDHWM, hwm)
+        self._sock.setsockopt(zmq.SNDHWM, config.hwm)
         self._sock.setsockopt(zmq.XPUB_VERBOSER, 1)  # every (un)subscription, duplicates included
-        self._sock.setsockopt(zmq.LINGER, int(linger_s * 1000))
+        self._sock.setsockopt(zmq.LINGER, int(config.linger_s * 1000))
         try:
             self._sock.bind(address)
         except zmq.ZMQError as err:
             self._sock.close(linger=0)
             self._ctx.term()
             raise OSError(f"cannot bind ZeroMQ publisher to '{address}': {err}") from None
-        self.endpoint = self._sock.getsockopt_string(zmq.LAST_ENDPOINT)
+        self.endpoint: str | None = self._sock.getsockopt_string(zmq.LAST_ENDPOINT)
         self.seq: dict[str, int] = {}  # newest seq per prediction topic
         self.published = 0
         self.subscribers = 0  # current subscriptions to predictions

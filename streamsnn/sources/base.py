@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from typing import Any, Protocol
+from typing import Any, ClassVar, Literal, Protocol
 
-from streamsnn.events import Packet, Sensor
+from pydantic import Field, PositiveInt, model_validator
+
+from streamsnn.events import Packet, Sensor, load_sensor
+from streamsnn.options import ConfigError, Options, Registry
+
+Split = Literal["train", "val", "test"]
 
 
 class Source(Protocol):
@@ -16,7 +21,8 @@ class Source(Protocol):
     own clock (and may be dropped when the pipeline is behind) or is replayed from storage
     (blocks, loses nothing). ``labels`` says whether packets carry ground truth. ``stats``
     counts recovered bad input; ``realtime`` paces a replay at sensor time. ``segmented``:
-    packets are whole samples rather than pieces of one continuous stream.
+    packets are whole samples rather than pieces of one continuous stream. ``parallel_streams``:
+    how many streams it gives at once (each needs an operator slot).
     """
 
     kind: str
@@ -25,6 +31,7 @@ class Source(Protocol):
     sensor: Sensor
     realtime: bool
     segmented: bool
+    parallel_streams: int
     stats: dict[str, int]
 
     def __iter__(self) -> Iterator[Packet]: ...
@@ -43,10 +50,13 @@ class SourceBase:
 
     ``stats`` holds the source's counters of recovered bad input (skipped samples, silences...);
     the runner copies them into the report. ``realtime`` sources release packets at their sensor
-    time (``pace``).
+    time (``pace``). ``continuous`` (a capability of the class): it can give one continuous
+    stream, so it may be a member of a ``streams`` source.
     """
 
+    continuous: ClassVar[bool] = False
     realtime: bool = False
+    parallel_streams = 1
 
     @property
     def segmented(self) -> bool:
@@ -90,3 +100,45 @@ def sample_range(n: int, offset: int = 0, limit: int | None = None) -> range:
     source's ``source.offset``/``source.limit``: ``offset … offset + limit − 1``, cut at ``n``)."""
     end = n if limit is None else min(offset + limit, n)
     return range(min(offset, end), end)
+
+
+SOURCES: Registry[Source] = Registry("source")
+
+
+class SensorOptions(Options):
+    """A live source's pixel array: ``sensor`` (a profile) or ``width`` and ``height``; a source
+    without a default profile says so in ``_no_sensor``."""
+
+    _no_sensor: ClassVar[str | None] = None  # the error when neither is given (None: a default exists)
+    sensor: str | None = Field(
+        None, description="sensor profile (see `streamsnn sensors`); or give width and height"
+    )
+    width: PositiveInt | None = Field(None, description="pixels per row, without a sensor profile")
+    height: PositiveInt | None = Field(None, description="pixels per column, without a sensor profile")
+
+    @model_validator(mode="after")
+    def _sensor_or_size(self) -> SensorOptions:
+        sized = (self.width is not None, self.height is not None)
+        if self.sensor is not None and any(sized):
+            raise ValueError("give either sensor or width and height, not both")
+        if self.sensor is None and any(sized) and not all(sized):
+            raise ValueError("give both width and height")
+        if self._no_sensor and self.sensor is None and not any(sized):
+            raise ValueError(self._no_sensor)
+        return self
+
+    def pixel_array(self, polarities: int, default: str | None = None) -> Sensor:
+        """The sensor: the named profile (else ``default``), or width × height with ``polarities``."""
+        name = self.sensor or (None if self.width is not None else default)
+        if name is not None:
+            try:
+                return load_sensor(name)
+            except KeyError as err:
+                raise ConfigError(f"source.sensor: {err.args[0]}") from None
+        if self.width is None or self.height is None:
+            raise ConfigError(
+                "source: give sensor (a profile, see `streamsnn sensors`) or both width and height"
+            )
+        return Sensor(
+            f"{self.width}x{self.height}", self.width, self.height, polarities, "given by width and height"
+        )

@@ -30,15 +30,15 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Literal
 
 import numpy as np
+from pydantic import Field, PositiveFloat, PositiveInt
 
-from streamsnn.config import ConfigError
 from streamsnn.events import EVENT_DTYPE, Packet, Sensor, make_events
-from streamsnn.sources.base import SourceBase
+from streamsnn.options import ConfigError
+from streamsnn.sources.base import SOURCES, SensorOptions, SourceBase
 from streamsnn.sources.dvs_emulator import DVSEmulator, DVSParams
-from streamsnn.sources.udp import sensor_from_options
 
 log = logging.getLogger(__name__)
 
@@ -79,43 +79,48 @@ def frame_to_events(counts: np.ndarray, t_us: int, polarity: int = 1) -> np.ndar
     )
 
 
+class CameraSourceConfig(SensorOptions):
+    """A USB event camera through aestream (needs aestream built with the camera's driver): one
+    live stream of events."""
+
+    type: Literal["camera"] = "camera"
+    camera: Literal["inivation", "prophesee"] = Field(
+        "inivation", description="the camera's maker (its driver)"
+    )
+    device_id: int | None = Field(
+        None, ge=0, description="an iniVation camera's USB bus (null: the first found)"
+    )
+    device_address: int | None = Field(None, ge=0, description="an iniVation camera's address on its bus")
+    serial: str | None = Field(None, description="a Prophesee camera's serial number (null: the first found)")
+    packet_us: PositiveInt = Field(1_000, description="read the camera every packet_us of wall time (µs)")
+    polarity: Literal[0, 1] = Field(
+        1, description="the polarity given to every event (aestream reads counts without polarity)"
+    )
+
+
+@SOURCES.register(CameraSourceConfig)
 class CameraSource(SourceBase):
     """A USB event camera (iniVation or Prophesee) read through aestream's ``USBInput``.
 
     ``device_id``/``device_address`` pick an iniVation camera on the USB bus, ``serial`` a
-    Prophesee camera; by default the first camera found. Counts are read every ``packet_us``
-    (µs of wall time) and released as packets of one live stream.
+    Prophesee camera; by default the first camera found. The sensor defaults to the maker's
+    (``DEFAULT_SENSORS``). Counts are read every ``packet_us`` (µs of wall time) and released as
+    packets of one live stream.
     """
 
     kind = "events"
     live = True
     labels = False
+    continuous = True
 
-    def __init__(
-        self,
-        camera: str = "inivation",
-        device_id: int | None = None,
-        device_address: int | None = None,
-        serial: str | None = None,
-        sensor: str | None = None,
-        width: int | None = None,
-        height: int | None = None,
-        packet_us: int = 1_000,
-        polarity: int = 1,
-    ) -> None:
-        if camera not in CAMERA_DRIVERS:
-            known = ", ".join(CAMERA_DRIVERS)
-            raise ConfigError(f"source.camera: unknown camera '{camera}'; use one of {known}")
-        if polarity not in (0, 1):
-            raise ConfigError(f"source.polarity: 0 (OFF) or 1 (ON), got {polarity}")
-        if sensor is None and width is None and height is None:
-            sensor = DEFAULT_SENSORS[camera]
-        self.sensor = sensor_from_options(sensor, width, height, polarities=2)
-        self.camera, self.packet_us, self.polarity = camera, packet_us, polarity
+    def __init__(self, config: CameraSourceConfig) -> None:
+        camera = config.camera
+        self.sensor = config.pixel_array(polarities=2, default=DEFAULT_SENSORS[camera])
+        self.camera, self.packet_us, self.polarity = camera, config.packet_us, config.polarity
         self.stream = f"camera/{camera}"
         self._closed = threading.Event()
         self._started = False
-        self._input = self._open(device_id, device_address, serial)
+        self._input = self._open(config.device_id, config.device_address, config.serial)
 
     def _open(self, device_id: int | None, device_address: int | None, serial: str | None) -> Any:
         try:
@@ -185,6 +190,28 @@ def _import_cv2() -> Any:
     return cv2
 
 
+class WebcamSourceConfig(SensorOptions):
+    """An OpenCV camera or a video file, grayscale in [0, 1] resized to the sensor: frames for the
+    direct and poisson encoders, or events of an emulated DVS for the event encoders."""
+
+    type: Literal["webcam"] = "webcam"
+    device: int | str = Field(0, description="a camera index or URL, or a video file's path")
+    emulate_dvs: bool = Field(
+        False, description="turn the frames into the events of an emulated DVS (one live stream)"
+    )
+    threshold: PositiveFloat = Field(
+        0.2, description="emulate_dvs: the DVS contrast threshold (log intensity)"
+    )
+    fps: PositiveFloat | None = Field(
+        None, description="a file's frame rate (null: the file's); runtime.realtime plays it at that rate"
+    )
+    max_frames: PositiveInt | None = Field(None, description="end the stream after this many frames")
+    _no_sensor: ClassVar[str | None] = (
+        "give sensor (e.g. digits_dvs) or width and height of the frames for the model"
+    )
+
+
+@SOURCES.register(WebcamSourceConfig)
 class WebcamSource(SourceBase):
     """Frames from an OpenCV camera (``device``: index, or a URL) or a video file (a path).
 
@@ -193,30 +220,17 @@ class WebcamSource(SourceBase):
     """
 
     labels = False
+    continuous = True
 
-    def __init__(
-        self,
-        device: int | str = 0,
-        sensor: str | None = None,
-        width: int | None = None,
-        height: int | None = None,
-        emulate_dvs: bool = False,
-        threshold: float = 0.2,
-        fps: float | None = None,
-        max_frames: int | None = None,
-        realtime: bool = False,
-    ) -> None:
+    def __init__(self, config: WebcamSourceConfig) -> None:
         cv2 = _import_cv2()
-        if threshold <= 0:
-            raise ConfigError(f"source.threshold: the DVS contrast threshold must be > 0, got {threshold}")
-        if fps is not None and fps <= 0:
-            raise ConfigError(f"source.fps: must be > 0, got {fps}")
+        device, emulate_dvs = config.device, config.emulate_dvs
         self.emulate_dvs = emulate_dvs
         self.kind = "events" if emulate_dvs else "frames"
         self.live = emulate_dvs
-        base = sensor_from_options(sensor, width, height, polarities=2)
+        base = config.pixel_array(polarities=2)
         self.sensor = Sensor(base.name, base.width, base.height, 2 if emulate_dvs else 1, base.description)
-        self.threshold, self.max_frames, self.realtime = threshold, max_frames, realtime
+        self.threshold, self.max_frames = config.threshold, config.max_frames
         self.is_file = isinstance(device, str) and "://" not in device
         if self.is_file and not Path(str(device)).is_file():
             raise ConfigError(f"source.device: no such video file: {device}")
@@ -226,7 +240,7 @@ class WebcamSource(SourceBase):
             what = f"video '{device}'" if isinstance(device, str) else f"camera {device}"
             raise ConfigError(f"source.device: OpenCV cannot open {what} (no device, no access or no codec)")
         file_fps = float(self._cap.get(cv2.CAP_PROP_FPS) or 0.0)
-        self.fps = fps or (file_fps if file_fps > 0 else 30.0)
+        self.fps = config.fps or (file_fps if file_fps > 0 else 30.0)
         self._frames = int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0) if self.is_file else 0
         self.device = device
         name = Path(device).name if self.is_file else device

@@ -31,13 +31,16 @@ from collections.abc import Iterator
 from dataclasses import asdict
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from pydantic import Field, NonNegativeInt, PositiveInt
 
 from streamsnn.events import EVENT_DTYPE, Packet, Sensor, make_events
-from streamsnn.sources.base import SourceBase, sample_range
+from streamsnn.options import Options
+from streamsnn.sources.base import SOURCES, SourceBase, Split, sample_range
 from streamsnn.sources.dvs_emulator import DVSEmulator, DVSParams, background_noise
 
 SPLITS = ("train", "val", "test")
@@ -159,32 +162,47 @@ def digits_dvs_events(
     return out
 
 
+_SPLIT = "the split: train (1,077 digits), val (360) or test (360)"
+_OFFSET = "skip the split's first samples (samples keep their numbers in the split)"
+_LIMIT = "take the next N samples after offset (null: to the end of the split)"
+
+
+class DigitsDVSSourceConfig(Options):
+    """digits-dvs: the embedded handwritten digits as emulated DVS recordings (34×34, 300 ms each),
+    replayed one sample per digit or played live as one continuous camera stream."""
+
+    type: Literal["digits_dvs"] = "digits_dvs"
+    split: Split = Field("test", description=_SPLIT)
+    offset: NonNegativeInt = Field(0, description=_OFFSET)
+    limit: PositiveInt | None = Field(None, description=_LIMIT)
+    seed: int = Field(0, description="seed of the emulated sensor's background noise")
+    live: bool = Field(
+        False, description="play the split as one continuous real-time camera stream (no sample boundaries)"
+    )
+    packet_us: PositiveInt = Field(1_000, description="live: sensor time per packet (µs)")
+
+
+@SOURCES.register(DigitsDVSSourceConfig)
 class DigitsDVS(SourceBase):
     """digits-dvs: one packet of events per digit of the chosen split (offline replay).
 
-    ``live=True`` plays the split instead as one continuous camera stream: the recordings back
-    to back on one sensor clock, in packets of ``packet_us`` released in real time, with no
-    sample boundaries (the label of the digit in view rides along for scoring). ``offset`` and
-    ``limit`` select positions ``offset … offset + limit − 1`` of the split, numbered as in it.
+    ``live`` plays the split instead as one continuous camera stream: the recordings back to back
+    on one sensor clock, in packets of ``packet_us`` released in real time, with no sample
+    boundaries (the label of the digit in view rides along for scoring). ``offset`` and ``limit``
+    select positions ``offset … offset + limit − 1`` of the split, numbered as in it.
     """
 
     kind = "events"
     labels = True
     sensor = DIGITS_DVS_SENSOR
+    continuous = True
 
-    def __init__(
-        self,
-        split: str = "test",
-        limit: int | None = None,
-        seed: int = 0,
-        live: bool = False,
-        packet_us: int = 1_000,
-        offset: int = 0,
-    ) -> None:
-        _, self._labels, self._split_index = digits_split(split)
-        self._positions = sample_range(len(self._split_index), offset, limit)
-        self.split, self.seed, self.live, self.packet_us = split, seed, live, packet_us
-        self.stream = f"digits-dvs/{split}" + ("/live" if live else "")
+    def __init__(self, config: DigitsDVSSourceConfig) -> None:
+        _, self._labels, self._split_index = digits_split(config.split)
+        self._positions = sample_range(len(self._split_index), config.offset, config.limit)
+        self.split, self.seed, self.live = config.split, config.seed, config.live
+        self.packet_us = config.packet_us
+        self.stream = f"digits-dvs/{config.split}" + ("/live" if config.live else "")
 
     def __len__(self) -> int:
         return len(self._positions)
@@ -302,6 +320,17 @@ def _save_chunk(path: Path, chunk: np.ndarray, events: list[np.ndarray]) -> None
                 os.unlink(tmp)
 
 
+class DigitsFramesSourceConfig(Options):
+    """The embedded handwritten digits as intensity frames (size×size, in [0, 1])."""
+
+    type: Literal["digits_frames"] = "digits_frames"
+    split: Split = Field("test", description=_SPLIT)
+    offset: NonNegativeInt = Field(0, description=_OFFSET)
+    limit: PositiveInt | None = Field(None, description=_LIMIT)
+    size: PositiveInt = Field(16, description="frame side (pixels): the 8×8 digits resized (bilinear)")
+
+
+@SOURCES.register(DigitsFramesSourceConfig)
 class DigitsFrames(SourceBase):
     """The same digits as frames (H×W in [0, 1], bilinear from 8×8), one packet per digit."""
 
@@ -309,16 +338,14 @@ class DigitsFrames(SourceBase):
     live = False
     labels = True
 
-    def __init__(
-        self, split: str = "test", limit: int | None = None, size: int = 16, offset: int = 0
-    ) -> None:
-        images, self._labels, _ = digits_split(split)
-        chosen = sample_range(len(images), offset, limit)
+    def __init__(self, config: DigitsFramesSourceConfig) -> None:
+        images, self._labels, _ = digits_split(config.split)
+        chosen = sample_range(len(images), config.offset, config.limit)
         images, self._labels = images[chosen.start : chosen.stop], self._labels[chosen.start : chosen.stop]
         self._first = chosen.start
-        self._frames = digit_frames(images, size)
-        self.sensor = Sensor("digits_frames", size, size, 1, "digits as intensity frames")
-        self.stream = f"digits-frames/{split}"
+        self._frames = digit_frames(images, config.size)
+        self.sensor = Sensor("digits_frames", config.size, config.size, 1, "digits as intensity frames")
+        self.stream = f"digits-frames/{config.split}"
 
     def __len__(self) -> int:
         return len(self._labels)

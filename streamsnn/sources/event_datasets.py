@@ -20,10 +20,13 @@ import logging
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import Field, NonNegativeInt, PositiveInt
 
 from streamsnn.events import Packet, Sensor, to_events
-from streamsnn.sources.base import SourceBase, sample_range
+from streamsnn.options import Options
+from streamsnn.sources.base import SOURCES, SourceBase, Split, sample_range
 from streamsnn.sources.recordings import FORMATS, RecordingError, read_events
 
 log = logging.getLogger(__name__)
@@ -110,6 +113,24 @@ def dataset_split(name: str, dataset: Any, split: str) -> list[int]:
     return round_robin(indices, list(dataset.targets))
 
 
+class EventDatasetSourceConfig(Options):
+    """Replay of a recorded data set through tonic: CIFAR10-DVS, N-MNIST or DVS Gesture, one
+    sample per recording, with the splits stored here (CIFAR10-DVS per class: 0–799 train,
+    800–899 val, 900–999 test)."""
+
+    type: Literal["cifar10dvs", "nmnist", "dvs_gesture"]
+    root: str = Field("data", description="where the data set is, in tonic's layout (tonic's save_to)")
+    download: bool = Field(False, description="fetch the data set with tonic when it is missing")
+    split: Split = Field("test", description="the stored split: train, val or test")
+    offset: NonNegativeInt = Field(
+        0, description="skip the split's first samples (samples keep their numbers)"
+    )
+    limit: PositiveInt | None = Field(
+        None, description="take the next N samples after offset, a class-balanced prefix (null: all)"
+    )
+
+
+@SOURCES.register(EventDatasetSourceConfig)
 class EventDatasetSource(SourceBase):
     """One packet of events per sample of ``split`` of a tonic data set (offline replay)."""
 
@@ -117,19 +138,12 @@ class EventDatasetSource(SourceBase):
     live = False
     labels = True
 
-    def __init__(
-        self,
-        name: str,
-        root: str = "data",
-        download: bool = False,
-        split: str = "test",
-        limit: int | None = None,
-        offset: int = 0,
-    ) -> None:
+    def __init__(self, config: EventDatasetSourceConfig) -> None:
+        name, split = config.type, config.split
         self.name, self.split = name, split
-        self.dataset = open_tonic_dataset(name, root, split, download)
+        self.dataset = open_tonic_dataset(name, config.root, split, config.download)
         indices = dataset_split(name, self.dataset, split)
-        chosen = sample_range(len(indices), offset, limit)
+        chosen = sample_range(len(indices), config.offset, config.limit)
         self.indices, self.offset = indices[chosen.start : chosen.stop], chosen.start
         width, height = DATASETS[name][1]
         self.sensor = Sensor(name, width, height, 2, f"{DATASETS[name][0]} (tonic)")

@@ -32,12 +32,14 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
+from pydantic import Field, PositiveInt
 
 from streamsnn.events import EVENT_DTYPE, Packet, Sensor, load_sensor, make_events, to_events
-from streamsnn.sources.base import SourceBase
+from streamsnn.options import Options
+from streamsnn.sources.base import SOURCES, SourceBase
 
 log = logging.getLogger(__name__)
 
@@ -318,6 +320,25 @@ def recording_paths(path: str) -> list[Path]:
     return found
 
 
+class RecordingSourceConfig(Options):
+    """Recorded event files (.aedat4, .aedat, .dat, .raw, .bin, .npy), replayed as continuous
+    streams or one sample per file."""
+
+    type: Literal["recording"] = "recording"
+    path: str = Field(description="a file, a folder (its recordings, sorted) or a glob")
+    format: Literal["aedat", "aedat4", "prophesee_dat", "prophesee_raw", "nmnist", "numpy"] | None = Field(
+        None, description="the file format (null: from the file extension)"
+    )
+    sensor: str | None = Field(
+        None, description="sensor profile: needed for .npy, checked against the geometry a file states"
+    )
+    mode: Literal["stream", "sample"] = Field(
+        "stream", description="stream: each file one continuous stream; sample: each file one sample"
+    )
+    packet_us: PositiveInt = Field(10_000, description="stream mode: sensor time per packet (µs)")
+
+
+@SOURCES.register(RecordingSourceConfig)
 class RecordingSource(SourceBase):
     """Replays recordings: one file, a folder or a glob, in sorted order.
 
@@ -332,24 +353,15 @@ class RecordingSource(SourceBase):
     kind = "events"
     live = False
     labels = False
+    continuous = True
 
-    def __init__(
-        self,
-        path: str,
-        format: str | None = None,
-        sensor: str | None = None,
-        mode: str = "stream",
-        packet_us: int = 10_000,
-        realtime: bool = False,
-    ) -> None:
-        if mode not in ("stream", "sample"):
-            raise ValueError(f"mode must be 'stream' or 'sample', got '{mode}'")
-        self.paths = recording_paths(path)
-        self.format, self.mode, self.packet_us, self.realtime = format, mode, int(packet_us), realtime
+    def __init__(self, config: RecordingSourceConfig) -> None:
+        self.paths = recording_paths(config.path)
+        self.format, self.mode, self.packet_us = config.format, config.mode, config.packet_us
         self.errors: list[str] = []
         self._packet_end: int | None = None  # sensor time (µs) closing the packet being cut
-        first = open_recording(self.paths[0], format)
-        self.sensor = self._geometry(first, sensor)
+        first = open_recording(self.paths[0], config.format)
+        self.sensor = self._geometry(first, config.sensor)
 
     def _geometry(self, rec: Recording, profile: str | None) -> Sensor:
         named = load_sensor(profile) if profile else None

@@ -13,10 +13,18 @@ import queue
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import Field, NonNegativeInt, PositiveInt
 
 from streamsnn.events import Packet
-from streamsnn.sources.base import Source, SourceBase
+from streamsnn.options import Options
+from streamsnn.sources.base import SOURCES, Source, SourceBase, sample_range
+
+if TYPE_CHECKING:
+    # the options of any continuous source: ``streamsnn.sources`` completes the model with them
+    # once every source is registered
+    StreamMemberConfig = Options
 
 QUEUE_PACKETS = 256  # packets waiting for the pipeline, all sources together
 POLL_S = 0.05  # longest wait of a reading thread before it looks at ``close()`` again
@@ -42,23 +50,47 @@ class Member:
     source: Source
 
 
+class StreamsSourceConfig(Options):
+    """Several continuous sources stepped together by one operator, one slot per stream
+    (``runtime.batch_size`` at least the number of sources): udp, camera, webcam, digits_dvs with
+    ``live: true``, recording with ``mode: stream``; all live or all replayed, one sensor geometry.
+    A stream is named ``<its source's stream>#<i>``, ``i`` the source's position in ``sources``."""
+
+    type: Literal["streams"] = "streams"
+    sources: list[StreamMemberConfig] = Field(
+        min_length=1, description="the sources, each with its type and options as a source of its own"
+    )
+    offset: NonNegativeInt = Field(
+        0, description="skip the first sources of the list (executor: ray gives each worker a group)"
+    )
+    limit: PositiveInt | None = Field(None, description="take the next N sources after offset (null: all)")
+
+
+@SOURCES.register(StreamsSourceConfig)
 class StreamsSource(SourceBase):
-    """Several opened sources (``members``, configured as ``sources[offset : offset + limit]`` of
-    ``pipeline.yaml``; the registry opens them) read together. They must be unsegmented (live, or
-    recordings with ``mode: stream``), all live or none, and give the same kind of data on the same
-    sensor geometry (one model takes them all); otherwise every member is closed and the error
-    names the first misfit. ``len()``: the number of sources."""
+    """The sources ``sources[offset : offset + limit]`` of ``config``, opened through the source
+    registry and read together. They must be unsegmented (live, or recordings with ``mode:
+    stream``), all live or none, and give the same kind of data on the same sensor geometry (one
+    model takes them all); otherwise every opened source is closed again and the error names the
+    first misfit, ``sources[i]``. ``len()``: the number of sources."""
 
     segmented = False
 
-    def __init__(self, members: list[Member]) -> None:
+    def __init__(self, config: StreamsSourceConfig) -> None:
         self._closed = threading.Event()
-        self.members = members
-        if not members:
-            raise ValueError("a streams source needs at least one source")
+        self.members: list[Member] = []
+        positions = sample_range(len(config.sources), config.offset, config.limit)
+        if not positions:
+            raise ValueError(f"offset {config.offset} selects none of the {len(config.sources)} sources")
         try:
-            for member in members:
-                self._check(member)
+            for i in positions:
+                member = config.sources[i]
+                try:
+                    source = SOURCES.build(member)
+                except (OSError, ValueError, KeyError) as err:
+                    raise ValueError(f"sources[{i}] ({member.type}): {err}") from None
+                self.members.append(Member(i, member.type, source))
+                self._check(self.members[-1])
         except BaseException:
             self.close()
             raise
@@ -91,6 +123,11 @@ class StreamsSource(SourceBase):
         return [m.source for m in self.members]
 
     def __len__(self) -> int:
+        return len(self.members)
+
+    @property
+    def parallel_streams(self) -> int:  # type: ignore[override]
+        """One stream per source, all at once."""
         return len(self.members)
 
     @property

@@ -56,12 +56,14 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from typing import ClassVar, Literal
 
 import numpy as np
+from pydantic import Field, PositiveFloat, PositiveInt
 
-from streamsnn.config import ConfigError
-from streamsnn.events import EVENT_DTYPE, Packet, Sensor, load_sensor, make_events
-from streamsnn.sources.base import SourceBase
+from streamsnn.events import EVENT_DTYPE, Packet, make_events
+from streamsnn.options import ConfigError
+from streamsnn.sources.base import SOURCES, SensorOptions, SourceBase
 
 log = logging.getLogger(__name__)
 
@@ -70,20 +72,7 @@ SPIF_MAX_COORD = 0x7FFF
 DATAGRAM_EVENTS = 128  # aestream's default packet size (512 bytes)
 MAX_DATAGRAM = 65_536
 POLL_S = 0.05  # longest wait in a blocking call before the source looks at ``close()`` again
-
-
-def sensor_from_options(sensor: str | None, width: int | None, height: int | None, polarities: int) -> Sensor:
-    """The sensor of a live source: a profile name (``streamsnn sensors``) or width × height."""
-    if sensor is not None:
-        if width is not None or height is not None:
-            raise ConfigError("source: give either sensor or width and height, not both")
-        try:
-            return load_sensor(sensor)
-        except KeyError as err:
-            raise ConfigError(f"source.sensor: {err.args[0]}") from None
-    if width is None or height is None:
-        raise ConfigError("source: give sensor (a profile, see `streamsnn sensors`) or both width and height")
-    return Sensor(f"{width}x{height}", int(width), int(height), polarities, "given by width and height")
+RECEIVE_BUFFER_BYTES = 4 << 20  # the socket's receive buffer (datagrams waiting to be read)
 
 
 def spif_encode(events: np.ndarray) -> np.ndarray:
@@ -132,6 +121,28 @@ def _family(host: str) -> socket.AddressFamily:
     return socket.AF_INET6 if ":" in host else socket.AF_INET
 
 
+class UDPSourceConfig(SensorOptions):
+    """Live SPIF events over UDP (as aestream, spiffer and spif send them), stamped on arrival:
+    one continuous stream."""
+
+    type: Literal["udp"] = "udp"
+    host: str = Field("127.0.0.1", description="the address to listen on (loopback unless changed)")
+    port: int = Field(3333, ge=0, le=65535, description="the UDP port (0: a free one)")
+    packet_us: PositiveInt = Field(
+        1_000, description="hand over what arrived every packet_us of wall time (µs)"
+    )
+    silence_s: PositiveFloat = Field(
+        1.0, description="warn (once) and count a silence after this long without a datagram (s)"
+    )
+    stop_after_silence_s: PositiveFloat | None = Field(
+        None, description="end the stream after this much silence (s; null: run until stopped)"
+    )
+    _no_sensor: ClassVar[str | None] = (
+        "give sensor (e.g. dvs128, see `streamsnn sensors`) or width and height"
+    )
+
+
+@SOURCES.register(UDPSourceConfig)
 class UDPSource(SourceBase):
     """Events arriving as SPIF datagrams on ``host:port``, one unsegmented live stream.
 
@@ -145,27 +156,13 @@ class UDPSource(SourceBase):
     kind = "events"
     live = True
     labels = False
+    continuous = True
 
-    def __init__(
-        self,
-        host: str = "127.0.0.1",
-        port: int = 3333,
-        sensor: str | None = None,
-        width: int | None = None,
-        height: int | None = None,
-        packet_us: int = 1_000,
-        silence_s: float = 1.0,
-        stop_after_silence_s: float | None = None,
-        receive_buffer_bytes: int = 4 << 20,
-    ) -> None:
-        if packet_us < 1:
-            raise ConfigError(f"source.packet_us: must be >= 1 µs, got {packet_us}")
-        if silence_s <= 0:
-            raise ConfigError(f"source.silence_s: must be > 0 s, got {silence_s}")
-        if stop_after_silence_s is not None and stop_after_silence_s <= 0:
-            raise ConfigError(f"source.stop_after_silence_s: must be > 0 s, got {stop_after_silence_s}")
-        self.sensor = sensor_from_options(sensor, width, height, polarities=2)
-        self.packet_us, self.silence_s, self.stop_after_silence_s = packet_us, silence_s, stop_after_silence_s
+    def __init__(self, config: UDPSourceConfig) -> None:
+        self.sensor = config.pixel_array(polarities=2)
+        self.packet_us, self.silence_s = config.packet_us, config.silence_s
+        self.stop_after_silence_s = config.stop_after_silence_s
+        host, port = config.host, config.port
         self._closed = threading.Event()
         self._lock = threading.Lock()
         try:
@@ -173,7 +170,7 @@ class UDPSource(SourceBase):
         except OSError as err:
             raise ConfigError(f"source.host: cannot open a UDP socket for '{host}': {err.strerror}") from None
         try:
-            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer_bytes)
+            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER_BYTES)
             self._sock.bind((host, port))
         except socket.gaierror as err:
             self._sock.close()

@@ -126,7 +126,7 @@ def test_oracle_is_refused_on_a_live_source(root):
         root / "pipelines" / "digits_dvs.yaml",
         ["source={type: digits_dvs, live: true, limit: 1}", "policy.exit={type: oracle}"],
     )
-    with pytest.raises(ConfigError, match="oracle exits at the first correct prediction, so it needs labels"):
+    with pytest.raises(ConfigError, match=r"policy\.exit: 'oracle' needs labels"):
         build_pipeline(cfg)
 
 
@@ -138,7 +138,7 @@ def test_evaluate_matches_the_runtime_and_writes_table_and_plots(root, tmp_path)
     from streamsnn.lab.evaluate import evaluate_policies
     from streamsnn.lab.policy_training import first_slice_inputs, save_policy
     from streamsnn.policies.calibration import load_calibration
-    from streamsnn.policies.policy_net import PolicyNetExit
+    from streamsnn.policies.policy_net import PolicyNetExit, PolicyNetExitConfig
     from streamsnn.snn.models import build_model
 
     torch.manual_seed(0)
@@ -181,7 +181,9 @@ def test_evaluate_matches_the_runtime_and_writes_table_and_plots(root, tmp_path)
     cfg = load_pipeline(
         root / "pipelines" / "digits_frames.yaml", ["source.limit=48", "runtime.progress=false"]
     )
-    policy_steps = PolicyNetExit(str(policy_path)).choose(first_slice_inputs(build_pipeline(cfg))[0])
+    policy_steps = PolicyNetExit(PolicyNetExitConfig(weights=str(policy_path))).choose(
+        first_slice_inputs(build_pipeline(cfg))[0]
+    )
     data = collect(cfg, "test", steps=cal.steps, progress=False)
     rows, summary = evaluate_policies(data, 0.9, 16.0, cal, policy_steps)
     oracle = rows[-1]

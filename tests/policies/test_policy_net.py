@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from streamsnn.lab.policy_training import save_policy
-from streamsnn.policies import make_exit_policy
-from streamsnn.policies.policy_net import PolicyNetExit
+from streamsnn.policies import EXIT_POLICIES
+from streamsnn.policies.policy_net import PolicyNetExit, PolicyNetExitConfig
 from streamsnn.prediction import Prediction
 from streamsnn.snn.models import build_model
 
@@ -22,7 +22,7 @@ def policy_file(tmp_path):
 
 def test_policy_net_is_final_at_the_chosen_step_per_stream(policy_file):
     path, net = policy_file
-    policy = make_exit_policy("policy_net", weights=str(path))
+    policy = EXIT_POLICIES.build(PolicyNetExitConfig(weights=str(path)))
     xs = torch.randn(6, 1, 8, 8)
     with torch.inference_mode():
         expected = [[1, 2, 4][i] for i in net(xs).argmax(1).tolist()]
@@ -40,7 +40,7 @@ def test_policy_net_is_final_at_the_chosen_step_per_stream(policy_file):
 
 def test_policy_net_refuses_other_checkpoints_and_missing_input(policy_file):
     with pytest.raises(ValueError, match="not a policy network checkpoint"):
-        PolicyNetExit("builtin:digits_frames")
-    policy = PolicyNetExit(str(policy_file[0]))
+        PolicyNetExit(PolicyNetExitConfig(weights="builtin:digits_frames"))
+    policy = PolicyNetExit(PolicyNetExitConfig(weights=str(policy_file[0])))
     with pytest.raises(ValueError, match="needs the slice input"):
         policy.decide(Prediction("s", 0, 1, 0, 0, 0, 0.5, [0.5, 0.5]))

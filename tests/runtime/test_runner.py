@@ -8,7 +8,8 @@ import pytest
 
 from streamsnn.config import ConfigError, PipelineConfig, load_pipeline
 from streamsnn.runtime import build_pipeline, run_pipeline
-from streamsnn.sources.digits import DigitsDVS
+from streamsnn.sinks import Sink
+from streamsnn.sources.digits import DigitsDVS, DigitsDVSSourceConfig
 
 
 def config(root, *overrides, base="digits_dvs.yaml"):
@@ -116,16 +117,13 @@ def test_frame_source_with_direct_and_poisson_input(root):
     assert [o.cls for o in poisson.outcomes] == [o.cls for o in again.outcomes]  # seeded
 
 
-class SlowSink:
+class SlowSink(Sink):
     def __init__(self, delay):
         self.delay, self.seen = delay, 0
 
     def write(self, pred):
         self.seen += 1
         time.sleep(self.delay)
-
-    def close(self):
-        pass
 
 
 def test_live_stream_resets_on_exit_and_keeps_deciding(root):
@@ -183,7 +181,7 @@ class FailingSource(DigitsDVS):
 def test_a_failing_source_stops_the_run_with_its_error_after_flushing(root, tmp_path):
     out = tmp_path / "p.jsonl"
     pipe = build_pipeline(config(root, "source.limit=3", f"sinks=[{{type: jsonl, path: {out}}}]"))
-    pipe.source = FailingSource(split="test", limit=3)
+    pipe.source = FailingSource(DigitsDVSSourceConfig(split="test", limit=3))
     with pytest.raises(ValueError, match="truncated at byte 1234"):
         run_pipeline(pipe)
     text = out.read_text()  # the sink was closed: whatever was emitted is on disk as whole lines
@@ -191,7 +189,7 @@ def test_a_failing_source_stops_the_run_with_its_error_after_flushing(root, tmp_
     assert all(json.loads(x)["sample"] == 0 for x in text.splitlines())
 
 
-class FailingSink:
+class FailingSink(Sink):
     """Fails at its 20th prediction."""
 
     def __init__(self):
@@ -201,9 +199,6 @@ class FailingSink:
         self.written += 1
         if self.written == 20:
             raise OSError("disk full: predictions.jsonl")
-
-    def close(self):
-        pass
 
 
 def test_a_failing_sink_stops_the_run_with_its_error(root):

@@ -13,7 +13,8 @@ import zmq
 from streamsnn.config import ConfigError, load_pipeline
 from streamsnn.prediction import Prediction
 from streamsnn.runtime import build_pipeline, run_pipeline
-from streamsnn.sinks.zeromq import ZmqSink
+from streamsnn.sinks import Sink
+from streamsnn.sinks.zeromq import ZmqSink, ZmqSinkConfig
 from streamsnn.subscriber import Subscriber
 
 ZMQ = "{type: zmq, address: 'tcp://127.0.0.1:*'"
@@ -89,7 +90,7 @@ def test_offline_replay_reaches_a_subscriber_completely_and_in_order(root, tmp_p
     assert collector.sub.stats["gaps"] == 0 and collector.sub.stats["missed"] == 0
 
 
-class Resume:
+class Resume(Sink):
     """A sink that, once the run is over (``finish``), lets a stalled collector read again and
     waits until it has read what its queues kept; the zmq sink after it then sends the summary."""
 
@@ -103,9 +104,6 @@ class Resume:
         self.collector.idle.clear()
         self.collector.resume.set()
         assert self.collector.idle.wait(30)
-
-    def close(self):
-        pass
 
 
 def test_a_subscriber_that_stops_reading_costs_the_pipeline_nothing(root):
@@ -132,7 +130,7 @@ def test_a_subscriber_that_stops_reading_costs_the_pipeline_nothing(root):
 def test_a_stalled_subscriber_sees_exactly_what_it_lost():
     """More than the zmq queues (100 each side) and loopback's socket buffers (several MB, ~20,000
     messages here) hold: the subscriber that stopped reading loses messages, and counts each."""
-    sink = ZmqSink("tcp://127.0.0.1:*", hwm=100, heartbeat_s=0.2, linger_s=10)
+    sink = ZmqSink(ZmqSinkConfig(address="tcp://127.0.0.1:*", hwm=100, heartbeat_s=0.2, linger_s=10))
     stalled = Collector(sink.endpoint, stall=True, hwm=100)
     stalled.start()
     n = 60_000
@@ -191,7 +189,7 @@ def predict(sink, stream, step, final):
 
 
 def test_a_late_joiner_gets_the_last_final_per_stream_then_the_live_feed():
-    sink = ZmqSink("tcp://127.0.0.1:*", heartbeat_s=0.1)
+    sink = ZmqSink(ZmqSinkConfig(address="tcp://127.0.0.1:*", heartbeat_s=0.1))
     try:
         with Subscriber(sink.endpoint) as early:
             while sink.subscribers < 1:
@@ -222,7 +220,7 @@ def test_a_late_joiner_gets_the_last_final_per_stream_then_the_live_feed():
 
 
 def test_heartbeats_carry_the_newest_sequence_numbers():
-    sink = ZmqSink("tcp://127.0.0.1:*", heartbeat_s=0.1)
+    sink = ZmqSink(ZmqSinkConfig(address="tcp://127.0.0.1:*", heartbeat_s=0.1))
     try:
         with Subscriber(sink.endpoint, heartbeats=True) as sub:
             while sink.subscribers < 1:
@@ -251,9 +249,9 @@ def test_zmq_sink_configuration_errors(root):
             build_pipeline(replay(root, f"sinks=[{{type: zmq, address: '{taken}'}}]"))
     finally:
         blocker.close(linger=0)
-    with pytest.raises(ConfigError, match=r"sinks\.0\.zmq\.colour: unknown key"):
+    with pytest.raises(ConfigError, match=r"sinks\.0\.colour: unknown key"):
         replay(root, "sinks=[{type: zmq, colour: red}]")
-    with pytest.raises(ConfigError, match=r"sinks\.0\.zmq\.hwm"):
+    with pytest.raises(ConfigError, match=r"sinks\.0\.hwm: .*greater than or equal to 0"):
         replay(root, "sinks=[{type: zmq, hwm: -1}]")
     pipe = build_pipeline(
         replay(root, f"sinks=[{ZMQ}, wait_for_subscribers: 1, wait_timeout_s: 0.3}}]", "source.limit=2")

@@ -5,11 +5,19 @@ import sys
 
 import numpy as np
 import pytest
+from pydantic import ValidationError
 
 from streamsnn.config import ConfigError, load_pipeline
 from streamsnn.runtime import build_pipeline, run_pipeline
-from streamsnn.sources import make_source
-from streamsnn.sources.camera import CameraSource, WebcamSource, drivers_help, frame_to_events
+from streamsnn.sources import SOURCES
+from streamsnn.sources.camera import (
+    CameraSource,
+    CameraSourceConfig,
+    WebcamSource,
+    WebcamSourceConfig,
+    drivers_help,
+    frame_to_events,
+)
 from streamsnn.sources.digits import digits_split, render_saccades
 
 cv2 = pytest.importorskip("cv2", reason="the webcam source needs opencv-python-headless")
@@ -39,7 +47,7 @@ def test_camera_without_drivers_says_how_to_get_them(camera):
     if driver in aestream.drivers:
         pytest.skip(f"this aestream has the {driver} driver")
     with pytest.raises(ConfigError) as err:
-        make_source("camera", camera=camera)
+        SOURCES.build(CameraSourceConfig(camera=camera))
     text = str(err.value)
     assert f"source.camera: '{camera}' needs aestream compiled with the '{driver}' driver" in text
     assert "--no-binary aestream" in text and "aestream.github.io/aestream/install.html" in text
@@ -49,16 +57,14 @@ def test_camera_without_drivers_says_how_to_get_them(camera):
 def test_camera_without_aestream_names_pip(monkeypatch):
     monkeypatch.setitem(sys.modules, "aestream", None)  # as if not installed
     with pytest.raises(ConfigError, match="aestream is not installed"):
-        CameraSource("inivation")
+        CameraSource(CameraSourceConfig(camera="inivation"))
     assert "pip install" in drivers_help("inivation", None)
 
 
 def test_camera_config(root):
     cfg = config(root, "udp_live.yaml", "source={type: camera, camera: prophesee, serial: '00001464'}")
     assert cfg.source.type == "camera" and cfg.source.serial == "00001464" and cfg.source.polarity == 1
-    with pytest.raises(
-        ConfigError, match=r"source\.camera\.camera: Input should be 'inivation' or 'prophesee'"
-    ):
+    with pytest.raises(ConfigError, match=r"source\.camera: Input should be 'inivation' or 'prophesee'"):
         config(root, "udp_live.yaml", "source={type: camera, camera: sony}")
 
 
@@ -96,7 +102,7 @@ def test_webcam_emulated_dvs_feeds_the_event_model(root, tmp_path):
     frames, times = render_saccades(fives)  # K×N×34×34, 1 ms apart
     video = tmp_path / "saccades.avi"
     write_video(video, frames.transpose(1, 0, 2, 3).reshape(-1, 34, 34), fps=1000.0, fourcc="FFV1", size=68)
-    source = WebcamSource(str(video), sensor="digits_dvs", emulate_dvs=True)
+    source = WebcamSource(WebcamSourceConfig(device=str(video), sensor="digits_dvs", emulate_dvs=True))
     assert (source.kind, source.live, source.sensor.shape) == ("events", True, (2, 34, 34))
     packets = list(source)
     source.close()
@@ -117,21 +123,21 @@ def test_webcam_emulated_dvs_feeds_the_event_model(root, tmp_path):
 
 def test_webcam_errors_name_the_fix(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match=r"source\.device: no such video file: .*missing\.avi"):
-        WebcamSource(str(tmp_path / "missing.avi"), width=16, height=16)
+        WebcamSource(WebcamSourceConfig(device=str(tmp_path / "missing.avi"), width=16, height=16))
     (tmp_path / "junk.avi").write_bytes(b"not a video")
     with pytest.raises(ConfigError, match=r"source\.device: OpenCV cannot open video"):
-        WebcamSource(str(tmp_path / "junk.avi"), width=16, height=16)
-    with pytest.raises(ConfigError, match=r"source: give sensor .* or both width and height"):
-        WebcamSource(str(tmp_path / "junk.avi"))
+        WebcamSource(WebcamSourceConfig(device=str(tmp_path / "junk.avi"), width=16, height=16))
+    with pytest.raises(ValidationError, match=r"give sensor \(e\.g\. digits_dvs\) or width and height"):
+        WebcamSourceConfig(device=str(tmp_path / "junk.avi"))
     monkeypatch.setitem(sys.modules, "cv2", None)  # as if OpenCV were not installed
     with pytest.raises(ConfigError, match="pip install opencv-python-headless"):
-        WebcamSource(0, width=16, height=16)
+        WebcamSource(WebcamSourceConfig(device=0, width=16, height=16))
 
 
 def test_webcam_max_frames_and_pacing(tmp_path):
     video = tmp_path / "ramp.avi"
     write_video(video, np.linspace(0, 1, 10)[:, None, None] * np.ones((10, 8, 8)), fps=20.0)
-    source = WebcamSource(str(video), width=4, height=4, max_frames=6)
+    source = WebcamSource(WebcamSourceConfig(device=str(video), width=4, height=4, max_frames=6))
     assert len(source) == 6
     packets = list(source)
     assert len(packets) == 6 and packets[5].t0_us == 250_000  # frame 5 at 20 fps

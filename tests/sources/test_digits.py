@@ -6,13 +6,15 @@ import numpy as np
 import pytest
 
 from streamsnn.events import EVENT_DTYPE
-from streamsnn.sources import digits, make_source
+from streamsnn.sources import SOURCES, digits
 from streamsnn.sources.digits import (
     DIGITS_DVS_SENSOR,
     GENERATE_BATCH,
     RECORDING_US,
     DigitsDVS,
+    DigitsDVSSourceConfig,
     DigitsFrames,
+    DigitsFramesSourceConfig,
     cache_dir,
     digits_dvs_events,
     digits_split,
@@ -98,7 +100,7 @@ def test_recordings_look_like_nmnist():
 
 
 def test_dvs_source_yields_labelled_samples():
-    with make_source("digits_dvs", split="val", limit=3) as src:
+    with SOURCES.build(DigitsDVSSourceConfig(split="val", limit=3)) as src:
         packets = list(src)
     assert len(src) == 3 and [p.sample for p in packets] == [0, 1, 2]
     assert [p.label for p in packets] == digits_split("val")[1][:3].tolist()
@@ -106,7 +108,7 @@ def test_dvs_source_yields_labelled_samples():
 
 
 def test_live_mode_streams_one_clock_in_real_time():
-    src = DigitsDVS(split="test", limit=2, live=True, packet_us=10_000)
+    src = DigitsDVS(DigitsDVSSourceConfig(split="test", limit=2, live=True, packet_us=10_000))
     started = time.monotonic()
     packets = list(src)
     elapsed = time.monotonic() - started
@@ -119,7 +121,7 @@ def test_live_mode_streams_one_clock_in_real_time():
 
 
 def test_frame_source():
-    src = DigitsFrames(split="test", limit=4, size=16)
+    src = DigitsFrames(DigitsFramesSourceConfig(split="test", limit=4, size=16))
     frames = [p.data for p in src]
     assert src.kind == "frames" and src.sensor.shape == (1, 16, 16)
     assert all(f.shape == (16, 16) and f.min() >= 0 and f.max() <= 1 for f in frames)
@@ -143,7 +145,7 @@ def test_recordings_are_cached_bit_identical(monkeypatch, tmp_path):
     # the batches the source generated in before the cache: 0..63, then 64..69
     expected = digits_dvs_events(index[:64]) + digits_dvs_events(index[64:70])
     _forbid_generation(monkeypatch)
-    src = DigitsDVS(split="test", limit=70)  # lazy: constructing generates nothing
+    src = DigitsDVS(DigitsDVSSourceConfig(split="test", limit=70))  # lazy: constructing generates nothing
     assert not any(tmp_path.rglob("*"))
 
     calls = _spy(monkeypatch)
@@ -153,8 +155,10 @@ def test_recordings_are_cached_bit_identical(monkeypatch, tmp_path):
     assert len(files) == 2 and all(f.suffix == ".npz" for f in files)  # no temp files left over
 
     _forbid_generation(monkeypatch)
-    _assert_same(_events(DigitsDVS(split="test", limit=70)), expected)
-    packets = list(DigitsDVS(split="test", limit=70))  # the source itself reads the cache too
+    _assert_same(_events(DigitsDVS(DigitsDVSSourceConfig(split="test", limit=70))), expected)
+    packets = list(
+        DigitsDVS(DigitsDVSSourceConfig(split="test", limit=70))
+    )  # the source itself reads the cache too
     _assert_same([p.data for p in packets], expected)
 
 
@@ -172,12 +176,14 @@ def test_cache_key_changes_with_seed_and_split(monkeypatch, tmp_path):
 def test_limit_touches_only_the_chunks_it_needs(monkeypatch, tmp_path):
     monkeypatch.setenv("STREAMSNN_CACHE", str(tmp_path))
     calls = _spy(monkeypatch)
-    events = _events(DigitsDVS(split="test", limit=20))
+    events = _events(DigitsDVS(DigitsDVSSourceConfig(split="test", limit=20)))
     assert len(events) == 20 and [len(c) for c in calls] == [GENERATE_BATCH]
     assert len(list((tmp_path / "digits_dvs").iterdir())) == 1
     _assert_same(events, digits_dvs_events(digits_split("test")[2][:20]))  # as generated alone
     _forbid_generation(monkeypatch)  # any limit within the first chunk reads that one file
-    assert len(_events(DigitsDVS(split="test", limit=GENERATE_BATCH))) == GENERATE_BATCH
+    assert (
+        len(_events(DigitsDVS(DigitsDVSSourceConfig(split="test", limit=GENERATE_BATCH)))) == GENERATE_BATCH
+    )
 
 
 @pytest.mark.parametrize("damage", ["truncate", "garbage", "offsets"])
@@ -185,7 +191,7 @@ def test_broken_cache_file_is_regenerated_with_a_warning(monkeypatch, tmp_path, 
     monkeypatch.setenv("STREAMSNN_CACHE", str(tmp_path))
     monkeypatch.setattr(digits, "GENERATE_BATCH", 8)  # small chunks, same code path, faster
     expected = digits_dvs_events(digits_split("test")[2][:5])
-    _assert_same(_events(DigitsDVS(split="test", limit=5)), expected)
+    _assert_same(_events(DigitsDVS(DigitsDVSSourceConfig(split="test", limit=5))), expected)
     (path,) = (tmp_path / "digits_dvs").iterdir()
     if damage == "truncate":
         path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
@@ -198,13 +204,13 @@ def test_broken_cache_file_is_regenerated_with_a_warning(monkeypatch, tmp_path, 
         np.savez(path, **content)
 
     with caplog.at_level(logging.WARNING, logger="streamsnn.sources.digits"):
-        _assert_same(_events(DigitsDVS(split="test", limit=5)), expected)
+        _assert_same(_events(DigitsDVS(DigitsDVSSourceConfig(split="test", limit=5))), expected)
     assert [r.levelno for r in caplog.records] == [logging.WARNING] and path.name in caplog.text
 
     caplog.clear()
     _forbid_generation(monkeypatch)  # overwritten with a good file
     with caplog.at_level(logging.WARNING):
-        _assert_same(_events(DigitsDVS(split="test", limit=5)), expected)
+        _assert_same(_events(DigitsDVS(DigitsDVSSourceConfig(split="test", limit=5))), expected)
     assert not caplog.records
 
 
@@ -214,7 +220,7 @@ def test_unwritable_cache_still_yields_the_recordings(monkeypatch, tmp_path, cap
     monkeypatch.setenv("STREAMSNN_CACHE", str(blocker / "cache"))  # cannot be created, even by root
     calls = _spy(monkeypatch)
     with caplog.at_level(logging.WARNING):
-        events = _events(DigitsDVS(split="test", limit=3))
+        events = _events(DigitsDVS(DigitsDVSSourceConfig(split="test", limit=3)))
     _assert_same(events, digits_dvs_events(digits_split("test")[2][:3]))
     assert [len(c) for c in calls] == [3]  # nothing to keep, so only what was asked for
     assert not caplog.records and blocker.read_text() == ""
@@ -223,22 +229,27 @@ def test_unwritable_cache_still_yields_the_recordings(monkeypatch, tmp_path, cap
 def test_offset_and_limit_select_a_range_numbered_as_in_the_split(monkeypatch, tmp_path):
     monkeypatch.setenv("STREAMSNN_CACHE", str(tmp_path))
     monkeypatch.setattr(digits, "GENERATE_BATCH", 8)  # the range crosses chunk boundaries
-    whole = list(DigitsDVS(split="test", limit=24))
-    part = DigitsDVS(split="test", offset=13, limit=9)
+    whole = list(DigitsDVS(DigitsDVSSourceConfig(split="test", limit=24)))
+    part = DigitsDVS(DigitsDVSSourceConfig(split="test", offset=13, limit=9))
     packets = list(part)
     assert len(part) == 9 and [p.sample for p in packets] == list(range(13, 22))
     assert [p.label for p in packets] == [p.label for p in whole[13:22]]
     _assert_same([p.data for p in packets], [p.data for p in whole[13:22]])
-    tail = DigitsDVS(split="test", offset=355, limit=10)  # runs past the end: what is there
+    tail = DigitsDVS(
+        DigitsDVSSourceConfig(split="test", offset=355, limit=10)
+    )  # runs past the end: what is there
     assert [p.sample for p in tail] == list(range(355, 360))
-    assert len(DigitsDVS(split="test", offset=400)) == 0
+    assert len(DigitsDVS(DigitsDVSSourceConfig(split="test", offset=400))) == 0
     blocker = tmp_path / "a_file"
     blocker.write_text("")
     monkeypatch.setenv("STREAMSNN_CACHE", str(blocker / "cache"))  # nothing kept: only the range made
     calls = _spy(monkeypatch)
-    _assert_same([p.data for p in DigitsDVS(split="test", offset=13, limit=9)], [p.data for p in packets])
+    _assert_same(
+        [p.data for p in DigitsDVS(DigitsDVSSourceConfig(split="test", offset=13, limit=9))],
+        [p.data for p in packets],
+    )
     assert [len(c) for c in calls] == [3, 6]  # positions 13–15 of one chunk, 16–21 of the next
-    frames = DigitsFrames(split="test", offset=3, limit=2)
-    whole_frames = list(DigitsFrames(split="test", limit=5))
+    frames = DigitsFrames(DigitsFramesSourceConfig(split="test", offset=3, limit=2))
+    whole_frames = list(DigitsFrames(DigitsFramesSourceConfig(split="test", limit=5)))
     assert [(p.sample, p.label) for p in frames] == [(p.sample, p.label) for p in whole_frames[3:5]]
     assert all(np.array_equal(a.data, b.data) for a, b in zip(frames, whole_frames[3:5], strict=True))

@@ -9,7 +9,7 @@ import pytest
 
 from streamsnn.config import ConfigError, load_pipeline
 from streamsnn.runtime import build_pipeline
-from streamsnn.sources.event_datasets import DatasetError, EventDatasetSource
+from streamsnn.sources.event_datasets import DatasetError, EventDatasetSource, EventDatasetSourceConfig
 
 SMOKE = ["data.download=false", "data.limit=4", "train.max_steps=1", "train.epochs=1", "train.batch_size=2"]
 
@@ -52,7 +52,9 @@ def test_a_damaged_recording_is_skipped_and_counted(cifar10dvs_root, tmp_path):
     shutil.copytree(cifar10dvs_root, copy)
     damaged = copy / "CIFAR10DVS" / "automobile" / "cifar10_automobile_900.aedat4"
     damaged.write_bytes(damaged.read_bytes()[: damaged.stat().st_size // 2])
-    source = EventDatasetSource("cifar10dvs", root=str(copy), split="test", limit=3)
+    source = EventDatasetSource(
+        EventDatasetSourceConfig(type="cifar10dvs", root=str(copy), split="test", limit=3)
+    )
     packets = list(source)
     assert [p.label for p in packets] == [0, 2]  # the automobile recording is left out...
     assert [p.sample for p in packets] == [0, 2]  # ...and its position stays unused
@@ -63,15 +65,25 @@ def test_a_damaged_recording_is_skipped_and_counted(cifar10dvs_root, tmp_path):
 def test_missing_data_sets_say_where_and_what_to_do(root, tmp_path):
     for name in ("cifar10dvs", "nmnist", "dvs_gesture"):
         with pytest.raises(DatasetError, match=r"not found in tonic's layout.*source\.download: true"):
-            EventDatasetSource(name, root=str(tmp_path))
+            EventDatasetSource(EventDatasetSourceConfig(type=name, root=str(tmp_path)))
     cfg = load_pipeline(root / "pipelines" / "cifar10dvs_replay.yaml", [f"source.root={tmp_path}"])
     with pytest.raises(ConfigError, match=r"source: .*CIFAR10DVS not found"):
         build_pipeline(cfg)
 
 
 def test_offset_and_limit_select_a_range_numbered_as_in_the_split(cifar10dvs_root):
-    whole = list(EventDatasetSource("cifar10dvs", root=str(cifar10dvs_root), split="test", limit=5))
-    part = list(EventDatasetSource("cifar10dvs", root=str(cifar10dvs_root), split="test", offset=2, limit=2))
+    whole = list(
+        EventDatasetSource(
+            EventDatasetSourceConfig(type="cifar10dvs", root=str(cifar10dvs_root), split="test", limit=5)
+        )
+    )
+    part = list(
+        EventDatasetSource(
+            EventDatasetSourceConfig(
+                type="cifar10dvs", root=str(cifar10dvs_root), split="test", offset=2, limit=2
+            )
+        )
+    )
     assert [(p.sample, p.label) for p in part] == [(p.sample, p.label) for p in whole[2:4]]
     assert [p.sample for p in part] == [2, 3] and all(
         (a.data == b.data).all() for a, b in zip(part, whole[2:4], strict=True)

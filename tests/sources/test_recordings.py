@@ -12,7 +12,13 @@ from streamsnn.config import load_pipeline
 from streamsnn.events import make_events
 from streamsnn.runtime import build_pipeline, run_pipeline
 from streamsnn.runtime.report import report_table
-from streamsnn.sources.recordings import RecordingError, RecordingSource, open_recording, read_events
+from streamsnn.sources.recordings import (
+    RecordingError,
+    RecordingSource,
+    RecordingSourceConfig,
+    open_recording,
+    read_events,
+)
 from tests.conftest import SHARED_EVENTS
 
 needs_shared = pytest.mark.skipif(not SHARED_EVENTS.is_dir(), reason=f"{SHARED_EVENTS} is absent")
@@ -62,12 +68,16 @@ def test_real_jaer_header_only_file_has_its_geometry_and_no_events():
 
 @needs_shared
 def test_real_recordings_stream_through_the_source_without_loss():
-    source = RecordingSource(str(SHARED_EVENTS / "sample.aedat4"), packet_us=10_000)
+    source = RecordingSource(
+        RecordingSourceConfig(path=str(SHARED_EVENTS / "sample.aedat4"), packet_us=10_000)
+    )
     packets = list(source)
     assert sum(len(p.data) for p in packets) == 111_954
     assert all(not p.end_of_sample and p.sample is None for p in packets)
     assert all(len(p.data) == 0 or p.data["t"][-1] - p.data["t"][0] < 10_000 for p in packets)
-    samples = list(RecordingSource(str(SHARED_EVENTS / "sample_nmnist.bin"), mode="sample"))
+    samples = list(
+        RecordingSource(RecordingSourceConfig(path=str(SHARED_EVENTS / "sample_nmnist.bin"), mode="sample"))
+    )
     assert len(samples) == 1 and len(samples[0].data) == 4_325 and samples[0].end_of_sample
 
 
@@ -92,7 +102,11 @@ def test_prophesee_files_written_by_expelliarmus_read_back_exactly(tmp_path, enc
     for field in ("t", "x", "y", "p"):
         assert np.array_equal(back[field], events[field]), field
     # expelliarmus states no geometry: the profile gives it, and a wrong profile is refused
-    assert RecordingSource(str(path), sensor="prophesee_gen4").sensor.size == (1280, 720, 2)
+    assert RecordingSource(RecordingSourceConfig(path=str(path), sensor="prophesee_gen4")).sensor.size == (
+        1280,
+        720,
+        2,
+    )
 
 
 def test_prophesee_dat_geometry_from_its_header(tmp_path):
@@ -106,7 +120,7 @@ def test_prophesee_dat_geometry_from_its_header(tmp_path):
     assert open_recording(headed).sensor.size == (640, 480, 2)
     assert len(read_events(headed)) == 100
     with pytest.raises(ValueError, match="the file says 640×480 but sensor 'dvs128' is 128×128"):
-        RecordingSource(str(headed), sensor="dvs128")
+        RecordingSource(RecordingSourceConfig(path=str(headed), sensor="dvs128"))
 
 
 def test_numpy_recordings_need_a_profile_and_the_right_fields(tmp_path):
@@ -114,8 +128,8 @@ def test_numpy_recordings_need_a_profile_and_the_right_fields(tmp_path):
     np.save(path, random_events(50, 34, 34))
     assert len(read_events(path)) == 50
     with pytest.raises(ValueError, match="states no geometry; name a sensor profile"):
-        RecordingSource(str(path))
-    assert RecordingSource(str(path), sensor="nmnist").sensor.size == (34, 34, 2)
+        RecordingSource(RecordingSourceConfig(path=str(path)))
+    assert RecordingSource(RecordingSourceConfig(path=str(path), sensor="nmnist")).sensor.size == (34, 34, 2)
     bad = tmp_path / "bad.npy"
     np.save(bad, np.zeros(3, dtype=[("time", "<i8"), ("x", "<i2")]))
     with pytest.raises(RecordingError, match=r"bad\.npy: event array has no field t / timestamp"):
@@ -153,7 +167,7 @@ def test_a_damaged_file_in_a_folder_is_counted_and_the_rest_continues(tmp_path):
     shutil.copy(SHARED_EVENTS / "sample_nmnist.bin", folder / "a.bin")
     (folder / "b.bin").write_bytes((SHARED_EVENTS / "sample_nmnist.bin").read_bytes()[:-1])
     shutil.copy(SHARED_EVENTS / "sample_nmnist.bin", folder / "c.bin")
-    source = RecordingSource(str(folder), mode="sample")
+    source = RecordingSource(RecordingSourceConfig(path=str(folder), mode="sample"))
     packets = list(source)
     assert [len(p.data) for p in packets] == [4_325, 4_324, 4_325]
     assert source.stats == {"damaged_files": 1} and "b.bin: truncated" in source.errors[0]

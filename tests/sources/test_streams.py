@@ -9,7 +9,7 @@ import pytest
 from streamsnn.config import ConfigError, load_pipeline
 from streamsnn.events import Packet, make_events
 from streamsnn.runtime import build_pipeline, run_pipeline
-from streamsnn.sources import open_streams
+from streamsnn.sources import StreamsSource, StreamsSourceConfig, UDPSourceConfig
 
 LIVE = "{type: digits_dvs, live: true, packet_us: 2000, limit: 2"  # 0.6 s in real time
 
@@ -66,7 +66,7 @@ def test_sources_that_do_not_fit_together_are_named(root):
     mismatch = r"sources\[1\] \(udp\): sensor 128×128 differs from sources\[0\]'s 34×34"
     with pytest.raises(ConfigError, match=mismatch):
         build_pipeline(streams_config(root, [live(0), udp]))
-    with pytest.raises(ConfigError, match=r"source\.streams\.sources\.0\.digits_dvs\.speed: unknown key"):
+    with pytest.raises(ConfigError, match=r"source\.sources\.0\.speed: unknown key"):
         streams_config(root, ["{type: digits_dvs, live: true, speed: 2}"])
     with pytest.raises(ConfigError, match=r"runtime\.batch_size: 2 operator slots for 3 streams"):
         build_pipeline(streams_config(root, [live(0), live(1), live(2)], "runtime.batch_size=2"))
@@ -88,7 +88,8 @@ class Unplugged:
 
 
 def test_a_failing_source_is_named_after_what_it_gave(root):
-    source = open_streams([{"type": "udp", "port": 0, "sensor": "dvs128"}] * 2)
+    quiet = UDPSourceConfig(port=0, sensor="dvs128", packet_us=60_000_000)  # no packet during the test
+    source = StreamsSource(StreamsSourceConfig(sources=[quiet, quiet]))
     source.members[1].source.close()
     source.members[1].source = Unplugged()
     got = []
@@ -99,7 +100,8 @@ def test_a_failing_source_is_named_after_what_it_gave(root):
 
 
 def test_close_from_another_thread_ends_every_reading_thread():
-    source = open_streams([{"type": "udp", "port": 0, "sensor": "dvs128", "packet_us": 10_000}] * 2)
+    udp = UDPSourceConfig(port=0, sensor="dvs128", packet_us=10_000)
+    source = StreamsSource(StreamsSourceConfig(sources=[udp, udp]))
     packets = []
     reader = threading.Thread(target=lambda: packets.extend(source), daemon=True)
     reader.start()

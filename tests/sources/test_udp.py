@@ -18,8 +18,9 @@ import pytest
 from streamsnn.config import ConfigError, load_pipeline
 from streamsnn.events import make_events
 from streamsnn.runtime import build_pipeline, run_pipeline
+from streamsnn.sinks import Sink
 from streamsnn.sources.digits import RECORDING_US, digits_dvs_events, digits_split
-from streamsnn.sources.udp import UDPSource, send_events, spif_decode, spif_encode
+from streamsnn.sources.udp import UDPSource, UDPSourceConfig, send_events, spif_decode, spif_encode
 
 CLASS = 5  # the digit streamed by the sender process (mirrored or transposed, it reads as another)
 SENDER = """
@@ -97,7 +98,7 @@ class RunThread(threading.Thread):
             self.error = err
 
 
-class FirstFinal:
+class FirstFinal(Sink):
     """A sink that notes when the first final decision was written."""
 
     def __init__(self) -> None:
@@ -106,9 +107,6 @@ class FirstFinal:
     def write(self, pred) -> None:
         if pred.final:
             self.seen.set()
-
-    def close(self) -> None:
-        pass
 
 
 def udp_config(root, *overrides):
@@ -201,7 +199,7 @@ def test_killing_the_sender_reports_silence_and_closing_stops_the_pipeline(root,
 def test_silence_then_recovery_is_reported_and_counted(caplog):
     caplog.set_level(logging.INFO, logger="streamsnn.sources.udp")
     burst = make_events(np.zeros(50, np.int64), np.arange(50) % 34, np.arange(50) // 2, np.arange(50) % 2)
-    source = UDPSource(port=0, sensor="digits_dvs", silence_s=0.3, stop_after_silence_s=1.0)
+    source = UDPSource(UDPSourceConfig(port=0, sensor="digits_dvs", silence_s=0.3, stop_after_silence_s=1.0))
     received, sent_b = [], None
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx, source:
         address = (source.host, source.port)
@@ -229,7 +227,7 @@ def test_silence_then_recovery_is_reported_and_counted(caplog):
 
 
 def test_bad_input_is_dropped_and_counted():
-    source = UDPSource(port=0, width=20, height=10)
+    source = UDPSource(UDPSourceConfig(port=0, width=20, height=10))
     assert source.sensor.shape == (2, 10, 20)
     inside = make_events([0, 0, 0], [0, 19, 5], [0, 9, 3], [1, 0, 1])
     outside = make_events([0, 0], [20, 3], [0, 10], [1, 1])  # x = width, y = height
@@ -340,7 +338,7 @@ def test_aestream_sender_speaks_the_same_spif(tmp_path):
 
 
 def test_closing_from_another_thread_stops_a_silent_source_promptly():
-    source = UDPSource(port=0, sensor="dvs128", silence_s=60)
+    source = UDPSource(UDPSourceConfig(port=0, sensor="dvs128", silence_s=60))
     packets = []
     reader = threading.Thread(target=lambda: packets.extend(source), daemon=True)
     reader.start()
@@ -357,23 +355,23 @@ def test_port_in_use_and_bad_host_are_config_errors():
         taken.bind(("127.0.0.1", 0))
         port = taken.getsockname()[1]
         with pytest.raises(ConfigError, match=rf"source\.port: cannot listen for UDP on 127\.0\.0\.1:{port}"):
-            UDPSource(port=port, sensor="dvs128")
+            UDPSource(UDPSourceConfig(port=port, sensor="dvs128"))
     with pytest.raises(ConfigError, match=r"source\.host: cannot resolve 'no-such-host\.invalid'"):
-        UDPSource(host="no-such-host.invalid", port=0, sensor="dvs128")
+        UDPSource(UDPSourceConfig(host="no-such-host.invalid", port=0, sensor="dvs128"))
     with pytest.raises(ConfigError, match=r"source\.sensor: unknown sensor 'dvs999'"):
-        UDPSource(port=0, sensor="dvs999")
+        UDPSource(UDPSourceConfig(port=0, sensor="dvs999"))
 
 
 def test_udp_config_validation(root):
     cfg = udp_config(root)
     assert cfg.source.type == "udp" and cfg.source.host == "127.0.0.1" and cfg.source.sensor == "digits_dvs"
-    with pytest.raises(ConfigError, match=r"source\.udp\.colour: unknown key"):
+    with pytest.raises(ConfigError, match=r"source\.colour: unknown key"):
         udp_config(root, "source.colour=red")
     with pytest.raises(ConfigError, match="give either sensor or width and height"):
         udp_config(root, "source.width=34", "source.height=34")
     with pytest.raises(ConfigError, match="give sensor"):
         udp_config(root, "source={type: udp}")
-    with pytest.raises(ConfigError, match=r"source\.udp\.port: Input should be less than or equal to 65535"):
+    with pytest.raises(ConfigError, match=r"source\.port: Input should be less than or equal to 65535"):
         udp_config(root, "source.port=70000")
     with pytest.raises(ConfigError, match="expects input 2×34×34 but source 'udp' gives 2×128×128"):
         build_pipeline(udp_config(root, "source.sensor=dvs128"))

@@ -1,0 +1,43 @@
+"""The interface every sink keeps, and the registry of sinks by name."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from streamsnn.events import Packet, Sensor
+from streamsnn.options import Registry
+from streamsnn.prediction import Prediction
+
+
+class Sink:
+    """Where predictions go. ``write(pred)`` is called from the sink thread for every prediction;
+    the other hooks do nothing unless a sink needs them: ``start()`` before the run starts (e.g.
+    wait for subscribers), ``write_packet(packet, sensor)`` for every source packet (in the source
+    thread; only for sinks that declare ``needs_events``), ``finish(report)`` with the run's report
+    before ``close()``.
+
+    ``needs_events`` (a capability of the class): the sink takes the source's events, so the
+    source must give events and the sink must run where the source is read. ``endpoint``: where the
+    sink publishes, for subscribers to connect to (None: nowhere).
+    """
+
+    needs_events: ClassVar[bool] = False
+    endpoint: str | None = None
+
+    def start(self) -> None:
+        """Before the run's first packet."""
+
+    def write(self, pred: Prediction) -> None:
+        raise NotImplementedError
+
+    def write_packet(self, packet: Packet, sensor: Sensor) -> None:
+        """A packet of the source (``needs_events`` sinks only)."""
+
+    def finish(self, report: dict[str, Any]) -> None:
+        """The run's report, before ``close()``."""
+
+    def close(self) -> None:
+        """Release what the sink holds (called once the run is over, also after an error)."""
+
+
+SINKS: Registry[Sink] = Registry("sink")
