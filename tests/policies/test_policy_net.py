@@ -10,7 +10,6 @@ from streamsnn.prediction import Prediction
 from streamsnn.snn.models import build_model
 
 
-
 @pytest.fixture
 def policy_file(tmp_path):
     torch.manual_seed(0)

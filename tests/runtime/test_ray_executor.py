@@ -186,6 +186,7 @@ def test_calibrate_and_evaluate_commands_take_executor_ray(root, tmp_path, local
     (local_cal, local_rows), (ray_cal, ray_rows) = commands("local"), commands("ray")
     assert ray_cal.pop("temperature") == pytest.approx(local_cal.pop("temperature"), rel=1e-6)
     assert ray_cal == local_cal
+
     def results(rows):  # the configs differ only in the calibration file's path
         return [{k: v for k, v in r.items() if k != "config"} for r in rows]
 
@@ -418,7 +419,10 @@ def test_the_core_does_not_import_ray():
     import subprocess
     import sys
 
-    code = "import sys, streamsnn.cli, streamsnn.runtime, streamsnn.lab.calibrate; print('ray' in sys.modules)"
+    code = (
+        "import sys, streamsnn.cli, streamsnn.runtime, streamsnn.lab.calibrate, streamsnn.lab.evaluate; "
+        "print('ray' in sys.modules)"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "False"
