@@ -86,7 +86,7 @@ def _convert(args: argparse.Namespace) -> int:
 
 def _calibrate(args: argparse.Namespace) -> int:
     from streamsnn.config import load_pipeline
-    from streamsnn.lab.calibrate import calibrate, plot_scan
+    from streamsnn.lab.calibrate import calibrate, format_calibration, write_calibration
 
     cfg = load_pipeline(args.pipeline, _overrides(args))
     try:
@@ -102,66 +102,27 @@ def _calibrate(args: argparse.Namespace) -> int:
         )
     except ValueError as err:
         raise ConfigError(f"{args.pipeline}: {err}") from None
-    out = Path(args.output or f"runs/{cfg.name}/calibration.json")
-    cal.save(out)
-    png = plot_scan(scan, cal, out.with_suffix(".png"))
-    grid = f"{len(scan.thresholds)} thresholds, step {cal.resolution:g}"
-    print(f"Dynamic Confidence for {cfg.name} on {cal.split} ({grid})")
-    print(f"  alpha {cal.alpha:g}   temperature {cal.temperature:.4f}   threshold {cal.threshold:.4f}")
-    print(f"  accuracy {100 * cal.accuracy:.2f} % (full T: {100 * cal.accuracy_full_T:.2f} %)")
-    print(f"  mean steps {cal.mean_steps:.3f} of {cal.steps}   saving {100 * cal.saving:.1f} %")
-    print(f"  Pareto front: {len(cal.front)} points")
-    print(f"wrote {out} and {png}", file=sys.stderr)
+    written = write_calibration(cal, scan, Path(args.output or f"runs/{cfg.name}/calibration.json"))
+    print(format_calibration(cal, scan))
+    print(f"wrote {' and '.join(map(str, written))}", file=sys.stderr)
     return 0
 
 
 def _evaluate(args: argparse.Namespace) -> int:
     from streamsnn.config import load_pipeline
-    from streamsnn.lab.calibrate import calibrate, collect
-    from streamsnn.lab.evaluate import evaluate_policies, format_rows, plot_evaluation
-    from streamsnn.policies.calibration import load_calibration
-    from streamsnn.policies.exit import ConfidenceExitConfig
-    from streamsnn.policies.policy_net import PolicyNetExitConfig
+    from streamsnn.lab.evaluate import evaluate, format_rows, write_evaluation
 
     cfg = load_pipeline(args.pipeline, _overrides(args))
-    out_dir = Path(args.output_dir or f"runs/{cfg.name}/evaluate")
     cal_path = Path(args.calibration or f"runs/{cfg.name}/calibration.json")
     try:
-        if cal_path.exists():
-            cal = load_calibration(cal_path)
-        else:  # calibrate on validation first: the test split never chooses anything
-            print(f"no calibration at {cal_path}: calibrating on val", file=sys.stderr)
-            cal = calibrate(cfg, "val", progress=not args.no_progress, target_saving=args.target_saving)[0]
-            cal.save(cal_path)
-        data = collect(cfg, args.split, steps=cal.steps, progress=not args.no_progress)
+        ev = evaluate(cfg, args.split, cal_path, args.policy_net, args.target_saving, not args.no_progress)
     except ValueError as err:
         raise ConfigError(f"{args.pipeline}: {err}") from None
-    exit_cfg = cfg.policy.exit
-    seenn = (exit_cfg if isinstance(exit_cfg, ConfidenceExitConfig) else ConfidenceExitConfig()).threshold
-    alpha = 1.0 if cfg.model.alpha == "t" else float(cfg.model.alpha)
-    policy_net = args.policy_net or (exit_cfg.weights if isinstance(exit_cfg, PolicyNetExitConfig) else None)
-    policy_steps = None
-    if policy_net:
-        from streamsnn.lab.policy_training import first_slice_inputs
-        from streamsnn.policies.policy_net import PolicyNetExit
-        from streamsnn.runtime import build_pipeline
-
-        inputs = first_slice_inputs(build_pipeline(cfg.on_split(args.split)))[0]
-        policy_steps = PolicyNetExit(PolicyNetExitConfig(weights=policy_net)).choose(inputs)
-    rows, summary = evaluate_policies(data, seenn, alpha, cal, policy_steps)
-    table = format_rows(rows, summary)
-    print(f"{cfg.name} on {args.split} ({len(data.labels)} samples; thresholds from {cal_path})")
-    print(table)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "table.txt").write_text(table + "\n")
-    report = {
-        **summary,
-        "split": args.split,
-        "calibration": str(cal_path),
-        "rows": [{k: v for k, v in r.__dict__.items() if k != "exits"} for r in rows],
-    }
-    (out_dir / "evaluation.json").write_text(json.dumps(report, indent=2) + "\n")
-    for path in plot_evaluation(data, rows, out_dir):
+    if ev.calibrated:  # chosen on val: the evaluated split never chooses anything
+        print(f"no calibration at {cal_path}: calibrated on val and wrote it there", file=sys.stderr)
+    print(f"{cfg.name} on {args.split} ({len(ev.data.labels)} samples; thresholds from {cal_path})")
+    print(format_rows(ev.rows, ev.summary))
+    for path in write_evaluation(ev, Path(args.output_dir or f"runs/{cfg.name}/evaluate")):
         print(f"wrote {path}", file=sys.stderr)
     return 0
 

@@ -75,6 +75,15 @@ def softmax(values: list[float], scale: float = 1.0) -> list[float]:
     return [e / total for e in exps]
 
 
+def read_out(output: list[float], step: float, alpha: float | str) -> tuple[list[float], float, int]:
+    """The anytime read-out of the accumulated output O_t (K values) after ``step`` steps: the
+    probabilities softmax(O_t / α) with α = ``model.alpha`` (``"t"``: α = ``step``, the running
+    mean), the confidence (their maximum) and the class (the first index of the maximum)."""
+    probs = softmax(output, step if alpha == "t" else alpha)
+    confidence = max(probs)
+    return probs, confidence, probs.index(confidence)
+
+
 def prediction_line(p: dict[str, Any], extra: str = "") -> str:
     """One prediction (``Prediction.to_dict()`` or a wire payload) as a line of text; ``extra``
     goes before the verdict on the label."""

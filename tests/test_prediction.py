@@ -20,3 +20,15 @@ def test_softmax_matches_torch_in_float64(scale):
 def test_softmax_does_not_overflow_on_large_outputs():
     assert softmax([1e6, 0.0]) == [1.0, 0.0]
     assert softmax([800.0, 800.0]) == [0.5, 0.5]
+
+
+def test_read_out_divides_by_alpha_or_by_the_step_count():
+    """model.alpha: a number divides the accumulated output; ``t`` divides it by the steps so far
+    (the running mean). The class is the first index of the largest probability."""
+    from streamsnn.prediction import read_out
+
+    output = [6.0, 2.0, 6.0]
+    probs, confidence, cls = read_out(output, 3, 2.0)
+    assert probs == softmax([3.0, 1.0, 3.0]) and confidence == max(probs) and cls == 0
+    assert read_out(output, 4, "t") == read_out(output, 7, 4.0)
+    assert read_out([0.0, 8.0], 2, "t")[1] == pytest.approx(1 / (1 + math.exp(-4.0)))

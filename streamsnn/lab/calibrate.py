@@ -4,8 +4,9 @@
    every slice (O_t, N×T×K) and the quantised ANN's logits on the same samples.
 2. Temperature scaling (Guo et al.) of the ANN logits: τ minimising the validation NLL.
 3. α: T for QCFS (the number of steps), 2^b − 1 = L for QFFS, or a given value.
-4. The threshold scan: confidence ``max softmax(O_t / (α·τ))``; a sample exits at the first step
-   whose confidence is above the threshold c. The exit step is non-decreasing in c, so one
+4. The threshold scan over the policy's own confidence (``DynamicConfidence.confidence_of``:
+   ``max softmax(O_t / (α·τ))``): a sample exits at the first step whose confidence is above the
+   threshold c, else at T or its last slice. The exit step is non-decreasing in c, so one
    linear pass over every (sample, step) pair gives mean steps and accuracy for all thresholds
    of a grid at once (the supplement's monotone scan, like an ROC sweep): O(N·T + grid).
 5. The Pareto front of (mean steps, accuracy) and the choice: the lowest mean steps whose
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +29,8 @@ import torch
 
 from streamsnn.config import PipelineConfig
 from streamsnn.policies.calibration import CALIBRATION_FORMAT, Calibration
-from streamsnn.policies.exit import FixedExitConfig
+from streamsnn.policies.exit import DynamicConfidence, FixedExitConfig
+from streamsnn.prediction import read_out
 from streamsnn.runtime import build_pipeline, run_pipeline
 from streamsnn.sinks import Sink
 from streamsnn.snn.checkpoint import load_checkpoint
@@ -37,38 +40,55 @@ from streamsnn.snn.quant import QCFS
 
 @dataclass
 class Collected:
-    """Per-step accumulated outputs of a split: ``outputs`` N×T×K, ``labels`` N, ``ann_logits``
-    N×K (the quantised ANN on each sample's mean input)."""
+    """A split collected at full length for replaying exit rules offline (N samples in sample
+    order, T steps collected, K classes). A sample with fewer than T slices keeps its last values
+    after its end."""
 
-    outputs: np.ndarray
-    labels: np.ndarray
-    ann_logits: np.ndarray
+    outputs: np.ndarray  # N×T×K, the accumulated output O_t after each step
+    labels: np.ndarray  # N
+    lengths: np.ndarray  # N, each sample's number of slices (its steps at full length; may exceed T)
+    input_latency_ms: np.ndarray  # N×T, sensor time from the sample's first event to each slice's end
+    streams: list[str]  # N, each sample's stream
+    samples: np.ndarray  # N, each sample's number in the split
+    alpha: float | str  # the pipeline's model.alpha: the read-out of its predictions
+    ann_logits: np.ndarray  # N×K, the quantised ANN on each sample's mean input
     spikes: np.ndarray  # N×T, spikes of all layers since the start of the sample (cumulative)
     neurons: int
     energy_uj: np.ndarray  # N×T, estimated energy since the start of the sample (cumulative, µJ)
     ann_energy_uj: float  # one dense pass of the same network
 
+    @property
+    def steps(self) -> int:
+        """T, the steps collected."""
+        return int(self.outputs.shape[1])
+
+    @cached_property
+    def classes(self) -> np.ndarray:
+        """N×T: the class the runtime reads out after each step (``read_out``)."""
+        rows = [[read_out(o, t + 1, self.alpha)[2] for t, o in enumerate(r)] for r in self.outputs.tolist()]
+        return np.array(rows, dtype=np.int64).reshape(self.outputs.shape[:2])
+
 
 class OutputCollector(Sink):
-    """A sink keeping every prediction's accumulated output by (sample, step)."""
+    """A sink keeping every sample's predictions in step order: accumulated output, spikes,
+    energy (µJ) and input latency (ms)."""
 
     def __init__(self) -> None:
-        self.rows: dict[int, list[np.ndarray]] = {}
-        self.spikes: dict[int, list[float]] = {}
-        self.energy: dict[int, list[float]] = {}
+        self.rows: dict[int, list[tuple[np.ndarray, float, float, float]]] = {}
+        self.streams: dict[int, str] = {}
 
     def write(self, pred: Any) -> None:
         assert pred.output is not None
-        self.rows.setdefault(pred.sample, []).append(np.asarray(pred.output, dtype=np.float64))
-        self.spikes.setdefault(pred.sample, []).append(float(pred.spikes))
-        self.energy.setdefault(pred.sample, []).append(pred.energy_uj)
+        output = np.asarray(pred.output, dtype=np.float64)
+        row = (output, float(pred.spikes), pred.energy_uj, pred.input_latency_ms)
+        self.rows.setdefault(pred.sample, []).append(row)
+        self.streams[pred.sample] = pred.stream
 
 
 def collect(cfg: PipelineConfig, split: str, steps: int | None = None, progress: bool = True) -> Collected:
-    """Run ``cfg``'s pipeline on ``split`` without early exit and collect per-step outputs.
-    ``steps``: T (default: the exit policy's max steps, else every slice of the sample)."""
-    t_max = steps or exit_max_steps(cfg)
-    exit_cfg = FixedExitConfig(type="fixed", steps=t_max or 1_000_000)
+    """Run ``cfg``'s pipeline on ``split`` without early exit and collect each sample's first
+    ``steps`` predictions (T; default: all of them, T = the longest sample)."""
+    exit_cfg = FixedExitConfig(type="fixed", steps=steps or 1_000_000)
     policy = cfg.policy.model_copy(update={"exit": exit_cfg})
     runtime = cfg.runtime.model_copy(update={"full_t": True, "progress": progress, "count_operations": True})
     run_cfg = cfg.on_split(split).model_copy(update={"policy": policy, "runtime": runtime, "sinks": []})
@@ -77,29 +97,38 @@ def collect(cfg: PipelineConfig, split: str, steps: int | None = None, progress:
     pipe.sinks.append(collector)
     result = run_pipeline(pipe)
     outcomes = sorted(result.outcomes, key=lambda o: o.sample)
-    t_n = t_max or max(len(r) for r in collector.rows.values())
-    outputs = np.stack([_pad(collector.rows[o.sample], t_n) for o in outcomes])
-    labels = np.array([o.label for o in outcomes])
-    ann = np.array([o.ann_output for o in outcomes], dtype=np.float64)
-    spikes, energy = (
-        np.stack([_pad([np.array(v) for v in per_sample[o.sample]], t_n) for o in outcomes])
-        for per_sample in (collector.spikes, collector.energy)
+    t_n = steps or max(len(r) for r in collector.rows.values())
+    outputs, spikes, energy, latency = (
+        np.stack([_pad([np.asarray(r[k]) for r in collector.rows[o.sample]], t_n) for o in outcomes])
+        for k in range(4)
     )
     net = pipe.operator.net
-    neurons = sum(int(np.prod(s)) for s in net.neuron_shapes)
     one_step = torch.zeros(1, 1, *pipe.encoder.shape, dtype=pipe.operator.dtype, device=pipe.operator.device)
-    ann_energy = counted_run(net, one_step)[1].ann_energy_uj()
-    return Collected(outputs, labels, ann, spikes, neurons, energy, ann_energy)
+    return Collected(
+        outputs=outputs,
+        labels=np.array([o.label for o in outcomes]),
+        lengths=np.array([o.steps_full_t for o in outcomes], dtype=np.int64),
+        input_latency_ms=latency,
+        streams=[collector.streams[o.sample] for o in outcomes],
+        samples=np.array([o.sample for o in outcomes], dtype=np.int64),
+        alpha=cfg.model.alpha,
+        ann_logits=np.array([o.ann_output for o in outcomes], dtype=np.float64),
+        spikes=spikes,
+        neurons=sum(int(np.prod(s)) for s in net.neuron_shapes),
+        energy_uj=energy,
+        ann_energy_uj=counted_run(net, one_step)[1].ann_energy_uj(),
+    )
 
 
 def _pad(rows: list[np.ndarray], t_n: int) -> np.ndarray:
-    """A sample's outputs over exactly T steps: a sample with fewer slices keeps its last output
+    """A sample's values over exactly T steps: a sample with fewer slices keeps its last values
     (its decision was final at its last slice)."""
     rows = rows[:t_n]
     return np.stack(rows + [rows[-1]] * (t_n - len(rows)))
 
 
 def exit_max_steps(cfg: PipelineConfig) -> int | None:
+    """The steps of a fixed exit, else its ``max_steps`` (None: none)."""
     e = cfg.policy.exit
     if isinstance(e, FixedExitConfig):
         return e.steps
@@ -120,10 +149,13 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
     return float(math.exp(res.x))
 
 
-def confidences(outputs: np.ndarray, scale: float) -> np.ndarray:
-    """``max softmax(O_t / scale)`` for N×T×K outputs → N×T."""
-    z = torch.as_tensor(outputs, dtype=torch.float64) / scale
-    return torch.softmax(z, dim=-1).max(dim=-1).values.numpy()
+def confidences(data: Collected, alpha: float, temperature: float = 1.0) -> np.ndarray:
+    """N×T: Dynamic Confidence's confidence after each step, by the policy's own scoring
+    (``DynamicConfidence.confidence_of``)."""
+    score = DynamicConfidence.confidence_of
+    return np.array(
+        [[score(o, alpha, temperature) for o in rows] for rows in data.outputs.tolist()], dtype=np.float64
+    ).reshape(data.outputs.shape[:2])
 
 
 @dataclass
@@ -162,17 +194,14 @@ def threshold_scan(conf: np.ndarray, correct: np.ndarray, resolution: float) -> 
     return Scan(grid, np.cumsum(d_steps)[:k] / n, np.cumsum(d_ok)[:k] / n)
 
 
-def naive_scan(conf: np.ndarray, correct: np.ndarray, thresholds: np.ndarray) -> Scan:
-    """The same result, one threshold at a time (reference and benchmark baseline)."""
-    n, t_n = conf.shape
-    steps, acc = [], []
-    rows = np.arange(n)
-    for c in thresholds:
-        above = conf > c
-        exit_t = np.where(above.any(axis=1), above.argmax(axis=1), t_n - 1)
-        steps.append(exit_t.mean() + 1)
-        acc.append(np.asarray(correct)[rows, exit_t].mean())
-    return Scan(np.asarray(thresholds), np.array(steps), np.array(acc))
+def dynamic_confidence_scan(data: Collected, alpha: float, temperature: float, resolution: float) -> Scan:
+    """Mean steps and accuracy of Dynamic Confidence up to T steps at every threshold of the
+    grid (``threshold_scan``) on collected outputs: the policy's confidence after each step,
+    the runtime's class, and a sample shorter than T ending at its last slice whatever the
+    threshold (``end_of_sample``)."""
+    conf = confidences(data, alpha, temperature)
+    conf[np.arange(data.steps) >= data.lengths[:, None] - 1] = np.inf
+    return threshold_scan(conf, data.classes == data.labels[:, None], resolution)
 
 
 def pareto_front(scan: Scan) -> np.ndarray:
@@ -232,15 +261,13 @@ def calibrate(
     ``choose_threshold`` for ``tolerance`` and ``target_saving``."""
     if split == "test":
         raise ValueError("calibration chooses thresholds, so it never looks at the test split; use val")
-    data = collected or collect(cfg, split, progress=progress)
-    t_n = data.outputs.shape[1]
+    data = collected or collect(cfg, split, exit_max_steps(cfg), progress=progress)
+    t_n = data.steps
     levels = _qcfs_levels(cfg)
     a = float(alpha) if alpha else default_alpha(cfg, t_n, levels)
     tau = fit_temperature(data.ann_logits, data.labels) if temperature else 1.0
-    conf = confidences(data.outputs, a * tau)
-    correct = data.outputs.argmax(-1) == data.labels[:, None]
-    scan = threshold_scan(conf, correct, resolution)
-    full = float(correct[:, -1].mean())
+    scan = dynamic_confidence_scan(data, a, tau, resolution)
+    full = float((data.classes[:, -1] == data.labels).mean())
     k = choose_threshold(scan, full, tolerance, target_saving, t_n)
     pts = pareto_front(scan)
     cal = Calibration(
@@ -266,6 +293,25 @@ def calibrate(
 def _qcfs_levels(cfg: PipelineConfig) -> int | None:
     levels = {m.levels for m in load_checkpoint(cfg.model.weights).ann.modules() if isinstance(m, QCFS)}
     return max(levels) if levels else None
+
+
+def format_calibration(cal: Calibration, scan: Scan) -> str:
+    """The chosen calibration in a few lines of text."""
+    grid = f"{len(scan.thresholds)} thresholds, step {cal.resolution:g}"
+    return "\n".join(
+        [
+            f"Dynamic Confidence for {cal.pipeline} on {cal.split} ({grid})",
+            f"  alpha {cal.alpha:g}   temperature {cal.temperature:.4f}   threshold {cal.threshold:.4f}",
+            f"  accuracy {100 * cal.accuracy:.2f} % (full T: {100 * cal.accuracy_full_T:.2f} %)",
+            f"  mean steps {cal.mean_steps:.3f} of {cal.steps}   saving {100 * cal.saving:.1f} %",
+            f"  Pareto front: {len(cal.front)} points",
+        ]
+    )
+
+
+def write_calibration(cal: Calibration, scan: Scan, path: Path) -> list[Path]:
+    """The calibration file at ``path`` and its plot beside it (PNG)."""
+    return [cal.save(path), plot_scan(scan, cal, path.with_suffix(".png"))]
 
 
 def plot_scan(scan: Scan, cal: Calibration, path: Path) -> Path:
@@ -305,9 +351,12 @@ __all__ = [
     "choose_threshold",
     "collect",
     "confidences",
+    "dynamic_confidence_scan",
+    "exit_max_steps",
     "fit_temperature",
-    "naive_scan",
+    "format_calibration",
     "pareto_front",
     "plot_scan",
     "threshold_scan",
+    "write_calibration",
 ]

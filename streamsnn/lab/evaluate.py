@@ -1,22 +1,117 @@
 """Evaluation of exit policies on a split (``streamsnn evaluate``): the papers' table and plots.
 
-One full-length pass collects every sample's accumulated output after every slice; each policy's
-exit step is then the first step at which it would have stopped on those outputs (the same rule
-the runtime applies slice by slice), so all policies are compared on identical SNN outputs:
-fixed T (every T), SEENN-I (max softmax of the running sum / α over a threshold), Dynamic
-Confidence (a calibration file chosen on validation), SEENN-II (a trained policy network's step
-counts, chosen from each sample's first slice) and the oracle (the first correct step).
+One full-length pass collects every sample's accumulated output after every slice
+(``lab.calibrate.collect``). Each row then replays those outputs through a real exit policy,
+built from its ``policy.exit`` config: for every sample, the prediction the runtime builds after
+each slice (the same read-out, step, label and sensor time waited; the first slice's input for
+the policy network) goes to ``policy.decide`` until it exits or the sample ends
+(``end_of_sample``). A row is therefore what ``streamsnn run`` with that exit policy decides, and
+all rows share the same SNN outputs: fixed T, SEENN-I (the pipeline's confidence options),
+Dynamic Confidence (a calibration chosen on validation), SEENN-II (a policy network), the
+pipeline's exit policy as configured, and the oracle (the first correct step). Wall time cannot
+be replayed, so a ``deadline`` with ``compute_ms`` is refused.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import torch
 
-from streamsnn.lab.calibrate import Collected, confidences
-from streamsnn.policies.calibration import Calibration
+from streamsnn.config import ExitConfig, PipelineConfig
+from streamsnn.lab.calibrate import Collected, calibrate, collect, confidences
+from streamsnn.lab.policy_training import first_slice_inputs
+from streamsnn.policies import EXIT_POLICIES, ExitPolicy
+from streamsnn.policies.calibration import Calibration, load_calibration
+from streamsnn.policies.exit import (
+    ConfidenceExitConfig,
+    DynamicConfidenceExitConfig,
+    FixedExitConfig,
+    OracleExitConfig,
+)
+from streamsnn.policies.policy_net import PolicyNetExitConfig
+from streamsnn.prediction import Prediction, read_out
+from streamsnn.runtime import build_pipeline
+
+
+def make_policy(config: ExitConfig) -> ExitPolicy:
+    """The exit policy of a ``policy.exit`` config, built as the runtime builds it."""
+    return EXIT_POLICIES.build(config)
+
+
+def check_replayable(config: ExitConfig) -> None:
+    """Refuse what a replay of collected outputs cannot reproduce: wall time computed."""
+    if getattr(config, "compute_ms", None) is not None:
+        raise ValueError(
+            "policy.exit.compute_ms: a budget of wall time computed cannot be replayed offline "
+            "(evaluate replays collected outputs, it does not time them); measure it with "
+            "`streamsnn run`, or evaluate with input_ms or max_steps only"
+        )
+
+
+def predictions(data: Collected, i: int, first_input: torch.Tensor | None = None) -> Iterator[Prediction]:
+    """Sample ``i``'s predictions as the runtime builds them after each of its slices (at most
+    the T collected): the read-out of its accumulated output (the pipeline's ``model.alpha``), the
+    step, label, sensor time waited, spikes and energy. ``first_input``: its first slice's input
+    (1×C×H×W), for policies that read inputs. Not replayed: wall-clock times (0 here), slice
+    times and the inputs of later slices."""
+    for t in range(min(int(data.lengths[i]), data.steps)):
+        output = data.outputs[i, t].tolist()
+        probs, confidence, cls = read_out(output, t + 1, data.alpha)
+        yield Prediction(
+            stream=data.streams[i],
+            sample=int(data.samples[i]),
+            step=t + 1,
+            t_start_us=0,
+            t_end_us=0,
+            cls=cls,
+            confidence=confidence,
+            probs=probs,
+            label=int(data.labels[i]),
+            input_latency_ms=float(data.input_latency_ms[i, t]),
+            spikes=int(data.spikes[i, t]),
+            energy_uj=float(data.energy_uj[i, t]),
+            output=output,
+            input=first_input if t == 0 else None,
+        )
+
+
+@dataclass
+class Exits:
+    """Each sample's exit decision: step (1-based), class and reason."""
+
+    steps: np.ndarray
+    classes: np.ndarray
+    reasons: list[str]
+
+
+def replay(policy: ExitPolicy, data: Collected, first_inputs: torch.Tensor | None = None) -> Exits:
+    """Every sample's decision by ``policy`` on the collected outputs, as the runtime decides it
+    slice by slice; ``first_inputs``: N×C×H×W, each sample's first slice input."""
+    steps, classes, reasons = [], [], []
+    for i in range(len(data.labels)):
+        x = None if first_inputs is None else first_inputs[i : i + 1]
+        reason = None
+        for pred in predictions(data, i, x):
+            reason = policy.decide(pred)
+            if reason is None and pred.step == data.lengths[i]:
+                reason = "end_of_sample"
+            if reason is not None:
+                break
+        if reason is None:
+            raise ValueError(
+                f"sample {data.samples[i]}: the {policy.name} exit is still open after the "
+                f"{data.steps} steps collected (the sample has {data.lengths[i]} slices)"
+            )
+        steps.append(pred.step)
+        classes.append(pred.cls)
+        reasons.append(reason)
+    return Exits(np.array(steps, dtype=np.int64), np.array(classes, dtype=np.int64), reasons)
 
 
 def aet(correct: np.ndarray) -> float:
@@ -41,76 +136,137 @@ def empirical_aet(correct: np.ndarray) -> float:
 @dataclass
 class PolicyRow:
     method: str
+    config: dict[str, Any]  # the exit policy's ``policy.exit`` config
     accuracy: float
     mean_steps: float
-    saving: float
+    saving: float  # of the table's T
     spikes_per_neuron: float
     energy_uj: float  # mean estimated energy per sample up to its exit
-    exits: np.ndarray  # exit step per sample (1-based)
+    exits: Exits
 
 
-def first_above(conf: np.ndarray, threshold: float) -> np.ndarray:
-    """Exit step (1-based) of every sample: the first step with confidence > threshold, else T."""
-    above = conf > threshold
-    return np.where(above.any(axis=1), above.argmax(axis=1), conf.shape[1] - 1) + 1
-
-
-def row(method: str, data: Collected, exits: np.ndarray) -> PolicyRow:
-    n, t_n = data.outputs.shape[:2]
-    idx = exits - 1
-    pred = data.outputs[np.arange(n), idx].argmax(-1)
+def row(method: str, config: ExitConfig, data: Collected, exits: Exits, steps: int) -> PolicyRow:
+    """A table row from each sample's exit; ``steps``: the table's T."""
+    n = len(data.labels)
+    idx = exits.steps - 1
     spikes = data.spikes[np.arange(n), idx].mean() / max(data.neurons, 1)
     energy = data.energy_uj[np.arange(n), idx].mean()
-    steps = float(exits.mean())
-    accuracy = float((pred == data.labels).mean())
-    return PolicyRow(method, accuracy, steps, 1 - steps / t_n, float(spikes), float(energy), exits)
+    mean_steps = float(exits.steps.mean())
+    accuracy = float((exits.classes == data.labels).mean())
+    return PolicyRow(
+        method,
+        config.model_dump(),
+        accuracy,
+        mean_steps,
+        1 - mean_steps / steps,
+        float(spikes),
+        float(energy),
+        exits,
+    )
+
+
+def comparison(
+    cfg: PipelineConfig, calibration: Calibration, calibration_path: str, policy_net: str | None = None
+) -> list[tuple[str, ExitConfig]]:
+    """The rows of ``streamsnn evaluate`` (method, ``policy.exit`` config), fixed T first and the
+    oracle last, at the calibration's T: SEENN-I with the pipeline's confidence options (else
+    threshold 0.9 up to T), Dynamic Confidence from the calibration file, SEENN-II with
+    ``policy_net`` (or the pipeline's policy network), and the pipeline's exit as configured."""
+    steps = calibration.steps
+    configured = cfg.policy.exit
+    seenn = (
+        configured
+        if isinstance(configured, ConfidenceExitConfig)
+        else ConfidenceExitConfig(type="confidence", max_steps=steps)
+    )
+    score = "" if seenn.score == "max_softmax" else f", {seenn.score}"
+    rows: list[tuple[str, ExitConfig]] = [
+        (f"fixed T={steps}", FixedExitConfig(type="fixed", steps=steps)),
+        (f"SEENN-I (c={seenn.threshold:g}{score})", seenn),
+        (
+            f"Dynamic Confidence (c={calibration.threshold:.4f})",
+            DynamicConfidenceExitConfig(type="dynamic_confidence", calibration=calibration_path),
+        ),
+    ]
+    policy_net = policy_net or getattr(configured, "weights", None)
+    if policy_net:
+        rows.append(("SEENN-II (policy network)", PolicyNetExitConfig(type="policy_net", weights=policy_net)))
+    options = " ".join(
+        f"{k}={v}" for k, v in configured.model_dump(exclude={"type"}).items() if v is not None
+    )
+    rows.append((f"configured: {configured.type} {options}".rstrip(), configured))
+    rows.append(("oracle (first correct step)", OracleExitConfig(type="oracle", max_steps=steps)))
+    return rows
 
 
 def evaluate_policies(
     data: Collected,
-    seenn_threshold: float,
-    seenn_alpha: float,
-    calibration: Calibration | None,
-    policy_steps: np.ndarray | None = None,
+    policies: list[tuple[str, ExitConfig]],
+    steps: int,
+    first_inputs: Callable[[], torch.Tensor] | None = None,
 ) -> tuple[list[PolicyRow], dict[str, float]]:
-    """Rows for fixed T, SEENN-I, Dynamic Confidence (with a calibration), SEENN-II (with the
-    policy network's chosen step per sample) and the oracle, and summary figures (ANN accuracy
-    and energy, AET, empirical AET)."""
-    n, t_n = data.outputs.shape[:2]
-    correct = data.outputs.argmax(-1) == data.labels[:, None]
-    rows = [row(f"fixed T={t_n}", data, np.full(n, t_n))]
-    rows.append(
-        row(
-            f"SEENN-I (c={seenn_threshold:g})",
-            data,
-            first_above(confidences(data.outputs, seenn_alpha), seenn_threshold),
-        )
-    )
-    if calibration is not None:
-        conf = confidences(data.outputs, calibration.alpha * calibration.temperature)
-        rows.append(
-            row(
-                f"Dynamic Confidence (c={calibration.threshold:.4f})",
-                data,
-                first_above(conf, calibration.threshold),
-            )
-        )
-    if policy_steps is not None:
-        rows.append(row("SEENN-II (policy network)", data, np.minimum(policy_steps, t_n)))
-    first_ok = np.where(correct.any(axis=1), correct.argmax(axis=1) + 1, t_n)
-    rows.append(row("oracle (first correct step)", data, first_ok))
+    """A row per (method, ``policy.exit`` config), each policy replayed on ``data``, and summary
+    figures at the table's T = ``steps`` (ANN accuracy and energy, AET, empirical AET).
+    ``first_inputs``: gives each sample's first slice input (N×C×H×W) when a policy reads
+    inputs (``needs_input``)."""
+    rows, inputs = [], None
+    for method, config in policies:
+        check_replayable(config)
+        policy = make_policy(config)
+        if getattr(policy, "needs_input", False) and inputs is None and first_inputs is not None:
+            inputs = first_inputs()
+        rows.append(row(method, config, data, replay(policy, data, inputs), steps))
+    correct = data.classes[:, :steps] == data.labels[:, None]
     ann = float((data.ann_logits.argmax(-1) == data.labels).mean()) if data.ann_logits.size else float("nan")
     summary = {
         "ann_accuracy": ann,
         "ann_energy_uj": data.ann_energy_uj,
         "aet": aet(correct),
         "empirical_aet": empirical_aet(correct),
-        "steps": t_n,
+        "steps": steps,
     }
     return rows, summary
 
 
+@dataclass
+class Evaluation:
+    """``streamsnn evaluate``'s result: rows (fixed T first, oracle last) on the collected split."""
+
+    split: str
+    calibration: Path
+    calibrated: bool  # no calibration file was found: it was chosen now, on val
+    data: Collected
+    rows: list[PolicyRow]
+    summary: dict[str, float]
+
+
+def evaluate(
+    cfg: PipelineConfig,
+    split: str,
+    calibration: Path,
+    policy_net: str | None = None,
+    target_saving: float | None = None,
+    progress: bool = True,
+) -> Evaluation:
+    """The rows of ``comparison`` on ``split``. Without a calibration file at ``calibration``
+    Dynamic Confidence is calibrated on val first (``target_saving``: see ``calibrate``) and
+    saved there: the evaluated split never chooses anything."""
+    check_replayable(cfg.policy.exit)
+    calibrated = not calibration.exists()
+    if calibrated:
+        calibrate(cfg, "val", progress=progress, target_saving=target_saving)[0].save(calibration)
+    cal = load_calibration(calibration)
+    policies = comparison(cfg, cal, str(calibration), policy_net)
+    data = collect(cfg, split, None, progress)  # every slice: a configured exit may go past T
+    replay_cfg = cfg.on_split(split).model_copy(update={"sinks": []})
+    rows, summary = evaluate_policies(
+        data, policies, cal.steps, lambda: first_slice_inputs(build_pipeline(replay_cfg))[0]
+    )
+    return Evaluation(split, calibration, calibrated, data, rows, summary)
+
+
 def format_rows(rows: list[PolicyRow], summary: dict[str, float]) -> str:
+    """The table (the oracle last: the steps column compares with it)."""
     head = [
         "method",
         "ANN %",
@@ -149,23 +305,50 @@ def format_rows(rows: list[PolicyRow], summary: dict[str, float]) -> str:
     return "\n".join(text)
 
 
+def write_evaluation(ev: Evaluation, out_dir: Path) -> list[Path]:
+    """table.txt, evaluation.json (the summary and every row with each sample's exit step and
+    reason) and the plots in ``out_dir``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    table = out_dir / "table.txt"
+    table.write_text(format_rows(ev.rows, ev.summary) + "\n")
+    rows = [
+        {
+            **{k: v for k, v in r.__dict__.items() if k != "exits"},
+            "exit_steps": r.exits.steps.tolist(),
+            "exit_reasons": r.exits.reasons,
+        }
+        for r in ev.rows
+    ]
+    report = {
+        **ev.summary,
+        "split": ev.split,
+        "calibration": str(ev.calibration),
+        "samples": ev.data.samples.tolist(),
+        "rows": rows,
+    }
+    path = out_dir / "evaluation.json"
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    return [table, path, *plot_evaluation(ev.data, ev.rows, out_dir)]
+
+
 def plot_evaluation(data: Collected, rows: list[PolicyRow], out_dir: Path) -> list[Path]:
     """accuracy_vs_steps.png (fixed-T curve, policy points, oracle), exit_steps.png (histogram
-    of the confidence policies' exit steps) and confidence.png (mean confidence over time for
-    samples right and wrong at full T)."""
+    of the policies' exit steps) and confidence.png (mean confidence over time for samples
+    right and wrong at full T); ``rows`` as ``comparison`` orders them (fixed T first, oracle
+    last)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    t_n = data.outputs.shape[1]
-    correct = data.outputs.argmax(-1) == data.labels[:, None]
+    t_n = data.steps
+    correct = data.classes == data.labels[:, None]
     written = []
 
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot(np.arange(1, t_n + 1), 100 * correct.mean(0), "-", color="0.4", label="fixed T")
-    for r, marker in zip(rows[1:], "osD^v", strict=False):
+    for r, marker in zip(rows[1:], "osD^vP", strict=False):
         ax.plot([r.mean_steps], [100 * r.accuracy], marker, ms=8, label=r.method)
     ax.set_xlabel("mean steps")
     ax.set_ylabel("accuracy (%)")
@@ -180,7 +363,7 @@ def plot_evaluation(data: Collected, rows: list[PolicyRow], out_dir: Path) -> li
     fig, ax = plt.subplots(figsize=(6, 4))
     bins = np.arange(0.5, t_n + 1.5)
     for r in rows[1:-1]:
-        ax.hist(r.exits, bins=bins, alpha=0.6, label=f"{r.method}: mean {r.mean_steps:.2f}")
+        ax.hist(r.exits.steps, bins=bins, alpha=0.6, label=f"{r.method}: mean {r.mean_steps:.2f}")
     ax.set_xlabel("exit step")
     ax.set_ylabel("samples")
     ax.set_title("exit steps")
@@ -191,7 +374,7 @@ def plot_evaluation(data: Collected, rows: list[PolicyRow], out_dir: Path) -> li
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    conf = confidences(data.outputs, float(t_n))
+    conf = confidences(data, float(t_n))
     right = correct[:, -1]
     steps = np.arange(1, t_n + 1)
     if right.any():

@@ -24,7 +24,7 @@ from torch import nn
 from tqdm import tqdm
 
 from streamsnn.config import load_pipeline
-from streamsnn.lab.calibrate import collect
+from streamsnn.lab.calibrate import collect, exit_max_steps
 from streamsnn.lab.seeding import seed_everything
 from streamsnn.runtime import build_pipeline
 from streamsnn.runtime.samples import sample_slices
@@ -103,9 +103,9 @@ def train_policy(cfg: Any, output: Path | None = None, progress: bool = True) ->
     base = load_pipeline(cfg.pipeline, ["runtime.progress=false"])
     data = {}
     for split in ("train", "val"):
-        collected = collect(base, split, progress=progress)
+        collected = collect(base, split, exit_max_steps(base), progress)
         x, _ = first_slice_inputs(build_pipeline(base.on_split(split)))
-        correct = torch.from_numpy(collected.outputs.argmax(-1) == collected.labels[:, None])
+        correct = torch.from_numpy(collected.classes == collected.labels[:, None])
         data[split] = (x, correct)
     t_n = data["train"][1].shape[1]
     candidates = list(range(1, t_n + 1))

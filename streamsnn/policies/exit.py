@@ -122,12 +122,17 @@ class DynamicConfidence(ExitPolicy):
         if threshold is None or alpha is None:
             raise ValueError("dynamic_confidence needs a calibration file or both threshold and alpha")
         self.threshold, self.max_steps = float(threshold), max_steps
-        self.scale = float(alpha) * float(temperature or 1.0)
+        self.alpha, self.temperature = float(alpha), float(temperature or 1.0)
+
+    @staticmethod
+    def confidence_of(output: list[float], alpha: float, temperature: float = 1.0) -> float:
+        """The confidence compared with the threshold: ``max softmax(O_t / (α·τ))`` of the
+        accumulated output O_t (K values). ``streamsnn calibrate`` scans thresholds over it."""
+        return max(softmax(output, alpha * temperature))
 
     def confidence(self, pred: Prediction) -> float:
-        """max softmax(O_t / scale)."""
         assert pred.output is not None, "dynamic_confidence reads the accumulated output"
-        return max(softmax(pred.output, self.scale))
+        return self.confidence_of(pred.output, self.alpha, self.temperature)
 
     def decide(self, pred: Prediction) -> str | None:
         if self.confidence(pred) > self.threshold:

@@ -38,7 +38,7 @@ from tqdm import tqdm
 
 from streamsnn.config import PipelineConfig
 from streamsnn.events import Packet, Slice
-from streamsnn.prediction import Prediction, softmax
+from streamsnn.prediction import Prediction, read_out
 from streamsnn.runtime.build import Pipeline
 from streamsnn.runtime.queues import BoundedQueue, Closed
 from streamsnn.runtime.report import SampleOutcome, build_report
@@ -140,9 +140,7 @@ class Runner:
         self._ann_inputs: dict[int, torch.Tensor] = {}  # outcome index → its sample's mean input
         self.step_s = self.model_s = 0.0
         self.model_calls, self.slot_steps = 0, 0
-        alpha = self.cfg.model.alpha
-        self.alpha_per_step = alpha == "t"
-        self.alpha = 1.0 if alpha == "t" else float(alpha)
+        self.alpha = self.cfg.model.alpha
         self._turn = Turn()  # open while the stepping loop is in the model or waiting
 
     # -- source stage ----------------------------------------------------------------------
@@ -402,15 +400,14 @@ class Runner:
                 t_pol = time.perf_counter()
                 steps, spikes, acs, macs = counts[t][i]
                 out = outputs[t][i]
-                probs = softmax(out, steps if self.alpha_per_step else self.alpha)
-                confidence = max(probs)
+                probs, confidence, cls = read_out(out, steps, self.alpha)
                 pred = Prediction(
                     stream=slot.stream,
                     sample=slot.sample,
                     step=int(steps),
                     t_start_us=item.t_start_us,
                     t_end_us=item.t_end_us,
-                    cls=probs.index(confidence),
+                    cls=cls,
                     confidence=confidence,
                     probs=probs,
                     label=item.label if slot.live else slot.label,

@@ -6,15 +6,18 @@ import torch
 
 from streamsnn.config import ConfigError, load_pipeline
 from streamsnn.lab.calibrate import (
+    Collected,
     Scan,
     calibrate,
     choose_threshold,
-    naive_scan,
+    confidences,
+    dynamic_confidence_scan,
     pareto_front,
-    threshold_grid,
     threshold_scan,
 )
+from streamsnn.lab.evaluate import make_policy, replay
 from streamsnn.policies.calibration import load_calibration
+from streamsnn.policies.exit import DynamicConfidenceExitConfig
 from streamsnn.runtime import build_pipeline, run_pipeline
 
 
@@ -25,13 +28,55 @@ def random_traces(n=300, t_n=12, seed=0):
     return conf, correct
 
 
-def test_linear_scan_equals_the_naive_scan_at_every_threshold():
-    conf, correct = random_traces()
-    conf[:5] = np.round(conf[:5], 2)  # confidences exactly on grid points: strictness matters
-    fast = threshold_scan(conf, correct, 0.01)
-    slow = naive_scan(conf, correct, threshold_grid(0.01))
-    np.testing.assert_allclose(fast.mean_steps, slow.mean_steps, rtol=0, atol=1e-12)
-    np.testing.assert_allclose(fast.accuracy, slow.accuracy, rtol=0, atol=1e-12)
+def synthetic_collection(n=200, t_n=10, k=4, seed=0):
+    """Accumulated outputs that grow towards each label, some samples shorter than T and some
+    longer, and some steps with all outputs equal: a confidence of exactly 1/k = 0.25, a
+    threshold of the grid (strictness matters)."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, k, n)
+    logits = rng.normal(0, 1.0, (n, t_n, k)) + 0.6 * np.eye(k)[labels][:, None, :]
+    outputs = np.cumsum(logits, axis=1)
+    outputs[rng.random((n, t_n)) < 0.1] = 0.0
+    lengths = rng.integers(t_n // 2, t_n + 3, n)
+    for i, length in enumerate(lengths):
+        outputs[i, length:] = outputs[i, min(length, t_n) - 1]  # kept after the sample's end
+    zeros = np.zeros((n, t_n))
+    return Collected(
+        outputs=outputs,
+        labels=labels,
+        lengths=lengths,
+        input_latency_ms=zeros,
+        streams=["s"] * n,
+        samples=np.arange(n),
+        alpha=1.0,
+        ann_logits=np.zeros((0, k)),
+        spikes=zeros,
+        neurons=1,
+        energy_uj=zeros,
+        ann_energy_uj=0.0,
+    )
+
+
+def replayed_per_threshold(data, alpha, temperature, thresholds):
+    """The Dynamic Confidence policy itself, replayed on ``data`` once per threshold."""
+    rows = []
+    for c in thresholds:
+        config = DynamicConfidenceExitConfig(
+            type="dynamic_confidence", threshold=c, alpha=alpha, temperature=temperature, max_steps=data.steps
+        )
+        exits = replay(make_policy(config), data)
+        rows.append((exits.steps.mean(), (exits.classes == data.labels).mean()))
+    return np.array(rows)
+
+
+def test_linear_scan_equals_the_policy_replayed_at_every_threshold():
+    data = synthetic_collection()
+    assert (data.lengths < data.steps).any() and (data.lengths > data.steps).any()
+    assert (confidences(data, 1.0) == 0.25).any()  # confidences exactly on grid points
+    scan = dynamic_confidence_scan(data, 4.0, 1.5, 1 / 64)
+    slow = replayed_per_threshold(data, 4.0, 1.5, scan.thresholds)
+    np.testing.assert_allclose(scan.mean_steps, slow[:, 0], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(scan.accuracy, slow[:, 1], rtol=0, atol=1e-12)
 
 
 def test_exit_steps_never_decrease_with_the_threshold():
@@ -105,6 +150,10 @@ def test_calibrate_on_val_then_dynamic_confidence_on_test(root, tmp_path):
     coarse, _, _ = calibrate(cfg, "val", resolution=0.1, collected=data, progress=False)
     fine, _, _ = calibrate(cfg, "val", resolution=1e-4, collected=data, progress=False)
     assert abs(coarse.saving - fine.saving) < 0.05  # robust to the scan resolution
+    scan = dynamic_confidence_scan(data, cal.alpha, cal.temperature, 0.02)
+    slow = replayed_per_threshold(data, cal.alpha, cal.temperature, scan.thresholds)
+    np.testing.assert_allclose(scan.mean_steps, slow[:, 0], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(scan.accuracy, slow[:, 1], rtol=0, atol=1e-12)
     path = cal.save(tmp_path / "cal.json")
     run_cfg = load_pipeline(
         root / "pipelines" / "digits_frames.yaml",
@@ -134,11 +183,8 @@ def test_evaluate_matches_the_runtime_and_writes_table_and_plots(root, tmp_path)
     import subprocess
     import sys
 
-    from streamsnn.lab.calibrate import collect
-    from streamsnn.lab.evaluate import evaluate_policies
-    from streamsnn.lab.policy_training import first_slice_inputs, save_policy
-    from streamsnn.policies.calibration import load_calibration
-    from streamsnn.policies.policy_net import PolicyNetExit, PolicyNetExitConfig
+    from streamsnn.lab.evaluate import evaluate
+    from streamsnn.lab.policy_training import save_policy
     from streamsnn.snn.models import build_model
 
     torch.manual_seed(0)
@@ -171,26 +217,32 @@ def test_evaluate_matches_the_runtime_and_writes_table_and_plots(root, tmp_path)
         timeout=600,
     )
     assert proc.returncode == 0, proc.stderr
-    assert "calibrating on val" in proc.stderr and cal_path.exists()  # chosen on val, not test
+    assert "calibrated on val" in proc.stderr and cal_path.exists()  # chosen on val, not test
     for name in ("table.txt", "evaluation.json", "accuracy_vs_steps.png", "exit_steps.png", "confidence.png"):
         assert (out_dir / name).stat().st_size > 100
-    for method in ("Dynamic Confidence", "SEENN-I ", "SEENN-II", "oracle", "energy µJ"):
+    for method in (
+        "Dynamic Confidence",
+        "SEENN-I ",
+        "SEENN-II",
+        "configured: confidence",
+        "oracle",
+        "energy µJ",
+    ):
         assert method in proc.stdout
 
-    cal = load_calibration(cal_path)
     cfg = load_pipeline(
         root / "pipelines" / "digits_frames.yaml", ["source.limit=48", "runtime.progress=false"]
     )
-    policy_steps = PolicyNetExit(PolicyNetExitConfig(weights=str(policy_path))).choose(
-        first_slice_inputs(build_pipeline(cfg))[0]
+    ev = evaluate(cfg, "test", cal_path, str(policy_path), progress=False)
+    rows, summary = ev.rows, ev.summary
+    assert json.loads((out_dir / "evaluation.json").read_text())["rows"][2]["exit_steps"] == (
+        rows[2].exits.steps.tolist()
     )
-    data = collect(cfg, "test", steps=cal.steps, progress=False)
-    rows, summary = evaluate_policies(data, 0.9, 16.0, cal, policy_steps)
     oracle = rows[-1]
     assert oracle.mean_steps <= min(r.mean_steps for r in rows) and oracle.accuracy >= max(
         r.accuracy for r in rows
     )
-    assert summary["empirical_aet"] == pytest.approx(oracle.mean_steps)
+    assert summary["empirical_aet"] == pytest.approx(oracle.mean_steps)  # samples of equal length
     assert summary["ann_energy_uj"] > 0 and rows[0].energy_uj > 0
     for method, exit_cfg in [
         ("Dynamic", f"{{type: dynamic_confidence, calibration: {cal_path}}}"),

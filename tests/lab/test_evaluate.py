@@ -1,9 +1,24 @@
-"""Evaluation of exit policies on collected outputs, and SEENN's AET."""
+"""Evaluation of exit policies: every policy replayed on collected outputs decides as ``run`` does,
+sample by sample; SEENN's AET."""
+
+import json
 
 import numpy as np
 import pytest
+import torch
 
-from streamsnn.lab.evaluate import aet, empirical_aet
+from streamsnn.cli import main
+from streamsnn.config import load_pipeline
+from streamsnn.lab.calibrate import calibrate, collect
+from streamsnn.lab.evaluate import aet, empirical_aet, evaluate, make_policy, replay, row
+from streamsnn.lab.policy_training import first_slice_inputs, save_policy
+from streamsnn.runtime import build_pipeline, run_pipeline
+from streamsnn.snn.models import build_model
+
+QUIET = ["source.limit=40", "runtime.progress=false", "sinks=[]", "report.path=null"]
+# 500 events per slice: digits-dvs samples of 11 to 15 slices, so exits at 15 steps and fixed
+# steps beyond a sample's length end at its last slice (end_of_sample)
+UNEVEN = [*QUIET, "slicing={event_count: 500}"]
 
 
 def test_aet_equals_the_papers_formula_on_a_worked_example():
@@ -14,3 +29,202 @@ def test_aet_equals_the_papers_formula_on_a_worked_example():
     assert by_hand == pytest.approx(2.0)
     assert aet(correct) == pytest.approx(by_hand)
     assert empirical_aet(correct) == pytest.approx((1 + 2 + 1 + 3) / 4)
+
+
+@pytest.fixture(scope="module")
+def pipeline(root):
+    return root / "pipelines" / "digits_dvs.yaml"
+
+
+@pytest.fixture(scope="module")
+def collected(pipeline):
+    """The test split collected at full length once per pipeline variant (--set overrides)."""
+    cache = {}
+
+    def get(*overrides):
+        if overrides not in cache:
+            cache[overrides] = collect(load_pipeline(pipeline, list(overrides)), "test", progress=False)
+        return cache[overrides]
+
+    return get
+
+
+@pytest.fixture(scope="module")
+def calibration(pipeline, tmp_path_factory):
+    """Dynamic Confidence calibrated on val (the uneven slicing), saved."""
+    cal, _, _ = calibrate(load_pipeline(pipeline, UNEVEN), "val", resolution=1e-3, progress=False)
+    return cal.save(tmp_path_factory.mktemp("cal") / "calibration.json")
+
+
+@pytest.fixture(scope="module")
+def policy_file(tmp_path_factory):
+    """An untrained SEENN-II policy network for digits-dvs inputs (2×34×34); one of its
+    candidate step counts is beyond every sample's length."""
+    torch.manual_seed(0)
+    arch = {"name": "resnet8", "in_channels": 2, "size": 34, "classes": 4, "activation": "relu"}
+    path = tmp_path_factory.mktemp("policy") / "policy.pt"
+    save_policy(path, build_model(arch), arch, (2, 34, 34), [2, 5, 9, 20])
+    return path
+
+
+def decisions(outcomes):
+    return [(o.sample, o.steps, o.cls, o.reason) for o in sorted(outcomes, key=lambda o: o.sample)]
+
+
+def assert_replay_equals_run(pipeline, data, overrides, inputs=None):
+    cfg = load_pipeline(pipeline, overrides)
+    result = run_pipeline(build_pipeline(cfg))
+    exits = replay(make_policy(cfg.policy.exit), data, inputs)
+    replayed = list(
+        zip(data.samples.tolist(), exits.steps.tolist(), exits.classes.tolist(), exits.reasons, strict=True)
+    )
+    assert replayed == decisions(result.outcomes)
+    r = row("configured", cfg.policy.exit, data, exits, data.steps)
+    assert r.accuracy == pytest.approx(result.report["accuracy"], abs=1e-12)
+    assert r.mean_steps == pytest.approx(result.report["mean_steps"], abs=1e-12)
+    return exits
+
+
+@pytest.mark.parametrize(
+    ("alpha", "exit_cfg", "reasons"),
+    [
+        ("15", "{type: fixed, steps: 6}", {"max_steps"}),
+        ("15", "{type: fixed, steps: 20}", {"end_of_sample"}),  # longer than every sample
+        ("15", "{type: confidence, threshold: 0.85, max_steps: 15}", {"confident", "end_of_sample"}),
+        ("15", "{type: confidence, threshold: 0.7, max_steps: 8}", {"confident", "max_steps"}),
+        ("15", "{type: confidence, threshold: 0.9}", {"confident", "end_of_sample"}),
+        (
+            "15",
+            "{type: confidence, threshold: 0.5, max_steps: 4, score: entropy}",
+            {"confident", "max_steps"},
+        ),
+        ("15", "{type: confidence, threshold: 0.6, score: entropy}", {"confident"}),
+        ("t", "{type: confidence, threshold: 0.99, max_steps: 14}", {"confident", "end_of_sample"}),
+        ("t", "{type: confidence, threshold: 0.95}", {"confident", "end_of_sample"}),
+        ("t", "{type: confidence, threshold: 0.8, score: entropy}", {"confident", "end_of_sample"}),
+        ("t", "{type: confidence, threshold: 0.8, max_steps: 6, score: entropy}", {"confident", "max_steps"}),
+        (
+            "15",
+            "{type: dynamic_confidence, threshold: 0.6, alpha: 15, temperature: 1.2, max_steps: 5}",
+            {"confident", "max_steps"},
+        ),
+        ("t", "{type: dynamic_confidence, threshold: 0.7, alpha: 10}", {"confident"}),
+        ("15", "{type: deadline, input_ms: 120}", {"input_deadline"}),
+        ("15", "{type: deadline, input_ms: 400}", {"end_of_sample"}),  # longer than every sample
+        ("15", "{type: deadline, max_steps: 7}", {"max_steps"}),
+        ("15", "{type: deadline, input_ms: 150, max_steps: 7}", {"input_deadline", "max_steps"}),
+        ("15", "{type: oracle}", {"correct", "end_of_sample"}),
+        ("t", "{type: oracle, max_steps: 4}", {"correct", "max_steps"}),
+    ],
+)
+def test_every_exit_policy_replayed_decides_as_run_per_sample(pipeline, collected, alpha, exit_cfg, reasons):
+    overrides = [*UNEVEN, f"model.alpha={alpha}"]
+    data = collected(*overrides)
+    assert sorted(set(data.lengths.tolist())) == [11, 12, 13, 14, 15]  # uneven: ends before T
+    exits = assert_replay_equals_run(pipeline, data, [*overrides, f"policy.exit={exit_cfg}"])
+    assert set(exits.reasons) == reasons  # the rules this case is about decided
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        "",
+        ", threshold: 0.95",
+        ", max_steps: 8",
+        ", threshold: 0.5, alpha: 5, temperature: 2.0, max_steps: 12",
+    ],
+)
+def test_dynamic_confidence_from_a_calibration_file_with_overrides(pipeline, collected, calibration, options):
+    exit_cfg = f"{{type: dynamic_confidence, calibration: {calibration}{options}}}"
+    exits = assert_replay_equals_run(pipeline, collected(*UNEVEN), [*UNEVEN, f"policy.exit={exit_cfg}"])
+    assert "confident" in exits.reasons
+
+
+def test_policy_net_replayed_decides_as_run(pipeline, collected, policy_file):
+    overrides = [*UNEVEN, f"policy.exit={{type: policy_net, weights: {policy_file}}}"]
+    inputs, _ = first_slice_inputs(build_pipeline(load_pipeline(pipeline, overrides)))
+    exits = assert_replay_equals_run(pipeline, collected(*UNEVEN), overrides, inputs)
+    assert set(exits.reasons) == {"policy", "end_of_sample"}
+
+
+def test_evaluate_rows_and_the_configured_policy(pipeline, calibration, policy_file, tmp_path):
+    """``evaluate`` builds every row from a real policy: SEENN-I with the pipeline's own options
+    (here entropy, α = t and max_steps 12), the configured exit as a row of its own, SEENN-II
+    from the configured policy network; each row's exits are those of ``run``."""
+    confidence = "{type: confidence, threshold: 0.8, max_steps: 12, score: entropy}"
+    seenn = [*UNEVEN, "model.alpha=t", f"policy.exit={confidence}"]
+    ev = evaluate(load_pipeline(pipeline, seenn), "test", calibration, progress=False)
+    assert not ev.calibrated
+    methods = [r.method for r in ev.rows]
+    assert methods[0] == "fixed T=15" and methods[-1] == "oracle (first correct step)"
+    assert "SEENN-I (c=0.8, entropy)" in methods
+    assert "configured: confidence threshold=0.8 max_steps=12 score=entropy" in methods
+    for method, config in [
+        ("SEENN-I", confidence),
+        ("configured", confidence),
+        ("Dynamic Confidence", f"{{type: dynamic_confidence, calibration: {calibration}}}"),
+        ("fixed T", "{type: fixed, steps: 15}"),
+        ("oracle", "{type: oracle, max_steps: 15}"),
+    ]:
+        r = next(r for r in ev.rows if r.method.startswith(method))
+        run = run_pipeline(build_pipeline(load_pipeline(pipeline, [*seenn, f"policy.exit={config}"])))
+        assert list(zip(r.exits.steps.tolist(), r.exits.reasons, strict=True)) == [
+            (o.steps, o.reason) for o in sorted(run.outcomes, key=lambda o: o.sample)
+        ], method
+        assert r.accuracy == pytest.approx(run.report["accuracy"], abs=1e-12)
+
+    net = [*UNEVEN, f"policy.exit={{type: policy_net, weights: {policy_file}}}"]
+    ev = evaluate(load_pipeline(pipeline, net), "test", calibration, progress=False)
+    methods = [r.method for r in ev.rows]
+    assert "SEENN-II (policy network)" in methods and "SEENN-I (c=0.9)" in methods
+    seenn_ii, configured = ev.rows[methods.index("SEENN-II (policy network)")], ev.rows[-2]
+    assert configured.method.startswith("configured: policy_net weights=")
+    run = run_pipeline(build_pipeline(load_pipeline(pipeline, net)))
+    expected = [o.steps for o in sorted(run.outcomes, key=lambda o: o.sample)]
+    assert seenn_ii.exits.steps.tolist() == configured.exits.steps.tolist() == expected
+
+
+def test_evaluate_refuses_a_wall_time_deadline(pipeline, tmp_path, capsys):
+    """Wall time computed cannot be replayed from collected outputs: refused before any work,
+    with an error naming the field."""
+    code = main(
+        [
+            "evaluate",
+            str(pipeline),
+            "--set",
+            "policy.exit={type: deadline, compute_ms: 5, max_steps: 10}",
+            "--calibration",
+            str(tmp_path / "none.json"),
+            "--no-progress",
+        ]
+    )
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "policy.exit.compute_ms" in err and "cannot be replayed" in err and "Traceback" not in err
+    assert not (tmp_path / "none.json").exists()
+
+
+def test_cli_evaluate_equals_cli_run(pipeline, calibration, tmp_path, capsys):
+    """``streamsnn evaluate``'s row for the configured policy holds, per sample, what
+    ``streamsnn run`` decides with the same pipeline."""
+    sets = []
+    for s in ["source.limit=30", "slicing={event_count: 500}", "model.alpha=t"]:
+        sets += ["--set", s]
+    sets += ["--set", "policy.exit={type: confidence, threshold: 0.9, score: entropy}", "--no-progress"]
+    assert main(["run", str(pipeline), *sets, "--set", "sinks=[]", "--report", str(tmp_path / "r.json")]) == 0
+    out = tmp_path / "eval"
+    args = ["--calibration", str(calibration), "--output-dir", str(out)]
+    assert main(["evaluate", str(pipeline), *sets, *args]) == 0
+    stdout = capsys.readouterr().out
+    assert "configured: confidence threshold=0.9 score=entropy" in stdout
+    evaluation = json.loads((out / "evaluation.json").read_text())
+    configured = next(r for r in evaluation["rows"] if r["method"].startswith("configured"))
+    runs = [json.loads(line) for line in (tmp_path / "r_samples.jsonl").read_text().splitlines()]
+    runs.sort(key=lambda o: o["sample"])
+    assert evaluation["samples"] == [o["sample"] for o in runs]
+    assert configured["exit_steps"] == [o["steps"] for o in runs]
+    assert configured["exit_reasons"] == [o["reason"] for o in runs]
+    assert "end_of_sample" in configured["exit_reasons"]
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert configured["accuracy"] == pytest.approx(report["accuracy"])
+    assert configured["mean_steps"] == pytest.approx(report["mean_steps"])
