@@ -21,7 +21,8 @@ import numpy as np
 import torch
 
 from streamsnn.lab.calibrate import Collected, confidences, threshold_grid, threshold_scan
-from streamsnn.lab.evaluate import make_policy, replay
+from streamsnn.lab.evaluate import replay
+from streamsnn.policies import EXIT_POLICIES
 from streamsnn.policies.exit import DynamicConfidenceExitConfig
 from streamsnn.snn.checkpoint import load_checkpoint
 
@@ -94,7 +95,7 @@ def main() -> None:
         config = DynamicConfidenceExitConfig(
             type="dynamic_confidence", threshold=float(grid[k]), alpha=alpha, max_steps=args.steps
         )
-        exits = replay(make_policy(config), data)
+        exits = replay(EXIT_POLICIES.build(config), data)
         assert exits.steps.mean() == fast.mean_steps[k], grid[k]
         assert (exits.classes == data.labels).mean() == fast.accuracy[k], grid[k]
     t_replay = (time.perf_counter() - t0) / len(picks) * len(grid)

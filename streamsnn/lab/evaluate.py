@@ -39,11 +39,6 @@ from streamsnn.prediction import Prediction, read_out
 from streamsnn.runtime import build_pipeline
 
 
-def make_policy(config: ExitConfig) -> ExitPolicy:
-    """The exit policy of a ``policy.exit`` config, built as the runtime builds it."""
-    return EXIT_POLICIES.build(config)
-
-
 def check_replayable(config: ExitConfig) -> None:
     """Refuse what a replay of collected outputs cannot reproduce: wall time computed."""
     if getattr(config, "compute_ms", None) is not None:
@@ -212,7 +207,7 @@ def evaluate_policies(
     rows, inputs = [], None
     for method, config in policies:
         check_replayable(config)
-        policy = make_policy(config)
+        policy = EXIT_POLICIES.build(config)
         if getattr(policy, "needs_input", False) and inputs is None and first_inputs is not None:
             inputs = first_inputs()
         rows.append(row(method, config, data, replay(policy, data, inputs), steps))

@@ -15,7 +15,8 @@ from streamsnn.lab.calibrate import (
     pareto_front,
     threshold_scan,
 )
-from streamsnn.lab.evaluate import make_policy, replay
+from streamsnn.lab.evaluate import replay
+from streamsnn.policies import EXIT_POLICIES
 from streamsnn.policies.calibration import load_calibration
 from streamsnn.policies.exit import DynamicConfidenceExitConfig
 from streamsnn.runtime import build_pipeline, run_pipeline
@@ -64,7 +65,7 @@ def replayed_per_threshold(data, alpha, temperature, thresholds):
         config = DynamicConfidenceExitConfig(
             type="dynamic_confidence", threshold=c, alpha=alpha, temperature=temperature, max_steps=data.steps
         )
-        exits = replay(make_policy(config), data)
+        exits = replay(EXIT_POLICIES.build(config), data)
         rows.append((exits.steps.mean(), (exits.classes == data.labels).mean()))
     return np.array(rows)
 

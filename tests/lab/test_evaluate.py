@@ -10,8 +10,9 @@ import torch
 from streamsnn.cli import main
 from streamsnn.config import load_pipeline
 from streamsnn.lab.calibrate import calibrate, collect
-from streamsnn.lab.evaluate import aet, empirical_aet, evaluate, make_policy, replay, row
+from streamsnn.lab.evaluate import aet, empirical_aet, evaluate, replay, row
 from streamsnn.lab.policy_training import first_slice_inputs, save_policy
+from streamsnn.policies import EXIT_POLICIES
 from streamsnn.runtime import build_pipeline, run_pipeline
 from streamsnn.snn.models import build_model
 
@@ -74,7 +75,7 @@ def decisions(outcomes):
 def assert_replay_equals_run(pipeline, data, overrides, inputs=None):
     cfg = load_pipeline(pipeline, overrides)
     result = run_pipeline(build_pipeline(cfg))
-    exits = replay(make_policy(cfg.policy.exit), data, inputs)
+    exits = replay(EXIT_POLICIES.build(cfg.policy.exit), data, inputs)
     replayed = list(
         zip(data.samples.tolist(), exits.steps.tolist(), exits.classes.tolist(), exits.reasons, strict=True)
     )

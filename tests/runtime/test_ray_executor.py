@@ -19,6 +19,7 @@ import ray
 from streamsnn.config import ConfigError, load_pipeline
 from streamsnn.runtime import build_pipeline, run_pipeline
 from streamsnn.runtime.ray_executor import run_on_ray
+from streamsnn.sinks import Sink
 from streamsnn.sources.udp import send_events
 from tests.sinks.test_zeromq import ZMQ, Collector
 from tests.sources.test_streams import live, streams_config
@@ -88,7 +89,7 @@ def test_ray_replay_gives_the_local_predictions_and_report(root, tmp_path, local
     assert ray.is_initialized()  # an instance the caller started is left running
 
 
-class KillOneWorker:
+class KillOneWorker(Sink):
     """A sink that kills one replay worker process (SIGKILL) when the first range arrives."""
 
     def __init__(self) -> None:
@@ -98,9 +99,6 @@ class KillOneWorker:
         if self.killed is None:
             self.killed = next(iter(worker_pids()))
             os.kill(self.killed, signal.SIGKILL)
-
-    def close(self) -> None:
-        pass
 
 
 def worker_pids(actor: str = "ReplayWorker") -> list[int]:
@@ -304,7 +302,7 @@ def test_live_streams_run_one_worker_per_group_merged_onto_one_zmq_feed(root, tm
     assert collector.summary.data["report"]["samples"] == report["samples"]
 
 
-class KillOneStreamWorker:
+class KillOneStreamWorker(Sink):
     """A sink that kills one live worker process (SIGKILL) once both streams have decided."""
 
     def __init__(self) -> None:
@@ -316,9 +314,6 @@ class KillOneStreamWorker:
         if self.killed is None and len(self.decided) == 2:
             self.killed = next(iter(worker_pids("StreamWorker")))
             os.kill(self.killed, signal.SIGKILL)
-
-    def close(self) -> None:
-        pass
 
 
 def test_a_live_worker_that_dies_restarts_with_its_group_and_keeps_its_decisions(root, local_ray):
@@ -339,7 +334,7 @@ def test_a_live_worker_that_dies_restarts_with_its_group_and_keeps_its_decisions
         assert got[stream] == expected[stream][:before] + again, stream
 
 
-class Started:
+class Started(Sink):
     """A sink whose ``start`` (called once every worker has built its pipeline, so its sockets
     are bound) sets ``event``."""
 
@@ -350,9 +345,6 @@ class Started:
         self.event.set()
 
     def write(self, pred) -> None:
-        pass
-
-    def close(self) -> None:
         pass
 
 
