@@ -100,6 +100,7 @@ class Encoder:
     takes: ClassVar[str]
     spikes: ClassVar[bool] = False
     batched: ClassVar[bool] = False
+    out_of_bounds: int = 0  # events outside the sensor, dropped (event encoders count them)
 
     def __init__(self, shape: tuple[int, int, int]) -> None:
         self.shape = tuple(shape)

@@ -30,6 +30,7 @@ from streamsnn.policies import EXIT_POLICIES, ExitPolicy
 from streamsnn.policies.calibration import Calibration, load_calibration
 from streamsnn.policies.exit import (
     ConfidenceExitConfig,
+    DeadlineExitConfig,
     DynamicConfidenceExitConfig,
     FixedExitConfig,
     OracleExitConfig,
@@ -41,7 +42,7 @@ from streamsnn.runtime import build_pipeline
 
 def check_replayable(config: ExitConfig) -> None:
     """Refuse what a replay of collected outputs cannot reproduce: wall time computed."""
-    if getattr(config, "compute_ms", None) is not None:
+    if isinstance(config, DeadlineExitConfig) and config.compute_ms is not None:
         raise ValueError(
             "policy.exit.compute_ms: a budget of wall time computed cannot be replayed offline "
             "(evaluate replays collected outputs, it does not time them); measure it with "
@@ -183,7 +184,8 @@ def comparison(
             DynamicConfidenceExitConfig(type="dynamic_confidence", calibration=calibration_path),
         ),
     ]
-    policy_net = policy_net or getattr(configured, "weights", None)
+    if policy_net is None and isinstance(configured, PolicyNetExitConfig):
+        policy_net = configured.weights
     if policy_net:
         rows.append(("SEENN-II (policy network)", PolicyNetExitConfig(type="policy_net", weights=policy_net)))
     options = " ".join(
@@ -208,7 +210,7 @@ def evaluate_policies(
     for method, config in policies:
         check_replayable(config)
         policy = EXIT_POLICIES.build(config)
-        if getattr(policy, "needs_input", False) and inputs is None and first_inputs is not None:
+        if policy.needs_input and inputs is None and first_inputs is not None:
             inputs = first_inputs()
         rows.append(row(method, config, data, replay(policy, data, inputs), steps))
     correct = data.classes[:, :steps] == data.labels[:, None]

@@ -39,7 +39,7 @@ from streamsnn.events import Packet
 from streamsnn.prediction import Prediction
 from streamsnn.runtime.build import Pipeline, build_pipeline, open_source
 from streamsnn.runtime.report import SampleOutcome, build_report
-from streamsnn.runtime.runner import Runner, RunResult, close_sinks, run_fields, start_sinks
+from streamsnn.runtime.runner import Runner, RunResult, close_sinks, run_fields, sink_counters, start_sinks
 from streamsnn.sinks import SINKS, Sink
 from streamsnn.sources import SourceBase, StreamsSourceConfig
 
@@ -614,8 +614,7 @@ def _report(
     extra = {
         **run_fields(pipe.config, len(outcomes), total, wall, interrupted, workers),
         "torch_threads": pipe.config.ray.cpus,
-        "recorded_events": 0,
-        "late_events_not_recorded": 0,
+        **sink_counters([]),  # event-taking sinks are refused on Ray (_check)
         "executor": "ray",
         "workers": workers,
     }

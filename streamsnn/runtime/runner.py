@@ -578,7 +578,7 @@ class Runner:
             "slot_steps": self.slot_steps,
             "dropped_slices": self.in_q.dropped + self.dropped_in_slots,
             "skipped_slices": self.skipped_slices,
-            "out_of_bounds_events": int(getattr(self.pipe.encoder, "out_of_bounds", 0)),
+            "out_of_bounds_events": self.pipe.encoder.out_of_bounds,
             "late_events": int(late),
             "source_stats": dict(self.pipe.source.stats),
         }
@@ -587,8 +587,7 @@ class Runner:
         return {
             **run_fields(self.cfg, len(self.outcomes), self.counters(), wall, interrupted),
             "torch_threads": self.threads,
-            "recorded_events": sum(getattr(s, "events_written", 0) for s in self.pipe.sinks),
-            "late_events_not_recorded": sum(getattr(s, "late_events", 0) for s in self.pipe.sinks),
+            **sink_counters(self.pipe.sinks),
             "executor": "local",
             "workers": 1,
         }
@@ -630,6 +629,14 @@ def run_fields(
         "mean_batch": round(counted["slot_steps"] / calls, 2) if calls else None,
         **{key: counted[key] for key in COUNTED},
     }
+
+
+def sink_counters(sinks: list[Sink]) -> dict[str, int]:
+    """The sinks' counters, summed (the record sink's always shown, 0 without one)."""
+    total = collections.Counter({"recorded_events": 0, "late_events_not_recorded": 0})
+    for sink in sinks:
+        total.update(sink.counters())
+    return dict(total)
 
 
 def start_sinks(sinks: list[Sink]) -> None:

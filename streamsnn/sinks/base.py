@@ -36,6 +36,11 @@ class Sink:
     def finish(self, report: dict[str, Any]) -> None:
         """The run's report, before ``close()``."""
 
+    def counters(self) -> dict[str, int]:
+        """What the sink counted, for the run's report (summed over the sinks; the record sink:
+        ``recorded_events``, ``late_events_not_recorded``)."""
+        return {}
+
     def close(self) -> None:
         """Release what the sink holds (called once the run is over, also after an error)."""
 

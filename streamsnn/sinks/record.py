@@ -96,5 +96,8 @@ class RecordSink(Sink):
     def write(self, pred: Prediction) -> None:
         """Predictions are not recorded."""
 
+    def counters(self) -> dict[str, int]:
+        return {"recorded_events": self.events_written, "late_events_not_recorded": self.late_events}
+
     def close(self) -> None:
         self._writers.clear()  # dropping a writer finishes its file
