@@ -207,7 +207,7 @@ class EventRateEncoder(EventCountEncoder):
         shape: tuple[int, int, int],
         trained: Mapping[str, Any] | None = None,
     ) -> None:
-        super().__init__(config, shape)
+        super().__init__(config, shape, trained)
         trained_unit = (trained or {}).get("rate_unit_us", self.DEFAULT_RATE_UNIT_US)
         self.rate_unit_us = float(config.rate_unit_us or trained_unit)
 

@@ -134,6 +134,20 @@ def test_rate_encoder_resizes_then_scales():
     assert torch.allclose(counts[1], torch.ones(4, 4)) and counts[0].sum() == 0
 
 
+@pytest.mark.parametrize("antialias", [False, True])
+def test_rate_and_count_encoders_resize_as_the_model_was_trained(antialias):
+    rng = np.random.default_rng(3)
+    ev = make_events(np.arange(500), rng.integers(0, 32, 500), rng.integers(0, 32, 500), np.ones(500))
+    item = Slice("s", 0, 0, 0, 10_000, ev)
+    trained = {"antialias": antialias, "rate_unit_us": 10_000}
+    counts = EventCountEncoder(EventCountEncoderConfig(size=8), (2, 32, 32), trained)(item)
+    rate = EventRateEncoder(EventRateEncoderConfig(size=8), (2, 32, 32), trained)(item)
+    assert torch.allclose(rate, counts)  # a 10 ms slice at a 10 ms rate unit: the same values
+    other = {"antialias": not antialias}
+    plain = EventCountEncoder(EventCountEncoderConfig(size=8), (2, 32, 32), other)(item)
+    assert not torch.allclose(counts, plain)
+
+
 def test_pipeline_checks_the_resized_shape_against_the_model(root):
     base = ["runtime.progress=false", "sinks=[]", "report.path=null"]
     path = root / "pipelines" / "digits_dvs.yaml"
