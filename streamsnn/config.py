@@ -31,7 +31,7 @@ from pydantic.fields import FieldInfo
 
 from streamsnn.encoding import ENCODERS
 from streamsnn.options import ConfigError, Options, type_names
-from streamsnn.policies import EXIT_POLICIES, RESET_POLICIES
+from streamsnn.policies import EXIT_POLICIES, GATES, RESET_POLICIES
 from streamsnn.sinks import SINKS
 from streamsnn.slicing import SlicingConfig
 from streamsnn.sources import SOURCES
@@ -42,6 +42,7 @@ SourceConfig = SOURCES.union()
 EncoderConfig = ENCODERS.union()
 ExitConfig = EXIT_POLICIES.union()
 ResetConfig = RESET_POLICIES.union()
+GateConfig = GATES.union()
 SinkConfig = SINKS.union()
 
 
@@ -71,12 +72,17 @@ def _named(value: Any) -> Any:
 
 
 class PolicyConfig(Options):
-    """When a prediction is final, and when a stream's state is cleared."""
+    """When a prediction is final, when a stream's state is cleared, and whether the input
+    supports a decision."""
 
     exit: ExitConfig = Field(description="the exit policy: is this prediction final?")
     reset: Annotated[ResetConfig, BeforeValidator(_named)] = Field(
         RESET_POLICIES.options("on_exit")(),
         description="the reset policy of live streams (a name alone: its defaults)",
+    )
+    gate: Annotated[GateConfig, BeforeValidator(_named)] = Field(
+        GATES.options("none")(),
+        description="live streams: no final decision on input that does not support one (empty, noise)",
     )
 
 
@@ -155,7 +161,7 @@ class PipelineConfig(Options):
     slicing: SlicingConfig = Field(description="how streams are cut into slices (one SNN step each)")
     encoder: EncoderConfig = Field(description="slice → input tensor")
     model: ModelConfig = Field(ModelConfig(), description="the converted SNN")
-    policy: PolicyConfig = Field(description="exit and reset policies")
+    policy: PolicyConfig = Field(description="exit and reset policies, and the gate of live streams")
     runtime: RuntimeConfig = Field(RuntimeConfig(), description="batching, queues, pacing, measurements")
     sinks: list[SinkConfig] = Field([], description="where predictions go")
     report: ReportConfig = Field(ReportConfig(), description="the run's report")

@@ -1,5 +1,6 @@
-"""Exit policies (is this prediction final?) and reset policies (clear the state now?), each
-registered by name with its options (``EXIT_POLICIES``, ``RESET_POLICIES``)."""
+"""Exit policies (is this prediction final?), reset policies (clear the state now?) and gates
+(does the input support a decision?), each registered by name with its options
+(``EXIT_POLICIES``, ``RESET_POLICIES``, ``GATES``)."""
 
 from streamsnn.policies.exit import (
     EXIT_POLICIES,
@@ -10,6 +11,7 @@ from streamsnn.policies.exit import (
     FixedExitConfig,
     OracleExitConfig,
 )
+from streamsnn.policies.gate import GATES, EventRateGateConfig, Gate, GateState, NoGateConfig
 from streamsnn.policies.policy_net import PolicyNetExitConfig
 from streamsnn.policies.reset import (
     RESET_POLICIES,
@@ -17,20 +19,27 @@ from streamsnn.policies.reset import (
     OnExitResetConfig,
     PeriodicResetConfig,
     ResetPolicy,
+    StaggeredResetConfig,
 )
 
 __all__ = [
     "EXIT_POLICIES",
+    "GATES",
     "RESET_POLICIES",
     "ConfidenceExitConfig",
     "DeadlineExitConfig",
     "DecayResetConfig",
     "DynamicConfidenceExitConfig",
+    "EventRateGateConfig",
     "ExitPolicy",
     "FixedExitConfig",
+    "Gate",
+    "GateState",
+    "NoGateConfig",
     "OnExitResetConfig",
     "OracleExitConfig",
     "PeriodicResetConfig",
     "PolicyNetExitConfig",
     "ResetPolicy",
+    "StaggeredResetConfig",
 ]

@@ -12,7 +12,7 @@ import torch
 
 from streamsnn.config import ConfigError, PipelineConfig
 from streamsnn.encoding import ENCODERS, Encoder
-from streamsnn.policies import EXIT_POLICIES, RESET_POLICIES, ExitPolicy, ResetPolicy
+from streamsnn.policies import EXIT_POLICIES, GATES, RESET_POLICIES, ExitPolicy, Gate, ResetPolicy
 from streamsnn.sinks import SINKS, Sink
 from streamsnn.slicing import Slicer
 from streamsnn.snn.checkpoint import LoadedModel, load_checkpoint
@@ -31,6 +31,7 @@ class Pipeline:
     encoder: Encoder
     exit_policy: ExitPolicy
     reset_policy: ResetPolicy
+    gate: Gate
     sinks: list[Sink]
 
     def new_slicer(self) -> Slicer:
@@ -95,16 +96,27 @@ def _build_around(cfg: PipelineConfig, source: Source, origin: str) -> Pipeline:
             f"source '{cfg.source.type}' gives {'×'.join(map(str, sensor_shape))}{resized}"
         )
 
-    if cfg.executor == "local" and source.parallel_streams > cfg.runtime.batch_size:
+    reset_policy = RESET_POLICIES.build(cfg.policy.reset)
+    hypotheses = reset_policy.hypotheses if not source.segmented else 1
+    slots = source.parallel_streams * hypotheses
+    if cfg.executor == "local" and slots > cfg.runtime.batch_size:
+        per_stream = f" × {hypotheses} hypotheses (policy.reset)" if hypotheses > 1 else ""
         raise ConfigError(
             f"{origin}: runtime.batch_size: {cfg.runtime.batch_size} operator slots for "
-            f"{source.parallel_streams} streams: one slot per stream (or executor: ray, a group of streams "
-            "per worker)"
+            f"{source.parallel_streams} streams{per_stream}: one slot per stream and hypothesis (or "
+            "executor: ray, a group of streams per worker)"
         )
-    if cfg.runtime.chunk > 1 and (source.live or cfg.runtime.realtime):
+    if cfg.runtime.chunk > 1 and (not source.segmented or cfg.runtime.realtime):
+        what = "a continuous stream, decided slice by slice" if not source.segmented else "paced"
         raise ConfigError(
-            f"{origin}: runtime.chunk: {cfg.runtime.chunk} steps per call needs an offline replay with "
-            f"realtime: false (source '{cfg.source.type}' is {'live' if source.live else 'paced'})"
+            f"{origin}: runtime.chunk: {cfg.runtime.chunk} steps per call needs an offline replay of whole "
+            f"samples with realtime: false (source '{cfg.source.type}' is {what})"
+        )
+    gate = GATES.build(cfg.policy.gate)
+    if gate.needs_events and source.kind != "events":
+        raise ConfigError(
+            f"{origin}: policy.gate: '{cfg.policy.gate.type}' counts events; source '{cfg.source.type}' "
+            f"gives {source.kind}"
         )
     dtype = torch.float64 if cfg.model.dtype == "float64" else torch.float32
     # with executor: ray this process only checks the pipeline (a cluster's head may have no
@@ -133,7 +145,6 @@ def _build_around(cfg: PipelineConfig, source: Source, origin: str) -> Pipeline:
         exit_policy = EXIT_POLICIES.build(exit_cfg)
     except ValueError as err:
         raise ConfigError(f"{origin}: policy.exit: {err}") from None
-    reset_policy = RESET_POLICIES.build(cfg.policy.reset)
     for i, s in enumerate(cfg.sinks):
         if SINKS.plugin(s.type).needs_events and source.kind != "events":
             raise ConfigError(
@@ -151,4 +162,4 @@ def _build_around(cfg: PipelineConfig, source: Source, origin: str) -> Pipeline:
         for sink in sinks:
             sink.close()
         raise
-    return Pipeline(cfg, source, model, operator, encoder, exit_policy, reset_policy, sinks)
+    return Pipeline(cfg, source, model, operator, encoder, exit_policy, reset_policy, gate, sinks)

@@ -39,7 +39,15 @@ from streamsnn.events import Packet
 from streamsnn.prediction import Prediction
 from streamsnn.runtime.build import Pipeline, build_pipeline, open_source
 from streamsnn.runtime.report import SampleOutcome, build_report
-from streamsnn.runtime.runner import Runner, RunResult, close_sinks, run_fields, sink_counters, start_sinks
+from streamsnn.runtime.runner import (
+    LIVE_COUNTS,
+    Runner,
+    RunResult,
+    close_sinks,
+    run_fields,
+    sink_counters,
+    start_sinks,
+)
 from streamsnn.sinks import SINKS, Sink
 from streamsnn.sources import SourceBase, StreamsSourceConfig
 
@@ -51,7 +59,7 @@ QUEUED_BATCHES = 2
 # what the workers' counters add up to (besides source_stats)
 SUMMED_COUNTERS = (
     *("model_s", "step_s", "model_calls", "slot_steps", "dropped_slices", "skipped_slices"),
-    *("out_of_bounds_events", "late_events", "ann_reference_s"),
+    *("out_of_bounds_events", "late_events", "ann_reference_s", *LIVE_COUNTS),
 )
 START_TIMEOUT_S = 600.0  # longest wait for the workers to start (free resources, imports, build)
 STOP_WAIT_S = 30.0  # after Ctrl-C: longest wait for the live workers' last predictions and reports
@@ -306,10 +314,11 @@ def _stream_groups(pipe: Pipeline) -> list[PipelineConfig]:
         return [cfg]
     n = len(pipe.source)
     size = rc.streams_per_worker or math.ceil(n / rc.workers)
-    if size > cfg.runtime.batch_size:
+    slots = size * pipe.reset_policy.hypotheses
+    if slots > cfg.runtime.batch_size:
         raise ConfigError(
-            f"ray.streams_per_worker: {size} streams per worker need runtime.batch_size ≥ {size} "
-            f"(it is {cfg.runtime.batch_size}): one operator slot per stream"
+            f"ray.streams_per_worker: {size} streams per worker need runtime.batch_size ≥ {slots} "
+            f"(it is {cfg.runtime.batch_size}): one operator slot per stream and hypothesis"
         )
     return [
         cfg.model_copy(update={"source": cfg.source.model_copy(update={"offset": offset, "limit": limit})})

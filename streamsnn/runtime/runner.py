@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import dataclasses
 import os
 import threading
 import time
@@ -40,6 +39,7 @@ from streamsnn.config import PipelineConfig
 from streamsnn.events import Packet, Slice
 from streamsnn.prediction import Prediction, read_out
 from streamsnn.runtime.build import Pipeline
+from streamsnn.runtime.live import LiveStream
 from streamsnn.runtime.queues import BoundedQueue, Closed
 from streamsnn.runtime.report import SampleOutcome, build_report
 from streamsnn.runtime.samples import SampleSlices, encode_slices, encoded_sample, to_slice
@@ -61,9 +61,9 @@ class StreamEnd:
 
 @dataclass
 class Slot:
-    """What holds one operator slot: a sample being replayed, or a live stream (one decision after
-    another). ``key`` names it to the operator: ``(stream, sample)`` for a sample, the stream for a
-    live stream."""
+    """What holds operator slots: a sample being replayed (one slot, key ``(stream, sample)``), or a
+    live stream (one decision after another; key: the stream) whose hypotheses hold a slot each
+    (keys ``(stream, h)``, ``stream_decisions``)."""
 
     key: Any
     stream: str
@@ -72,13 +72,18 @@ class Slot:
     live: bool
     slices: collections.deque[Slice] = field(default_factory=collections.deque)
     started_ns: int = 0
-    t0_us: int | None = None
     compute_s: float = 0.0
     mean_input: torch.Tensor | None = None  # a replayed sample's mean input (ANN reference)
     decision: Prediction | None = None  # the exit decision once made
     last: Prediction | None = None
     ended: bool = False  # no more slices will come
     n_slices: int | None = None  # a replayed sample's length (steps at full T)
+    stream_decisions: LiveStream | None = None  # a live stream's hypotheses and decision rule
+
+    @property
+    def keys(self) -> list[Any]:
+        """The operator keys stepped for this slot: a live stream's hypotheses, else its own."""
+        return self.stream_decisions.keys if self.stream_decisions is not None else [self.key]
 
     def ready(self, now_ns: int) -> bool:
         """A slice is queued and, in a realtime run, has happened."""
@@ -130,6 +135,7 @@ class Runner:
         self.outcomes: list[SampleOutcome] = []
         self.skipped_slices = 0
         self.late_in_samples = 0  # late events of slicers no longer kept (ended samples, streams)
+        self.live_counts: collections.Counter[str] = collections.Counter()  # of closed live streams
         self.dropped_in_slots = 0
         self.source_done = False
         self._held: Any = None  # an item waiting for a free slot (replay only)
@@ -305,11 +311,14 @@ class Runner:
     def _route_live(self, item: Slice) -> None:
         slot = self.slots.get(item.stream)
         if slot is None:
-            if len(self.slots) >= self.pipe.operator.capacity:
+            pipe = self.pipe
+            decisions = LiveStream(item.stream, pipe.reset_policy, pipe.exit_policy, pipe.gate)
+            if len(pipe.operator.keys) + len(decisions.keys) > pipe.operator.capacity:
                 self.skipped_slices += 1
                 return
-            slot = Slot(item.stream, item.stream, 0, None, live=True)
-            self.pipe.operator.attach(item.stream)
+            slot = Slot(item.stream, item.stream, 0, None, live=True, stream_decisions=decisions)
+            for key in slot.keys:
+                pipe.operator.attach(key)
             self.slots[item.stream] = slot
         if len(slot.slices) >= self.cfg.runtime.queue_size:  # the same drop-oldest rule per stream
             slot.slices.popleft()
@@ -327,10 +336,13 @@ class Runner:
         if slot.slices:
             slot.slices[-1].last = True
             return
-        if slot.last is not None and slot.decision is None:
-            final = dataclasses.replace(slot.last, final=True, reason="end_of_stream", emit_time=time.time())
-            self._hand_over([final])
-            self._record(slot, final, full=None)
+        decisions = slot.stream_decisions
+        if slot.last is not None and not slot.last.final and decisions is not None:
+            final = decisions.end(slot.last)
+            if final is not None:
+                final.emit_time = time.time()
+                self._hand_over([final])
+                self._record(slot, final, full=None)
         self._close(slot)
 
     def _take(self, slots: list[Slot]) -> list[list[Slice]]:
@@ -341,11 +353,7 @@ class Runner:
         for slot in slots:
             taken = [slot.slices.popleft() for _ in range(min(chunk, len(slot.slices)))]
             for item in taken:
-                if slot.live:
-                    if slot.t0_us is None:
-                        slot.t0_us = item.t_start_us
-                    item.sample, item.sample_t0_us, item.index = slot.sample, slot.t0_us, -1
-                elif not item.arrival_ns:
+                if not slot.live and not item.arrival_ns:
                     item.arrival_ns = slot.release_ns(item) if self.cfg.runtime.realtime else now_ns
             items.append(taken)
         return items
@@ -354,13 +362,13 @@ class Runner:
         """One operator call for ``items`` (a single step, or a chunk: slots with fewer slices
         left get zero input after their last): accumulated outputs T×B×K and counters T×B×4,
         as Python lists (the read-out is cheaper in floats than in tensor calls)."""
-        keys = [slot.key for slot in slots]
+        keys = [key for slot in slots for key in slot.keys]
         self.model_calls += 1
         self.slot_steps += len(keys)
         chunk = max(len(taken) for taken in items) if self.cfg.runtime.chunk > 1 else 1
-        if chunk == 1:
-            inputs = [taken[0].input for taken in items]  # 1×C×H×W each
-            batch = inputs[0] if len(inputs) == 1 else torch.cat(inputs)
+        if chunk == 1:  # a live stream's hypotheses all take its slice
+            inputs = [taken[0].input for slot, taken in zip(slots, items, strict=True) for _ in slot.keys]
+            batch = inputs[0] if len(inputs) == 1 else torch.cat(inputs)  # 1×C×H×W each
         else:
             zero = torch.zeros_like(items[0][0].input)
             steps = [
@@ -379,93 +387,139 @@ class Runner:
 
     def _step(self, slots: list[Slot]) -> None:
         """Step ``slots`` by one slice each (or a chunk), emit their predictions and apply the
-        exit and reset policies."""
+        policies: a replayed sample's exit (``_decide_sample``), a live stream's decision rule
+        (``_decide_live``)."""
         t_begin = time.perf_counter()
         items = self._take(slots)
+        restart = [
+            key
+            for slot, taken in zip(slots, items, strict=True)
+            if slot.stream_decisions is not None
+            for key in slot.stream_decisions.before(taken[0], slot.compute_s)
+        ]
+        self.pipe.operator.reset(restart)
         t0 = time.perf_counter()
         outputs, counts = self._infer(slots, items)
         shared_s = time.perf_counter() - t0
         emitted: list[Prediction] = []
+        row = 0  # the slot's first row of the call
         for i, slot in enumerate(slots):
             # encoding and the whole call come before any of the call's predictions
             slot.compute_s += shared_s
             for item in items[i]:
                 slot.compute_s += item.encode_s
-            for t, item in enumerate(items[i]):
-                if slot.key not in self.slots:
-                    break  # closed at an exit earlier in this chunk
-                pending = len(items[i]) - t - 1
-                if slot.decision is not None and not slot.live and (pending or slot.slices):
-                    continue  # stepping on silently to full T: only the last step is read out
-                t_pol = time.perf_counter()
-                steps, spikes, acs, macs = counts[t][i]
-                out = outputs[t][i]
-                probs, confidence, cls = read_out(out, steps, self.alpha)
-                pred = Prediction(
-                    stream=slot.stream,
-                    sample=slot.sample,
-                    step=int(steps),
-                    t_start_us=item.t_start_us,
-                    t_end_us=item.t_end_us,
-                    cls=cls,
-                    confidence=confidence,
-                    probs=probs,
-                    label=item.label if slot.live else slot.label,
-                    spikes=int(spikes),
-                    synaptic_events=int(acs),
-                    energy_uj=energy_uj(acs, macs),
-                    input_latency_ms=(item.t_end_us - item.sample_t0_us) / 1000.0,
-                    output=out,
-                )
-                if self.needs_input:
-                    pred.input = item.input
-                slot.last = pred
-                if slot.decision is None:
-                    reason = self.pipe.exit_policy.decide(pred)
-                    if reason is None and slot.live:
-                        reason = self.pipe.reset_policy.closes(pred)
-                    if reason is None and item.last:
-                        reason = "end_of_sample" if not slot.live else "end_of_stream"
-                    pred.final, pred.reason = reason is not None, reason
-                    slot.compute_s += time.perf_counter() - t_pol
-                    pred.compute_latency_ms = slot.compute_s * 1000.0
-                    pred.emit_time = time.time()
-                    pred.e2e_latency_ms = (time.monotonic_ns() - item.arrival_ns) / 1e6
-                    emitted.append(pred)
-                    if pred.final:
-                        slot.decision = pred
-                if slot.decision is not None:
-                    self._after_prediction(slot, pred, pending)
+            if slot.stream_decisions is not None:
+                self._decide_live(slot, items[i][0], outputs[0], counts[0], row, emitted)
+            else:
+                self._decide_sample(slot, items[i], outputs, counts, row, emitted)
+            row += len(slot.keys)
         if emitted or self._outbox:
             self._hand_over(emitted)
         decay = self.pipe.reset_policy.decay
         if decay is not None:  # live streams forget old evidence, slice by slice
-            self.pipe.operator.decay(
-                [slot.key for slot in slots if slot.live and slot.key in self.slots], decay
-            )
+            live = [key for slot in slots if slot.live and slot.key in self.slots for key in slot.keys]
+            self.pipe.operator.decay(live, decay)
         self.step_s += time.perf_counter() - t_begin
 
-    def _after_prediction(self, slot: Slot, pred: Prediction, pending: int) -> None:
-        """The slot has decided; ``pending``: slices of the slot already stepped in this call
-        after ``pred``'s."""
-        decision = slot.decision
-        if slot.live:
-            self._record(slot, decision, full=None)
-            if self.pipe.reset_policy.after(decision):
-                self.pipe.operator.reset([slot.key])
-            else:
-                self.pipe.operator.restart_counts([slot.key])
-            slot.sample += 1
-            slot.t0_us, slot.compute_s, slot.decision = None, 0.0, None
-            if slot.ended and not slot.slices:
-                self._close(slot)
-            return
+    def _decide_sample(
+        self, slot: Slot, items: list[Slice], outputs: list, counts: list, row: int, emitted: list[Prediction]
+    ) -> None:
+        """A replayed sample's predictions after ``items`` (its slices of this call, rows ``row``
+        of ``outputs``/``counts``, T×B) and its exit."""
+        for t, item in enumerate(items):
+            if slot.key not in self.slots:
+                break  # closed at an exit earlier in this chunk
+            pending = len(items) - t - 1
+            if slot.decision is not None and (pending or slot.slices):
+                continue  # stepping on silently to full T: only the last step is read out
+            t_pol = time.perf_counter()
+            steps, spikes, acs, macs = counts[t][row]
+            out = outputs[t][row]
+            probs, confidence, cls = read_out(out, steps, self.alpha)
+            pred = Prediction(
+                stream=slot.stream,
+                sample=slot.sample,
+                step=int(steps),
+                t_start_us=item.t_start_us,
+                t_end_us=item.t_end_us,
+                cls=cls,
+                confidence=confidence,
+                probs=probs,
+                label=slot.label,
+                spikes=int(spikes),
+                synaptic_events=int(acs),
+                energy_uj=energy_uj(acs, macs),
+                input_latency_ms=(item.t_end_us - item.sample_t0_us) / 1000.0,
+                output=out,
+            )
+            if self.needs_input:
+                pred.input = item.input
+            slot.last = pred
+            if slot.decision is None:
+                reason = self.pipe.exit_policy.decide(pred)
+                if reason is None and item.last:
+                    reason = "end_of_sample"
+                pred.final, pred.reason = reason is not None, reason
+                slot.compute_s += time.perf_counter() - t_pol
+                pred.compute_latency_ms = slot.compute_s * 1000.0
+                pred.emit_time = time.time()
+                pred.e2e_latency_ms = (time.monotonic_ns() - item.arrival_ns) / 1e6
+                emitted.append(pred)
+                if pred.final:
+                    slot.decision = pred
+            if slot.decision is not None:
+                self._after_exit(slot, pred, pending)
+
+    def _after_exit(self, slot: Slot, pred: Prediction, pending: int) -> None:
+        """The sample has decided; ``pending``: its slices already stepped in this call after
+        ``pred``'s."""
         more = pending + len(slot.slices)
         if more and self.cfg.runtime.full_t:
             return  # keep stepping without emitting, to know the full-T prediction
         self.skipped_slices += more
-        self._record(slot, decision, full=None if more else pred)
+        self._record(slot, slot.decision, full=None if more else pred)
         self._close(slot)
+
+    def _decide_live(
+        self, slot: Slot, item: Slice, outputs: list, counts: list, row: int, emitted: list[Prediction]
+    ) -> None:
+        """A live stream's prediction after ``item`` from its hypotheses (rows ``row`` onwards
+        of ``outputs``/``counts``, B), decided by its rule (``runtime/live.py``)."""
+        t_pol = time.perf_counter()
+        decisions = slot.stream_decisions
+        assert decisions is not None
+        preds = []
+        for h, hypothesis in enumerate(decisions.hypotheses):
+            _, spikes, acs, macs = counts[row + h]
+            out = outputs[row + h]
+            probs, confidence, cls = read_out(out, hypothesis.age, self.alpha)
+            pred = decisions.prediction(
+                h,
+                item,
+                cls=cls,
+                confidence=confidence,
+                probs=probs,
+                spikes=int(spikes),
+                synaptic_events=int(acs),
+                energy_uj=energy_uj(acs, macs),
+                output=out,
+            )
+            if self.needs_input:
+                pred.input = item.input
+            preds.append(pred)
+        slot.compute_s += time.perf_counter() - t_pol
+        decided = decisions.decide(preds, slot.compute_s, last=item.last)
+        pred = decided.pred
+        pred.emit_time = time.time()
+        pred.e2e_latency_ms = (time.monotonic_ns() - item.arrival_ns) / 1e6
+        emitted.append(pred)
+        slot.last = pred
+        self.pipe.operator.reset(decided.reset)
+        self.pipe.operator.restart_counts(decided.restart)
+        if pred.final:
+            self._record(slot, pred, full=None)
+        if item.last:
+            self._close(slot)
 
     def _record(self, slot: Slot, d: Prediction, full: Prediction | None) -> None:
         counted = self.pipe.operator.count_operations
@@ -494,7 +548,10 @@ class Runner:
                     self.outcomes[i].cls_ann, self.outcomes[i].ann_output = int(np.argmax(out)), out
 
     def _close(self, slot: Slot) -> None:
-        self.pipe.operator.detach(slot.key)
+        for key in slot.keys:
+            self.pipe.operator.detach(key)
+        if slot.stream_decisions is not None:
+            self.live_counts.update(slot.stream_decisions.counts)
         del self.slots[slot.key]
 
     def run(self) -> RunResult:
@@ -571,6 +628,10 @@ class Runner:
         """Totals so far: model and step time (s), operator calls and slot steps, dropped,
         skipped and late input, the source's counters (what executors add up across workers)."""
         late = self.late_in_samples + sum(s.late_events for s in list(self.slicers.values()))
+        live = collections.Counter(self.live_counts)
+        for slot in list(self.slots.values()):
+            if slot.stream_decisions is not None:
+                live.update(slot.stream_decisions.counts)
         return {
             "model_s": self.model_s,
             "step_s": self.step_s,
@@ -581,6 +642,7 @@ class Runner:
             "out_of_bounds_events": self.pipe.encoder.out_of_bounds,
             "late_events": int(late),
             "source_stats": dict(self.pipe.source.stats),
+            **{key: live[key] for key in LIVE_COUNTS},
         }
 
     def _extra(self, wall: float, interrupted: bool) -> dict[str, Any]:
@@ -594,9 +656,11 @@ class Runner:
 
 
 # counters() totals that the report shows as they are
+# what live streams' decision rule counted (runtime/live.py)
+LIVE_COUNTS = ("onsets", "finals_gated", "finals_repeated", "finals_vetoed")
 COUNTED = (
     *("slot_steps", "dropped_slices", "skipped_slices"),
-    *("out_of_bounds_events", "late_events", "source_stats"),
+    *("out_of_bounds_events", "late_events", "source_stats", *LIVE_COUNTS),
 )
 
 

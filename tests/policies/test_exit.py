@@ -10,7 +10,6 @@ from streamsnn.policies import (
     DeadlineExitConfig,
     DynamicConfidenceExitConfig,
     FixedExitConfig,
-    OnExitResetConfig,
     OracleExitConfig,
 )
 from streamsnn.policies.exit import Oracle, normalised_entropy_score
@@ -57,14 +56,6 @@ def test_policies_declare_what_they_read():
     assert not any(
         EXIT_POLICIES.plugin(n).needs_labels or EXIT_POLICIES.plugin(n).needs_input for n in others
     )
-
-
-def test_reset_on_exit():
-    r = RESET_POLICIES.build(OnExitResetConfig())
-    p = pred(3, [0.5, 0.5])
-    assert not r.after(p)
-    p.final = True
-    assert r.after(p)
 
 
 def pred_out(step, logits, label=None, input_ms=0.0, compute_ms=0.0):
