@@ -8,7 +8,7 @@ scenario lays recordings and empty stretches end to end on one sensor clock (µs
 - ``gaps``: a gap of uniform random length in [0, ``gap_max_us``] between consecutive
   recordings, holding background noise only;
 - ``noise``: the first recording, then ``empty_us`` of background noise only, then the second
-  recording (a camera that looks away at an empty scene and back);
+  recording if the range has one (a camera that looks away at an empty scene and back);
 - ``silence``: the same with nothing at all instead of noise (a sensor that sends nothing).
 
 The timeline is a list of contiguous ``Segment``s, computed without any event (``timeline``).
@@ -124,10 +124,10 @@ def packets(
     end = segments[-1].end_us if segments else 0
     buf = np.empty(0, dtype=EVENT_DTYPE)
     t0, j = 0, 0  # j: the segment at the packet's middle
-    for segment, events in zip(segments, parts, strict=True):
+    for k, (segment, events) in enumerate(zip(segments, parts, strict=True)):
         if len(events):
             buf = np.concatenate([buf, events]) if len(buf) else events
-        last = segment is segments[-1]
+        last = k == len(segments) - 1
         while t0 < end and (t0 + packet_us <= segment.end_us or last):
             t1 = min(t0 + packet_us, end)
             cut = int(np.searchsorted(buf["t"], t1, side="left"))
