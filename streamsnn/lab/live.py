@@ -392,6 +392,8 @@ def _run_over_udp(
                 time.sleep(0.005)
             source.close()  # ends the run: open decisions close with end_of_stream
             if process.poll() is None:
+                if stop.is_set():  # the run ended first (an error, Ctrl-C)
+                    process.terminate()
                 try:
                     process.wait(5)  # done with the timeline: it exits by itself
                 except subprocess.TimeoutExpired:
