@@ -7,9 +7,12 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from streamsnn.options import ConfigError
+
+if TYPE_CHECKING:
+    from streamsnn.config import PipelineConfig
 
 
 def _overrides(args: argparse.Namespace) -> list[str]:
@@ -113,6 +116,11 @@ def _evaluate(args: argparse.Namespace) -> int:
     from streamsnn.lab.evaluate import evaluate, format_rows, write_evaluation
 
     cfg = load_pipeline(args.pipeline, _overrides(args))
+    if args.live:
+        return _evaluate_live(args, cfg)
+    given = [f"--{k.replace('_', '-')}" for k in (*SCENARIO_OPTIONS, "unpaced") if getattr(args, k)]
+    if given:
+        raise ConfigError(f"{' and '.join(given)}: options of `evaluate --live`")
     cal_path = Path(args.calibration or f"runs/{cfg.name}/calibration.json")
     try:
         ev = evaluate(cfg, args.split, cal_path, args.policy_net, args.target_saving, not args.no_progress)
@@ -123,6 +131,26 @@ def _evaluate(args: argparse.Namespace) -> int:
     print(f"{cfg.name} on {args.split} ({len(ev.data.labels)} samples; thresholds from {cal_path})")
     print(format_rows(ev.rows, ev.summary))
     for path in write_evaluation(ev, Path(args.output_dir or f"runs/{cfg.name}/evaluate")):
+        print(f"wrote {path}", file=sys.stderr)
+    return 0
+
+
+def _evaluate_live(args: argparse.Namespace, cfg: PipelineConfig) -> int:
+    from streamsnn.lab.live import format_live, measure_live, scenario_config, write_live
+
+    offline = [
+        f"--{k.replace('_', '-')}" for k in ("calibration", "target_saving", "policy_net") if getattr(args, k)
+    ]
+    if offline:
+        raise ConfigError(
+            f"{' and '.join(offline)}: not with --live (the live benchmark runs the pipeline's own policies)"
+        )
+    scenario = scenario_config(cfg, "evaluate --live", split=args.split, **_scenario_args(args))
+    if args.split == "test":
+        print("test split: figures for reporting; nothing is chosen here (tune on val)", file=sys.stderr)
+    run = measure_live(cfg, scenario, not args.no_progress, args.unpaced, str(args.pipeline))
+    print(format_live(run))
+    for path in write_live(run, Path(args.output_dir or f"runs/{cfg.name}/evaluate_live")):
         print(f"wrote {path}", file=sys.stderr)
     return 0
 
@@ -195,6 +223,23 @@ def _config(args: argparse.Namespace) -> int:
 
 
 PIPELINE_OPTIONS = "pipeline.yaml's sections and options: `streamsnn config [SECTION[.TYPE]]`"
+# options of the digits_dvs source that choose a live scenario (`streamsnn config source.digits_dvs`)
+SCENARIO_OPTIONS = ("scenario", "offset", "limit", "seed", "gap_max_ms", "empty_s")
+
+
+def _scenario_options(cmd: argparse.ArgumentParser) -> None:
+    """``--scenario``, ``--offset``... : the digits_dvs source options of a live scenario, taken
+    as written and validated by the source's options (described by `streamsnn config`)."""
+    for name in SCENARIO_OPTIONS:
+        cmd.add_argument(
+            f"--{name.replace('_', '-')}",
+            metavar=name.upper(),
+            help=f"live scenario: the digits_dvs option {name} (`streamsnn config source.digits_dvs`)",
+        )
+
+
+def _scenario_args(args: argparse.Namespace) -> dict[str, Any]:
+    return {name: getattr(args, name) for name in SCENARIO_OPTIONS}
 
 
 def _config_command(sub: Any, name: str, help_text: str, positional: str) -> argparse.ArgumentParser:
@@ -295,7 +340,22 @@ def make_parser() -> argparse.ArgumentParser:
     ev.add_argument(
         "--policy-net", help="SEENN-II policy network (`streamsnn train`, train.method: policy) for its row"
     )
-    ev.add_argument("--output-dir", help="where table, JSON and plots go (default: runs/<name>/evaluate)")
+    ev.add_argument(
+        "--output-dir",
+        help="where table, JSON and plots go (default: runs/<name>/evaluate, or evaluate_live)",
+    )
+    ev.add_argument(
+        "--live",
+        action="store_true",
+        help="the live benchmark: a digits-dvs scenario of --split played through the pipeline, its "
+        "decisions scored against its timeline (a udp source gets it over its socket in real time)",
+    )
+    ev.add_argument(
+        "--unpaced",
+        action="store_true",
+        help="--live with a udp source: play it in place of the socket, unpaced",
+    )
+    _scenario_options(ev)
     ev.set_defaults(func=_evaluate)
 
     conv = sub.add_parser("convert", help="convert a checkpoint to an SNN and print the conversion table")
@@ -319,12 +379,23 @@ def make_parser() -> argparse.ArgumentParser:
     )
     conv.set_defaults(func=_convert)
 
-    send = sub.add_parser("send", help="stream a recording as SPIF over UDP, in real time (a test sender)")
-    send.add_argument("recording", help="an event file (.aedat4, .aedat, .dat, .raw, .bin, .npy)")
+    send = sub.add_parser(
+        "send",
+        help="stream a recording or a digits-dvs live scenario as SPIF over UDP in real time (a test sender)",
+    )
+    send.add_argument("recording", nargs="?", help="an event file (.aedat4, .aedat, .dat, .raw, .bin, .npy)")
     send.add_argument("--host", default="127.0.0.1")
     send.add_argument("--port", type=int, default=3333)
     send.add_argument("--speed", type=float, default=1.0, help="sensor seconds per wall second")
     send.add_argument("--no-realtime", action="store_true", help="send as fast as possible")
+    send.add_argument(
+        "--split", choices=["train", "val", "test"], help="with --scenario: the split (default test)"
+    )
+    send.add_argument(
+        "--timeline",
+        help="with --scenario: write its timeline (JSON, µs from the scenario's start) here first",
+    )
+    _scenario_options(send)
     send.set_defaults(func=_send)
 
     sensors = sub.add_parser("sensors", help="list the sensor profiles")
@@ -336,12 +407,31 @@ def _send(args: argparse.Namespace) -> int:
     from streamsnn.sources.recordings import RecordingError, read_events
     from streamsnn.sources.udp import send_events
 
+    scenario = {k: v for k, v in _scenario_args(args).items() if v is not None}
+    if args.recording is not None and (scenario or args.split or args.timeline):
+        raise ConfigError("send: a recording or a scenario (--scenario, --split, --timeline...), not both")
+    if args.recording is None:
+        if not (scenario or args.split):
+            raise ConfigError("send: give a recording, or a live scenario (--scenario ...)")
+        return _send_scenario(args, scenario)
     try:
         events = read_events(args.recording)
     except (OSError, RecordingError) as err:
         raise ConfigError(str(err)) from None
     sent = send_events(events, args.host, args.port, realtime=not args.no_realtime, speed=args.speed)
     print(f"sent {sent:,} events to {args.host}:{args.port}", file=sys.stderr)
+    return 0
+
+
+def _send_scenario(args: argparse.Namespace, options: dict[str, Any]) -> int:
+    from streamsnn.lab.live import scenario_config, send_scenario, write_timeline
+    from streamsnn.sources import DigitsDVS
+
+    played = DigitsDVS(scenario_config(None, "send", split=args.split or "test", **options))
+    if args.timeline:
+        print(f"wrote {write_timeline(played, Path(args.timeline))}", file=sys.stderr)
+    sent = send_scenario(played, args.host, args.port, realtime=not args.no_realtime, speed=args.speed)
+    print(f"sent {sent:,} events of scenario {played.scenario} to {args.host}:{args.port}", file=sys.stderr)
     return 0
 
 

@@ -150,3 +150,45 @@ def test_subscribe_prints_final_predictions_and_its_counters():
     assert all("final/confident" in line and "class 4" in line and "ok" in line for line in lines)
     assert "step   3" in lines[0] and "step   6" in lines[1]
     assert "predictions 6" in err and "missed" not in err  # non-final ones counted, not printed
+
+
+def test_send_streams_a_live_scenario_and_writes_its_timeline(tmp_path, capsys):
+    import socket
+
+    import numpy as np
+
+    from streamsnn.cli import main
+    from streamsnn.lab.live import scenario_config
+    from streamsnn.sources import DigitsDVS
+    from streamsnn.sources.scenarios import segments_from
+    from streamsnn.sources.udp import spif_decode
+
+    options = {"split": "val", "scenario": "gaps", "limit": 2, "gap_max_ms": 200}
+    played = DigitsDVS(scenario_config(None, **options))
+    events = played.events()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as rx:
+        rx.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        rx.bind(("127.0.0.1", 0))
+        rx.settimeout(0.5)
+        args = ["--scenario", "gaps", "--split", "val", "--limit", "2", "--gap-max-ms", "200"]
+        timeline = tmp_path / "timeline.json"
+        port = str(rx.getsockname()[1])
+        assert main(["send", *args, "--no-realtime", "--port", port, "--timeline", str(timeline)]) == 0
+        got = []
+        try:
+            while True:
+                got.append(spif_decode(rx.recv(65_536)))
+        except TimeoutError:
+            pass
+    x = np.concatenate([g[0] for g in got])
+    assert len(x) == len(events) and np.array_equal(x, events["x"])
+    doc = json.loads(timeline.read_text())
+    assert segments_from(doc["segments"]) == played.timeline()
+    assert doc["first_event_us"] == int(events["t"][0]) and doc["scenario"]["scenario"] == "gaps"
+    assert f"sent {len(events):,} events of scenario gaps" in capsys.readouterr().err
+    assert main(["send"]) == 2
+    assert "give a recording, or a live scenario" in capsys.readouterr().err
+    assert main(["send", "x.npy", "--scenario", "gaps"]) == 2
+    assert (
+        "a recording or a scenario (--scenario, --split, --timeline...), not both" in capsys.readouterr().err
+    )

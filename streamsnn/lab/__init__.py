@@ -2,6 +2,6 @@
 
 Training (``train``, ``policy_training``, ``datasets``), the anytime optimisation
 (``anytime``), the conversion table (``table``), Dynamic Confidence's calibration
-(``calibrate``) and the comparison of exit policies (``evaluate``). The lab imports the
-streaming core; the core never imports the lab.
+(``calibrate``), the comparison of exit policies (``evaluate``) and the live benchmark
+(``live``). The lab imports the streaming core; the core never imports the lab.
 """

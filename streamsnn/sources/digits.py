@@ -36,12 +36,13 @@ from typing import Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import Field, NonNegativeInt, PositiveInt
+from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, model_validator
 
 from streamsnn.events import EVENT_DTYPE, Packet, Sensor, make_events
 from streamsnn.options import Options
 from streamsnn.sources.base import SOURCES, SourceBase, Split, sample_range
 from streamsnn.sources.dvs_emulator import DVSEmulator, DVSParams, background_noise
+from streamsnn.sources.scenarios import Scenario, Segment, empty_events, packets, timeline
 
 SPLITS = ("train", "val", "test")
 DIGITS_DVS_SENSOR = Sensor("digits_dvs", 34, 34, 2, "emulated DVS of the digits-dvs data set")
@@ -175,21 +176,49 @@ class DigitsDVSSourceConfig(Options):
     split: Split = Field("test", description=_SPLIT)
     offset: NonNegativeInt = Field(0, description=_OFFSET)
     limit: PositiveInt | None = Field(None, description=_LIMIT)
-    seed: int = Field(0, description="seed of the emulated sensor's background noise")
+    seed: int = Field(
+        0, description="seed of the emulated sensor's background noise (and of a scenario's gaps and noise)"
+    )
     live: bool = Field(
-        False, description="play the split as one continuous real-time camera stream (no sample boundaries)"
+        False,
+        description="play the split as one continuous camera stream (no sample boundaries): the scenario's "
+        "recordings and empty stretches, in real time unless pace: false",
     )
     packet_us: PositiveInt = Field(1_000, description="live: sensor time per packet (µs)")
+    scenario: Scenario = Field(
+        "back_to_back",
+        description="live: back_to_back (the digits one after another), gaps (noise-only gaps of random "
+        "length between them), noise / silence (a digit, empty_s of noise only / of nothing, a digit)",
+    )
+    gap_max_ms: NonNegativeFloat = Field(
+        1_000, description="scenario gaps: each gap is uniform in [0, gap_max_ms] (ms)"
+    )
+    empty_s: PositiveFloat = Field(60, description="scenarios noise and silence: the empty stretch (s)")
+    pace: bool = Field(
+        True,
+        description="live: release packets in real time (a camera: slices are dropped when the pipeline is "
+        "behind); false: the same stream as fast as the pipeline takes it, nothing lost (a measurement)",
+    )
+
+    @model_validator(mode="after")
+    def _live_options(self) -> DigitsDVSSourceConfig:
+        if not self.live and (self.scenario != "back_to_back" or not self.pace):
+            raise ValueError("scenario and pace apply to a live stream: set live: true")
+        return self
 
 
 @SOURCES.register(DigitsDVSSourceConfig)
 class DigitsDVS(SourceBase):
     """digits-dvs: one packet of events per digit of the chosen split (offline replay).
 
-    ``live`` plays the split instead as one continuous camera stream: the recordings back to back
-    on one sensor clock, in packets of ``packet_us`` released in real time, with no sample
-    boundaries (the label of the digit in view rides along for scoring). ``offset`` and ``limit``
-    select positions ``offset … offset + limit − 1`` of the split, numbered as in it.
+    ``live`` plays the split instead as one continuous camera stream: the ``scenario``'s
+    recordings and empty stretches (``streamsnn.sources.scenarios``) on one sensor clock, in
+    packets of ``packet_us`` from time 0, each with its end (``t_end_us``, a heartbeat in silence
+    too) and the label of the digit in view at its middle (None when empty), released in real
+    time, with no sample boundaries; ``timeline()`` is the ground truth. With ``pace: false`` the
+    same stream is replayed as fast as the pipeline takes it (``live`` is then False: nothing is
+    dropped). ``offset`` and ``limit`` select positions ``offset … offset + limit − 1`` of the
+    split, numbered as in it.
     """
 
     kind = "events"
@@ -200,18 +229,29 @@ class DigitsDVS(SourceBase):
     def __init__(self, config: DigitsDVSSourceConfig) -> None:
         _, self._labels, self._split_index = digits_split(config.split)
         self._positions = sample_range(len(self._split_index), config.offset, config.limit)
-        self.split, self.seed, self.live = config.split, config.seed, config.live
+        self.config = config
+        self.split, self.seed, self.scenario = config.split, config.seed, config.scenario
+        self.live = config.live and config.pace
         self.packet_us = config.packet_us
-        self.stream = f"digits-dvs/{config.split}" + ("/live" if config.live else "")
+        self.gap_max_us, self.empty_us = round(config.gap_max_ms * 1e3), round(config.empty_s * 1e6)
+        name = "live" if config.scenario == "back_to_back" else f"live-{config.scenario}"
+        self.stream = f"digits-dvs/{config.split}" + (f"/{name}" if config.live else "")
+
+    @property
+    def segmented(self) -> bool:
+        """Whole samples, unless played as one stream (``live``, paced or not)."""
+        return not self.config.live
 
     def __len__(self) -> int:
         return len(self._positions)
 
-    def recordings(self) -> Iterator[tuple[int, np.ndarray]]:
-        """(position in the split, events) of every selected recording, loaded from the disk
-        cache or generated, one chunk of ``GENERATE_BATCH`` split positions at a time."""
+    def recordings(self, positions: range | None = None) -> Iterator[tuple[int, np.ndarray]]:
+        """(position in the split, events) of every selected recording (or of ``positions``),
+        loaded from the disk cache or generated, one chunk of ``GENERATE_BATCH`` split positions
+        at a time."""
         folder, writable = _open_cache()
-        first, end = self._positions.start, self._positions.stop
+        chosen = self._positions if positions is None else positions
+        first, end = chosen.start, chosen.stop
         for start in range(first - first % GENERATE_BATCH, end, GENERATE_BATCH):
             chunk = self._split_index[start : start + GENERATE_BATCH]  # whole chunk, whatever the range
             lo, hi = max(first, start) - start, min(end, start + len(chunk)) - start
@@ -224,8 +264,42 @@ class DigitsDVS(SourceBase):
                 events = [None] * lo + digits_dvs_events(chunk[lo:hi], self.seed)
             yield from zip(range(start + lo, start + hi), events[lo:hi], strict=True)
 
+    def timeline(self) -> list[Segment]:
+        """The live stream's ground truth: what is in view when (µs on the stream's clock),
+        computed without generating any event."""
+        if not self.config.live:
+            raise ValueError("digits_dvs: only a live stream (live: true) has a timeline")
+        positions = list(self._positions)
+        labels = [int(self._labels[i]) for i in positions]
+        return timeline(
+            self.scenario, positions, labels, RECORDING_US, self.seed, self.gap_max_us, self.empty_us
+        )
+
+    def segment_events(self, segments: list[Segment] | None = None) -> Iterator[np.ndarray]:
+        """The events of every segment of the timeline (``segments``: the timeline, if already
+        made), on the stream's clock, in time order: a recording shifted to its segment's start,
+        background noise at the recordings' own rate, or nothing in silence."""
+        segments = self.timeline() if segments is None else segments
+        digits = [s.sample for s in segments if s.sample is not None]  # consecutive positions
+        loaded = self.recordings(range(digits[0], digits[-1] + 1)) if digits else iter(())
+        for index, segment in enumerate(segments):
+            if segment.empty:
+                yield empty_events(
+                    segment, index, self.seed, self.sensor.width, self.sensor.height, DVSParams().noise_hz
+                )
+                continue
+            _, events = next(loaded)
+            events = events.copy()
+            events["t"] += segment.start_us
+            yield events
+
+    def events(self) -> np.ndarray:
+        """The whole live stream as one event array (``EVENT_DTYPE``, t in µs from 0)."""
+        parts = list(self.segment_events())
+        return np.concatenate(parts) if parts else np.empty(0, dtype=EVENT_DTYPE)
+
     def __iter__(self) -> Iterator[Packet]:
-        if self.live:
+        if self.config.live:
             yield from self._live()
             return
         for i, events in self.recordings():
@@ -233,19 +307,15 @@ class DigitsDVS(SourceBase):
 
     def _live(self) -> Iterator[Packet]:
         wall0 = time.monotonic()
-        for i, events in self.recordings():
-            offset = (i - self._positions.start) * RECORDING_US
-            cuts = np.searchsorted(events["t"], np.arange(self.packet_us, RECORDING_US + 1, self.packet_us))
-            lo = 0
-            for k, hi in enumerate(cuts):
-                packet = events[lo:hi].copy()
-                packet["t"] += offset
-                lo = hi
-                end = offset + (k + 1) * self.packet_us
+        segments = self.timeline()
+        for t0, end, events, label in packets(segments, self.segment_events(segments), self.packet_us):
+            if self.config.pace:
                 delay = wall0 + end * 1e-6 - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)
-                yield Packet(self.stream, None, packet, int(self._labels[i]), end_of_sample=False)
+            else:
+                self.pace(end)  # runtime.realtime: replayed at sensor speed
+            yield Packet(self.stream, None, events, label, t0, end, end_of_sample=False)
 
 
 def cache_dir() -> Path:
