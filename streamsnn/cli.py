@@ -92,6 +92,8 @@ def _calibrate(args: argparse.Namespace) -> int:
     from streamsnn.lab.calibrate import calibrate, format_calibration, write_calibration
 
     cfg = load_pipeline(args.pipeline, _overrides(args))
+    if args.live:
+        return _calibrate_gate(args, cfg)
     try:
         cal, scan, _ = calibrate(
             cfg,
@@ -108,6 +110,21 @@ def _calibrate(args: argparse.Namespace) -> int:
     written = write_calibration(cal, scan, Path(args.output or f"runs/{cfg.name}/calibration.json"))
     print(format_calibration(cal, scan))
     print(f"wrote {' and '.join(map(str, written))}", file=sys.stderr)
+    return 0
+
+
+def _calibrate_gate(args: argparse.Namespace, cfg: Any) -> int:
+    from streamsnn.lab.gate_calibration import calibrate_gate, format_gate
+
+    try:
+        cal = calibrate_gate(cfg, args.split)
+    except ValueError as err:
+        raise ConfigError(f"{args.pipeline}: {err}") from None
+    out = Path(args.output or f"runs/{cfg.name}/gate_calibration.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(cal.as_dict(), indent=2) + "\n")
+    print(format_gate(cal))
+    print(f"wrote {out}", file=sys.stderr)
     return 0
 
 
@@ -326,6 +343,12 @@ def make_parser() -> argparse.ArgumentParser:
     cal.add_argument("--alpha", type=float, help="α (default: T for QCFS, 2^b − 1 for QFFS)")
     cal.add_argument("--no-temperature", action="store_true", help="skip temperature scaling")
     cal.add_argument("--output", help="calibration file (default: runs/<pipeline name>/calibration.json)")
+    cal.add_argument(
+        "--live",
+        action="store_true",
+        help="instead: the live gate's event rate, between background noise and digits in view "
+        "(runs/<name>/gate_calibration.json)",
+    )
     cal.set_defaults(func=_calibrate)
 
     ev = _config_command(sub, "evaluate", "compare exit policies on a split: table and plots", "pipeline")

@@ -1,7 +1,9 @@
 """A live stream's decision rule (runtime/live.py), slice by slice on hand-made predictions."""
 
 import numpy as np
+import pytest
 
+from streamsnn.config import load_pipeline
 from streamsnn.events import Slice, make_events
 from streamsnn.policies import (
     EXIT_POLICIES,
@@ -14,6 +16,7 @@ from streamsnn.policies import (
     StaggeredResetConfig,
 )
 from streamsnn.policies.reset import DecayResetConfig
+from streamsnn.runtime import build_pipeline, run_pipeline
 from streamsnn.runtime.live import LiveStream
 
 SLICE_US = 20_000
@@ -140,3 +143,51 @@ def test_decisions_are_numbered_and_carry_the_hypothesis_latencies():
     assert [p.input_latency_ms for p in finals] == [60.0, 60.0]  # three 20 ms slices each
     assert finals[1].compute_latency_ms > 0
     assert [p.sample for p in preds] == [0, 0, 0, 1, 1, 1]  # the open decision's number
+
+
+POLICIES = {  # policy.* overrides of pipelines/udp_live.yaml (its own: staggered hypotheses + gate)
+    "staggered + gate": [],
+    "on_exit + gate": ["policy.reset=on_exit"],
+    "periodic": ["policy.reset={type: periodic, every_steps: 15}", "policy.gate=none"],
+    "decay": [  # its decaying sum stays below 0.9 of confidence: a lower threshold, to decide
+        "policy.reset={type: decay, factor: 0.8}",
+        "policy.gate=none",
+        "policy.exit={type: confidence, threshold: 0.3}",
+    ],
+}
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_each_live_rule_decides_a_stream_alike_alone_and_batched_with_others(root, policy):
+    """Three digits-dvs streams with gaps (unpaced: nothing dropped) stepped by one operator
+    decide, stream by stream, exactly as each stream alone."""
+    one = "{{type: digits_dvs, live: true, pace: false, scenario: gaps, offset: {}, limit: 4, seed: {}}}"
+    sources = ", ".join(one.format(6 * i, i) for i in range(3))
+    base = [
+        "runtime.progress=false",
+        "report.path=null",
+        "sinks=[]",
+        "runtime.batch_size=9",
+        f"source={{type: streams, sources: [{sources}]}}",
+        *POLICIES[policy],
+    ]
+    pipeline = root / "pipelines" / "udp_live.yaml"
+    together = run_pipeline(build_pipeline(load_pipeline(pipeline, base))).outcomes
+    assert len({o.stream for o in together}) == 3
+    for i in range(3):
+        alone_cfg = load_pipeline(pipeline, [*base, f"source.offset={i}", "source.limit=1"])
+        alone = run_pipeline(build_pipeline(alone_cfg)).outcomes
+        stream = f"digits-dvs/test/live-gaps#{i}"
+        got = [
+            (o.sample, o.cls, o.steps, o.reason, o.input_latency_ms) for o in together if o.stream == stream
+        ]
+        assert got == [(o.sample, o.cls, o.steps, o.reason, o.input_latency_ms) for o in alone]
+        assert len(got) >= 3  # each stream decided (4 digits, with gaps)
+
+
+def test_the_live_pipelines_share_one_rule(root):
+    """pipelines/udp_streams.yaml takes udp_live.yaml's policy as it is (nothing to drift)."""
+    live = load_pipeline(root / "pipelines" / "udp_live.yaml")
+    streams = load_pipeline(root / "pipelines" / "udp_streams.yaml")
+    assert streams.policy == live.policy and streams.model == live.model
+    assert streams.runtime.batch_size == 4 * live.runtime.batch_size  # four feeds, three slots each
