@@ -63,7 +63,10 @@ def _train(args: argparse.Namespace) -> int:
     if args.amp:
         overrides.append("train.amp=true")
     cfg = load_train_config(args.config, overrides)
-    result = train(cfg, output=Path(args.output) if args.output else None, progress=not args.no_progress)
+    try:
+        result = train(cfg, output=Path(args.output) if args.output else None, progress=not args.no_progress)
+    except ConfigError as err:
+        raise ConfigError(f"{args.config}: {err}") from None
     print(json.dumps(result, indent=2))
     return 0
 
@@ -179,7 +182,7 @@ def _subscribe(args: argparse.Namespace) -> int:
     from streamsnn.prediction import prediction_line
     from streamsnn.subscriber import LagError, Subscriber
 
-    logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s", stream=sys.stderr)
+    logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s", stream=sys.stderr, force=True)
     sub = Subscriber(
         args.address,
         topics=args.topic or ["pred."],
@@ -459,9 +462,12 @@ def _send_scenario(args: argparse.Namespace, options: dict[str, Any]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
     args = make_parser().parse_args(argv)
     try:
-        return int(args.func(args))
+        with logging_redirect_tqdm():  # warnings on lines of their own, above the progress bars
+            return int(args.func(args))
     except (ConfigError, TimeoutError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

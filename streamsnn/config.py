@@ -35,6 +35,7 @@ from streamsnn.policies import EXIT_POLICIES, GATES, RESET_POLICIES
 from streamsnn.sinks import SINKS
 from streamsnn.slicing import SlicingConfig
 from streamsnn.sources import SOURCES
+from streamsnn.sources.event_datasets import SPLIT_BY, SplitBy
 
 # -- pipeline.yaml ---------------------------------------------------------------------------
 # the options of any registered plug-in of a kind, told apart by their ``type``
@@ -192,6 +193,7 @@ class TrainDataConfig(Options):
     augment: bool = True
     dvs_augment: Literal["one_of", "both"] = "one_of"  # CIFAR10-DVS: roll or rotate (SEENN's code), or both
     antialias: bool = True  # CIFAR10-DVS: antialiased resize to size×size (kept in the checkpoint)
+    split_by: SplitBy = Field("number", description=SPLIT_BY)
 
 
 class InputSpecConfig(Options):

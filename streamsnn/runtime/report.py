@@ -180,6 +180,10 @@ def report_table(report: dict[str, Any]) -> str:
     for key in ("samples_per_s", "wall_s", "dropped_packets", "out_of_bounds_events", "late_events"):
         if key in report:
             rows.append((key.replace("_", " "), _fmt(report[key])))
+    shown = {label for label, _ in rows}
+    for key, n in report.get("source_stats", {}).items():  # the source's recovered bad input
+        label = key.replace("_", " ")
+        rows.append((f"{label} (source)" if label in shown else label, _fmt(n)))
     streams = report.get("streams", {})
     if len(streams) > 1:  # one line per stream: decisions, accuracy, steps, latency p50 / p99
         for name, st in streams.items():
