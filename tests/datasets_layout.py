@@ -99,3 +99,16 @@ def write_cifar10dvs(
             ev["p"] = rng.integers(0, 2, events)
             write_aedat4(location / cls / f"cifar10_{cls}_{n}.aedat4", ev)
     return root
+
+
+def partial_copy(root: Path, to: Path) -> Path:
+    """A partial copy of ``write_cifar10dvs``'s data set: 100 recordings of each class, numbered
+    0–99 (its 800–809 and 900–909 renamed 80–99)."""
+    import shutil
+
+    shutil.copytree(root, to)
+    for path in (to / "CIFAR10DVS").glob("*/*.aedat4"):
+        n = int(path.stem.rsplit("_", 1)[1])
+        if n >= 800:
+            path.rename(path.with_name(path.name.replace(f"_{n}.", f"_{n - 720 if n < 900 else n - 810}.")))
+    return to

@@ -97,23 +97,24 @@ def cifar10dvs_split(
 
 
 def _empty_split(files: list[str], numbers: list[int], targets: list[int], split: str, split_by: str) -> str:
+    """Why ``split`` of these CIFAR10-DVS recordings is empty, and what to do."""
     chosen = CIFAR10DVS_SPLITS[split]
-    where = str(Path(files[0]).parent.parent) if files else "the data set"
-    held = f"{where} holds {len(files):,} recordings"
+    held = f"{Path(files[0]).parent.parent if files else 'the data set'} holds {len(files):,} recordings"
     if numbers:
         held += f", numbered {min(numbers)}–{max(numbers)}"
-    share = f"{len(chosen) / CIFAR10DVS_PER_CLASS:.0%}"
+    percent = {k: len(r) * 100 // CIFAR10DVS_PER_CLASS for k, r in CIFAR10DVS_SPLITS.items()}
+    shares = "/".join(map(str, percent.values()))
     if split_by == "number":
         return (
             f"CIFAR10-DVS split '{split}' is empty: it takes recordings {chosen.start}–{chosen.stop - 1} of "
-            f"each class (by the number in the file name) and {held}. For a partial copy of the data set "
-            f"set split_by: share (source.split_by to replay, data.split_by to train): {share} of the "
-            "recordings present in each class"
+            f"each class (by the number in the file name) and {held}. A partial copy of the data set is "
+            f"split with split_by: share (source.split_by to replay, data.split_by to train): {shares} % "
+            "of the recordings present in each class"
         )
     most = max((targets.count(c) for c in set(targets)), default=0)
     return (
-        f"CIFAR10-DVS split '{split}' is empty: split_by: share gives it {share} of each class's "
-        f"recordings, and {held}, at most {most} per class: too few to split"
+        f"CIFAR10-DVS split '{split}' is empty: split_by: share gives it {percent[split]} % of each "
+        f"class's recordings, and {held}, at most {most} per class: too few to split"
     )
 
 

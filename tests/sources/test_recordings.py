@@ -5,6 +5,8 @@ session recorded with the ``record`` sink and replayed."""
 import json
 import re
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -270,6 +272,15 @@ def save_npy(path, events, t_type="<i8", xy_type="<i4"):
     return path
 
 
+def run_cli(root, cwd, source, *flags):
+    """``streamsnn run pipelines/digits_dvs.yaml`` with ``source`` in a process of its own, bounded
+    in time."""
+    pipeline = str(root / "pipelines" / "digits_dvs.yaml")
+    sets = ["--set", f"source={source}", "--set", "sinks=[]", *flags]
+    run = [sys.executable, "-m", "streamsnn.cli", "run", pipeline, *sets]
+    return subprocess.run(run, capture_output=True, text=True, timeout=180, cwd=cwd)
+
+
 def replay(root, path, *overrides):
     cfg = load_pipeline(
         root / "pipelines" / "digits_dvs.yaml",
@@ -321,9 +332,6 @@ def test_npy_recordings_are_checked_on_the_way_in_counted_or_refused(root, tmp_p
 def test_absurd_time_stamps_end_in_bounded_time_with_the_file_and_event_named(root, tmp_path, defect):
     """One t = 2**62, or NaN float time stamps: the run ends (a subprocess with a time bound) and
     says what it met."""
-    import subprocess
-    import sys
-
     events = three_digits()
     if defect == "huge":
         bad = events.copy()
@@ -334,26 +342,8 @@ def test_absurd_time_stamps_end_in_bounded_time_with_the_file_and_event_named(ro
         bad["t"][[1_000, 5_000, 9_000]] = np.nan
         path = tmp_path / "nan.npy"
         np.save(path, bad)
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "streamsnn.cli",
-            "run",
-            str(root / "pipelines" / "digits_dvs.yaml"),
-            "--no-progress",
-            "--set",
-            f"source={{type: recording, path: '{path}', sensor: digits_dvs}}",
-            "--set",
-            "sinks=[]",
-            "--set",
-            f"report.path={tmp_path / 'report.json'}",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        cwd=tmp_path,
-    )
+    source = f"{{type: recording, path: '{path}', sensor: digits_dvs}}"
+    done = run_cli(root, tmp_path, source, "--no-progress", "--report", str(tmp_path / "report.json"))
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["samples"] >= 1
@@ -405,3 +395,21 @@ def test_a_quiet_stretch_of_a_stream_goes_out_as_heartbeats(tmp_path):
     assert 195 <= len(quiet) <= 201 and all(p.t_end_us is not None for p in quiet)
     ends = [p.t_end_us for p in quiet]
     assert ends == list(range(ends[0], ends[0] + 10_000 * len(ends), 10_000))
+
+
+@needs_shared
+def test_warnings_print_on_lines_of_their_own_above_the_progress_bar(root, tmp_path):
+    """A replay with its progress bar (stderr, as a terminal would show it) and a damaged file: the
+    warning starts its own line (the bar is cleared first) instead of running on after the bar."""
+    folder = tmp_path / "session"
+    folder.mkdir()
+    data = (SHARED_EVENTS / "sample_nmnist.bin").read_bytes()
+    for name, content in (("a.bin", data), ("b.bin", data[:-1]), ("c.bin", data)):
+        (folder / name).write_bytes(content)
+    source = f"{{type: recording, path: '{folder}', mode: sample, sensor: digits_dvs}}"
+    done = run_cli(root, tmp_path, source, "--set", "report.path=null")  # with the progress bar
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "digits-dvs:" in done.stderr  # the bar was drawn
+    (line,) = [x for x in done.stderr.split("\n") if "b.bin: truncated at byte" in x]
+    assert line.split("\r")[-1].startswith(str(folder / "b.bin")), repr(line)
+    assert re.search(r"damaged files +1\n", done.stdout)
