@@ -148,7 +148,8 @@ class EventCheck:
       recording (random bytes, a reversed file): ``EventError``.
 
     ``__call__`` returns the packet's good events and the error (or None): the events before a
-    refused place are kept."""
+    refused place are kept. Without ``counts`` an event that would be dropped is refused instead
+    (``to_events`` raises ``EventError``)."""
 
     def __init__(
         self,
@@ -157,6 +158,7 @@ class EventCheck:
         max_gap_us: int = MAX_GAP_US,
     ) -> None:
         self.sensor, self.max_gap_us = sensor, max_gap_us
+        self.refuse_drops = counts is None
         self.counts: dict[str, int] = {} if counts is None else counts
         self.read = 0  # events checked so far (dropped ones included)
         self.reordered = 0
@@ -164,7 +166,7 @@ class EventCheck:
 
     def __call__(self, array: np.ndarray) -> tuple[np.ndarray, EventError | None]:
         first, self.read = self.read, self.read + len(array)
-        kept, mask = _convert(array, self.sensor, self.counts)
+        kept, mask = _convert(array, self.sensor, None if self.refuse_drops else self.counts)
         where = np.arange(len(array)) if mask is None else np.flatnonzero(mask)  # index in the packet
         if not len(kept):
             return kept, None

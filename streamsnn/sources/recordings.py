@@ -89,10 +89,10 @@ class Recording:
 
     def packets(self, check: EventCheck | None = None) -> Iterator[np.ndarray]:
         """Events (``EVENT_DTYPE``) in file order, a stored packet at a time, each through ``check``
-        (a fresh ``EventCheck`` on the file's geometry when None: what it drops is refused); raises
-        ``RecordingError`` at a damaged place after yielding everything before it."""
+        (None: a fresh ``EventCheck`` on the file's geometry that refuses what it would drop);
+        raises ``RecordingError`` at a damaged place after yielding everything before it."""
         if check is None:
-            check = EventCheck(self.sensor, None)
+            check = EventCheck(self.sensor)
         for index, raw in enumerate(_READERS[self.format](self.path)):
             try:
                 events, error = check(raw)
@@ -138,8 +138,9 @@ def open_recording(path: str | Path, fmt: str | None = None) -> Recording:
 
 def read_events(path: str | Path, fmt: str | None = None, counts: dict[str, int] | None = None) -> np.ndarray:
     """All events of a recording (``EVENT_DTYPE``), checked against its stated geometry (else
-    what ``EVENT_DTYPE`` holds). Dropped and reordered events are counted in ``counts``; without
-    it an event that would be dropped is refused (``RecordingError``)."""
+    what ``EVENT_DTYPE`` holds), events out of order sorted within their stored packet. Dropped
+    and reordered events are counted in ``counts``; without it a file that would lose an event is
+    refused (``RecordingError``)."""
     rec = open_recording(path, fmt)
     parts = list(rec.packets(EventCheck(rec.sensor, counts)))
     if len(parts) == 1:

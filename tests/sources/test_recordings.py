@@ -413,3 +413,16 @@ def test_warnings_print_on_lines_of_their_own_above_the_progress_bar(root, tmp_p
     (line,) = [x for x in done.stderr.split("\n") if "b.bin: truncated at byte" in x]
     assert line.split("\r")[-1].startswith(str(folder / "b.bin")), repr(line)
     assert re.search(r"damaged files +1\n", done.stdout)
+
+
+def test_read_events_counts_what_it_drops_or_refuses_the_file(tmp_path):
+    events = random_events(100, 34, 34).astype([("t", "<i8"), ("x", "<i4"), ("y", "<i4"), ("p", "i1")])
+    events["x"][7] = 65541
+    np.save(tmp_path / "stray.npy", events)
+    counts = {}
+    assert len(read_events(tmp_path / "stray.npy", counts=counts)) == 99
+    assert counts == {"out_of_bounds_events": 1}
+    with pytest.raises(
+        RecordingError, match=r"stray\.npy: event 7 \(t = \d+, x = 65541, .*outside the sensor"
+    ):
+        read_events(tmp_path / "stray.npy")
