@@ -456,7 +456,7 @@ class RecordingSource(SourceBase):
                 yield Packet(stream, None, np.empty(0, EVENT_DTYPE), end_of_sample=False, end_of_stream=True)
             else:
                 events = join_events(parts)
-                t0 = int(events["t"][0]) if len(events) else 0
+                t0 = int(events["t"].min()) if len(events) else 0  # packets may overlap in time
                 t_end = int(events["t"].max()) + 1 if len(events) else t0
                 yield Packet(stream, i, events, None, t0, t_end)
             self._packet_end = None
