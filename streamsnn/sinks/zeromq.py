@@ -71,7 +71,8 @@ class ZmqSinkConfig(Options):
 class ZmqSink(Sink):
     """Publish every prediction on ``pred.<stream>`` to the XPUB socket bound at ``address``
     (``endpoint``: the address bound, a free port resolved). A restarted publisher has a new
-    ``publisher_id`` unless one is given."""
+    ``publisher_id`` unless one is given, and always a new ``run`` (its start), by which
+    subscribers tell the restart apart either way."""
 
     def __init__(self, config: ZmqSinkConfig) -> None:
         self.top_k, self.heartbeat_s = config.top_k, config.heartbeat_s
