@@ -183,12 +183,15 @@ def _subscribe(args: argparse.Namespace) -> int:
     from streamsnn.subscriber import LagError, Subscriber
 
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s", stream=sys.stderr, force=True)
-    sub = Subscriber(
-        args.address,
-        topics=args.topic or ["pred."],
-        final_only=args.final_only,
-        max_lag_s=None if args.max_lag_ms is None else args.max_lag_ms / 1000,
-    )
+    try:
+        sub = Subscriber(
+            args.address,
+            topics=args.topic or ["pred."],
+            final_only=args.final_only,
+            max_lag_s=None if args.max_lag_ms is None else args.max_lag_ms / 1000,
+        )
+    except ValueError as err:
+        raise ConfigError(f"subscribe: {err}") from None
     shown, last = 0, time.monotonic()
     try:
         while args.count is None or shown < args.count:
@@ -431,22 +434,35 @@ def make_parser() -> argparse.ArgumentParser:
 
 def _send(args: argparse.Namespace) -> int:
     from streamsnn.sources.recordings import RecordingError, read_events
-    from streamsnn.sources.udp import send_events
+    from streamsnn.sources.udp import send_address, send_events
 
     scenario = {k: v for k, v in _scenario_args(args).items() if v is not None}
     if args.recording is not None and (scenario or args.split or args.timeline):
         raise ConfigError("send: a recording or a scenario (--scenario, --split, --timeline...), not both")
+    if args.recording is None and not (scenario or args.split):
+        raise ConfigError("send: give a recording, or a live scenario (--scenario ...)")
+    try:  # before a recording is read or a scenario made
+        send_address(args.host, args.port)
+    except ValueError as err:
+        raise ConfigError(f"send: {err}") from None
     if args.recording is None:
-        if not (scenario or args.split):
-            raise ConfigError("send: give a recording, or a live scenario (--scenario ...)")
         return _send_scenario(args, scenario)
     try:
         events = read_events(args.recording)
     except (OSError, RecordingError) as err:
         raise ConfigError(str(err)) from None
-    sent = send_events(events, args.host, args.port, realtime=not args.no_realtime, speed=args.speed)
+    try:
+        sent = send_events(events, args.host, args.port, realtime=not args.no_realtime, speed=args.speed)
+    except ValueError as err:
+        raise ConfigError(f"send: {args.recording}: {err}") from None
+    except OSError as err:
+        raise _send_failed(args, err) from None
     print(f"sent {sent:,} events to {args.host}:{args.port}", file=sys.stderr)
     return 0
+
+
+def _send_failed(args: argparse.Namespace, err: OSError) -> ConfigError:
+    return ConfigError(f"send: cannot send to {args.host}:{args.port}: {err.strerror or err}")
 
 
 def _send_scenario(args: argparse.Namespace, options: dict[str, Any]) -> int:
@@ -456,7 +472,12 @@ def _send_scenario(args: argparse.Namespace, options: dict[str, Any]) -> int:
     played = DigitsDVS(scenario_config(None, "send", split=args.split or "test", **options))
     if args.timeline:
         print(f"wrote {write_timeline(played, Path(args.timeline))}", file=sys.stderr)
-    sent = send_scenario(played, args.host, args.port, realtime=not args.no_realtime, speed=args.speed)
+    try:
+        sent = send_scenario(played, args.host, args.port, realtime=not args.no_realtime, speed=args.speed)
+    except ValueError as err:
+        raise ConfigError(f"send: {err}") from None
+    except OSError as err:
+        raise _send_failed(args, err) from None
     print(f"sent {sent:,} events of scenario {played.scenario} to {args.host}:{args.port}", file=sys.stderr)
     return 0
 

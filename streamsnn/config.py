@@ -381,9 +381,14 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     """A YAML mapping from ``path``, with errors that name the file and line."""
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as err:
         raise ConfigError(f"{path}: cannot read: {err.strerror}") from None
+    except UnicodeDecodeError as err:
+        line, byte = err.object.count(b"\n", 0, err.start) + 1, err.object[err.start]
+        raise ConfigError(
+            f"{path}: line {line}: not UTF-8 text (byte 0x{byte:02x} at offset {err.start}); save it as UTF-8"
+        ) from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as err:

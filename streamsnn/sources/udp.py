@@ -297,6 +297,18 @@ class UDPSource(SourceBase):
             self._sock.close()
 
 
+def send_address(host: str, port: int) -> tuple[socket.AddressFamily, tuple[object, ...]]:
+    """Where ``send_events`` sends: the address family and socket address of ``host:port``,
+    resolved once; ``ValueError`` names a port outside 1..65535 or a host that does not resolve."""
+    if not 0 < port <= 65535:
+        raise ValueError(f"port {port} is not a UDP port (1..65535)")
+    try:
+        family, _, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)[0]
+    except socket.gaierror as err:
+        raise ValueError(f"cannot resolve host '{host}': {err.strerror}") from None
+    return family, address
+
+
 def send_events(
     events: np.ndarray,
     host: str = "127.0.0.1",
@@ -314,6 +326,8 @@ def send_events(
     and receives) from at most ``datagram_us`` of sensor time. With ``realtime`` each datagram
     leaves when its last event has happened on the wall clock, sensor time divided by ``speed``;
     without it everything is sent at once. ``stop`` (set from another thread) ends the sending early.
+    ``ValueError`` (before anything is sent) names a bad address (``send_address``) or
+    coordinates SPIF cannot carry (``spif_encode``); ``OSError`` a socket that refuses to send.
     """
     if events_per_datagram < 1 or 4 * events_per_datagram > MAX_DATAGRAM - 8:
         most = (MAX_DATAGRAM - 8) // 4
@@ -322,6 +336,7 @@ def send_events(
         raise ValueError(f"speed must be > 0, got {speed}")
     if datagram_us < 1:
         raise ValueError(f"datagram_us must be >= 1 µs, got {datagram_us}")
+    family, address = send_address(host, port)
     if len(events) == 0:
         return 0
     if np.any(np.diff(events["t"]) < 0):
@@ -335,7 +350,7 @@ def send_events(
         edges.extend(range(edges[-1] + events_per_datagram, end, events_per_datagram))
         edges.append(end)
     sent = 0
-    with socket.socket(_family(host), socket.SOCK_DGRAM) as sock:
+    with socket.socket(family, socket.SOCK_DGRAM) as sock:
         wall0 = time.monotonic()
         for lo, hi in itertools.pairwise(edges):
             if stop is not None and stop.is_set():
@@ -345,7 +360,7 @@ def send_events(
                 if delay > 0:
                     time.sleep(delay)
             try:
-                sock.sendto(words[lo:hi].tobytes(), (host, port))
+                sock.sendto(words[lo:hi].tobytes(), address)
             except ConnectionRefusedError:  # nobody listening (yet): UDP loses it, as on a wire
                 continue
             sent += hi - lo
