@@ -4,8 +4,9 @@
 lost); it is woken when the queue has drained to half (and checks every 0.1 s), so a producer
 wakes once per half queue, not once per item.
 ``drop_oldest``: a full queue discards its oldest item to take the new one and counts it (live
-sources: stay real-time, report what was dropped); items that ``droppable`` refuses (markers
-such as a stream's end) are never dropped, and a queue holding only those takes one more.
+sources: stay real-time, report what was dropped). Items that ``droppable`` refuses (markers such
+as a stream's end) are never dropped and take no item's place: the queue holds them beyond its
+size (they are few), and a full queue of them takes a new item too.
 """
 
 from __future__ import annotations
@@ -44,15 +45,18 @@ class BoundedQueue:
                 self._cond.wait(0.1)
             if self._closed:
                 raise Closed
-            if len(self._items) >= self.maxsize:
+            if len(self._items) >= self.maxsize and self._droppable(item):
                 self._drop_oldest()
             self._items.append(item)
             if len(self._items) == 1:  # only a consumer of an empty queue waits
                 self._cond.notify_all()
 
+    def _droppable(self, item: Any) -> bool:
+        return self.droppable is None or self.droppable(item)
+
     def _drop_oldest(self) -> None:
         for i, item in enumerate(self._items):
-            if self.droppable is None or self.droppable(item):
+            if self._droppable(item):
                 del self._items[i]
                 self.dropped += 1
                 return
