@@ -158,12 +158,15 @@ def main() -> None:
         "rows": rows,
     }
     print(
-        f"RSS {result['rss_start_mb']:.2f} MB at start, {window[0][1]:.2f} MB {args.window:g} min before the end, "
+        f"RSS {result['rss_start_mb']:.2f} MB at start, "
+        f"{window[0][1]:.2f} MB {args.window:g} min before the end, "
         f"{window[-1][1]:.2f} MB at the end: {growth:+.3f} MB over the last {args.window:g} minutes "
         f"(slope {result['slope_in_window_mb_per_h']:+.2f} MB/h; limit {LIMIT_MB} MB): "
         + ("passed" if result["passed"] else "FAILED")
     )
-    print(f"report: {result['report']} (pipeline exit code {pipeline.returncode}, {len(rounds)} sender rounds)")
+    print(
+        f"report: {result['report']} (pipeline exit code {pipeline.returncode}, {len(rounds)} sender rounds)"
+    )
     path = Path(args.json)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=2) + "\n")
