@@ -28,7 +28,7 @@ def _overrides(args: argparse.Namespace) -> list[str]:
 def _run(args: argparse.Namespace) -> int:
     from streamsnn.config import load_pipeline
     from streamsnn.runtime import build_pipeline, run_pipeline
-    from streamsnn.runtime.report import report_table, write_report
+    from streamsnn.runtime.report import report_table, samples_path, write_report
     from streamsnn.sinks import JsonlSinkConfig
 
     overrides = _overrides(args)
@@ -43,7 +43,8 @@ def _run(args: argparse.Namespace) -> int:
     for sink in pipe.sinks:
         if sink.endpoint:
             print(f"streamsnn: publishing predictions on {sink.endpoint}", file=sys.stderr)
-    result = run_pipeline(pipe)
+    # a stream run writes its outcomes as it goes (bounded memory): beside the report
+    result = run_pipeline(pipe, samples_path(report_path) if report_path else None)
     print(report_table(result.report))
     if result.report.get("interrupted"):
         print("interrupted: report covers the samples finished so far", file=sys.stderr)

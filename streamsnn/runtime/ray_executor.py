@@ -24,12 +24,15 @@ from __future__ import annotations
 import collections
 import contextlib
 import dataclasses
+import importlib
+import ipaddress
 import math
 import os
 import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
@@ -38,7 +41,7 @@ from streamsnn.config import ConfigError, PipelineConfig, RayConfig
 from streamsnn.events import Packet
 from streamsnn.prediction import Prediction
 from streamsnn.runtime.build import Pipeline, build_pipeline, open_source
-from streamsnn.runtime.report import SampleOutcome, build_report
+from streamsnn.runtime.report import LiveOutcomes, SampleOutcome, Totals
 from streamsnn.runtime.runner import (
     LIVE_COUNTS,
     Runner,
@@ -58,7 +61,7 @@ RANGES_PER_WORKER = 4  # default ranges of a replay per worker (ray.samples_per_
 QUEUED_BATCHES = 2
 # what the workers' counters add up to (besides source_stats)
 SUMMED_COUNTERS = (
-    *("model_s", "step_s", "model_calls", "slot_steps", "dropped_slices", "skipped_slices"),
+    *("model_s", "step_s", "model_calls", "slot_steps", "predictions", "dropped_slices", "skipped_slices"),
     *("out_of_bounds_events", "late_events", "ann_reference_s", *LIVE_COUNTS),
 )
 START_TIMEOUT_S = 600.0  # longest wait for the workers to start (free resources, imports, build)
@@ -326,9 +329,10 @@ def _stream_groups(pipe: Pipeline) -> list[PipelineConfig]:
     ]
 
 
-def run_on_ray(pipe: Pipeline) -> RunResult:
+def run_on_ray(pipe: Pipeline, samples_path: str | Path | None = None) -> RunResult:
     """Run ``pipe`` on Ray workers (``pipe.config.ray``), predictions to ``pipe``'s sinks: a
-    dataset replay sharded by sample, live streams one worker per group of streams. Returns the
+    dataset replay sharded by sample, live streams one worker per group of streams (their
+    outcomes written to ``samples_path`` as they come, as a local stream run does). Returns the
     report of all samples (or decisions)."""
     rc = pipe.config.ray
     try:
@@ -341,24 +345,55 @@ def run_on_ray(pipe: Pipeline) -> RunResult:
     n = len(pipe.source)
     workers = len(groups) if groups else min(rc.workers, math.ceil(n / _range_size(pipe.config, n)))
     started_ray = not ray.is_initialized()
-    if started_ray:
-        local = rc.address is None
-        ray.init(
-            address=rc.address,
-            num_cpus=max(1, workers) * rc.cpus if local else None,
-            include_dashboard=False,
-            log_to_driver=False,
-        )
+    if started_ray and rc.address is None:
+        try:
+            init_local(ray, max(1, workers) * rc.cpus)
+        except ConfigError:
+            _close(pipe)
+            raise
+    elif started_ray:
+        ray.init(address=rc.address, include_dashboard=False, log_to_driver=False)
     try:
         try:
             _check_resources(ray, rc, workers)
         except ConfigError:
             _close(pipe)
             raise
-        return _replay(ray, pipe) if groups is None else _streams(ray, pipe, groups)
+        return _replay(ray, pipe) if groups is None else _streams(ray, pipe, groups, samples_path)
     finally:
         if started_ray:
             ray.shutdown()
+
+
+def init_local(ray: Any, num_cpus: int) -> None:
+    """Start a local Ray instance with ``num_cpus`` CPUs that listens on 127.0.0.1 only (its
+    GCS, raylet, object manager, runtime-env agent and workers; no dashboard). Ray makes a local
+    instance's node address the machine's network address, and binds its servers to every
+    interface unless that address is loopback; asking for 127.0.0.1 (``_node_ip_address``) is
+    turned back into the network address. What Ray does on Windows and macOS, where clusters are
+    off (``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER``, read once at its import), is what a local
+    instance needs: loopback. That switch is turned off while the instance starts and checked
+    after: a Ray that started elsewhere is stopped, and the run refused, rather than exposed."""
+    try:
+        constants: Any = importlib.import_module("ray._private.ray_constants")
+    except ImportError:  # another Ray: the check below tells
+        constants = None
+    before = getattr(constants, "ENABLE_RAY_CLUSTER", True)
+    if constants is not None:
+        constants.ENABLE_RAY_CLUSTER = False
+    try:
+        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
+    finally:
+        if constants is not None:
+            constants.ENABLE_RAY_CLUSTER = before
+    node = ray.util.get_node_ip_address()
+    if not ipaddress.ip_address(node).is_loopback:
+        ray.shutdown()
+        raise ConfigError(
+            f"executor: ray: Ray {ray.__version__} started its local instance on {node}, not on "
+            "127.0.0.1 (it would listen on every interface); start a cluster and give its address "
+            "(ray.address) to run on one"
+        )
 
 
 def _close(pipe: Pipeline) -> None:
@@ -454,7 +489,8 @@ def _replay(ray: Any, pipe: Pipeline) -> RunResult:
                     ray.cancel(ref, force=True)
         wall = time.perf_counter() - started
         outcomes = sorted((o for s in shards for o in s.outcomes), key=lambda o: o.sample)
-        report = _report(pipe, outcomes, [s.counters for s in shards], wall, interrupted, len(workers))
+        counters = [s.counters for s in shards]
+        report = _report(pipe, Totals.of(outcomes), counters, wall, interrupted, len(workers))
         report["workers_start_s"] = round(workers_start_s, 3)
         return RunResult(report, outcomes)
     finally:
@@ -471,11 +507,12 @@ def _write(pipe: Pipeline, predictions: list[Prediction]) -> None:
 
 class _LiveMerge:
     """What the live workers sent, merged: predictions renumbered across restarts and written to
-    the sinks, outcomes from the final ones, the workers' run reports."""
+    the sinks, outcomes from the final ones (``kept``: in bounded memory, as a local stream
+    run keeps them), the workers' run reports."""
 
-    def __init__(self, pipe: Pipeline) -> None:
+    def __init__(self, pipe: Pipeline, samples_path: str | Path | None) -> None:
         self.pipe = pipe
-        self.outcomes: list[SampleOutcome] = []
+        self.kept = LiveOutcomes(samples_path)
         self.reports: list[dict[str, Any]] = []
         self.restarts = 0
         self.decided: collections.Counter[str] = collections.Counter()  # decisions per stream
@@ -495,12 +532,14 @@ class _LiveMerge:
             pred.sample += self.first.get(pred.stream, 0)
             if pred.final:
                 self.decided[pred.stream] += 1
-                self.outcomes.append(SampleOutcome.of(pred, counted))
+                self.kept.add(SampleOutcome.of(pred, counted))
         _write(self.pipe, preds)
         return sum(p.final for p in preds)
 
 
-def _streams(ray: Any, pipe: Pipeline, groups: list[PipelineConfig]) -> RunResult:
+def _streams(
+    ray: Any, pipe: Pipeline, groups: list[PipelineConfig], samples_path: str | Path | None
+) -> RunResult:
     """One worker per group of streams; their predictions merged onto the sinks as they come
     (one thread per worker follows its stream of results) and the report built from the final
     ones. A worker whose process dies is restarted with its group (its sources open again: what
@@ -513,6 +552,7 @@ def _streams(ray: Any, pipe: Pipeline, groups: list[PipelineConfig]) -> RunResul
     stopping = threading.Event()
     report = None
     workers: list[Any] = []
+    merge: _LiveMerge | None = None
     bar = tqdm(desc=f"{cfg.name} (ray)", unit="decision", disable=not cfg.runtime.progress)
 
     def follow(k: int) -> None:
@@ -544,7 +584,7 @@ def _streams(ray: Any, pipe: Pipeline, groups: list[PipelineConfig]) -> RunResul
         start_sinks(pipe.sinks)
         for k in range(len(workers)):
             threading.Thread(target=follow, args=(k,), daemon=True).start()
-        merge = _LiveMerge(pipe)
+        merge = _LiveMerge(pipe, samples_path)
         errors: list[BaseException] = []
         running, interrupted, deadline = len(workers), False, math.inf
         while running and time.monotonic() < deadline:
@@ -572,12 +612,13 @@ def _streams(ray: Any, pipe: Pipeline, groups: list[PipelineConfig]) -> RunResul
         if errors:
             raise _cause(errors[0])
         wall = time.perf_counter() - started
-        outcomes = sorted(merge.outcomes, key=lambda o: (o.stream, o.sample))
-        report = _report(pipe, outcomes, merge.reports, wall, interrupted, len(workers))
+        report = _report(pipe, merge.kept, merge.reports, wall, interrupted, len(workers))
         report["workers_start_s"] = round(workers_start_s, 3)
         report["worker_restarts"] = merge.restarts
-        return RunResult(report, outcomes)
+        return RunResult(report, merge.kept.outcomes)
     finally:
+        if merge is not None:
+            merge.kept.close()
         stop()
         bar.close()
         close_sinks(pipe.sinks, report)
@@ -607,26 +648,27 @@ def _cause(err: BaseException) -> BaseException:
 
 def _report(
     pipe: Pipeline,
-    outcomes: list[SampleOutcome],
+    outcomes: Totals | LiveOutcomes,
     counters: list[dict[str, Any]],
     wall: float,
     interrupted: bool,
     workers: int,
 ) -> dict[str, Any]:
-    """The report of a local run of the same samples, from all outcomes, with the workers'
-    ``counters`` summed (model and step shares: of the workers' time)."""
+    """The report of a local run of the same samples, from all outcomes (a replay's, or a live
+    run's kept), with the workers' ``counters`` summed (model and step shares: of the workers'
+    time)."""
     total: dict[str, Any] = {key: sum(c[key] for c in counters) for key in SUMMED_COUNTERS}
     stats: collections.Counter[str] = collections.Counter()
     for c in counters:
         stats.update(c["source_stats"])
     total["source_stats"] = dict(stats)
     extra = {
-        **run_fields(pipe.config, len(outcomes), total, wall, interrupted, workers),
+        **run_fields(pipe.config, outcomes.decisions, total, wall, interrupted, workers),
         "torch_threads": pipe.config.ray.cpus,
         **sink_counters([]),  # event-taking sinks are refused on Ray (_check)
         "executor": "ray",
         "workers": workers,
     }
-    report = build_report(outcomes, extra)
+    report = outcomes.report(extra)
     report["ann_reference_s"] = round(total["ann_reference_s"], 3)
     return report

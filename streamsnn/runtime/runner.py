@@ -27,8 +27,9 @@ import contextlib
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -41,7 +42,7 @@ from streamsnn.prediction import Prediction, read_out
 from streamsnn.runtime.build import Pipeline
 from streamsnn.runtime.live import LiveStream
 from streamsnn.runtime.queues import BoundedQueue, Closed
-from streamsnn.runtime.report import SampleOutcome, build_report
+from streamsnn.runtime.report import LiveOutcomes, SampleOutcome, build_report
 from streamsnn.runtime.samples import SampleSlices, encode_slices, encoded_sample, to_slice
 from streamsnn.runtime.turn import Turn
 from streamsnn.sinks import Sink
@@ -110,29 +111,44 @@ def run_threads(requested: int | None) -> int:
 
 @dataclass
 class RunResult:
+    """The report and the outcomes: a replay's all; a stream run's from its per-sample file
+    (``OutcomeLog``), else the last ones it kept (``LiveOutcomes``)."""
+
     report: dict[str, Any]
-    outcomes: list[SampleOutcome]
+    outcomes: Sequence[SampleOutcome]
 
 
 class Runner:
     """``on_outcome(index, outcome)``: called from the stepping loop as each outcome is recorded
-    (``outcomes[index]``; the ANN reference is filled in later, ``fill_ann_reference``)."""
+    (the ``index``-th; a replay's ANN reference is filled in later, ``fill_ann_reference``).
+    A replay of samples keeps its outcomes (``outcomes``); a run of continuous streams, which a
+    live source may never end, keeps running totals (``kept``) and writes each outcome to
+    ``samples_path`` (the per-sample file) as it is made, if given."""
 
     def __init__(
-        self, pipe: Pipeline, on_outcome: Callable[[int, SampleOutcome], None] | None = None
+        self,
+        pipe: Pipeline,
+        on_outcome: Callable[[int, SampleOutcome], None] | None = None,
+        samples_path: str | Path | None = None,
     ) -> None:
         self.pipe = pipe
         self.on_outcome = on_outcome
         self.cfg = pipe.config
         rt = self.cfg.runtime
         self.live = pipe.source.live
-        self.in_q = BoundedQueue(rt.queue_size, "drop_oldest" if self.live else "block")
+        # a live source's slices may be dropped, never the end of a stream or of the source
+        droppable = lambda item: isinstance(item, Slice)  # noqa: E731
+        self.in_q = BoundedQueue(rt.queue_size, "drop_oldest" if self.live else "block", droppable)
         self.out_q = BoundedQueue(rt.queue_size, "block")
         self.stop = threading.Event()
         self.errors: list[BaseException] = []
         self.slicers: dict[str, Slicer] = {}
         self.slots: dict[Any, Slot] = {}
-        self.outcomes: list[SampleOutcome] = []
+        self.outcomes: list[SampleOutcome] = []  # a replay's
+        # a stream (continuous, endless if live) keeps running totals instead
+        self.kept = None if pipe.source.segmented else LiveOutcomes(samples_path)
+        self.decisions = 0  # outcomes recorded
+        self.predictions = 0  # predictions handed to the sinks
         self.skipped_slices = 0
         self.late_in_samples = 0  # late events of slicers no longer kept (ended samples, streams)
         self.live_counts: collections.Counter[str] = collections.Counter()  # of closed live streams
@@ -240,6 +256,7 @@ class Runner:
         """Queue ``preds`` for the sink thread: at once for live and realtime runs, else in
         groups (every 256 predictions or 50 ms) to spare a replay most thread wake-ups."""
         self._outbox += preds
+        self.predictions += len(preds)
         now = time.perf_counter()
         due = flush or self.live or self.cfg.runtime.realtime or len(self._outbox) >= 256
         if self._outbox and (due or now - self._handed_s >= 0.05):
@@ -522,17 +539,24 @@ class Runner:
             self._close(slot)
 
     def _record(self, slot: Slot, d: Prediction, full: Prediction | None) -> None:
+        """Decision ``d`` of ``slot`` (``full``: its last prediction when stepped to its end):
+        kept by a replay, added to a stream run's totals and per-sample file."""
         counted = self.pipe.operator.count_operations
-        index = len(self.outcomes)
-        if full is not None and slot.mean_input is not None:
-            self._ann_inputs[index] = slot.mean_input
-        # the ANN reference comes after the stepping loop (fill_ann_reference)
+        index = self.decisions
+        self.decisions += 1
         full_cls, full_steps = (None, slot.n_slices) if full is None else (full.cls, full.step)
-        self.outcomes.append(SampleOutcome.of(d, counted, full_cls, full_steps))
+        outcome = SampleOutcome.of(d, counted, full_cls, full_steps)
+        if self.kept is not None:
+            self.kept.add(outcome)
+        else:
+            if full is not None and slot.mean_input is not None:
+                # the ANN reference comes after the stepping loop (fill_ann_reference)
+                self._ann_inputs[index] = slot.mean_input
+            self.outcomes.append(outcome)
         if self.bar is not None:
             self.bar.update(1)
         if self.on_outcome is not None:
-            self.on_outcome(index, self.outcomes[index])
+            self.on_outcome(index, outcome)
 
     def fill_ann_reference(self, indices: Iterable[int] | None = None) -> None:
         """The ANN on the mean input of every sample replayed to its end (of the outcomes
@@ -563,8 +587,10 @@ class Runner:
                 self.pipe.source.close()
                 raise
             report = self._run_stages()
-            return RunResult(report, self.outcomes)
+            return RunResult(report, self.outcomes if self.kept is None else self.kept.outcomes)
         finally:
+            if self.kept is not None:
+                self.kept.close()
             close_sinks(self.pipe.sinks, report)
 
     def _run_stages(self) -> dict[str, Any]:
@@ -622,32 +648,37 @@ class Runner:
         self.fill_ann_reference()
         extra = self._extra(wall, interrupted)
         extra["ann_reference_s"] = round(time.perf_counter() - t_ann, 3)
-        return build_report(self.outcomes, extra)
+        return build_report(self.outcomes, extra) if self.kept is None else self.kept.report(extra)
 
     def counters(self) -> dict[str, Any]:
-        """Totals so far: model and step time (s), operator calls and slot steps, dropped,
-        skipped and late input, the source's counters (what executors add up across workers)."""
+        """Totals so far: model and step time (s), operator calls and slot steps, predictions
+        handed to the sinks, dropped, skipped, out-of-sensor and late input, the source's counters
+        (what executors add up across workers). ``out_of_bounds_events``: dropped by the encoder
+        or by the source itself (which counts them in its ``source_stats`` too)."""
         late = self.late_in_samples + sum(s.late_events for s in list(self.slicers.values()))
         live = collections.Counter(self.live_counts)
         for slot in list(self.slots.values()):
             if slot.stream_decisions is not None:
                 live.update(slot.stream_decisions.counts)
+        stats = dict(self.pipe.source.stats)
         return {
             "model_s": self.model_s,
             "step_s": self.step_s,
             "model_calls": self.model_calls,
             "slot_steps": self.slot_steps,
+            "predictions": self.predictions,
             "dropped_slices": self.in_q.dropped + self.dropped_in_slots,
             "skipped_slices": self.skipped_slices,
-            "out_of_bounds_events": self.pipe.encoder.out_of_bounds,
+            "out_of_bounds_events": self.pipe.encoder.out_of_bounds
+            + int(stats.get("out_of_bounds_events", 0)),
             "late_events": int(late),
-            "source_stats": dict(self.pipe.source.stats),
+            "source_stats": stats,
             **{key: live[key] for key in LIVE_COUNTS},
         }
 
     def _extra(self, wall: float, interrupted: bool) -> dict[str, Any]:
         return {
-            **run_fields(self.cfg, len(self.outcomes), self.counters(), wall, interrupted),
+            **run_fields(self.cfg, self.decisions, self.counters(), wall, interrupted),
             "torch_threads": self.threads,
             **sink_counters(self.pipe.sinks),
             "executor": "local",
@@ -659,7 +690,7 @@ class Runner:
 # what live streams' decision rule counted (runtime/live.py)
 LIVE_COUNTS = ("onsets", "finals_gated", "finals_repeated", "finals_vetoed")
 COUNTED = (
-    *("slot_steps", "dropped_slices", "skipped_slices"),
+    *("slot_steps", "predictions", "dropped_slices", "skipped_slices"),
     *("out_of_bounds_events", "late_events", "source_stats", *LIVE_COUNTS),
 )
 
