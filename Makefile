@@ -1,9 +1,13 @@
 # streamsnn: `make demo` sets up and runs the default pipeline, `make test` sets up and runs the tests.
 PYTHON ?= python3
 VENV   ?= .venv
-# CPU machines: the CPU build of torch, installed before the package so that its `torch>=2.1`
-# needs nothing more. GPU machines: `make setup TORCH=torch` (or any CUDA build of torch).
+# torch is installed before the package, so that its `torch>=2.1` needs nothing more. From where:
+# scripts/torch_index.py decides and says why. No NVIDIA GPU: the CPU build from TORCH_CPU_INDEX
+# (falling back to pip's default index and find-links when that cannot be reached); a GPU: pip's
+# default index (the CUDA build). Another version: `make setup TORCH=torch==2.5.1`; the default
+# index on every machine: `make setup TORCH_CPU_INDEX=`.
 TORCH  ?= torch==2.13.0
+TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip
 FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels)
@@ -14,8 +18,11 @@ setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) install --quiet $(FIND_LINKS) "$(TORCH)"
-	$(PIP) install --quiet $(FIND_LINKS) -e ".[dev]"
+	@echo "setup: installing $(TORCH) into $(VENV) (CPU build ~200 MB; a CUDA build several GB)"
+	opts=$$($(BIN)/python scripts/torch_index.py "$(TORCH_CPU_INDEX)") && \
+		$(PIP) install $(FIND_LINKS) $$opts "$(TORCH)"
+	@echo "setup: installing streamsnn (editable) with its dependencies and the dev tools into $(VENV)"
+	$(PIP) install $(FIND_LINKS) -e ".[dev]"
 	touch $@
 
 demo: setup
@@ -36,8 +43,9 @@ train: setup
 # The inference benchmark against SpikingJelly and snnTorch: both installed here for it only (not
 # dependencies). SpikingJelly without its dependencies, which would pull a CUDA torch.
 bench: setup
-	$(PIP) install --quiet $(FIND_LINKS) --no-deps spikingjelly==2.0.0 loguru
-	$(PIP) install --quiet $(FIND_LINKS) snntorch==1.0.0
+	@echo "bench: installing SpikingJelly and snnTorch into $(VENV), for the benchmark only"
+	$(PIP) install $(FIND_LINKS) --no-deps spikingjelly==2.0.0 loguru
+	$(PIP) install $(FIND_LINKS) snntorch==1.0.0
 	$(BIN)/python benchmarks/inference.py
 
 clean:

@@ -1,0 +1,3 @@
+"""streamsnn: streaming, anytime perception with spiking neural networks."""
+
+__version__ = "0.1.0"

@@ -413,8 +413,25 @@ def load_config(model: type[M], path: str | Path, overrides: list[str] | None = 
         raise ConfigError(format_validation_error(err, str(path), model)) from None
 
 
+PIPELINES = Path(__file__).resolve().parent / "pipelines"
+"""The pipelines shipped with streamsnn (package data; the checkout's ``pipelines/``)."""
+
+
+def pipeline_file(path: str | Path) -> Path:
+    """``builtin:NAME`` → the shipped pipeline ``NAME.yaml``; any other ``path`` as given."""
+    text = str(path)
+    if not text.startswith("builtin:"):
+        return Path(path)
+    name = text.removeprefix("builtin:")
+    shipped = sorted(p.stem for p in PIPELINES.glob("*.yaml"))
+    if name not in shipped:
+        raise ConfigError(f"unknown pipeline '{text}'; shipped: {', '.join(f'builtin:{s}' for s in shipped)}")
+    return PIPELINES / f"{name}.yaml"
+
+
 def load_pipeline(path: str | Path, overrides: list[str] | None = None) -> PipelineConfig:
-    return load_config(PipelineConfig, path, overrides)
+    """The pipeline at ``path`` (or ``builtin:NAME``, see ``pipeline_file``)."""
+    return load_config(PipelineConfig, pipeline_file(path), overrides)
 
 
 def load_train_config(path: str | Path, overrides: list[str] | None = None) -> TrainConfig:

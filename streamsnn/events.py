@@ -219,11 +219,15 @@ class Sensor:
         return (self.polarities, self.height, self.width)
 
 
+SENSORS = Path(__file__).resolve().parent / "sensors"
+"""The sensor profiles shipped with streamsnn (package data)."""
+
+
 def sensor_dirs() -> list[Path]:
     """Folders searched for sensor profiles: ``$STREAMSNN_SENSORS`` (os.pathsep separated),
-    ``./sensors`` and the project's own ``sensors/``."""
+    ``./sensors`` and the profiles shipped in the package (``streamsnn/sensors/``)."""
     dirs = [Path(d) for d in os.environ.get("STREAMSNN_SENSORS", "").split(os.pathsep) if d]
-    dirs += [Path.cwd() / "sensors", Path(__file__).resolve().parent.parent / "sensors"]
+    dirs += [Path.cwd() / "sensors", SENSORS]
     unique: list[Path] = []
     for d in dirs:
         if d.is_dir() and d.resolve() not in [u.resolve() for u in unique]:

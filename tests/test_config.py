@@ -1,7 +1,7 @@
 import pytest
 import yaml
 
-from streamsnn.config import ConfigError, load_pipeline, load_train_config
+from streamsnn.config import PIPELINES, ConfigError, load_pipeline, load_train_config
 
 
 def write(tmp_path, text, name="p.yaml"):
@@ -171,3 +171,11 @@ def test_every_option_is_described():
     for model in models:
         for name, field in model.model_fields.items():
             assert name == "type" or field.description, f"{model.__name__}.{name} has no description"
+
+
+def test_builtin_names_a_shipped_pipeline(root):
+    shipped = sorted(p.name for p in PIPELINES.glob("*.yaml"))
+    assert shipped == sorted(p.name for p in (root / "pipelines").glob("*.yaml"))
+    assert load_pipeline("builtin:digits_dvs") == load_pipeline(root / "pipelines" / "digits_dvs.yaml")
+    with pytest.raises(ConfigError, match=r"unknown pipeline 'builtin:digits'; shipped: .*builtin:digits_dvs, "):
+        load_pipeline("builtin:digits")
