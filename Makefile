@@ -29,12 +29,12 @@ demo: setup
 	$(BIN)/streamsnn run pipelines/digits_dvs.yaml
 
 test: setup
-	$(BIN)/ruff check streamsnn tests benchmarks examples
+	$(BIN)/ruff check streamsnn tests benchmarks examples scripts
 	$(BIN)/python -m pytest
 
 lint: setup
-	$(BIN)/ruff check streamsnn tests benchmarks examples
-	$(BIN)/ruff format --check streamsnn tests benchmarks examples
+	$(BIN)/ruff check streamsnn tests benchmarks examples scripts
+	$(BIN)/ruff format --check streamsnn tests benchmarks examples scripts
 
 train: setup
 	$(BIN)/streamsnn train configs/digits_dvs.yaml

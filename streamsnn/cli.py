@@ -271,7 +271,8 @@ def _config_command(sub: Any, name: str, help_text: str, positional: str) -> arg
     a pipeline's points to ``streamsnn config``."""
     pipeline = positional == "pipeline"
     cmd = sub.add_parser(name, help=help_text, epilog=PIPELINE_OPTIONS if pipeline else None)
-    cmd.add_argument(positional, type=Path)
+    shipped = "a pipeline.yaml, or builtin:NAME for pipelines/NAME.yaml shipped with streamsnn"
+    cmd.add_argument(positional, type=Path, help=shipped if pipeline else None)
     cmd.add_argument(
         "--set",
         action="append",

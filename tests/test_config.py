@@ -177,5 +177,7 @@ def test_builtin_names_a_shipped_pipeline(root):
     shipped = sorted(p.name for p in PIPELINES.glob("*.yaml"))
     assert shipped == sorted(p.name for p in (root / "pipelines").glob("*.yaml"))
     assert load_pipeline("builtin:digits_dvs") == load_pipeline(root / "pipelines" / "digits_dvs.yaml")
-    with pytest.raises(ConfigError, match=r"unknown pipeline 'builtin:digits'; shipped: .*builtin:digits_dvs, "):
+    with pytest.raises(
+        ConfigError, match=r"unknown pipeline 'builtin:digits'; shipped: .*builtin:digits_dvs, "
+    ):
         load_pipeline("builtin:digits")

@@ -27,7 +27,7 @@ TORCH_INDEX = ROOT / "scripts" / "torch_index.py"
 class Index(BaseHTTPRequestHandler):
     """A PEP 503 simple index offering one torch wheel (``self.server.wheel``)."""
 
-    def do_GET(self):  # noqa: N802 (http.server's name)
+    def do_GET(self):
         self.server.asked.append(self.path)
         if self.path.rstrip("/") != "/simple/torch":
             self.send_error(404)
@@ -139,7 +139,9 @@ def test_make_setup_installs_torch_with_the_decided_options(tmp_path):
 # -- the wheel ----------------------------------------------------------------------------------
 def outside_env() -> dict[str, str]:
     """This environment without the checkout on the path or sensor folders of its own."""
-    return {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "STREAMSNN_SENSORS", "VIRTUAL_ENV")}
+    return {
+        k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "STREAMSNN_SENSORS", "VIRTUAL_ENV")
+    }
 
 
 @pytest.fixture(scope="module")
@@ -159,7 +161,9 @@ def wheel_venv(tmp_path_factory):
     own_pip = tuple(int(x) for x in pip.__version__.split(".")[:2]) < (22, 3)
     venv.EnvBuilder(with_pip=own_pip).create(work / "venv")
     python = work / "venv" / "bin" / "python"
-    installer = [str(python), "-m", "pip"] if own_pip else [sys.executable, "-m", "pip", "--python", str(python)]
+    installer = (
+        [str(python), "-m", "pip"] if own_pip else [sys.executable, "-m", "pip", "--python", str(python)]
+    )
     wheels = sorted(dist.glob("*.whl"))
     done = subprocess.run(
         [*installer, "install", "--no-deps", "--no-index", *map(str, wheels)],
@@ -187,14 +191,18 @@ def wheel_venv(tmp_path_factory):
 def in_venv(wheel_venv, *args: str) -> subprocess.CompletedProcess:
     """``args`` (a program of the venv and its arguments) run in another folder than the checkout."""
     cmd = [str(wheel_venv["bin"] / args[0]), *args[1:]]
-    return subprocess.run(cmd, cwd=wheel_venv["cwd"], env=outside_env(), capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        cmd, cwd=wheel_venv["cwd"], env=outside_env(), capture_output=True, text=True, timeout=600
+    )
 
 
 def test_the_build_gives_a_wheel_and_an_sdist_of_the_version(wheel_venv):
     names = sorted(p.name for p in wheel_venv["dist"].iterdir())
     version = streamsnn.__version__
     assert names == [f"streamsnn-{version}-py3-none-any.whl", f"streamsnn-{version}.tar.gz"]
-    done = in_venv(wheel_venv, "python", "-c", "import streamsnn; print(streamsnn.__file__, streamsnn.__version__)")
+    done = in_venv(
+        wheel_venv, "python", "-c", "import streamsnn; print(streamsnn.__file__, streamsnn.__version__)"
+    )
     where, installed = done.stdout.split()
     assert Path(where).is_relative_to(wheel_venv["bin"].parent) and installed == version
 
