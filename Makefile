@@ -1,11 +1,9 @@
 # streamsnn: `make demo` sets up and runs the default pipeline, `make test` sets up and runs the tests.
 PYTHON ?= python3
 VENV   ?= .venv
-# torch is installed before the package, so that its `torch>=2.1` needs nothing more. From where:
-# scripts/torch_index.py decides and says why. No NVIDIA GPU: the CPU build from TORCH_CPU_INDEX
-# (falling back to pip's default index and find-links when that cannot be reached); a GPU: pip's
-# default index (the CUDA build). Another version: `make setup TORCH=torch==2.5.1`; the default
-# index on every machine: `make setup TORCH_CPU_INDEX=`.
+# torch goes in before the package (whose `torch>=2.1` then needs nothing more), from where
+# scripts/torch_index.py decides: TORCH_CPU_INDEX without an NVIDIA GPU, else pip's default index.
+# Another version: `make setup TORCH=torch==2.5.1`; the default index everywhere: `TORCH_CPU_INDEX=`.
 TORCH  ?= torch==2.13.0
 TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 BIN    := $(VENV)/bin
@@ -18,7 +16,7 @@ setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	@echo "setup: installing $(TORCH) into $(VENV) (CPU build ~200 MB; a CUDA build several GB)"
+	@echo "setup: installing $(TORCH) into $(VENV) (the CPU build: a 190 MB wheel; a CUDA build: several GB)"
 	opts=$$($(BIN)/python scripts/torch_index.py "$(TORCH_CPU_INDEX)") && \
 		$(PIP) install $(FIND_LINKS) $$opts "$(TORCH)"
 	@echo "setup: installing streamsnn (editable) with its dependencies and the dev tools into $(VENV)"
