@@ -3,11 +3,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
+import os
+import tempfile
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
@@ -197,19 +202,65 @@ def report_table(report: dict[str, Any]) -> str:
 
 
 def write_report(report: dict[str, Any], outcomes: list[SampleOutcome], path: str | Path) -> list[Path]:
-    """Write ``report.json``, the per-sample outcomes and a PNG of exit steps and latencies."""
+    """Write ``report.json``, the per-sample outcomes (``<name>_samples.jsonl``) and a PNG of exit
+    steps and latencies. Strict JSON (NaN and infinities are null). Each file is written whole
+    under a temporary name beside it and renamed once all are: a failure (``OSError``, a full
+    disk) leaves what was there before and no partial file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report, indent=2) + "\n")
     outcomes_path = path.with_name(path.stem + "_samples.jsonl")
-    outcomes_path.write_text("".join(json.dumps(asdict(o)) + "\n" for o in outcomes))
-    written = [path, outcomes_path]
+    files: list[tuple[Path, Callable[[IO[bytes]], None]]] = [
+        (outcomes_path, lambda f: f.writelines(_json_bytes(asdict(o)) + b"\n" for o in outcomes)),
+        (path, lambda f: f.write(_json_bytes(report, indent=2) + b"\n")),
+    ]
     if outcomes:
-        written.append(plot_report(outcomes, path.with_suffix(".png")))
-    return written
+        files.append((path.with_suffix(".png"), lambda f: plot_report(outcomes, f)))
+    temps: list[tuple[Path, Path]] = []
+    try:
+        for target, write in files:
+            try:
+                fd, temp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+                temps.append((Path(temp), target))
+                with os.fdopen(fd, "wb") as f:
+                    write(f)
+                os.chmod(temp, 0o666 & ~_UMASK)  # as a plain open() would (mkstemp: 0o600)
+            except OSError as err:
+                why = f"cannot write {target}: {err.strerror or err}"
+                raise OSError(f"{why}; the report's files are left as they were") from None
+        for temp, target in temps:
+            os.replace(temp, target)
+    finally:
+        for temp, _ in temps:
+            with contextlib.suppress(FileNotFoundError):
+                temp.unlink()
+    return [target for target, _ in files]
 
 
-def plot_report(outcomes: list[SampleOutcome], path: Path) -> Path:
+def _json_bytes(value: Any, indent: int | None = None) -> bytes:
+    """``value`` as strict JSON: NaN and infinities, which JSON has no words for, become null."""
+    return json.dumps(_finite(value), indent=indent, allow_nan=False).encode()
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _read_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()  # at import, before the run's threads
+
+
+def plot_report(outcomes: list[SampleOutcome], path: Path | IO[bytes]) -> Path | IO[bytes]:
     """Exit-step histogram (correct / wrong) and input vs compute latency per sample."""
     import matplotlib
 
@@ -241,6 +292,6 @@ def plot_report(outcomes: list[SampleOutcome], path: Path) -> Path:
     ax2.set_ylabel("compute latency (ms, wall time)")
     ax2.set_title("latency per decision")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, format="png")
     plt.close(fig)
     return path
