@@ -33,6 +33,7 @@ def _run(args: argparse.Namespace) -> int:
     signal, 128 + its number (130 Ctrl-C, 143 SIGTERM)."""
     try:
         from streamsnn.runtime import run_pipeline, stopping  # the package imports torch: most of start-up
+        from streamsnn.runtime.report import samples_path
     except KeyboardInterrupt:
         print("streamsnn: interrupted while starting: nothing ran, no report written", file=sys.stderr)
         return 130
@@ -41,7 +42,8 @@ def _run(args: argparse.Namespace) -> int:
         try:
             with stopping.interruptible():
                 pipe, report_path = _start_pipeline(args)
-            result = run_pipeline(pipe)
+            # a stream run writes its outcomes as it goes (bounded memory): beside the report
+            result = run_pipeline(pipe, samples_path(report_path) if report_path else None)
         except KeyboardInterrupt:
             print(
                 f"streamsnn: {stopping.signal_name()} while starting: nothing ran, no report written",
@@ -98,6 +100,8 @@ def _finish_run(result: Any, report_path: str | None, stopped_code: int) -> int:
     if report.get("interrupted"):
         print("interrupted: report covers the samples finished so far", file=sys.stderr)
     failed = [f"error: {error}" for error in report.get("sink_errors", [])]
+    if report.get("samples_file_error"):  # a stream run's per-sample file, written as it went
+        failed.append(f"error: per-sample file: {report['samples_file_error']}")
     if report_path:
         try:
             for path in write_report(report, result.outcomes, report_path):
@@ -121,7 +125,10 @@ def _train(args: argparse.Namespace) -> int:
     if args.amp:
         overrides.append("train.amp=true")
     cfg = load_train_config(args.config, overrides)
-    result = train(cfg, output=Path(args.output) if args.output else None, progress=not args.no_progress)
+    try:
+        result = train(cfg, output=Path(args.output) if args.output else None, progress=not args.no_progress)
+    except ConfigError as err:
+        raise ConfigError(f"{args.config}: {err}") from None
     print(json.dumps(result, indent=2))
     return 0
 
@@ -237,13 +244,16 @@ def _subscribe(args: argparse.Namespace) -> int:
     from streamsnn.prediction import prediction_line
     from streamsnn.subscriber import LagError, Subscriber
 
-    logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s", stream=sys.stderr)
-    sub = Subscriber(
-        args.address,
-        topics=args.topic or ["pred."],
-        final_only=args.final_only,
-        max_lag_s=None if args.max_lag_ms is None else args.max_lag_ms / 1000,
-    )
+    logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s", stream=sys.stderr, force=True)
+    try:
+        sub = Subscriber(
+            args.address,
+            topics=args.topic or ["pred."],
+            final_only=args.final_only,
+            max_lag_s=None if args.max_lag_ms is None else args.max_lag_ms / 1000,
+        )
+    except ValueError as err:
+        raise ConfigError(f"subscribe: {err}") from None
     shown, last = 0, time.monotonic()
     try:
         while args.count is None or shown < args.count:
@@ -492,22 +502,35 @@ def make_parser() -> argparse.ArgumentParser:
 
 def _send(args: argparse.Namespace) -> int:
     from streamsnn.sources.recordings import RecordingError, read_events
-    from streamsnn.sources.udp import send_events
+    from streamsnn.sources.udp import send_address, send_events
 
     scenario = {k: v for k, v in _scenario_args(args).items() if v is not None}
     if args.recording is not None and (scenario or args.split or args.timeline):
         raise ConfigError("send: a recording or a scenario (--scenario, --split, --timeline...), not both")
+    if args.recording is None and not (scenario or args.split):
+        raise ConfigError("send: give a recording, or a live scenario (--scenario ...)")
+    try:  # before a recording is read or a scenario made
+        send_address(args.host, args.port)
+    except ValueError as err:
+        raise ConfigError(f"send: {err}") from None
     if args.recording is None:
-        if not (scenario or args.split):
-            raise ConfigError("send: give a recording, or a live scenario (--scenario ...)")
         return _send_scenario(args, scenario)
     try:
         events = read_events(args.recording)
     except (OSError, RecordingError) as err:
         raise ConfigError(str(err)) from None
-    sent = send_events(events, args.host, args.port, realtime=not args.no_realtime, speed=args.speed)
+    try:
+        sent = send_events(events, args.host, args.port, realtime=not args.no_realtime, speed=args.speed)
+    except ValueError as err:
+        raise ConfigError(f"send: {args.recording}: {err}") from None
+    except OSError as err:
+        raise _send_failed(args, err) from None
     print(f"sent {sent:,} events to {args.host}:{args.port}", file=sys.stderr)
     return 0
+
+
+def _send_failed(args: argparse.Namespace, err: OSError) -> ConfigError:
+    return ConfigError(f"send: cannot send to {args.host}:{args.port}: {err.strerror or err}")
 
 
 def _send_scenario(args: argparse.Namespace, options: dict[str, Any]) -> int:
@@ -517,17 +540,25 @@ def _send_scenario(args: argparse.Namespace, options: dict[str, Any]) -> int:
     played = DigitsDVS(scenario_config(None, "send", split=args.split or "test", **options))
     if args.timeline:
         print(f"wrote {write_timeline(played, Path(args.timeline))}", file=sys.stderr)
-    sent = send_scenario(played, args.host, args.port, realtime=not args.no_realtime, speed=args.speed)
+    try:
+        sent = send_scenario(played, args.host, args.port, realtime=not args.no_realtime, speed=args.speed)
+    except ValueError as err:
+        raise ConfigError(f"send: {err}") from None
+    except OSError as err:
+        raise _send_failed(args, err) from None
     print(f"sent {sent:,} events of scenario {played.scenario} to {args.host}:{args.port}", file=sys.stderr)
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     """The command line (``argv``: ``sys.argv[1:]``, the program's own, when None)."""
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
     args = make_parser().parse_args(argv)
     args.program = argv is None
     try:
-        return int(args.func(args))
+        with logging_redirect_tqdm():  # warnings on lines of their own, above the progress bars
+            return int(args.func(args))
     except (ConfigError, TimeoutError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -35,6 +35,7 @@ from streamsnn.policies import EXIT_POLICIES, GATES, RESET_POLICIES
 from streamsnn.sinks import SINKS
 from streamsnn.slicing import SlicingConfig
 from streamsnn.sources import SOURCES
+from streamsnn.sources.event_datasets import SPLIT_BY, SplitBy
 
 # -- pipeline.yaml ---------------------------------------------------------------------------
 # the options of any registered plug-in of a kind, told apart by their ``type``
@@ -192,6 +193,7 @@ class TrainDataConfig(Options):
     augment: bool = True
     dvs_augment: Literal["one_of", "both"] = "one_of"  # CIFAR10-DVS: roll or rotate (SEENN's code), or both
     antialias: bool = True  # CIFAR10-DVS: antialiased resize to size×size (kept in the checkpoint)
+    split_by: SplitBy = Field("number", description=SPLIT_BY)
 
 
 class InputSpecConfig(Options):
@@ -379,9 +381,14 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     """A YAML mapping from ``path``, with errors that name the file and line."""
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as err:
         raise ConfigError(f"{path}: cannot read: {err.strerror}") from None
+    except UnicodeDecodeError as err:
+        line, byte = err.object.count(b"\n", 0, err.start) + 1, err.object[err.start]
+        raise ConfigError(
+            f"{path}: line {line}: not UTF-8 text (byte 0x{byte:02x} at offset {err.start}); save it as UTF-8"
+        ) from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as err:

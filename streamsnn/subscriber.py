@@ -17,12 +17,17 @@ What it does besides receiving:
   with ``on_lag="raise"`` ``LagError`` is raised so that the consumer can restart itself.
 - **last value**: a new subscription first gets the newest final prediction of every stream it
   matches (``msg.cached``); a subscriber that already had it never sees the repeat.
-- **reconnects**: ZeroMQ reconnects by itself after a publisher restart (a new ``publisher`` id
-  resets the sequence tracking); if nothing at all, not even a heartbeat, arrives for
+- **restarts**: ZeroMQ reconnects by itself after a publisher restart; a new ``publisher`` id, or
+  a new ``run`` of the same id (a fixed ``publisher_id``), resets the sequence tracking
+  (``publisher_restarts``). A live seq at or below the newest of its topic without a new run (a
+  publisher of an older streamsnn restarted with a fixed id, or a faulty one) restarts that
+  topic's tracking from it (``seq_restarts``, logged): it is never taken for a duplicate, so no
+  value poisons what follows. If nothing at all, not even a heartbeat, arrives for
   ``silence_s``, the socket is made afresh (``reconnects``).
-- **bad messages**: malformed frames and newer schema versions are logged with the reason and
-  counted (``malformed``, ``newer_schema``), and the subscriber keeps going; with
-  ``on_error="raise"`` ``receive`` raises ``WireError`` instead and stays usable.
+- **bad messages**: malformed frames, fields of the wrong type (``streamsnn.wire`` checks every
+  field) and newer schema versions are logged with the reason and counted (``malformed``,
+  ``newer_schema``), and the subscriber keeps going; with ``on_error="raise"`` ``receive``
+  raises ``WireError`` instead and stays usable.
 """
 
 from __future__ import annotations
@@ -109,6 +114,9 @@ class Subscriber:
     ) -> None:
         if on_lag not in ("log", "raise") or on_error not in ("log", "raise"):
             raise ValueError("on_lag and on_error take 'log' or 'raise'")
+        port = address.rsplit(":", 1)[-1] if address.startswith("tcp://") else ""
+        if port.isdigit() and not 0 < int(port) <= 65535:  # ZeroMQ would connect to another port
+            raise ValueError(f"cannot connect to '{address}': port {port} is not in 1..65535")
         self.address, self.topics = address, list(topics) or [wire.PREDICTION_PREFIX]
         self.final_only, self.heartbeats = final_only, heartbeats
         self.max_lag_s, self.on_lag, self.on_error = max_lag_s, on_lag, on_error
@@ -124,12 +132,14 @@ class Subscriber:
                 "malformed",
                 "newer_schema",
                 "publisher_restarts",
+                "seq_restarts",
                 "reconnects",
             ),
             0,
         )
         self.publishers: set[str] = set()
-        self._publisher: str | None = None  # the last one seen (usually the only one)
+        self._runs: dict[str, int | None] = {}  # publisher → its run (None: it names none)
+        self._last: tuple[str, int | None] | None = None  # the last (publisher, run) seen
         self._tracks: dict[tuple[str, str], _Track] = {}
         self._lagging = False
         self._warned_newer: set[str] = set()
@@ -190,19 +200,15 @@ class Subscriber:
 
     def _admit(self, topic: str, values: list[Any]) -> Message | None:
         """Track sequence numbers and lag; the message to deliver, or None to skip it."""
-        publisher = values[wire.PUBLISHER]
-        if publisher != self._publisher and publisher not in self.publishers:
-            if self.publishers:
-                self.stats["publisher_restarts"] += 1
-                log.info("%s: new publisher %s", self.address, publisher)
-            self.publishers.add(publisher)
-        self._publisher = publisher
+        publisher, run = values[wire.PUBLISHER], wire.run_of(values)
+        if (publisher, run) != self._last:
+            self._follow(publisher, run)
         lag = time.time() - values[wire.EMIT_TIME]
         if self.max_lag_s is not None:
             self._check_lag(lag)
         kind, seq = values[wire.KIND], values[wire.SEQ]
         if kind != "prediction":
-            self._tail_gaps(publisher, values[wire.BODY].get("last_seq") or {})
+            self._tail_gaps(publisher, values[wire.BODY]["last_seq"])
             return Message(topic, values, lag_s=lag) if kind == "summary" or self.heartbeats else None
         track = self._tracks.get((publisher, topic))
         if track is None:
@@ -212,9 +218,8 @@ class Subscriber:
             if seq <= track.last_final_seq:
                 self.stats["duplicates"] += 1
                 return None
-        elif seq <= track.last_seq:
-            self.stats["duplicates"] += 1
-            return None
+        elif seq <= track.last_seq:  # a live seq never repeats: its sequence began again
+            self._seq_restart(topic, track, seq)
         else:
             if track.last_seq and seq > track.last_seq + 1:
                 gap = seq - track.last_seq - 1
@@ -227,6 +232,23 @@ class Subscriber:
             return None
         return Message(topic, values, gap, lag)
 
+    def _follow(self, publisher: str, run: int | None) -> None:
+        """A message from another publisher, or another run, than the last one: a new publisher
+        or run after the first is a restart, and a new run forgets the old one's sequences."""
+        self._last = publisher, run
+        if publisher not in self._runs:
+            if self._runs:
+                self.stats["publisher_restarts"] += 1
+                log.info("%s: new publisher %s", self.address, publisher)
+            self.publishers.add(publisher)
+        elif run is None or run == self._runs[publisher]:
+            return
+        elif self._runs[publisher] is not None:
+            self.stats["publisher_restarts"] += 1
+            log.info("%s: publisher %s restarted (run %d)", self.address, publisher, run)
+            self._tracks = {key: track for key, track in self._tracks.items() if key[0] != publisher}
+        self._runs[publisher] = run
+
     def _tail_gaps(self, publisher: str, last_seq: dict[str, int]) -> None:
         """Messages the publisher sent before this heartbeat (same connection, so in order) that
         never arrived. Topics seen for the first time start their tracking here."""
@@ -234,9 +256,22 @@ class Subscriber:
             if not any(topic.startswith(t) for t in self.topics):
                 continue
             track = self._tracks.setdefault((publisher, topic), _Track())
-            if track.last_seq and seq > track.last_seq:
+            if seq < track.last_seq:
+                self._seq_restart(topic, track, seq)
+            elif track.last_seq and seq > track.last_seq:
                 self._count_gap(topic, track.last_seq + 1, seq)
-            track.last_seq = max(track.last_seq, int(seq))
+            track.last_seq = seq
+
+    def _seq_restart(self, topic: str, track: _Track, seq: int) -> None:
+        """``topic``'s seq went back to ``seq`` without a new run: its tracking starts again there."""
+        self.stats["seq_restarts"] += 1
+        log.warning(
+            "%s: seq went back from %d to %d without a new run: following it from there",
+            topic,
+            track.last_seq,
+            seq,
+        )
+        track.last_seq, track.last_final_seq = seq, 0
 
     def _count_gap(self, topic: str, first: int, last: int) -> None:
         self.stats["gaps"] += 1

@@ -10,23 +10,30 @@ take ~50,000 predictions per second). Topics and kinds:
 - ``summary``: the run's summary when the publisher shuts down (``kind: summary``).
 
 Every payload starts with ``HEADER``: ``v`` (schema version), ``kind``, ``publisher`` (an id
-that changes when the publisher restarts), ``seq`` (counts this topic's messages from this
-publisher, from 1: a jump is a gap) and ``emit_time`` (Unix time, s, of sending: a subscriber's
-lag is its clock minus this). A prediction continues with ``PREDICTION_FIELDS`` in that order:
-``probs`` holds all class probabilities, or is nil and ``top_k`` holds ``[[class, probability],
-...]`` (most probable first) when the publisher sends only the k best; ``cached`` is true on a
-last value re-sent to a late joiner. A heartbeat or summary continues with one map: heartbeats
-``last_seq`` ({topic: seq} of the newest prediction per stream, so that a subscriber also notices
-losses at the tail), ``published`` and ``subscribers``; the summary ``last_seq``, ``published``
-and ``report`` (as ``report.json``).
+that changes when the publisher restarts, unless fixed by its configuration), ``seq`` (counts this
+topic's messages from this publisher, from 1 up to at most ``MAX_SEQ``: a jump is a gap) and
+``emit_time`` (Unix time, s, of sending: a subscriber's lag is its clock minus this). A prediction
+continues with ``PREDICTION_FIELDS`` in that order: ``probs`` holds all class probabilities, or
+is nil and ``top_k`` holds ``[[class, probability], ...]`` (most probable first) when the
+publisher sends only the k best; ``cached`` is true on a last value re-sent to a late joiner;
+``run`` (appended within version 1: older publishers leave it out) is the publisher's start
+(Unix time, µs), new at every start, so that a restart is told apart even when ``publisher`` is
+fixed. A heartbeat or summary continues with one map: heartbeats ``last_seq`` ({topic: seq} of
+the newest prediction per stream, so that a subscriber also notices losses at the tail),
+``published`` and ``subscribers``; the summary ``last_seq``, ``published`` and ``report`` (as
+``report.json``, or nil); both ``run`` too (optional, as in predictions).
 
-Within a version fields are only ever appended (older subscribers ignore what follows the fields
-they know); a subscriber refuses payloads of a newer version (``NewerSchemaError``).
+Every field has one type (``FIELD_TYPES``, ``BODY_TYPES``), checked by ``unpack`` for every
+reader: a message that breaks one is a ``WireError`` naming the field and its value, never a
+value passed on. Within a version fields are only ever appended (older subscribers ignore what
+follows the fields they know); a subscriber refuses payloads of a newer version
+(``NewerSchemaError``).
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -60,14 +67,65 @@ PREDICTION_FIELDS = (
     "synaptic_events",
     "energy_uj",
     "cached",
+    "run",
 )
 PREDICTION = HEADER + PREDICTION_FIELDS
 """Positions of a prediction payload's fields."""
 
 V, KIND, PUBLISHER, SEQ, EMIT_TIME = range(len(HEADER))
-STREAM, FINAL, CACHED = (PREDICTION.index(f) for f in ("stream", "final", "cached"))
+STREAM, PROBS, TOP_K, FINAL, CACHED, RUN = (
+    PREDICTION.index(f) for f in ("stream", "probs", "top_k", "final", "cached", "run")
+)
 BODY = len(HEADER)  # a heartbeat's or summary's map
-_N_PREDICTION = len(PREDICTION)
+_N_PREDICTION = RUN  # the fields every version-1 prediction has (``run`` was appended later)
+MAX_SEQ = 2**63 - 1
+"""The largest ``seq`` (int64's): a larger one is malformed, not a sequence number to follow."""
+
+_NUMBER = (int, float)  # msgpack gives either; true/false (bool) is neither here
+_NUMBER_SET = frozenset(_NUMBER)
+_NIL = type(None)
+FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    "v": (int,),
+    "kind": (str,),
+    "publisher": (str,),
+    "seq": (int,),
+    "emit_time": _NUMBER,
+    "stream": (str,),
+    "sample": (int,),
+    "step": (int,),
+    "t_start_us": (int,),
+    "t_end_us": (int,),
+    "class": (int,),
+    "confidence": _NUMBER,
+    "probs": (list, _NIL),  # of numbers
+    "top_k": (list, _NIL),  # of [class, probability]
+    "final": (bool,),
+    "reason": (str, _NIL),
+    "label": (int, _NIL),
+    "input_latency_ms": _NUMBER,
+    "compute_latency_ms": _NUMBER,
+    "e2e_latency_ms": _NUMBER,
+    "spikes": _NUMBER,
+    "synaptic_events": _NUMBER,
+    "energy_uj": _NUMBER,
+    "cached": (bool,),
+    "run": (int, _NIL),
+}
+"""The type of every header and prediction field (what ``unpack`` accepts)."""
+BODY_TYPES: dict[str, dict[str, tuple[type, ...]]] = {
+    "heartbeat": {"last_seq": (dict,), "published": (int,), "subscribers": (int,)},
+    "summary": {"last_seq": (dict,), "published": (int,), "report": (dict, _NIL)},
+}
+"""The fields of a heartbeat's and a summary's map; ``run`` (``FIELD_TYPES``) may come with them."""
+_PREDICTION_TYPES = tuple(FIELD_TYPES[f] for f in PREDICTION)
+_HEADER_TYPES = _PREDICTION_TYPES[: len(HEADER)]
+# type signatures (the type of every field) of predictions that passed every type check: a payload
+# of one of them needs only its values checked (about three times cheaper; bounded, as fields
+# appended in later 1.x versions are part of a signature)
+_ACCEPTED: set[tuple[type, ...]] = set()
+_MAX_ACCEPTED = 256
+_TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", list: "an array", dict: "a map"}
+_TYPE_NAMES |= {bool: "true or false", _NIL: "nil"}
 
 
 class WireError(ValueError):
@@ -84,10 +142,15 @@ def prediction_topic(stream: str) -> str:
 
 
 def prediction_payload(
-    pred: Prediction, publisher: str, seq: int, emit_time: float, top_k: int | None = None
+    pred: Prediction,
+    publisher: str,
+    seq: int,
+    emit_time: float,
+    top_k: int | None = None,
+    run: int | None = None,
 ) -> list[Any]:
     """``pred`` as a schema-1 payload (``PREDICTION`` order); ``top_k`` keeps only the k most
-    probable classes."""
+    probable classes; ``run``: the publisher's start (µs)."""
     probs, best = pred.probs, None
     if top_k is not None:
         order = sorted(range(len(probs)), key=probs.__getitem__, reverse=True)[:top_k]
@@ -117,12 +180,20 @@ def prediction_payload(
         pred.synaptic_events,
         pred.energy_uj,
         False,
+        run,
     ]
 
 
 def control_payload(kind: str, publisher: str, seq: int, emit_time: float, body: dict[str, Any]) -> list[Any]:
     """A heartbeat or summary payload: the header, then ``body`` (plain types only)."""
     return [SCHEMA_VERSION, kind, publisher, seq, emit_time, json.loads(json.dumps(body, default=str))]
+
+
+def run_of(payload: Sequence[Any]) -> int | None:
+    """The publisher's run (its start, µs) a checked payload carries, or None (an older publisher)."""
+    if payload[KIND] == "prediction":
+        return payload[RUN] if len(payload) > RUN else None
+    return payload[BODY].get("run")
 
 
 def as_dict(payload: Sequence[Any]) -> dict[str, Any]:
@@ -160,26 +231,106 @@ def unpack(frames: Sequence[Any]) -> tuple[str, list[Any]]:
         and len(payload) >= _N_PREDICTION
         and payload[V] == SCHEMA_VERSION
         and payload[KIND] == "prediction"
-    ):
-        return topic, payload  # the common case, checked at once
+        and tuple(map(type, payload)) in _ACCEPTED
+    ):  # the common case: every type as in a prediction checked before; the values to check
+        _check_header(topic, payload)
+        _check_prediction(topic, payload)
+        return topic, payload
     if not isinstance(payload, list) or len(payload) < len(HEADER):
         what = f"{len(payload)} fields" if isinstance(payload, list) else f"a {type(payload).__name__}"
         raise WireError(f"{topic}: payload is {what}, not an array of at least {len(HEADER)} (v, kind, ...)")
     version, kind = payload[V], payload[KIND]
-    if not isinstance(version, int):
+    if type(version) is not int:
         raise WireError(f"{topic}: schema version (field 0) is {version!r}, not an integer")
     if version > SCHEMA_VERSION:
         raise NewerSchemaError(
             f"{topic}: schema version {version} is newer than this subscriber's ({SCHEMA_VERSION}); "
             "upgrade streamsnn to read it"
         )
+    if version < 1:
+        raise WireError(
+            f"{topic}: schema version {version} does not exist (this subscriber reads 1..{SCHEMA_VERSION})"
+        )
     if kind == "prediction":
-        if len(payload) < len(PREDICTION):
-            missing = ", ".join(PREDICTION[len(payload) :])
+        if len(payload) < _N_PREDICTION:
+            missing = ", ".join(PREDICTION[len(payload) : _N_PREDICTION])
             raise WireError(f"{topic}: prediction has {len(payload)} fields, lacks {missing}")
-    elif kind in KINDS:
-        if len(payload) <= BODY or not isinstance(payload[BODY], dict):
+        _check_types(topic, PREDICTION, payload, _PREDICTION_TYPES)
+        _check_header(topic, payload)
+        _check_prediction(topic, payload)
+        if len(_ACCEPTED) < _MAX_ACCEPTED:
+            _ACCEPTED.add(tuple(map(type, payload)))
+    elif kind in BODY_TYPES:
+        if len(payload) <= BODY or type(payload[BODY]) is not dict:
             raise WireError(f"{topic}: {kind} has no map of fields after the header")
+        _check_types(topic, HEADER, payload, _HEADER_TYPES)
+        _check_header(topic, payload)
+        _check_body(topic, kind, payload[BODY])
     else:
         raise WireError(f"{topic}: unknown kind {kind!r}; known: {', '.join(KINDS)}")
     return topic, payload
+
+
+def _check_types(
+    topic: str, names: Sequence[str], values: Sequence[Any], types: Sequence[tuple[type, ...]]
+) -> None:
+    """Every value of ``names`` of one of its ``types`` (what follows the names is not checked)."""
+    for name, value, allowed in zip(names, values, types, strict=False):
+        if type(value) not in allowed:
+            raise _wrong_type(topic, name, value, allowed)
+
+
+def _check_header(topic: str, payload: list[Any]) -> None:
+    """``seq`` within 1..``MAX_SEQ`` and ``emit_time`` finite (their types checked)."""
+    seq, emit_time = payload[SEQ], payload[EMIT_TIME]
+    if not 0 < seq <= MAX_SEQ:
+        raise WireError(f"{topic}: seq is {seq}, not in 1..2**63 - 1")
+    if not math.isfinite(emit_time):
+        raise WireError(f"{topic}: emit_time is {emit_time!r}, not a finite Unix time")
+
+
+def _check_prediction(topic: str, payload: list[Any]) -> None:
+    """What a prediction's arrays hold: ``probs`` numbers, ``top_k`` [class, probability] pairs;
+    one of them given."""
+    probs, top_k = payload[PROBS], payload[TOP_K]
+    if probs is not None and not set(map(type, probs)) <= _NUMBER_SET:
+        raise WireError(f"{topic}: probs holds {_shown(probs)}, not only numbers")
+    if top_k is not None:
+        for pair in top_k:
+            if (
+                type(pair) is not list
+                or len(pair) != 2
+                or type(pair[0]) is not int
+                or type(pair[1]) not in _NUMBER
+            ):
+                raise WireError(f"{topic}: top_k holds {_shown(pair)}, not a [class, probability] pair")
+    elif probs is None:
+        raise WireError(f"{topic}: probs and top_k are both nil")
+
+
+def _check_body(topic: str, kind: str, body: dict[Any, Any]) -> None:
+    """A heartbeat's or summary's map: every field of ``BODY_TYPES``, ``run`` if there, and
+    ``last_seq`` a map of topics to sequence numbers."""
+    for name, allowed in BODY_TYPES[kind].items():
+        if name not in body:
+            raise WireError(f"{topic}: {kind} lacks {name}")
+        if type(body[name]) not in allowed:
+            raise _wrong_type(topic, name, body[name], allowed)
+    if "run" in body and type(body["run"]) not in FIELD_TYPES["run"]:
+        raise _wrong_type(topic, "run", body["run"], FIELD_TYPES["run"])
+    for key, seq in body["last_seq"].items():
+        if type(key) is not str or type(seq) is not int or not 0 < seq <= MAX_SEQ:
+            raise WireError(
+                f"{topic}: last_seq maps {_shown(key)} to {_shown(seq)}, not a topic to a seq in 1..2**63 - 1"
+            )
+
+
+def _wrong_type(topic: str, name: str, value: Any, allowed: tuple[type, ...]) -> WireError:
+    expected = [_TYPE_NAMES[t] for t in allowed if not (t is int and float in allowed)]
+    return WireError(f"{topic}: {name} is {_shown(value)}, not {' or '.join(expected)}")
+
+
+def _shown(value: Any) -> str:
+    """``value`` for an error message, cut at 40 characters."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."

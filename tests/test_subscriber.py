@@ -42,7 +42,7 @@ class RawPublisher:
         sub.heartbeats = True
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
-            self.sock.send_multipart(heartbeat(0, {}, publisher=publisher))
+            self.sock.send_multipart(heartbeat(1, {}, publisher=publisher))
             if sub.receive(timeout_s=0.05) is not None:
                 break
         else:
@@ -195,3 +195,141 @@ def test_unpack_checks_the_schema_and_names_the_fields():
     )
     named = wire.as_dict(top)
     assert named["probs"] is None and named["top_k"] == [[2, 0.5], [1, 0.2]]
+
+
+def with_fields(**changes):
+    """The frames of a prediction of cam0 (seq 1) with fields replaced by name."""
+    topic, packed = prediction(1)
+    payload = msgpack.unpackb(packed)
+    for name, value in changes.items():
+        payload[wire.PREDICTION.index(name)] = value
+    return [topic, msgpack.packb(payload)]
+
+
+def control(kind, **body):
+    """A heartbeat's or summary's frames with ``body`` as its map (None drops a field)."""
+    full = {"last_seq": {}, "published": 0, "subscribers": 1} if kind == "heartbeat" else {}
+    full |= {"last_seq": {}, "published": 0, "report": {}} if kind == "summary" else {}
+    full |= body
+    payload = [1, kind, "p1", 1, time.time(), {k: v for k, v in full.items() if v is not None}]
+    return wire.pack(wire.HEARTBEAT_TOPIC if kind == "heartbeat" else wire.SUMMARY_TOPIC, payload)
+
+
+# well-framed messages with a field of the wrong type or value, and what the error says
+WRONG_FIELDS = [
+    (with_fields(seq="abc"), "pred.cam0: seq is 'abc', not an integer"),
+    (with_fields(emit_time="now"), "pred.cam0: emit_time is 'now', not a number"),
+    (with_fields(publisher=[1, 2]), "pred.cam0: publisher is [1, 2], not a string"),
+    (heartbeat(1, {"pred.cam0": "x"}), "hb: last_seq maps 'pred.cam0' to 'x', not a topic to a seq"),
+    (control("heartbeat", last_seq=[1, 2]), "hb: last_seq is [1, 2], not a map"),
+    (with_fields(confidence="high"), "pred.cam0: confidence is 'high', not a number"),
+    (control("summary", report="zz"), "summary: report is 'zz', not a map or nil"),
+    (control("summary", published=None), "summary: summary lacks published"),
+    (with_fields(seq=2**63), "pred.cam0: seq is 9223372036854775808, not in 1..2**63 - 1"),
+    (with_fields(seq=0), "pred.cam0: seq is 0, not in 1..2**63 - 1"),
+    (with_fields(seq=True), "pred.cam0: seq is True, not an integer"),
+    (with_fields(emit_time=float("nan")), "pred.cam0: emit_time is nan, not a finite Unix time"),
+    (with_fields(probs=[0.5, "a"]), "pred.cam0: probs holds [0.5, 'a'], not only numbers"),
+    (
+        with_fields(probs=None, top_k=[[1, "x"]]),
+        "pred.cam0: top_k holds [1, 'x'], not a [class, probability]",
+    ),
+    (with_fields(probs=None, top_k=None), "pred.cam0: probs and top_k are both nil"),
+    (with_fields(final="yes"), "pred.cam0: final is 'yes', not true or false"),
+    (with_fields(label="3"), "pred.cam0: label is '3', not an integer or nil"),
+    (with_fields(run="x"), "pred.cam0: run is 'x', not an integer or nil"),
+    (control("heartbeat", run=1.5), "hb: run is 1.5, not an integer or nil"),
+]
+
+
+@pytest.mark.parametrize(("frames", "error"), WRONG_FIELDS)
+def test_unpack_names_the_field_of_the_wrong_type(frames, error):
+    with pytest.raises(WireError) as err:
+        wire.unpack(frames)
+    assert str(err.value).startswith(error)
+
+
+def test_wrong_field_types_are_logged_counted_and_skipped(pub, caplog):
+    """Each message of ``WRONG_FIELDS`` over a real socket: skipped with its reason, counted, and
+    the valid predictions around them all delivered in order (none taken for a duplicate)."""
+    with Subscriber(pub.endpoint, heartbeats=True) as sub:
+        pub.joined(sub)
+        for seq, (frames, _) in enumerate(WRONG_FIELDS, start=1):
+            pub.sock.send_multipart(prediction(seq))
+            pub.sock.send_multipart(frames)
+        pub.sock.send_multipart(prediction(len(WRONG_FIELDS) + 1))
+        got = drain(sub)
+    assert [m.data["seq"] for m in got] == list(range(1, len(WRONG_FIELDS) + 2))
+    assert all(isinstance(m.data["confidence"], float) for m in got)
+    assert sub.stats["malformed"] == len(WRONG_FIELDS) and sub.stats["duplicates"] == 0
+    assert sub.stats["gaps"] == sub.stats["seq_restarts"] == 0
+    for _, error in WRONG_FIELDS:
+        assert f"skipped a message: {error}" in caplog.text
+
+
+def test_an_absurd_seq_does_not_poison_what_follows(pub, caplog):
+    """A seq beyond int64 is malformed; one within it but far ahead (a faulty publisher) is
+    followed, and the next live seq below it restarts the topic's tracking: nothing valid is
+    dropped as a duplicate."""
+    with Subscriber(pub.endpoint) as sub:
+        pub.joined(sub)
+        for seq in (1, 2**63, 2, 2**62, 3, 4):
+            pub.sock.send_multipart(with_fields(seq=seq))
+        got = drain(sub)
+    assert [m.data["seq"] for m in got] == [1, 2, 2**62, 3, 4]
+    assert sub.stats["malformed"] == 1 and sub.stats["duplicates"] == 0 and sub.stats["seq_restarts"] == 1
+    assert f"pred.cam0: seq went back from {2**62} to 3 without a new run" in caplog.text
+
+
+def test_an_older_publisher_restarted_with_a_fixed_id_is_followed_from_its_seq(pub):
+    """A publisher that sends no run (older streamsnn) and restarts with the same id: its seq
+    going back restarts the tracking; the cached last value of the new run is delivered."""
+    old = [with_fields(seq=seq, run=None) for seq in (1, 2, 3)]
+    with Subscriber(pub.endpoint) as sub:
+        pub.joined(sub)
+        for frames in [*old, *old[:2]]:
+            pub.sock.send_multipart(frames)
+        got = drain(sub)
+    assert [m.data["seq"] for m in got] == [1, 2, 3, 1, 2]
+    assert sub.stats["seq_restarts"] == 1 and sub.stats["duplicates"] == sub.stats["gaps"] == 0
+
+
+def test_a_publisher_restarted_with_a_fixed_publisher_id_is_followed(caplog):
+    """The real zmq sink with ``publisher_id`` fixed, stopped and started again on the same port:
+    every prediction of the second run is delivered (its run differs), none dropped as a
+    duplicate of the first run's."""
+    from streamsnn.sinks.zeromq import ZmqSink, ZmqSinkConfig
+
+    caplog.set_level(logging.INFO, logger="streamsnn.subscriber")
+
+    def publish(sub, sink, steps):
+        """Write ``steps`` once ``sub`` has (re)connected to ``sink`` (it has to be read meanwhile
+        to reconnect); the kinds of the messages it got while waiting."""
+        waited, deadline = [], time.monotonic() + 30
+        while sink.subscribers < 1 and time.monotonic() < deadline:
+            if (msg := sub.receive(timeout_s=0.01)) is not None:
+                waited.append(msg.kind)
+        for step in steps:
+            sink.write(Prediction("cam0", 0, step, 0, step * 20_000, 3, 0.9, [0.1] * 10, final=step % 2 == 0))
+        return waited
+
+    first = ZmqSink(ZmqSinkConfig(address="tcp://127.0.0.1:*", publisher_id="cam-box"))
+    endpoint = first.endpoint
+    with Subscriber(endpoint) as sub:
+        try:
+            assert publish(sub, first, range(1, 6)) == []
+            got = [sub.receive(timeout_s=5) for _ in range(5)]
+        finally:
+            first.close()
+        second = ZmqSink(ZmqSinkConfig(address=endpoint, publisher_id="cam-box"))
+        try:
+            assert set(publish(sub, second, range(1, 4))) <= {"summary"}  # the first run's
+            got += [m for m in drain(sub, timeout_s=1.0) if m.kind == "prediction"]
+        finally:
+            second.close()
+    assert [(m.data["publisher"], m.data["seq"]) for m in got] == [
+        ("cam-box", s) for s in (1, 2, 3, 4, 5, 1, 2, 3)
+    ]
+    assert got[0].data["run"] != got[-1].data["run"]
+    assert sub.stats["publisher_restarts"] == 1 and sub.stats["duplicates"] == sub.stats["seq_restarts"] == 0
+    assert "publisher cam-box restarted" in caplog.text

@@ -2,7 +2,8 @@
 
 Every data set yields input tensors ready for a model: frames N×C×H×W for ANNs, or frame
 sequences N×T×C×H×W for directly trained SNNs. CIFAR-10 is read from its official python
-layout (``cifar-10-batches-py``); CIFAR10-DVS through tonic's dataset class, with SEENN's
+layout (``cifar-10-batches-py``, unpickled with only the globals the official batches hold: a
+planted file cannot run code); CIFAR10-DVS through tonic's dataset class, with SEENN's
 preprocessing (10 frames of equal event counts with tonic's ``ToFrame``, resized to 48×48) and
 the stored per-class split of ``streamsnn.sources.event_datasets`` (train to learn, val to
 validate; test stays for evaluation).
@@ -15,6 +16,7 @@ import pickle
 import tarfile
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -102,6 +104,52 @@ def download_cifar10(root: Path) -> None:
         tar.extractall(root, filter="data")
 
 
+_RECONSTRUCT = np.zeros(1).__reduce__()[0]  # numpy's array reconstructor, as its pickles name it
+CIFAR10_GLOBALS = {  # what the official batches (numpy arrays in Python 2 pickles) refer to
+    ("numpy.core.multiarray", "_reconstruct"): _RECONSTRUCT,
+    ("numpy._core.multiarray", "_reconstruct"): _RECONSTRUCT,  # the same, pickled by numpy ≥ 2
+    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "dtype"): np.dtype,
+}
+
+
+class _BatchUnpickler(pickle.Unpickler):
+    """Unpickles a CIFAR-10 batch, refusing every global but ``CIFAR10_GLOBALS``."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        try:
+            return CIFAR10_GLOBALS[(module, name)]
+        except KeyError:
+            raise pickle.UnpicklingError(
+                f"refuses '{module}.{name}' (a CIFAR-10 batch holds numpy arrays, lists and bytes only)"
+            ) from None
+
+
+def read_cifar10_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The images (N×3×32×32 uint8) and labels of one official CIFAR-10 python batch, unpickled with
+    ``_BatchUnpickler`` and checked (N×3072 bytes, N labels in 0…9)."""
+    try:
+        with open(path, "rb") as f:
+            batch = _BatchUnpickler(f, encoding="bytes").load()
+        data, labels = batch[b"data"], np.asarray(batch[b"labels"])
+        if (
+            not isinstance(data, np.ndarray)
+            or data.dtype != np.uint8
+            or data.ndim != 2
+            or data.shape[1] != 3072
+        ):
+            raise ValueError(f"data is {type(data).__name__} {getattr(data, 'shape', '')}, not N×3072 uint8")
+        if (
+            labels.shape != (len(data),)
+            or labels.dtype.kind not in "iu"
+            or not np.isin(labels, range(10)).all()
+        ):
+            raise ValueError(f"labels are not {len(data)} classes 0…9")
+    except (OSError, KeyError, TypeError, pickle.UnpicklingError, ValueError, EOFError) as err:
+        raise DatasetError(f"{path}: not a readable CIFAR-10 batch ({type(err).__name__}: {err})") from None
+    return data.reshape(-1, 3, 32, 32), labels.astype(np.int64)
+
+
 def cifar10_arrays(root: str | Path, split: str, download: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Images (N×3×32×32 uint8) and labels of CIFAR-10 from ``root/cifar-10-batches-py``."""
     folder = Path(root) / "cifar-10-batches-py"
@@ -113,19 +161,8 @@ def cifar10_arrays(root: str | Path, split: str, download: bool = False) -> tupl
             )
         download_cifar10(Path(root))
     names = [f"data_batch_{i}" for i in range(1, 6)] if split == "train" else ["test_batch"]
-    images, labels = [], []
-    for name in names:
-        path = folder / name
-        try:
-            with open(path, "rb") as f:
-                batch = pickle.load(f, encoding="bytes")  # the official data format
-            images.append(np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
-            labels.append(np.asarray(batch[b"labels"], dtype=np.int64))
-        except (OSError, KeyError, pickle.UnpicklingError, ValueError, EOFError) as err:
-            raise DatasetError(
-                f"{path}: not a readable CIFAR-10 batch ({type(err).__name__}: {err})"
-            ) from None
-    return np.concatenate(images), np.concatenate(labels)
+    batches = [read_cifar10_batch(folder / name) for name in names]
+    return np.concatenate([b[0] for b in batches]), np.concatenate([b[1] for b in batches])
 
 
 def normalise_cifar10(images: np.ndarray) -> torch.Tensor:

@@ -196,20 +196,26 @@ def comparison(
     return rows
 
 
+def build_policies(rows: list[tuple[str, ExitConfig]]) -> list[tuple[str, ExitConfig, ExitPolicy]]:
+    """Each row's exit policy, checked (``check_replayable``) and built, so that the files they
+    read (calibration, policy network) are checked before any output is collected."""
+    for _, config in rows:
+        check_replayable(config)
+    return [(method, config, EXIT_POLICIES.build(config)) for method, config in rows]
+
+
 def evaluate_policies(
     data: Collected,
-    policies: list[tuple[str, ExitConfig]],
+    policies: list[tuple[str, ExitConfig, ExitPolicy]],
     steps: int,
     first_inputs: Callable[[], torch.Tensor] | None = None,
 ) -> tuple[list[PolicyRow], dict[str, float]]:
-    """A row per (method, ``policy.exit`` config), each policy replayed on ``data``, and summary
-    figures at the table's T = ``steps`` (ANN accuracy and energy, AET, empirical AET).
-    ``first_inputs``: gives each sample's first slice input (N×C×H×W) when a policy reads
-    inputs (``needs_input``)."""
+    """A row per (method, ``policy.exit`` config, policy: ``build_policies``), each policy
+    replayed on ``data``, and summary figures at the table's T = ``steps`` (ANN accuracy and
+    energy, AET, empirical AET). ``first_inputs``: gives each sample's first slice input
+    (N×C×H×W) when a policy reads inputs (``needs_input``)."""
     rows, inputs = [], None
-    for method, config in policies:
-        check_replayable(config)
-        policy = EXIT_POLICIES.build(config)
+    for method, config, policy in policies:
         if policy.needs_input and inputs is None and first_inputs is not None:
             inputs = first_inputs()
         rows.append(row(method, config, data, replay(policy, data, inputs), steps))
@@ -247,13 +253,22 @@ def evaluate(
 ) -> Evaluation:
     """The rows of ``comparison`` on ``split``. Without a calibration file at ``calibration``
     Dynamic Confidence is calibrated on val first (``target_saving``: see ``calibrate``) and
-    saved there: the evaluated split never chooses anything."""
+    saved there: the evaluated split never chooses anything. Every policy's files are checked
+    before anything runs (a policy network before calibrating, the rest before collecting)."""
     check_replayable(cfg.policy.exit)
+    configured = cfg.policy.exit
+    nets = [policy_net] if policy_net else []
+    if isinstance(configured, PolicyNetExitConfig):
+        nets.append(configured.weights)
+    try:
+        build_policies([("", PolicyNetExitConfig(type="policy_net", weights=net)) for net in nets])
+    except ValueError as err:
+        raise ValueError(f"policy network: {err}") from None
     calibrated = not calibration.exists()
     if calibrated:
         calibrate(cfg, "val", progress=progress, target_saving=target_saving)[0].save(calibration)
     cal = load_calibration(calibration)
-    policies = comparison(cfg, cal, str(calibration), policy_net)
+    policies = build_policies(comparison(cfg, cal, str(calibration), policy_net))
     data = collect(cfg, split, None, progress)  # every slice: a configured exit may go past T
     replay_cfg = cfg.on_split(split).model_copy(update={"sinks": []})
     rows, summary = evaluate_policies(

@@ -13,10 +13,15 @@ Event data for the digits: the ANN sees what the SNN's running mean input looks 
 number of slices, so it is trained on event-rate frames of random time windows of each
 recording (prefixes and sub-windows, rates normalised by window length) and of whole recordings.
 Runs are seeded; ``device: cuda`` and ``amp: true`` (mixed precision) for GPU users.
+
+CIFAR10-DVS recordings are checked as the replay checks them: one that cannot be read is skipped,
+logged with its file and counted (``data_stats`` in the metrics); an empty split is an error that
+says why (``data.split_by: share`` splits a partial copy of the data set).
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Iterator
@@ -30,16 +35,26 @@ from torch import nn
 from tqdm import tqdm
 
 from streamsnn.config import TrainConfig
+from streamsnn.events import EventCheck, Sensor
 from streamsnn.lab import datasets as ds
 from streamsnn.lab.anytime import SparsityPenalty, prune_small_weights
 from streamsnn.lab.policy_training import train_policy
 from streamsnn.lab.seeding import seed_everything
+from streamsnn.options import ConfigError
 from streamsnn.snn.checkpoint import load_checkpoint, save_checkpoint
 from streamsnn.snn.models import build_model, is_spiking
 from streamsnn.snn.network import SpikingNetwork
 from streamsnn.snn.quant import QCFS
 from streamsnn.sources.digits import RECORDING_US
-from streamsnn.sources.event_datasets import dataset_split, open_tonic_dataset
+from streamsnn.sources.event_datasets import (
+    DATASETS,
+    DatasetError,
+    dataset_split,
+    open_tonic_dataset,
+    why_unreadable,
+)
+
+log = logging.getLogger(__name__)
 
 
 class TrainingData:
@@ -49,6 +64,7 @@ class TrainingData:
         self.cfg, d, t = cfg, cfg.data, cfg.train
         self.rng = np.random.default_rng(t.seed)
         self.sequences = cfg.model.name == "vggsnn"  # frame sequences N×T×C×H×W
+        self.stats: dict[str, int] = {}  # recovered bad input (CIFAR10-DVS)
         if d.name == "digits_dvs":
             self.train_events, self.train_y = ds.split_events("train", d.seed)
             val_events, self.val_y = ds.split_events("val", d.seed)
@@ -69,20 +85,33 @@ class TrainingData:
             self.train_x, self.val_x = ds.normalise_cifar10(images), ds.normalise_cifar10(test_images)
         elif d.name == "cifar10dvs":
             dataset = open_tonic_dataset("cifar10dvs", d.root, "train", d.download)
-            train_idx = dataset_split("cifar10dvs", dataset, "train")[: d.limit]
-            val_idx = dataset_split("cifar10dvs", dataset, "val")[: d.limit]
-            self.train_x, self.train_y = self._dvs_tensors(dataset, train_idx)
-            self.val_x, self.val_y = self._dvs_tensors(dataset, val_idx)
+            train_idx = dataset_split("cifar10dvs", dataset, "train", d.split_by)[: d.limit]
+            val_idx = dataset_split("cifar10dvs", dataset, "val", d.split_by)[: d.limit]
+            self.train_x, self.train_y = self._dvs_tensors(dataset, train_idx, "train")
+            self.val_x, self.val_y = self._dvs_tensors(dataset, val_idx, "val")
         self.val_y = np.asarray(self.val_y)
         self.train_y = np.asarray(self.train_y)
 
-    def _dvs_tensors(self, dataset: Any, indices: list[int]) -> tuple[torch.Tensor, np.ndarray]:
+    def _dvs_tensors(self, dataset: Any, indices: list[int], split: str) -> tuple[torch.Tensor, np.ndarray]:
+        """The recordings ``indices`` (``split``) as frame sequences and their labels; one that
+        cannot be read is skipped, logged and counted (``skipped_samples``)."""
         d = self.cfg.data
-        frames = [
-            ds.seenn_frames(dataset[i][0], d.frames, d.size, antialias=d.antialias)
-            for i in tqdm(indices, desc="preprocess", leave=False)
-        ]
-        return torch.stack(frames), np.array([dataset.targets[i] for i in indices])
+        sensor = Sensor("cifar10dvs", *DATASETS["cifar10dvs"][1])
+        frames, labels = [], []
+        for position, i in enumerate(tqdm(indices, desc=f"preprocess {split}", leave=False)):
+            try:
+                events, error = EventCheck(sensor, self.stats)(dataset[i][0])
+                if error is not None:
+                    raise error
+                frames.append(ds.seenn_frames(events, d.frames, d.size, antialias=d.antialias))
+            except Exception as err:  # any reader failure skips only this recording
+                self.stats["skipped_samples"] = self.stats.get("skipped_samples", 0) + 1
+                log.warning("skipping %s sample %d: %s", split, position, why_unreadable(dataset, i, err))
+                continue
+            labels.append(dataset.targets[i])
+        if not frames:
+            raise DatasetError(f"CIFAR10-DVS split '{split}': not one of its {len(indices)} recordings reads")
+        return torch.stack(frames), np.array(labels)
 
     def __len__(self) -> int:
         return len(self.train_y)
@@ -195,7 +224,10 @@ def train(cfg: TrainConfig, output: Path | None = None, progress: bool = True) -
     started = time.perf_counter()
     t = cfg.train
     device = torch.device(t.device)
-    data = TrainingData(cfg)
+    try:
+        data = TrainingData(cfg)
+    except DatasetError as err:
+        raise ConfigError(f"data: {err}") from None
     model = build_model(cfg.model.model_dump(exclude_none=True))
     input_shape = tuple(data.val_x.shape[2:] if data.sequences else data.val_x.shape[1:])
     if t.init_from:
@@ -252,6 +284,8 @@ def train(cfg: TrainConfig, output: Path | None = None, progress: bool = True) -
         "train_steps": steps,
         "train_seconds": round(time.perf_counter() - started, 1),
     }
+    if data.stats:
+        metrics["data_stats"] = dict(data.stats)
     if t.prune_epsilon:
         metrics["pruned_weights"] = prune_small_weights(model, t.prune_epsilon)
     path = Path(output or cfg.output)

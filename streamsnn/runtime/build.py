@@ -54,11 +54,21 @@ def build_pipeline(cfg: PipelineConfig, origin: str = "pipeline") -> Pipeline:
 
 
 def open_source(cfg: PipelineConfig, origin: str = "pipeline") -> Source:
-    """The source of ``cfg``, paced as ``runtime.realtime`` says."""
+    """The source of ``cfg``, paced as ``runtime.realtime`` says. A replay of whole samples that
+    selects none is an error naming the selection (there would be nothing to decide)."""
     try:
         source = SOURCES.build(cfg.source)
     except (OSError, ValueError, KeyError) as err:
         raise ConfigError(f"{origin}: source: {err}") from None
+    if source.segmented and not source.live and len(source) == 0:
+        source.close()
+        given = {k: getattr(cfg.source, k) for k in ("split", "offset", "limit") if hasattr(cfg.source, k)}
+        chosen = ", ".join(f"{k}: {'null' if v is None else v}" for k, v in given.items())
+        hint = "; is source.offset past the split's end?" if given.get("offset") else ""
+        raise ConfigError(
+            f"{origin}: source: {cfg.source.type} selects 0 samples to replay ({chosen or 'nothing found'}): "
+            f"nothing to decide{hint}"
+        )
     source.realtime = cfg.runtime.realtime
     return source
 

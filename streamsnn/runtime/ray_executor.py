@@ -24,12 +24,15 @@ from __future__ import annotations
 import collections
 import contextlib
 import dataclasses
+import importlib
+import ipaddress
 import math
 import os
 import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
@@ -37,12 +40,14 @@ from tqdm import tqdm
 from streamsnn.config import ConfigError, PipelineConfig, RayConfig
 from streamsnn.events import Packet
 from streamsnn.prediction import Prediction
+from streamsnn.runtime import stopping
 from streamsnn.runtime.build import Pipeline, build_pipeline, open_source
-from streamsnn.runtime.report import SampleOutcome, build_report
+from streamsnn.runtime.report import LiveOutcomes, SampleOutcome, Totals
 from streamsnn.runtime.runner import (
     LIVE_COUNTS,
     Runner,
     RunResult,
+    SinkSet,
     close_sinks,
     run_fields,
     sink_counters,
@@ -58,11 +63,11 @@ RANGES_PER_WORKER = 4  # default ranges of a replay per worker (ray.samples_per_
 QUEUED_BATCHES = 2
 # what the workers' counters add up to (besides source_stats)
 SUMMED_COUNTERS = (
-    *("model_s", "step_s", "model_calls", "slot_steps", "dropped_slices", "skipped_slices"),
+    *("model_s", "step_s", "model_calls", "slot_steps", "predictions", "dropped_slices", "skipped_slices"),
     *("out_of_bounds_events", "late_events", "ann_reference_s", *LIVE_COUNTS),
 )
 START_TIMEOUT_S = 600.0  # longest wait for the workers to start (free resources, imports, build)
-STOP_WAIT_S = 30.0  # after Ctrl-C: longest wait for the live workers' last predictions and reports
+STOP_WAIT_S = 30.0  # after a stop: longest wait for the live workers' last predictions and reports
 _END = object()
 _RESTARTED = object()  # a live worker's process died and restarts
 
@@ -326,9 +331,10 @@ def _stream_groups(pipe: Pipeline) -> list[PipelineConfig]:
     ]
 
 
-def run_on_ray(pipe: Pipeline) -> RunResult:
+def run_on_ray(pipe: Pipeline, samples_path: str | Path | None = None) -> RunResult:
     """Run ``pipe`` on Ray workers (``pipe.config.ray``), predictions to ``pipe``'s sinks: a
-    dataset replay sharded by sample, live streams one worker per group of streams. Returns the
+    dataset replay sharded by sample, live streams one worker per group of streams (their
+    outcomes written to ``samples_path`` as they come, as a local stream run does). Returns the
     report of all samples (or decisions)."""
     rc = pipe.config.ray
     try:
@@ -341,24 +347,53 @@ def run_on_ray(pipe: Pipeline) -> RunResult:
     n = len(pipe.source)
     workers = len(groups) if groups else min(rc.workers, math.ceil(n / _range_size(pipe.config, n)))
     started_ray = not ray.is_initialized()
-    if started_ray:
-        local = rc.address is None
-        ray.init(
-            address=rc.address,
-            num_cpus=max(1, workers) * rc.cpus if local else None,
-            include_dashboard=False,
-            log_to_driver=False,
-        )
     try:
         try:
+            with stopping.interruptible():  # a stop while Ray starts: nothing ran
+                if started_ray and rc.address is None:
+                    init_local(ray, max(1, workers) * rc.cpus)
+                elif started_ray:
+                    ray.init(address=rc.address, include_dashboard=False, log_to_driver=False)
+            stopping.reclaim()  # Ray's init sets a SIGTERM handler of its own (exit at once)
             _check_resources(ray, rc, workers)
-        except ConfigError:
+        except (ConfigError, KeyboardInterrupt):
             _close(pipe)
             raise
-        return _replay(ray, pipe) if groups is None else _streams(ray, pipe, groups)
+        return _replay(ray, pipe) if groups is None else _streams(ray, pipe, groups, samples_path)
     finally:
         if started_ray:
             ray.shutdown()
+
+
+def init_local(ray: Any, num_cpus: int) -> None:
+    """Start a local Ray instance with ``num_cpus`` CPUs that listens on 127.0.0.1 only (its
+    GCS, raylet, object manager, runtime-env agent and workers; no dashboard). Ray makes a local
+    instance's node address the machine's network address, and binds its servers to every
+    interface unless that address is loopback; asking for 127.0.0.1 (``_node_ip_address``) is
+    turned back into the network address. What Ray does on Windows and macOS, where clusters are
+    off (``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER``, read once at its import), is what a local
+    instance needs: loopback. That switch is turned off while the instance starts and checked
+    after: a Ray that started elsewhere is stopped, and the run refused, rather than exposed."""
+    try:
+        constants: Any = importlib.import_module("ray._private.ray_constants")
+    except ImportError:  # another Ray: the check below tells
+        constants = None
+    before = getattr(constants, "ENABLE_RAY_CLUSTER", True)
+    if constants is not None:
+        constants.ENABLE_RAY_CLUSTER = False
+    try:
+        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
+    finally:
+        if constants is not None:
+            constants.ENABLE_RAY_CLUSTER = before
+    node = ray.util.get_node_ip_address()
+    if not ipaddress.ip_address(node).is_loopback:
+        ray.shutdown()
+        raise ConfigError(
+            f"executor: ray: Ray {ray.__version__} started its local instance on {node}, not on "
+            "127.0.0.1 (it would listen on every interface); start a cluster and give its address "
+            "(ray.address) to run on one"
+        )
 
 
 def _close(pipe: Pipeline) -> None:
@@ -417,17 +452,18 @@ def _replay(ray: Any, pipe: Pipeline) -> RunResult:
     queued = max(2, math.ceil(QUEUED_BATCHES * cfg.runtime.batch_size / size))  # ranges per worker
     report = None
     workers: list[Any] = []
+    sinks = SinkSet(pipe)
     bar = tqdm(total=n, desc=f"{cfg.name} (ray)", unit="sample", disable=not cfg.runtime.progress)
     try:
         # like a local run's wall time, the replay's starts once the pipelines are built
         configs = [cfg] * min(rc.workers, len(ranges))
         options = {"max_task_retries": RESTARTS, "max_concurrency": queued + 1}
-        workers, workers_start_s = _start(ray, ReplayWorker, configs, rc, **options)
-        started = time.perf_counter()
-        start_sinks(pipe.sinks)
+        with stopping.interruptible():  # a stop while the workers start: nothing ran
+            workers, workers_start_s = _start(ray, ReplayWorker, configs, rc, **options)
+            started = time.perf_counter()
+            start_sinks(pipe.sinks)
         pending: dict[Any, Any] = {}  # result ref → its worker
         shards: list[Shard] = []
-        interrupted = False
 
         def submit(worker: Any) -> None:
             offset, limit = ranges.popleft()
@@ -437,45 +473,48 @@ def _replay(ray: Any, pipe: Pipeline) -> RunResult:
             for _ in range(queued):
                 if ranges:
                     submit(worker)
-        try:
-            while pending:
-                (ref,), _ = ray.wait(list(pending), num_returns=1)
-                worker = pending.pop(ref)
-                shard = ray.get(ref)
-                _write(pipe, shard.predictions)
-                shards.append(shard)
-                bar.update(len(shard.outcomes))
-                if ranges:
-                    submit(worker)
-        except KeyboardInterrupt:
-            interrupted = True
-            for ref in pending:
-                with contextlib.suppress(Exception):
-                    ray.cancel(ref, force=True)
+        with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C without stopping.stop_signals()
+            while pending and not stopping.requested():
+                ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.2)
+                for ref in ready:
+                    worker = pending.pop(ref)
+                    shard = ray.get(ref)
+                    _write(sinks, shard.predictions)
+                    shards.append(shard)
+                    bar.update(len(shard.outcomes))
+                    if ranges:
+                        submit(worker)
+        interrupted = bool(pending)  # a stop came first
+        for ref in pending:
+            with contextlib.suppress(Exception):
+                ray.cancel(ref, force=True)
         wall = time.perf_counter() - started
         outcomes = sorted((o for s in shards for o in s.outcomes), key=lambda o: o.sample)
-        report = _report(pipe, outcomes, [s.counters for s in shards], wall, interrupted, len(workers))
+        counters = [s.counters for s in shards]
+        report = _report(pipe, Totals.of(outcomes), counters, wall, interrupted, len(workers), sinks)
         report["workers_start_s"] = round(workers_start_s, 3)
         return RunResult(report, outcomes)
     finally:
         bar.close()
-        close_sinks(pipe.sinks, report)
+        sinks.close(report)
         _kill(ray, workers)
 
 
-def _write(pipe: Pipeline, predictions: list[Prediction]) -> None:
+def _write(sinks: SinkSet, predictions: list[Prediction]) -> None:
+    """``predictions`` to the sinks, handed on to the system (flushed) after them."""
     for pred in predictions:
-        for sink in pipe.sinks:
-            sink.write(pred)
+        sinks.write(pred)
+    sinks.flush()
 
 
 class _LiveMerge:
     """What the live workers sent, merged: predictions renumbered across restarts and written to
-    the sinks, outcomes from the final ones, the workers' run reports."""
+    the sinks, outcomes from the final ones (``kept``: in bounded memory, as a local stream
+    run keeps them), the workers' run reports."""
 
-    def __init__(self, pipe: Pipeline) -> None:
-        self.pipe = pipe
-        self.outcomes: list[SampleOutcome] = []
+    def __init__(self, pipe: Pipeline, sinks: SinkSet, samples_path: str | Path | None) -> None:
+        self.pipe, self.sinks = pipe, sinks
+        self.kept = LiveOutcomes(samples_path)
         self.reports: list[dict[str, Any]] = []
         self.restarts = 0
         self.decided: collections.Counter[str] = collections.Counter()  # decisions per stream
@@ -495,24 +534,29 @@ class _LiveMerge:
             pred.sample += self.first.get(pred.stream, 0)
             if pred.final:
                 self.decided[pred.stream] += 1
-                self.outcomes.append(SampleOutcome.of(pred, counted))
-        _write(self.pipe, preds)
+                self.kept.add(SampleOutcome.of(pred, counted))
+        _write(self.sinks, preds)
         return sum(p.final for p in preds)
 
 
-def _streams(ray: Any, pipe: Pipeline, groups: list[PipelineConfig]) -> RunResult:
+def _streams(
+    ray: Any, pipe: Pipeline, groups: list[PipelineConfig], samples_path: str | Path | None
+) -> RunResult:
     """One worker per group of streams; their predictions merged onto the sinks as they come
     (one thread per worker follows its stream of results) and the report built from the final
     ones. A worker whose process dies is restarted with its group (its sources open again: what
     they sent meanwhile is gone) and counted in ``worker_restarts``; decisions made before stay
-    in the report, and the group's decisions are numbered on from them. Ctrl-C ends every group's
-    streams (open decisions close) and waits up to ``STOP_WAIT_S`` for their last predictions."""
+    in the report, and the group's decisions are numbered on from them. A stop (Ctrl-C, SIGTERM)
+    ends every group's streams (open decisions close) and waits up to ``STOP_WAIT_S`` for their
+    last predictions."""
     cfg = pipe.config
     pipe.source.close()  # the workers open the sources, each its group
     received: queue.Queue[tuple[int, Any]] = queue.Queue()  # (worker, what it sent)
-    stopping = threading.Event()
+    ending = threading.Event()
     report = None
     workers: list[Any] = []
+    sinks = SinkSet(pipe)
+    merge: _LiveMerge | None = None
     bar = tqdm(desc=f"{cfg.name} (ray)", unit="decision", disable=not cfg.runtime.progress)
 
     def follow(k: int) -> None:
@@ -522,7 +566,7 @@ def _streams(ray: Any, pipe: Pipeline, groups: list[PipelineConfig]) -> RunResul
                     received.put((k, ray.get(ref)))
                 break
             except ray.exceptions.RayActorError as err:
-                if stopping.is_set() or attempt == RESTARTS or not _restarted(ray, workers[k]):
+                if ending.is_set() or attempt == RESTARTS or not _restarted(ray, workers[k]):
                     received.put((k, err))
                     break
                 received.put((k, _RESTARTED))
@@ -532,22 +576,26 @@ def _streams(ray: Any, pipe: Pipeline, groups: list[PipelineConfig]) -> RunResul
         received.put((k, _END))
 
     def stop() -> None:
-        stopping.set()
+        ending.set()
         for worker in workers:
             with contextlib.suppress(Exception):
                 worker.stop.remote()
 
     try:
         options = {"max_task_retries": 0, "max_concurrency": 2}  # the driver restarts the stream
-        workers, workers_start_s = _start(ray, StreamWorker, groups, cfg.ray, **options)
-        started = time.perf_counter()
-        start_sinks(pipe.sinks)
+        with stopping.interruptible():  # a stop while the workers start: nothing ran
+            workers, workers_start_s = _start(ray, StreamWorker, groups, cfg.ray, **options)
+            started = time.perf_counter()
+            start_sinks(pipe.sinks)
         for k in range(len(workers)):
             threading.Thread(target=follow, args=(k,), daemon=True).start()
-        merge = _LiveMerge(pipe)
+        merge = _LiveMerge(pipe, sinks, samples_path)
         errors: list[BaseException] = []
         running, interrupted, deadline = len(workers), False, math.inf
         while running and time.monotonic() < deadline:
+            if stopping.requested() and not interrupted:  # the first stop signal (later ones: nothing)
+                interrupted, deadline = True, time.monotonic() + STOP_WAIT_S
+                stop()
             try:
                 try:
                     k, item = received.get(timeout=0.1)
@@ -564,7 +612,7 @@ def _streams(ray: Any, pipe: Pipeline, groups: list[PipelineConfig]) -> RunResul
                     stop()
                 else:
                     bar.update(merge.predictions(k, item))
-            except KeyboardInterrupt:
+            except KeyboardInterrupt:  # Ctrl-C without stopping.stop_signals(); a second one ends the wait
                 if interrupted:
                     raise
                 interrupted, deadline = True, time.monotonic() + STOP_WAIT_S
@@ -572,15 +620,16 @@ def _streams(ray: Any, pipe: Pipeline, groups: list[PipelineConfig]) -> RunResul
         if errors:
             raise _cause(errors[0])
         wall = time.perf_counter() - started
-        outcomes = sorted(merge.outcomes, key=lambda o: (o.stream, o.sample))
-        report = _report(pipe, outcomes, merge.reports, wall, interrupted, len(workers))
+        report = _report(pipe, merge.kept, merge.reports, wall, interrupted, len(workers), sinks)
         report["workers_start_s"] = round(workers_start_s, 3)
         report["worker_restarts"] = merge.restarts
-        return RunResult(report, outcomes)
+        return RunResult(report, merge.kept.outcomes)
     finally:
+        if merge is not None:
+            merge.kept.close()
         stop()
         bar.close()
-        close_sinks(pipe.sinks, report)
+        sinks.close(report)
         _kill(ray, workers)
 
 
@@ -607,26 +656,28 @@ def _cause(err: BaseException) -> BaseException:
 
 def _report(
     pipe: Pipeline,
-    outcomes: list[SampleOutcome],
+    outcomes: Totals | LiveOutcomes,
     counters: list[dict[str, Any]],
     wall: float,
     interrupted: bool,
     workers: int,
+    sinks: SinkSet,
 ) -> dict[str, Any]:
-    """The report of a local run of the same samples, from all outcomes, with the workers'
-    ``counters`` summed (model and step shares: of the workers' time)."""
+    """The report of a local run of the same samples, from all outcomes (a replay's, or a live
+    run's kept), with the workers' ``counters`` summed (model and step shares: of the workers'
+    time)."""
     total: dict[str, Any] = {key: sum(c[key] for c in counters) for key in SUMMED_COUNTERS}
     stats: collections.Counter[str] = collections.Counter()
     for c in counters:
         stats.update(c["source_stats"])
     total["source_stats"] = dict(stats)
     extra = {
-        **run_fields(pipe.config, len(outcomes), total, wall, interrupted, workers),
+        **run_fields(pipe.config, outcomes.decisions, total, wall, interrupted, workers),
         "torch_threads": pipe.config.ray.cpus,
-        **sink_counters([]),  # event-taking sinks are refused on Ray (_check)
+        **sink_counters([], sinks.errors),  # event-taking sinks are refused on Ray (_check)
         "executor": "ray",
         "workers": workers,
     }
-    report = build_report(outcomes, extra)
+    report = outcomes.report(extra)
     report["ann_reference_s"] = round(total["ann_reference_s"], 3)
     return report

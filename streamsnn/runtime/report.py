@@ -1,22 +1,48 @@
 """The run report: per-sample outcomes (one per decision) and the report built from them
-(table, JSON, PNG)."""
+(table, JSON, PNG).
+
+A replay keeps its outcomes (as many as the split has samples) and builds the report from them
+at the end. A stream run (continuous streams: a live source may run for days) keeps running
+totals (``Totals``) instead, appends each outcome to the per-sample file as it is made and keeps
+only its last ``KEEP_LIVE_OUTCOMES`` in memory when it has no such file (``LiveOutcomes``): its
+memory stays bounded however long it runs. Both report the same fields, computed by the same
+code (``Totals``)."""
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import itertools
 import json
+import logging
 import math
 import os
+import stat
 import tempfile
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, overload
 
 import numpy as np
 
+from streamsnn.options import ConfigError
 from streamsnn.prediction import Prediction
+from streamsnn.sinks.jsonl import lock_for_writing
+
+log = logging.getLogger(__name__)
+
+LATENCIES = ("input_latency_ms", "compute_latency_ms", "e2e_latency_ms")
+# latency percentiles of a stream run: exact over its first EXACT_UP_TO decisions (per stream and
+# overall), then from a log-bucket sketch within SKETCH_ERROR of the value at each rank
+EXACT_UP_TO = 1_000
+SKETCH_ERROR = 0.01
+KEEP_LIVE_OUTCOMES = 1_000  # a stream run without a per-sample file keeps its last outcomes in memory
+PLOT_POINTS = 20_000  # most decisions drawn in the PNG's latency scatter (evenly spaced beyond)
+_GAMMA = (1 + SKETCH_ERROR) / (1 - SKETCH_ERROR)
+_LOG_GAMMA = math.log(_GAMMA)
+_TINY = 1e-9  # values at or below this (ms) are counted as 0
 
 
 @dataclass
@@ -68,16 +94,10 @@ class SampleOutcome:
         )
 
 
-def percentiles(values: list[float]) -> dict[str, float]:
-    """p50, p90, p99, mean and max of ``values`` (ms)."""
+def percentiles(values: list[float]) -> dict[str, float | None]:
+    """p50, p90, p99, mean and max of ``values`` (ms; None, JSON's null, when there are none)."""
     if not values:
-        return {
-            "p50": float("nan"),
-            "p90": float("nan"),
-            "p99": float("nan"),
-            "mean": float("nan"),
-            "max": float("nan"),
-        }
+        return dict.fromkeys(("p50", "p90", "p99", "mean", "max"))
     a = np.asarray(values, dtype=np.float64)
     p50, p90, p99 = np.percentile(a, [50, 90, 99])
     return {
@@ -89,72 +109,302 @@ def percentiles(values: list[float]) -> dict[str, float]:
     }
 
 
-def _mean_of(values: list[Any]) -> float | None:
-    """Mean of the values that are set (None when none is)."""
-    known = [v for v in values if v is not None]
-    return float(np.mean(known)) if known else None
+class Quantiles:
+    """Percentiles of values (ms, ≥ 0) in bounded memory: exact (``percentiles``) while it holds
+    at most ``exact_up_to`` values (None: always), then a log-bucket sketch: each value counted in
+    its bucket (γ^(k−1), γ^k], γ = (1 + ε)/(1 − ε), ε = ``SKETCH_ERROR``, and read back as the
+    bucket's centre, so every percentile is within ε (relative) of the values at its ranks
+    (numpy's linear rule between them); at most ln(max/min)/ln γ buckets (115 per decade).
+    The mean and max stay exact."""
+
+    def __init__(self, exact_up_to: int | None = EXACT_UP_TO) -> None:
+        self.exact_up_to = exact_up_to
+        self.values: list[float] | None = []  # None once sketched
+        self.buckets: dict[int, int] = {}
+        self.zeros = self.count = 0
+        self.total, self.max = 0.0, -math.inf
+
+    def add(self, x: float) -> None:
+        self.count += 1
+        self.total += x
+        self.max = max(self.max, x)
+        if self.values is None:
+            self._bucket(x)
+            return
+        self.values.append(x)
+        if self.exact_up_to is not None and len(self.values) > self.exact_up_to:
+            for v in self.values:
+                self._bucket(v)
+            self.values = None
+
+    def _bucket(self, x: float) -> None:
+        if x <= _TINY:
+            self.zeros += 1
+        elif x == x:  # NaN has no bucket
+            k = math.ceil(math.log(x) / _LOG_GAMMA)
+            self.buckets[k] = self.buckets.get(k, 0) + 1
+
+    def summary(self) -> dict[str, float | None]:
+        """p50, p90, p99, mean and max (as ``percentiles``)."""
+        if self.values is not None:
+            return percentiles(self.values)
+        keys = sorted(self.buckets)
+        counted = self.zeros + sum(self.buckets.values())
+
+        def at(rank: int) -> float:  # the value of the rank-th smallest (0-based), estimated
+            seen = self.zeros
+            if rank < seen:
+                return 0.0
+            for k in keys:
+                seen += self.buckets[k]
+                if rank < seen:
+                    return min(2 * _GAMMA**k / (_GAMMA + 1), self.max)
+            return self.max
+
+        result = {}
+        for q in (50, 90, 99):
+            pos = q / 100 * (counted - 1)
+            lo = math.floor(pos)
+            low, high = at(lo), at(min(lo + 1, counted - 1))
+            result[f"p{q}"] = low + (pos - lo) * (high - low)
+        return {**result, "mean": self.total / self.count, "max": self.max}
 
 
-def latencies(outcomes: list[SampleOutcome]) -> dict[str, dict[str, float]]:
-    """Input (sensor time waited), computational (wall time computed) and end-to-end latency
-    percentiles (ms) over ``outcomes``."""
-    return {
-        key: percentiles([getattr(o, key) for o in outcomes])
-        for key in ("input_latency_ms", "compute_latency_ms", "e2e_latency_ms")
-    }
+class Figures:
+    """Decisions, accuracy (of the labelled ones), steps and latencies of a group of outcomes
+    (a run or one stream), as running totals."""
 
+    def __init__(self, exact_up_to: int | None) -> None:
+        self.decisions = self.labelled = self.correct = self.steps = 0
+        self.latency = {key: Quantiles(exact_up_to) for key in LATENCIES}
 
-def per_stream(outcomes: list[SampleOutcome]) -> dict[str, dict[str, Any]]:
-    """Decisions, accuracy (labelled ones), mean steps and latencies of every stream."""
-    streams: dict[str, list[SampleOutcome]] = {}
-    for o in outcomes:
-        streams.setdefault(o.stream, []).append(o)
-    result = {}
-    for name, group in streams.items():
-        labelled = [o for o in group if o.label is not None]
-        result[name] = {
-            "decisions": len(group),
-            "accuracy": float(np.mean([o.cls == o.label for o in labelled])) if labelled else None,
-            "mean_steps": float(np.mean([o.steps for o in group])),
-            **latencies(group),
+    def add(self, o: SampleOutcome) -> None:
+        self.decisions += 1
+        self.steps += o.steps
+        if o.label is not None:
+            self.labelled += 1
+            self.correct += o.cls == o.label
+        for key, quantiles in self.latency.items():
+            quantiles.add(getattr(o, key))
+
+    def latencies(self) -> dict[str, dict[str, float | None]]:
+        """Input (sensor time waited), computational (wall time computed) and end-to-end latency
+        percentiles (ms)."""
+        return {key: quantiles.summary() for key, quantiles in self.latency.items()}
+
+    def stream_report(self) -> dict[str, Any]:
+        return {
+            "decisions": self.decisions,
+            "accuracy": self.correct / self.labelled if self.labelled else None,
+            "mean_steps": self.steps / self.decisions,
+            **self.latencies(),
         }
-    return result
 
 
-def build_report(outcomes: list[SampleOutcome], extra: dict[str, Any]) -> dict[str, Any]:
-    """The run's report: accuracy with and without early exit, steps, latencies (overall and per
-    stream), counters."""
-    labelled = [o for o in outcomes if o.label is not None]
-    # full-T figures only when every sample has them (a subset, e.g. the samples that never
-    # exited, would be biased)
-    full = [o for o in labelled if o.cls_full_t is not None]
-    full = full if len(full) == len(labelled) else []
-    ann = [o for o in labelled if o.cls_ann is not None]
-    ann = ann if len(ann) == len(labelled) else []
-    steps = [o.steps for o in outcomes]
-    steps_full = [o.steps_full_t for o in outcomes if o.steps_full_t is not None]
-    steps_full = steps_full if len(steps_full) == len(outcomes) else []
-    report: dict[str, Any] = {
-        "samples": len(outcomes),
-        "labelled": len(labelled),
-        "accuracy": float(np.mean([o.cls == o.label for o in labelled])) if labelled else None,
-        "accuracy_full_T": float(np.mean([o.cls_full_t == o.label for o in full])) if full else None,
-        "accuracy_ann": float(np.mean([o.cls_ann == o.label for o in ann])) if ann else None,
-        "mean_steps": float(np.mean(steps)) if steps else None,
-        "max_steps": int(max(steps)) if steps else None,
-        "mean_steps_full_T": float(np.mean(steps_full)) if steps_full else None,
-        "step_saving": (1 - float(np.mean(steps)) / float(np.mean(steps_full)))
-        if steps and steps_full
-        else None,
-        "exit_reasons": dict(Counter(o.reason for o in outcomes)),
-        "spikes_per_sample": float(np.mean([o.spikes for o in outcomes])) if outcomes else None,
-        "synaptic_events_per_sample": _mean_of([o.synaptic_events for o in outcomes]),
-        "energy_uj_per_sample": _mean_of([o.energy_uj for o in outcomes]),
-        **latencies(outcomes),
-        "streams": per_stream(outcomes),
-    }
-    report.update(extra)
-    return report
+class Totals(Figures):
+    """What the report says about a run's outcomes, as running totals (bounded memory but for
+    exact percentiles, ``exact_up_to``): ``add`` each outcome once it is complete, ``report`` at
+    any time."""
+
+    def __init__(self, exact_up_to: int | None = EXACT_UP_TO) -> None:
+        super().__init__(exact_up_to)
+        self.exact_up_to = exact_up_to
+        self.max_steps = 0
+        self.full_labelled = self.full_correct = 0  # labelled outcomes with a full-T class
+        self.ann_labelled = self.ann_correct = 0  # labelled outcomes with the ANN's class
+        self.full_steps = self.full_steps_n = 0  # outcomes with their full-T steps
+        self.reasons: Counter[str] = Counter()
+        self.spikes = 0
+        self.synaptic_events, self.synaptic_n = 0, 0
+        self.energy_uj, self.energy_n = 0.0, 0
+        self.exit_steps: Counter[tuple[int, bool]] = Counter()  # (steps, right) → decisions
+        self.streams: dict[str, Figures] = {}
+
+    @classmethod
+    def of(cls, outcomes: Iterable[SampleOutcome], exact_up_to: int | None = None) -> Totals:
+        totals = cls(exact_up_to)
+        for o in outcomes:
+            totals.add(o)
+        return totals
+
+    def add(self, o: SampleOutcome) -> None:
+        super().add(o)
+        self.max_steps = max(self.max_steps, o.steps)
+        if o.label is not None:
+            if o.cls_full_t is not None:
+                self.full_labelled += 1
+                self.full_correct += o.cls_full_t == o.label
+            if o.cls_ann is not None:
+                self.ann_labelled += 1
+                self.ann_correct += o.cls_ann == o.label
+        if o.steps_full_t is not None:
+            self.full_steps += o.steps_full_t
+            self.full_steps_n += 1
+        self.reasons[o.reason] += 1
+        self.spikes += o.spikes
+        if o.synaptic_events is not None:
+            self.synaptic_events += o.synaptic_events
+            self.synaptic_n += 1
+        if o.energy_uj is not None:
+            self.energy_uj += o.energy_uj
+            self.energy_n += 1
+        self.exit_steps[o.steps, o.label is None or o.cls == o.label] += 1
+        stream = self.streams.get(o.stream)
+        if stream is None:
+            stream = self.streams[o.stream] = Figures(self.exact_up_to)
+        stream.add(o)
+
+    def report(self, extra: dict[str, Any]) -> dict[str, Any]:
+        """The run's report: accuracy with and without early exit, steps, latencies (overall and
+        per stream), and ``extra`` (counters)."""
+        n, labelled = self.decisions, self.labelled
+        # full-T figures only when every sample has them (a subset, e.g. the samples that never
+        # exited, would be biased)
+        full = labelled > 0 and self.full_labelled == labelled
+        ann = labelled > 0 and self.ann_labelled == labelled
+        mean_steps = self.steps / n if n else None
+        mean_full = self.full_steps / n if n and self.full_steps_n == n else None
+        report: dict[str, Any] = {
+            "samples": n,
+            "labelled": labelled,
+            "accuracy": self.correct / labelled if labelled else None,
+            "accuracy_full_T": self.full_correct / labelled if full else None,
+            "accuracy_ann": self.ann_correct / labelled if ann else None,
+            "mean_steps": mean_steps,
+            "max_steps": self.max_steps if n else None,
+            "mean_steps_full_T": mean_full,
+            "step_saving": 1 - mean_steps / mean_full if mean_steps is not None and mean_full else None,
+            "exit_reasons": dict(self.reasons),
+            "spikes_per_sample": self.spikes / n if n else None,
+            "synaptic_events_per_sample": self.synaptic_events / self.synaptic_n if self.synaptic_n else None,
+            "energy_uj_per_sample": self.energy_uj / self.energy_n if self.energy_n else None,
+            **self.latencies(),
+            "streams": {name: figures.stream_report() for name, figures in self.streams.items()},
+        }
+        report.update(extra)
+        return report
+
+
+def build_report(outcomes: Iterable[SampleOutcome], extra: dict[str, Any]) -> dict[str, Any]:
+    """The report of ``outcomes`` (all of them kept: exact percentiles) and ``extra``."""
+    return Totals.of(outcomes).report(extra)
+
+
+def samples_path(report_path: str | Path) -> Path:
+    """The per-sample outcomes beside ``report_path``: ``<stem>_samples.jsonl``."""
+    path = Path(report_path)
+    return path.with_name(path.stem + "_samples.jsonl")
+
+
+def outcome_line(o: SampleOutcome) -> str:
+    """One outcome as a line of the per-sample file (strict JSON)."""
+    return _json_bytes(asdict(o)).decode()
+
+
+class OutcomeLog(Sequence[SampleOutcome]):
+    """A stream run's outcomes on disk: the per-sample file (JSON lines), each outcome written as
+    it is made (unbuffered), so a run stopped any way keeps every decision made, as whole lines:
+    a write that fails (a full disk) is cut back off and ends the log, logged and kept in
+    ``error``. Read back from the file (``len``, iteration; indexing reads up to the index).
+    Locked while written, as a jsonl sink's file: a second run given it is refused
+    (``ConfigError``)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = lock_for_writing(self.path)
+        except OSError as err:
+            raise ConfigError(f"per-sample file: {err}") from None
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            os.ftruncate(fd, 0)
+        self._file: Any = os.fdopen(fd, "wb", buffering=0)  # open for the run
+        self.count = self._size = 0
+        self.error: str | None = None
+
+    def append(self, o: SampleOutcome) -> None:
+        if self._file is None:
+            return
+        line = memoryview(outcome_line(o).encode())
+        try:
+            done = 0
+            while done < len(line):
+                done += self._file.write(line[done:])
+        except OSError as err:
+            self.error = f"{self.path}: {err.strerror or err}"
+            log.error("cannot write the per-sample outcomes (%s): later ones are not kept", self.error)
+            with contextlib.suppress(OSError):
+                self._file.truncate(self._size)  # no half line
+            self.close()
+            return
+        self._size += len(line)
+        self.count += 1
+
+    def close(self) -> None:
+        if self._file is not None:
+            file, self._file = self._file, None
+            file.close()
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __iter__(self) -> Iterator[SampleOutcome]:
+        with open(self.path, encoding="utf-8") as file:
+            for line, _ in zip(file, range(self.count), strict=False):
+                yield SampleOutcome(**json.loads(line))
+
+    @overload
+    def __getitem__(self, index: int) -> SampleOutcome: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[SampleOutcome]: ...
+    def __getitem__(self, index: int | slice) -> SampleOutcome | list[SampleOutcome]:
+        if isinstance(index, slice):
+            return list(self)[index]
+        i = index + self.count if index < 0 else index
+        if not 0 <= i < self.count:
+            raise IndexError(index)
+        return next(itertools.islice(self, i, None))
+
+
+class LiveOutcomes:
+    """A stream run's outcomes in bounded memory: running totals for the report (``Totals``), each
+    outcome appended to the per-sample file as it is made (``samples``: its path), else only the
+    last ``KEEP_LIVE_OUTCOMES`` kept in memory."""
+
+    def __init__(self, samples: str | Path | None = None) -> None:
+        self.totals = Totals(EXACT_UP_TO)
+        self.log = OutcomeLog(samples) if samples is not None else None
+        self.recent: collections.deque[SampleOutcome] = collections.deque(maxlen=KEEP_LIVE_OUTCOMES)
+
+    def add(self, o: SampleOutcome) -> None:
+        self.totals.add(o)
+        if self.log is not None:
+            self.log.append(o)
+        else:
+            self.recent.append(o)
+
+    @property
+    def decisions(self) -> int:
+        return self.totals.decisions
+
+    @property
+    def outcomes(self) -> Sequence[SampleOutcome]:
+        """All outcomes (from the per-sample file), else the last ones kept."""
+        return self.log if self.log is not None else list(self.recent)
+
+    def report(self, extra: dict[str, Any]) -> dict[str, Any]:
+        """The report (``Totals.report``); says where the outcomes are and what was not kept."""
+        fields = dict(extra)
+        if self.log is not None:
+            self.log.close()
+            fields["samples_file"] = str(self.log.path)
+            if self.log.error is not None:
+                fields["samples_file_error"] = self.log.error
+        return self.totals.report(fields)
+
+    def close(self) -> None:
+        if self.log is not None:
+            self.log.close()
 
 
 def _fmt(value: Any, pct: bool = False) -> str:
@@ -167,7 +417,7 @@ def _fmt(value: Any, pct: bool = False) -> str:
 
 def report_table(report: dict[str, Any]) -> str:
     """The report as a small aligned text table."""
-    lat = lambda k: f"p50 {report[k]['p50']:.2f}  p99 {report[k]['p99']:.2f}"  # noqa: E731
+    lat = lambda k: f"p50 {_fmt(report[k]['p50'])}  p99 {_fmt(report[k]['p99'])}"  # noqa: E731
     rows = [
         ("samples", _fmt(report["samples"])),
         ("accuracy (early exit)", _fmt(report["accuracy"], pct=True)),
@@ -185,6 +435,10 @@ def report_table(report: dict[str, Any]) -> str:
     for key in ("samples_per_s", "wall_s", "dropped_packets", "out_of_bounds_events", "late_events"):
         if key in report:
             rows.append((key.replace("_", " "), _fmt(report[key])))
+    shown = {label for label, _ in rows}
+    for key, n in report.get("source_stats", {}).items():  # the source's recovered bad input
+        label = "dropped datagrams (kernel)" if key == "dropped_datagrams" else key.replace("_", " ")
+        rows.append((f"{label} (source)" if label in shown else label, _fmt(n)))
     streams = report.get("streams", {})
     if len(streams) > 1:  # one line per stream: decisions, accuracy, steps, latency p50 / p99
         for name, st in streams.items():
@@ -201,20 +455,23 @@ def report_table(report: dict[str, Any]) -> str:
     return "\n".join(f"  {k:<{width}}  {v}" for k, v in rows)
 
 
-def write_report(report: dict[str, Any], outcomes: list[SampleOutcome], path: str | Path) -> list[Path]:
-    """Write ``report.json``, the per-sample outcomes (``<name>_samples.jsonl``) and a PNG of exit
-    steps and latencies. Strict JSON (NaN and infinities are null). Each file is written whole
-    under a temporary name beside it and renamed once all are: a failure (``OSError``, a full
-    disk) leaves what was there before and no partial file."""
+def write_report(report: dict[str, Any], outcomes: Sequence[SampleOutcome], path: str | Path) -> list[Path]:
+    """Write ``report.json``, the per-sample outcomes (``<name>_samples.jsonl``, unless a stream
+    run already wrote them there as it went: ``outcomes`` is that ``OutcomeLog``) and a PNG of
+    exit steps and latencies. Strict JSON (NaN and infinities are null). Each file is written
+    whole under a temporary name beside it and renamed once all are: a failure (``OSError``, a
+    full disk) leaves what was there before and no partial file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    outcomes_path = path.with_name(path.stem + "_samples.jsonl")
+    outcomes_path = samples_path(path)
     files: list[tuple[Path, Callable[[IO[bytes]], None]]] = [
-        (outcomes_path, lambda f: f.writelines(_json_bytes(asdict(o)) + b"\n" for o in outcomes)),
-        (path, lambda f: f.write(_json_bytes(report, indent=2) + b"\n")),
+        (path, lambda f: f.write(_json_bytes(report, 2)))
     ]
+    if not (isinstance(outcomes, OutcomeLog) and outcomes.path.resolve() == outcomes_path.resolve()):
+        files.insert(0, (outcomes_path, lambda f: f.writelines(outcome_line(o).encode() for o in outcomes)))
+    png = path.with_suffix(".png")
     if outcomes:
-        files.append((path.with_suffix(".png"), lambda f: plot_report(outcomes, f)))
+        files.append((png, lambda f: plot_report(outcomes, f)))
     temps: list[tuple[Path, Path]] = []
     try:
         for target, write in files:
@@ -233,12 +490,12 @@ def write_report(report: dict[str, Any], outcomes: list[SampleOutcome], path: st
         for temp, _ in temps:
             with contextlib.suppress(FileNotFoundError):
                 temp.unlink()
-    return [target for target, _ in files]
+    return [path, outcomes_path, *([png] if outcomes else [])]
 
 
 def _json_bytes(value: Any, indent: int | None = None) -> bytes:
-    """``value`` as strict JSON: NaN and infinities, which JSON has no words for, become null."""
-    return json.dumps(_finite(value), indent=indent, allow_nan=False).encode()
+    """``value`` as strict JSON (a line): NaN and infinities, which JSON has no words for, become null."""
+    return json.dumps(_finite(value), indent=indent, allow_nan=False).encode() + b"\n"
 
 
 def _finite(value: Any) -> Any:
@@ -260,37 +517,48 @@ def _read_umask() -> int:
 _UMASK = _read_umask()  # at import, before the run's threads
 
 
-def plot_report(outcomes: list[SampleOutcome], path: Path | IO[bytes]) -> Path | IO[bytes]:
-    """Exit-step histogram (correct / wrong) and input vs compute latency per sample."""
+def plot_report(outcomes: Sequence[SampleOutcome], path: Path | IO[bytes]) -> Path | IO[bytes]:
+    """Exit-step histogram (correct / wrong) and input vs compute latency per decision (at most
+    ``PLOT_POINTS`` of them, evenly spaced), in one pass over ``outcomes``."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    steps = np.array([o.steps for o in outcomes])
-    correct = np.array([o.label is None or o.cls == o.label for o in outcomes])
+    every = max(1, math.ceil(len(outcomes) / PLOT_POINTS))
+    exits: Counter[tuple[int, bool]] = Counter()  # (steps, right) → decisions
+    points: list[tuple[float, float, bool]] = []
+    for i, o in enumerate(outcomes):
+        right = o.label is None or o.cls == o.label
+        exits[o.steps, right] += 1
+        if i % every == 0:
+            points.append((o.input_latency_ms, o.compute_latency_ms, right))
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
-    bins = np.arange(0.5, steps.max() + 1.5)
+    most = max(steps for steps, _ in exits)
+    bins = np.arange(0.5, most + 1.5)
+    kinds = [[(s, n) for (s, r), n in exits.items() if r == right] for right in (True, False)]
     ax1.hist(
-        [steps[correct], steps[~correct]],
+        [[s for s, _ in kind] for kind in kinds],
         bins=bins,
+        weights=[[n for _, n in kind] for kind in kinds],
         stacked=True,
         label=["correct", "wrong"],
         color=["tab:green", "tab:red"],
     )
+    mean = sum(s * n for (s, _), n in exits.items()) / sum(exits.values())
     ax1.set_xlabel("exit step")
     ax1.set_ylabel("samples")
-    ax1.set_title(f"exit steps (mean {steps.mean():.2f})")
+    ax1.set_title(f"exit steps (mean {mean:.2f})")
     ax1.legend()
     ax2.scatter(
-        [o.input_latency_ms for o in outcomes],
-        [o.compute_latency_ms for o in outcomes],
+        [x for x, _, _ in points],
+        [y for _, y, _ in points],
         s=6,
-        c=np.where(correct, "tab:green", "tab:red"),
+        c=["tab:green" if right else "tab:red" for _, _, right in points],
     )
     ax2.set_xlabel("input latency (ms, sensor time waited)")
     ax2.set_ylabel("compute latency (ms, wall time)")
-    ax2.set_title("latency per decision")
+    ax2.set_title("latency per decision" + (f" (every {every}th)" if every > 1 else ""))
     fig.tight_layout()
     fig.savefig(path, dpi=110, format="png")
     plt.close(fig)

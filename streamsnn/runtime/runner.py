@@ -33,8 +33,9 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -49,7 +50,7 @@ from streamsnn.runtime import stopping
 from streamsnn.runtime.build import Pipeline
 from streamsnn.runtime.live import LiveStream
 from streamsnn.runtime.queues import BoundedQueue, Closed
-from streamsnn.runtime.report import SampleOutcome, build_report
+from streamsnn.runtime.report import LiveOutcomes, SampleOutcome, build_report
 from streamsnn.runtime.samples import SampleSlices, encode_slices, encoded_sample, to_slice
 from streamsnn.runtime.turn import Turn
 from streamsnn.sinks import SINKS, Sink
@@ -120,23 +121,34 @@ def run_threads(requested: int | None) -> int:
 
 @dataclass
 class RunResult:
+    """The report and the outcomes: a replay's all; a stream run's from its per-sample file
+    (``OutcomeLog``), else the last ones it kept (``LiveOutcomes``)."""
+
     report: dict[str, Any]
-    outcomes: list[SampleOutcome]
+    outcomes: Sequence[SampleOutcome]
 
 
 class Runner:
     """``on_outcome(index, outcome)``: called from the stepping loop as each outcome is recorded
-    (``outcomes[index]``; the ANN reference is filled in later, ``fill_ann_reference``)."""
+    (the ``index``-th; a replay's ANN reference is filled in later, ``fill_ann_reference``).
+    A replay of samples keeps its outcomes (``outcomes``); a run of continuous streams, which a
+    live source may never end, keeps running totals (``kept``) and writes each outcome to
+    ``samples_path`` (the per-sample file) as it is made, if given."""
 
     def __init__(
-        self, pipe: Pipeline, on_outcome: Callable[[int, SampleOutcome], None] | None = None
+        self,
+        pipe: Pipeline,
+        on_outcome: Callable[[int, SampleOutcome], None] | None = None,
+        samples_path: str | Path | None = None,
     ) -> None:
         self.pipe = pipe
         self.on_outcome = on_outcome
         self.cfg = pipe.config
         rt = self.cfg.runtime
         self.live = pipe.source.live
-        self.in_q = BoundedQueue(rt.queue_size, "drop_oldest" if self.live else "block")
+        # a live source's slices may be dropped, never the end of a stream or of the source
+        droppable = lambda item: isinstance(item, Slice)  # noqa: E731
+        self.in_q = BoundedQueue(rt.queue_size, "drop_oldest" if self.live else "block", droppable)
         self.out_q = BoundedQueue(rt.queue_size, "block")
         self.stop = threading.Event()
         self.errors: list[BaseException] = []
@@ -145,7 +157,11 @@ class Runner:
         self.resumed_samples = 0  # of those, met in the source
         self.slicers: dict[str, Slicer] = {}
         self.slots: dict[Any, Slot] = {}
-        self.outcomes: list[SampleOutcome] = []
+        self.outcomes: list[SampleOutcome] = []  # a replay's
+        # a stream (continuous, endless if live) keeps running totals instead
+        self.kept = None if pipe.source.segmented else LiveOutcomes(samples_path)
+        self.decisions = 0  # outcomes recorded
+        self.predictions = 0  # predictions handed to the sinks
         self.skipped_slices = 0
         self.late_in_samples = 0  # late events of slicers no longer kept (ended samples, streams)
         self.live_counts: collections.Counter[str] = collections.Counter()  # of closed live streams
@@ -254,6 +270,7 @@ class Runner:
         """Queue ``preds`` for the sink thread: at once for live and realtime runs, else in
         groups (every 256 predictions or 50 ms) to spare a replay most thread wake-ups."""
         self._outbox += preds
+        self.predictions += len(preds)
         now = time.perf_counter()
         due = flush or self.live or self.cfg.runtime.realtime or len(self._outbox) >= 256
         if self._outbox and (due or now - self._handed_s >= 0.05):
@@ -536,17 +553,24 @@ class Runner:
             self._close(slot)
 
     def _record(self, slot: Slot, d: Prediction, full: Prediction | None) -> None:
+        """Decision ``d`` of ``slot`` (``full``: its last prediction when stepped to its end):
+        kept by a replay, added to a stream run's totals and per-sample file."""
         counted = self.pipe.operator.count_operations
-        index = len(self.outcomes)
-        if full is not None and slot.mean_input is not None:
-            self._ann_inputs[index] = slot.mean_input
-        # the ANN reference comes after the stepping loop (fill_ann_reference)
+        index = self.decisions
+        self.decisions += 1
         full_cls, full_steps = (None, slot.n_slices) if full is None else (full.cls, full.step)
-        self.outcomes.append(SampleOutcome.of(d, counted, full_cls, full_steps))
+        outcome = SampleOutcome.of(d, counted, full_cls, full_steps)
+        if self.kept is not None:
+            self.kept.add(outcome)
+        else:
+            if full is not None and slot.mean_input is not None:
+                # the ANN reference comes after the stepping loop (fill_ann_reference)
+                self._ann_inputs[index] = slot.mean_input
+            self.outcomes.append(outcome)
         if self.bar is not None:
             self.bar.update(1)
         if self.on_outcome is not None:
-            self.on_outcome(index, self.outcomes[index])
+            self.on_outcome(index, outcome)
 
     def fill_ann_reference(
         self, indices: Iterable[int] | None = None, stop: Callable[[], bool] | None = None
@@ -584,11 +608,11 @@ class Runner:
             try:
                 stopped = self._start()
                 report = self._run_stages(stopped)
-                return RunResult(report, self.outcomes)
+                return RunResult(report, self.outcomes if self.kept is None else self.kept.outcomes)
             finally:
+                if self.kept is not None:
+                    self.kept.close()
                 self.sinks.close(report)
-                if report is not None:
-                    report["sink_errors"] = list(self.sinks.errors)  # also those of closing
 
     def _start(self) -> bool:
         """Start the sinks (a resumed replay: the samples to skip); True if a stop signal or
@@ -617,7 +641,7 @@ class Runner:
         self.threads = run_threads(rt.threads)
         if stopped:
             self.pipe.source.close()
-            return build_report(self.outcomes, {**self._extra(0.0, True), "ann_reference_s": 0.0})
+            return self._report({**self._extra(0.0, True), "ann_reference_s": 0.0})
         total = None if self.live else max(0, len(self.pipe.source) - len(self.held))
         self.bar = tqdm(total=total, desc=self.cfg.name, unit="sample", disable=not rt.progress, leave=False)
         interrupted = False
@@ -677,35 +701,44 @@ class Runner:
             done = False
         extra = self._extra(wall, interrupted or not done)
         extra["ann_reference_s"] = round(time.perf_counter() - t_ann, 3)
-        report = build_report(self.outcomes, extra)
+        return self._report(extra)
+
+    def _report(self, extra: dict[str, Any]) -> dict[str, Any]:
+        """The report: a replay's of its outcomes, a stream run's of its running totals."""
+        report = build_report(self.outcomes, extra) if self.kept is None else self.kept.report(extra)
         if self.held:
             report["resumed_samples"] = self.resumed_samples
         return report
 
     def counters(self) -> dict[str, Any]:
-        """Totals so far: model and step time (s), operator calls and slot steps, dropped,
-        skipped and late input, the source's counters (what executors add up across workers)."""
+        """Totals so far: model and step time (s), operator calls and slot steps, predictions
+        handed to the sinks, dropped, skipped, out-of-sensor and late input, the source's counters
+        (what executors add up across workers). ``out_of_bounds_events``: dropped by the encoder
+        or by the source itself (which counts them in its ``source_stats`` too)."""
         late = self.late_in_samples + sum(s.late_events for s in list(self.slicers.values()))
         live = collections.Counter(self.live_counts)
         for slot in list(self.slots.values()):
             if slot.stream_decisions is not None:
                 live.update(slot.stream_decisions.counts)
+        stats = dict(self.pipe.source.stats)
         return {
             "model_s": self.model_s,
             "step_s": self.step_s,
             "model_calls": self.model_calls,
             "slot_steps": self.slot_steps,
+            "predictions": self.predictions,
             "dropped_slices": self.in_q.dropped + self.dropped_in_slots,
             "skipped_slices": self.skipped_slices,
-            "out_of_bounds_events": self.pipe.encoder.out_of_bounds,
+            "out_of_bounds_events": self.pipe.encoder.out_of_bounds
+            + int(stats.get("out_of_bounds_events", 0)),
             "late_events": int(late),
-            "source_stats": dict(self.pipe.source.stats),
+            "source_stats": stats,
             **{key: live[key] for key in LIVE_COUNTS},
         }
 
     def _extra(self, wall: float, interrupted: bool) -> dict[str, Any]:
         return {
-            **run_fields(self.cfg, len(self.outcomes), self.counters(), wall, interrupted),
+            **run_fields(self.cfg, self.decisions, self.counters(), wall, interrupted),
             "torch_threads": self.threads,
             **sink_counters(self.pipe.sinks, self.sinks.errors),
             "executor": "local",
@@ -717,7 +750,7 @@ class Runner:
 # what live streams' decision rule counted (runtime/live.py)
 LIVE_COUNTS = ("onsets", "finals_gated", "finals_repeated", "finals_vetoed")
 COUNTED = (
-    *("slot_steps", "dropped_slices", "skipped_slices"),
+    *("slot_steps", "predictions", "dropped_slices", "skipped_slices"),
     *("out_of_bounds_events", "late_events", "source_stats", *LIVE_COUNTS),
 )
 
@@ -812,7 +845,8 @@ class SinkSet:
                 self._failed(name, sink, err)
 
     def close(self, report: dict[str, Any] | None) -> None:
-        """Hand the report to the sinks (``finish``), then close every sink still in the run."""
+        """Hand the report to the sinks (``finish``), then close every sink still in the run;
+        the report's ``sink_errors`` then include those of closing."""
         for name, sink in self._healthy:
             try:
                 sink.flush()
@@ -821,6 +855,8 @@ class SinkSet:
                 sink.close()
             except Exception as err:
                 self._failed(name, sink, err)
+        if report is not None:
+            report["sink_errors"] = list(self.errors)
 
     def _failed(self, name: str, sink: Sink, err: Exception) -> None:
         with self._lock:

@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import os
 import stat
@@ -54,8 +53,8 @@ class JsonlSinkConfig(Options):
 
 def lock_for_writing(path: Path) -> int:
     """``path`` opened for writing (created, not truncated) and locked against other runs; a
-    regular file only (``/dev/stdout`` and pipes are shared as they are). ``OSError`` (EBUSY)
-    naming the path and, where the system tells (Linux), the process holding it."""
+    regular file only (``/dev/stdout`` and pipes are shared as they are). ``OSError`` naming
+    the path and, where the system tells (Linux), the process holding it."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o666)
     if fcntl is None or not stat.S_ISREG(os.fstat(fd).st_mode):
         return fd
@@ -66,9 +65,8 @@ def lock_for_writing(path: Path) -> int:
         os.close(fd)
         who = f"process {holder}" if holder is not None else "another run"
         raise OSError(
-            errno.EBUSY,
             f"{path} is being written by {who} (it holds the file's lock); two runs would interleave "
-            "their lines: give this one another path, or stop the other",
+            "their lines: give this one another path, or stop the other"
         ) from None
     return fd
 
@@ -145,7 +143,7 @@ class JsonlSink(Sink):
                     os.ftruncate(self._fd, self._size)
                     os.lseek(self._fd, self._size, os.SEEK_SET)
             kept = f"{self.path} ends at its last whole line ({self.lines:,} predictions)"
-            raise OSError(err.errno, f"{err.strerror or err}: {kept}") from None
+            raise OSError(f"{err.strerror or err}: {kept}") from None
         self._grow(data, done)
 
     def _grow(self, data: bytes, written: int) -> None:

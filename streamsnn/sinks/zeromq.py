@@ -71,12 +71,14 @@ class ZmqSinkConfig(Options):
 class ZmqSink(Sink):
     """Publish every prediction on ``pred.<stream>`` to the XPUB socket bound at ``address``
     (``endpoint``: the address bound, a free port resolved). A restarted publisher has a new
-    ``publisher_id`` unless one is given."""
+    ``publisher_id`` unless one is given, and always a new ``run`` (its start), by which
+    subscribers tell the restart apart either way."""
 
     def __init__(self, config: ZmqSinkConfig) -> None:
         self.top_k, self.heartbeat_s = config.top_k, config.heartbeat_s
         self.wait_for_subscribers, self.wait_timeout_s = config.wait_for_subscribers, config.wait_timeout_s
         self.publisher = config.publisher_id or f"{socket.gethostname()}/{os.getpid()}/{time.time():.6f}"
+        self.run = time.time_ns() // 1000  # this start (µs): a restart is told apart with a fixed id
         address = config.address
         self._ctx = zmq.Context()
         self._sock = self._ctx.socket(zmq.XPUB)
@@ -124,7 +126,7 @@ class ZmqSink(Sink):
         topic = wire.prediction_topic(pred.stream)
         with self._lock:
             seq = self.seq[topic] = self.seq.get(topic, 0) + 1
-            payload = wire.prediction_payload(pred, self.publisher, seq, time.time(), self.top_k)
+            payload = wire.prediction_payload(pred, self.publisher, seq, time.time(), self.top_k, self.run)
             self._send(topic, payload)
             if pred.final:
                 self._last_final[topic] = payload
@@ -142,6 +144,7 @@ class ZmqSink(Sink):
         self._thread.join(timeout=5)
         with self._lock:
             body = {"last_seq": dict(self.seq), "published": self.published, "report": self._report}
+            body["run"] = self.run
             self._send_summary(wire.control_payload("summary", self.publisher, 1, time.time(), body))
             self._sock.close()
         self._ctx.term()
@@ -188,7 +191,7 @@ class ZmqSink(Sink):
                     next_beat = time.monotonic() + self.heartbeat_s
                     self.heartbeats += 1
                     body = {"last_seq": dict(self.seq), "published": self.published}
-                    body["subscribers"] = self.subscribers
+                    body["subscribers"], body["run"] = self.subscribers, self.run
                     beat = wire.control_payload(
                         "heartbeat", self.publisher, self.heartbeats, time.time(), body
                     )

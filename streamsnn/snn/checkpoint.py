@@ -4,11 +4,16 @@ A checkpoint is a plain dictionary saved with ``torch.save`` and loaded with
 ``weights_only=True`` (tensors and plain containers only, no pickled code): ``arch`` (the
 architecture and its arguments), ``input`` (shape, encoder and its options), ``state_dict``,
 ``metrics`` and the training config that produced it. ``builtin:NAME`` names the checkpoints
-shipped in ``streamsnn/assets/``.
+shipped in ``streamsnn/assets/``. A file that is missing, refused by the safe loader or
+inconsistent (an unknown architecture, an argument it does not take, weights that do not fit
+it, no input shape) is a ``CheckpointError`` naming the file and what is wrong.
 """
 
 from __future__ import annotations
 
+import pickle
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +27,20 @@ from streamsnn.snn.network import SpikingNetwork
 
 FORMAT = "streamsnn-checkpoint/1"
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
+# sentences of torch's load errors that advise loading unsafely (weights_only=False, allowlisting
+# globals) or point elsewhere: left out of our messages
+_ADVICE = re.compile(
+    r"weights_only|torch\.load|safe_globals|trust|file an issue|Weights only load failed|PyTorch 2\.6|\x1b",
+    re.IGNORECASE,
+)
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used; the message names the file and what is wrong."""
+
+
+class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
+    """No checkpoint file (or shipped checkpoint) of that name."""
 
 
 @dataclass
@@ -53,11 +72,11 @@ def resolve_weights(name: str) -> Path:
         path = ASSETS / f"{name.split(':', 1)[1]}.pt"
         if not path.exists():
             known = ", ".join(f"builtin:{p.stem}" for p in sorted(ASSETS.glob("*.pt")))
-            raise FileNotFoundError(f"no shipped weights '{name}'; shipped: {known or 'none'}")
+            raise CheckpointNotFoundError(f"no shipped weights '{name}'; shipped: {known or 'none'}")
         return path
     path = Path(name)
     if not path.exists():
-        raise FileNotFoundError(f"weights file not found: {path}")
+        raise CheckpointNotFoundError(f"weights file not found: {path}")
     return path
 
 
@@ -84,18 +103,62 @@ def save_checkpoint(
 
 
 def load_checkpoint(name: str) -> LoadedModel:
-    """Load ``name`` (path or ``builtin:NAME``) safely and rebuild its ANN."""
+    """Load ``name`` (path or ``builtin:NAME``) safely and rebuild its ANN; ``CheckpointError``
+    says what is wrong with it."""
     path = resolve_weights(name)
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:  # what torch's safe loader refuses
+        raise CheckpointError(
+            f"{path}: refused: the safe loader reads only tensors and plain containers, and runs "
+            f"nothing ({_reason(err)})"
+        ) from None
     except Exception as err:  # torch raises several types for corrupt or foreign files
-        raise ValueError(
-            f"{path}: not a readable streamsnn checkpoint ({type(err).__name__}: {err})"
+        raise CheckpointError(
+            f"{path}: not a readable streamsnn checkpoint ({type(err).__name__}: {_reason(err)})"
         ) from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise ValueError(f"{path}: not a streamsnn checkpoint (expected format {FORMAT})")
-    ann = build_model(payload["arch"])
-    ann.load_state_dict(payload["state_dict"])
-    return LoadedModel(
-        ann.eval(), payload["input"], payload.get("metrics", {}), path, payload.get("train_config", {})
-    )
+        raise CheckpointError(f"{path}: not a streamsnn checkpoint (expected format {FORMAT})")
+    spec, state = payload.get("input"), payload.get("state_dict")
+    shape = spec.get("shape") if isinstance(spec, dict) else None
+    if not (isinstance(shape, list | tuple) and len(shape) == 3 and all(_positive_int(n) for n in shape)):
+        raise CheckpointError(f"{path}: input: expected a map with shape [C, H, W] (positive integers)")
+    if not isinstance(state, dict) or not state:
+        raise CheckpointError(f"{path}: state_dict: no weights")
+    try:
+        ann = build_model(payload.get("arch"))
+    except ValueError as err:
+        raise CheckpointError(f"{path}: arch: {err}") from None
+    expected = ann.state_dict()
+    wrong = {
+        "missing": [k for k in expected if k not in state],
+        "unexpected": [k for k in state if k not in expected],
+        "of another shape": [
+            k for k in expected if k in state and getattr(state[k], "shape", None) != expected[k].shape
+        ],
+    }
+    if any(wrong.values()):
+        found = "; ".join(f"{what}: {_some(keys)}" for what, keys in wrong.items() if keys)
+        raise CheckpointError(f"{path}: state_dict does not fit arch {payload['arch']['name']}: {found}")
+    ann.load_state_dict(state)
+    metrics, train_config = payload.get("metrics", {}), payload.get("train_config", {})
+    if not isinstance(metrics, dict) or not isinstance(train_config, dict):
+        raise CheckpointError(f"{path}: metrics and train_config must be maps")
+    return LoadedModel(ann.eval(), spec, metrics, path, train_config)
+
+
+def _positive_int(n: Any) -> bool:
+    return isinstance(n, int) and not isinstance(n, bool) and n > 0
+
+
+def _some(keys: Iterable[str]) -> str:
+    """The first keys of ``keys`` and how many there are."""
+    keys = list(map(str, keys))
+    return ", ".join(keys[:3]) + (f"... ({len(keys)} in all)" if len(keys) > 3 else "")
+
+
+def _reason(err: Exception) -> str:
+    """What torch says is wrong with a file, without its advice to load it unsafely."""
+    text = str(err).split("WeightsUnpickler error:")[-1]
+    sentences = (s.strip() for s in re.split(r"(?<=[.:])\s+|\n+", text))
+    return " ".join(s for s in sentences if s and not _ADVICE.search(s)) or type(err).__name__

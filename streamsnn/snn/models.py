@@ -7,6 +7,8 @@ checkpoint is rebuilt without code from the user.
 from __future__ import annotations
 
 import functools
+import inspect
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -188,13 +190,24 @@ def is_spiking(model: nn.Module) -> bool:
     return any(isinstance(m, SpikingNeuron) for m in model.modules())
 
 
-def build_model(arch: dict[str, Any]) -> nn.Sequential:
-    """The ANN described by ``arch`` (``{"name": ..., **kwargs}``)."""
+def build_model(arch: Mapping[str, Any]) -> nn.Sequential:
+    """The ANN described by ``arch`` (``{"name": ..., **kwargs}``); ``ValueError`` names an
+    unknown architecture or the argument it does not take."""
+    if not isinstance(arch, Mapping):
+        raise ValueError(
+            f"expected a map of the architecture's name and arguments, got {type(arch).__name__}"
+        )
     arch = dict(arch)
     name = arch.pop("name", None)
-    if name not in ARCHITECTURES:
-        raise KeyError(f"unknown architecture '{name}'; known: {', '.join(ARCHITECTURES)}")
-    for key in ("widths",):
-        if key in arch:
-            arch[key] = tuple(arch[key])
-    return ARCHITECTURES[name](**arch)
+    if not isinstance(name, str) or name not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {name!r}; known: {', '.join(ARCHITECTURES)}")
+    takes = inspect.signature(ARCHITECTURES[name]).parameters
+    unknown = [str(k) for k in arch if k not in takes]
+    if unknown:
+        raise ValueError(f"{name} takes no argument {', '.join(unknown)} (it takes {', '.join(takes)})")
+    try:
+        if "widths" in arch:
+            arch["widths"] = tuple(arch["widths"])
+        return ARCHITECTURES[name](**arch)
+    except (TypeError, ValueError, RuntimeError) as err:  # an argument of the wrong type or value
+        raise ValueError(f"{name}: {err}") from None

@@ -17,9 +17,17 @@ Each format is read by the field's own library:
 - ``.npy``: a structured array with fields ``t``/``timestamp``, ``x``, ``y``, ``p``/``polarity``;
   geometry from a ``sensors/`` profile.
 
-Damaged files raise ``RecordingError`` naming the file and the position (packet or byte); the
-events before it are kept. A ``RecordingSource`` replays a file, a folder or a glob of files; a
-damaged file ends its own stream early and is counted (``stats['damaged_files']``), the others
+Every packet read is checked on the way in (``streamsnn.events.EventCheck``), never reinterpreted:
+events with a NaN, infinite or negative time stamp or value are dropped and counted
+(``invalid_events``), so are events outside the sensor (``out_of_bounds_events``); events out of
+time order are sorted within their packet and counted (``reordered_events``). A file that is not
+what it claims — a DAT file without its header or with an unknown event type, fields that are
+not numbers, fractional time stamps, a jump forward of more than ``max_gap_s``, more than a tenth
+of its events out of order (random bytes) — is refused like a damaged one.
+
+Damaged files raise ``RecordingError`` naming the file and the position (packet, byte or event);
+the events before it are kept. A ``RecordingSource`` replays a file, a folder or a glob of files;
+a damaged file ends its own stream early and is counted (``stats['damaged_files']``), the others
 continue.
 """
 
@@ -35,9 +43,18 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import Field, PositiveInt
+from pydantic import Field, PositiveFloat, PositiveInt
 
-from streamsnn.events import EVENT_DTYPE, Packet, Sensor, load_sensor, make_events, to_events
+from streamsnn.events import (
+    EVENT_DTYPE,
+    MAX_GAP_US,
+    EventCheck,
+    EventError,
+    Packet,
+    Sensor,
+    load_sensor,
+    make_events,
+)
 from streamsnn.options import Options
 from streamsnn.sources.base import SOURCES, SourceBase
 
@@ -54,6 +71,7 @@ FORMATS = {
 NMNIST_SENSOR = Sensor("nmnist", 34, 34, 2, "ATIS (N-MNIST saccades)", "bin")
 NMNIST_EVENT_BYTES = 5
 DAT_EVENT_BYTES = 8
+DAT_EVENT_TYPES = {0: "Event2d", 12: "EventCD"}  # the type byte after a DAT header; both 8 bytes
 
 
 class RecordingError(ValueError):
@@ -69,10 +87,22 @@ class Recording:
     format: str
     sensor: Sensor | None
 
-    def packets(self) -> Iterator[np.ndarray]:
-        """Events (``EVENT_DTYPE``) in file order, a stored packet at a time; raises
-        ``RecordingError`` at a damaged place after yielding everything before it."""
-        yield from _READERS[self.format](self.path)
+    def packets(self, check: EventCheck | None = None) -> Iterator[np.ndarray]:
+        """Events (``EVENT_DTYPE``) in file order, a stored packet at a time, each through ``check``
+        (None: a fresh ``EventCheck`` on the file's geometry that refuses what it would drop);
+        raises ``RecordingError`` at a damaged place after yielding everything before it."""
+        if check is None:
+            check = EventCheck(self.sensor)
+        for index, raw in enumerate(_READERS[self.format](self.path)):
+            try:
+                events, error = check(raw)
+            except EventError as err:  # the packet as a whole is not events
+                where = f"packet {index}: " if index else ""
+                raise RecordingError(f"{self.path}: {where}{err}") from None
+            if len(events):
+                yield events
+            if error is not None:
+                raise RecordingError(f"{self.path}: {error}")
 
 
 def recording_format(path: Path, fmt: str | None = None) -> str:
@@ -106,9 +136,13 @@ def open_recording(path: str | Path, fmt: str | None = None) -> Recording:
     return Recording(path, fmt, sensor)
 
 
-def read_events(path: str | Path, fmt: str | None = None) -> np.ndarray:
-    """All events of a recording (``EVENT_DTYPE``)."""
-    parts = list(open_recording(path, fmt).packets())
+def read_events(path: str | Path, fmt: str | None = None, counts: dict[str, int] | None = None) -> np.ndarray:
+    """All events of a recording (``EVENT_DTYPE``), checked against its stated geometry (else
+    what ``EVENT_DTYPE`` holds), events out of order sorted within their stored packet. Dropped
+    and reordered events are counted in ``counts``; without it a file that would lose an event is
+    refused (``RecordingError``)."""
+    rec = open_recording(path, fmt)
+    parts = list(rec.packets(EventCheck(rec.sensor, counts)))
     if len(parts) == 1:
         return parts[0]
     return join_events(parts)
@@ -155,9 +189,8 @@ def _aedat4_packets(path: Path) -> Iterator[np.ndarray]:
             ) from None
         index += 1
         if "events" in packet:
-            events = to_events(packet["events"])
-            count += len(events)
-            yield events
+            count += len(packet["events"])
+            yield packet["events"]
 
 
 # -- jAER AER-DAT 2.0 ------------------------------------------------------------------------------
@@ -239,12 +272,23 @@ def _prophesee_sensor(path: Path) -> Sensor | None:
 def _read_dat(path: Path) -> Iterator[np.ndarray]:
     import aestream
 
-    _, offset = _prophesee_header(path)
-    payload = path.stat().st_size - offset - 2  # two bytes after the header: event type and size
+    lines, offset = _prophesee_header(path)
+    with open(path, "rb") as f:
+        f.seek(offset)
+        kind = f.read(2)  # two bytes after the header: event type and size
+    if not lines:
+        raise RecordingError(f"{path}: not a Prophesee DAT file: no '% ...' header lines")
+    if len(kind) == 2 and (kind[0] not in DAT_EVENT_TYPES or kind[1] != DAT_EVENT_BYTES):
+        raise RecordingError(
+            f"{path}: not a Prophesee DAT file of events: event type {kind[0]}, size {kind[1]} after the "
+            f"header at byte {offset} (known: {', '.join(f'{k} {v}' for k, v in DAT_EVENT_TYPES.items())}; "
+            f"size {DAT_EVENT_BYTES})"
+        )
+    payload = path.stat().st_size - offset - 2
     good = max(payload, 0) // DAT_EVENT_BYTES
     sensor = _prophesee_sensor(path) or Sensor("dat", 1 << 14, 1 << 14)
     if good:
-        yield to_events(aestream.FileInput(str(path), (sensor.width, sensor.height)).load())[:good]
+        yield aestream.FileInput(str(path), (sensor.width, sensor.height)).load()[:good]
     if payload < 0 or payload % DAT_EVENT_BYTES:
         raise RecordingError(
             f"{path}: truncated at byte {offset + 2 + good * DAT_EVENT_BYTES} "
@@ -263,7 +307,7 @@ def _read_raw(path: Path) -> Iterator[np.ndarray]:
     if encoding is None:
         raise RecordingError(f"{path}: the header names no EVT 2.0/3.0 encoding (header: {lines[:4]})")
     try:
-        events = to_events(Wizard(encoding=encoding, fpath=str(path)).read())
+        events = Wizard(encoding=encoding, fpath=str(path)).read()
     except (RuntimeError, ValueError, OSError) as err:
         raise RecordingError(f"{path}: damaged {encoding.upper()} data: {err}") from None
     yield events
@@ -276,7 +320,7 @@ def _read_nmnist(path: Path) -> Iterator[np.ndarray]:
     data = path.read_bytes()
     good = len(data) // NMNIST_EVENT_BYTES
     dtype = np.dtype([("x", "<i2"), ("y", "<i2"), ("t", "<i8"), ("p", "i1")])
-    yield to_events(read_mnist_file(io.BytesIO(data[: good * NMNIST_EVENT_BYTES]), dtype, is_stream=True))
+    yield read_mnist_file(io.BytesIO(data[: good * NMNIST_EVENT_BYTES]), dtype, is_stream=True)
     if len(data) % NMNIST_EVENT_BYTES:
         raise RecordingError(
             f"{path}: truncated at byte {good * NMNIST_EVENT_BYTES} (N-MNIST events are "
@@ -289,10 +333,12 @@ def _read_numpy(path: Path) -> Iterator[np.ndarray]:
         array = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as err:
         raise RecordingError(f"{path}: not a readable .npy event array ({err})") from None
-    try:
-        yield to_events(array)
-    except ValueError as err:
-        raise RecordingError(f"{path}: {err}") from None
+    if array.dtype.names is None or array.ndim != 1:
+        raise RecordingError(
+            f"{path}: not an event array: a 1-D structured array with fields t, x, y, p is expected "
+            f"(got {array.dtype} of shape {array.shape})"
+        )
+    yield array
 
 
 _READERS = {
@@ -336,6 +382,11 @@ class RecordingSourceConfig(Options):
         "stream", description="stream: each file one continuous stream; sample: each file one sample"
     )
     packet_us: PositiveInt = Field(10_000, description="stream mode: sensor time per packet (µs)")
+    max_gap_s: PositiveFloat = Field(
+        MAX_GAP_US / 1e6,
+        description="the longest time between consecutive events (s); a longer jump is refused as a "
+        "damaged time stamp (the file ends there and is counted in damaged_files)",
+    )
 
 
 @SOURCES.register(RecordingSourceConfig)
@@ -347,7 +398,8 @@ class RecordingSource(SourceBase):
     exit and reset policies, and ``realtime`` releases the packets at sensor time.
     ``mode='sample'``: each recording is one sample (offline replay of e.g. N-MNIST files; the
     runner paces those). ``sensor`` names a ``sensors/`` profile; when the file states its
-    geometry too, the two must agree. Replays never drop data (``live`` is False).
+    geometry too, the two must agree. Replays never drop data (``live`` is False); bad events are
+    dropped or refused as the module docstring says, and counted in ``stats``.
     """
 
     kind = "events"
@@ -358,6 +410,7 @@ class RecordingSource(SourceBase):
     def __init__(self, config: RecordingSourceConfig) -> None:
         self.paths = recording_paths(config.path)
         self.format, self.mode, self.packet_us = config.format, config.mode, config.packet_us
+        self.max_gap_us = round(config.max_gap_s * 1e6)
         self.errors: list[str] = []
         self._packet_end: int | None = None  # sensor time (µs) closing the packet being cut
         first = open_recording(self.paths[0], config.format)
@@ -388,8 +441,9 @@ class RecordingSource(SourceBase):
         for i, path in enumerate(self.paths):
             stream = path.stem
             parts: list[np.ndarray] = []
+            check = EventCheck(self.sensor, self.stats, self.max_gap_us)
             try:
-                for events in open_recording(path, self.format).packets():
+                for events in open_recording(path, self.format).packets(check):
                     if self.mode == "sample":
                         parts.append(events)
                     else:
@@ -402,13 +456,15 @@ class RecordingSource(SourceBase):
                 yield Packet(stream, None, np.empty(0, EVENT_DTYPE), end_of_sample=False, end_of_stream=True)
             else:
                 events = join_events(parts)
-                t0 = int(events["t"][0]) if len(events) else 0
+                t0 = int(events["t"].min()) if len(events) else 0  # packets may overlap in time
                 t_end = int(events["t"].max()) + 1 if len(events) else t0
                 yield Packet(stream, i, events, None, t0, t_end)
             self._packet_end = None
 
     def _stream_packets(self, stream: str, events: np.ndarray) -> Iterator[Packet]:
-        """Re-cut stored packets into packets of ``packet_us`` sensor time."""
+        """Re-cut stored packets (checked: in time order, gaps bounded by ``max_gap_s``) into
+        packets of ``packet_us`` sensor time. A packet without events is a heartbeat
+        (``t_end_us``), so the slices of a quiet stretch close one by one, as a live sensor's do."""
         if not len(events):
             return
         if self._packet_end is None:
@@ -421,8 +477,10 @@ class RecordingSource(SourceBase):
                 self.pace(int(t[-1]) + 1)
                 yield Packet(stream, None, events[lo:], end_of_sample=False)
                 return
+            self.pace(self._packet_end)
             if hi > lo:
-                self.pace(self._packet_end)
                 yield Packet(stream, None, events[lo:hi], end_of_sample=False)
+            else:
+                yield Packet(stream, None, events[:0], end_of_sample=False, t_end_us=self._packet_end)
             lo = hi
             self._packet_end += self.packet_us

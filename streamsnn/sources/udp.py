@@ -45,6 +45,13 @@ within 50 ms of ``close()``. aestream stays the way to read USB cameras (``sourc
 - datagrams that were already waiting when the source started reading (sent between building
   and running the pipeline) are kept and stamped 0, the start of reading: ``early_datagrams``.
 
+**Datagrams the kernel dropped.** Datagrams wait in the socket's receive buffer
+(``receive_buffer_bytes``; the kernel caps it at ``net.core.rmem_max``, a warning says so) until
+the source reads them; when it is full the kernel drops the next ones. On Linux the source asks
+for the socket's drop count with every datagram (``SO_RXQ_OVFL``: ancillary data of ``recvmsg``,
+the drops before that datagram was queued) and reads it once more when it stops (``SO_MEMINFO``:
+the drops after the last datagram read): ``dropped_datagrams``, logged when it first rises.
+
 ``stats`` also counts the ``datagrams`` and the ``events`` received (inside the sensor).
 """
 
@@ -53,6 +60,8 @@ from __future__ import annotations
 import itertools
 import logging
 import socket
+import struct
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -72,7 +81,11 @@ SPIF_MAX_COORD = 0x7FFF
 DATAGRAM_EVENTS = 128  # aestream's default packet size (512 bytes)
 MAX_DATAGRAM = 65_536
 POLL_S = 0.05  # longest wait in a blocking call before the source looks at ``close()`` again
-RECEIVE_BUFFER_BYTES = 4 << 20  # the socket's receive buffer (datagrams waiting to be read)
+# Linux's socket options for the drop count (not in Python's socket module): with every datagram
+# (SO_RXQ_OVFL, a uint32 cmsg) and in the socket's memory counters (SO_MEMINFO, word 8)
+SO_RXQ_OVFL = getattr(socket, "SO_RXQ_OVFL", 40)
+SO_MEMINFO, MEMINFO_DROPS = 55, 8
+_U32 = struct.Struct("=I")
 
 
 def spif_encode(events: np.ndarray) -> np.ndarray:
@@ -137,6 +150,12 @@ class UDPSourceConfig(SensorOptions):
     stop_after_silence_s: PositiveFloat | None = Field(
         None, description="end the stream after this much silence (s; null: run until stopped)"
     )
+    receive_buffer_bytes: int = Field(
+        4 << 20,
+        ge=1024,
+        description="the socket's receive buffer (bytes): datagrams wait there while the source is busy; "
+        "beyond it the kernel drops them (counted: dropped_datagrams)",
+    )
     _no_sensor: ClassVar[str | None] = (
         "give sensor (e.g. dvs128, see `streamsnn sensors`) or width and height"
     )
@@ -165,12 +184,13 @@ class UDPSource(SourceBase):
         host, port = config.host, config.port
         self._closed = threading.Event()
         self._lock = threading.Lock()
+        self._drops_lock = threading.Lock()  # the reading thread and close() both update the count
         try:
             self._sock = socket.socket(_family(host), socket.SOCK_DGRAM)
         except OSError as err:
             raise ConfigError(f"source.host: cannot open a UDP socket for '{host}': {err.strerror}") from None
         try:
-            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER_BYTES)
+            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, config.receive_buffer_bytes)
             self._sock.bind((host, port))
         except socket.gaierror as err:
             self._sock.close()
@@ -186,6 +206,61 @@ class UDPSource(SourceBase):
         self._warned_bounds = False
         for key in ("datagrams", "events", "silences", "recoveries", "out_of_bounds_events"):
             self.stats[key] = 0
+        self._ancillary = self._count_drops(config.receive_buffer_bytes)
+
+    def _count_drops(self, asked: int) -> int:
+        """Ask the kernel for the drop count with every datagram (Linux); the ancillary buffer's
+        size for ``recvmsg`` (0: drops are not counted here). Warn if the receive buffer is
+        smaller than ``asked`` (Linux reports twice what it grants)."""
+        granted = self._sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+        if sys.platform.startswith("linux") and granted // 2 < asked:
+            log.warning(
+                "%s: the kernel gave a receive buffer of %d bytes, not %d (net.core.rmem_max caps it): "
+                "datagrams beyond it are dropped (dropped_datagrams)",
+                self.stream,
+                granted // 2,
+                asked,
+            )
+        try:
+            self._sock.setsockopt(socket.SOL_SOCKET, SO_RXQ_OVFL, 1)
+        except OSError:
+            log.info("%s: this system does not count the datagrams its kernel drops", self.stream)
+            return 0
+        self.stats["dropped_datagrams"] = 0
+        return socket.CMSG_SPACE(_U32.size)
+
+    def _dropped(self, total: int) -> None:
+        """The socket's drop count (since it was opened) is ``total``."""
+        with self._drops_lock:
+            before = self.stats["dropped_datagrams"]
+            self.stats["dropped_datagrams"] = max(before, total)
+        if before == 0 < total:
+            log.warning(
+                "%s: the kernel dropped datagrams (its receive buffer was full: the source reads too "
+                "slowly, or receive_buffer_bytes is too small); counted in dropped_datagrams",
+                self.stream,
+            )
+
+    def _receive(self, buf: bytearray) -> int:
+        """One datagram into ``buf`` (its size), with the socket's drop count."""
+        if not self._ancillary:
+            return self._sock.recv_into(buf)
+        size, ancillary, _, _ = self._sock.recvmsg_into([buf], self._ancillary)
+        for level, kind, data in ancillary:
+            if level == socket.SOL_SOCKET and kind == SO_RXQ_OVFL and len(data) >= _U32.size:
+                self._dropped(_U32.unpack_from(data)[0])
+        return size
+
+    def _last_drops(self) -> None:
+        """Drops after the last datagram read carry no datagram: read the count itself (Linux)."""
+        if not self._ancillary:
+            return
+        try:
+            words = self._sock.getsockopt(socket.SOL_SOCKET, SO_MEMINFO, 4 * 16)
+        except OSError:
+            return
+        if len(words) >= 4 * (MEMINFO_DROPS + 1):
+            self._dropped(_U32.unpack_from(words, 4 * MEMINFO_DROPS)[0])
 
     def __len__(self) -> int:
         """0: a live stream has no known length."""
@@ -217,6 +292,7 @@ class UDPSource(SourceBase):
                     self.count("silences")
                     log.warning("%s: no data for %.1f s (silence reported once)", self.stream, quiet_s)
                 if self.stop_after_silence_s is not None and quiet_s >= self.stop_after_silence_s:
+                    self._last_drops()
                     self.count("stopped_after_silence")
                     log.warning(
                         "%s: no data for %.1f s: ending the stream (stop_after_silence_s)",
@@ -227,7 +303,7 @@ class UDPSource(SourceBase):
                 continue
             try:
                 self._sock.settimeout(min(max((emit_ns - now) / 1e9, 1e-4), POLL_S))
-                size = self._sock.recv_into(buf)
+                size = self._receive(buf)
             except (TimeoutError, BlockingIOError, InterruptedError):
                 continue
             except OSError:
@@ -280,7 +356,7 @@ class UDPSource(SourceBase):
         self._sock.setblocking(False)
         try:
             while True:
-                size = self._sock.recv_into(buf)
+                size = self._receive(buf)
                 self.count("early_datagrams")
                 parts.append(self._decode(memoryview(buf)[:size], 0))
         except (BlockingIOError, InterruptedError):
@@ -294,7 +370,21 @@ class UDPSource(SourceBase):
         """Stop reading (an iteration in another thread ends within 50 ms) and free the port."""
         with self._lock:
             self._closed.set()
+            if self._sock.fileno() >= 0:
+                self._last_drops()
             self._sock.close()
+
+
+def send_address(host: str, port: int) -> tuple[socket.AddressFamily, tuple[object, ...]]:
+    """Where ``send_events`` sends: the address family and socket address of ``host:port``,
+    resolved once; ``ValueError`` names a port outside 1..65535 or a host that does not resolve."""
+    if not 0 < port <= 65535:
+        raise ValueError(f"port {port} is not a UDP port (1..65535)")
+    try:
+        family, _, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)[0]
+    except socket.gaierror as err:
+        raise ValueError(f"cannot resolve host '{host}': {err.strerror}") from None
+    return family, address
 
 
 def send_events(
@@ -314,6 +404,8 @@ def send_events(
     and receives) from at most ``datagram_us`` of sensor time. With ``realtime`` each datagram
     leaves when its last event has happened on the wall clock, sensor time divided by ``speed``;
     without it everything is sent at once. ``stop`` (set from another thread) ends the sending early.
+    ``ValueError`` (before anything is sent) names a bad address (``send_address``) or
+    coordinates SPIF cannot carry (``spif_encode``); ``OSError`` a socket that refuses to send.
     """
     if events_per_datagram < 1 or 4 * events_per_datagram > MAX_DATAGRAM - 8:
         most = (MAX_DATAGRAM - 8) // 4
@@ -322,6 +414,7 @@ def send_events(
         raise ValueError(f"speed must be > 0, got {speed}")
     if datagram_us < 1:
         raise ValueError(f"datagram_us must be >= 1 µs, got {datagram_us}")
+    family, address = send_address(host, port)
     if len(events) == 0:
         return 0
     if np.any(np.diff(events["t"]) < 0):
@@ -335,7 +428,7 @@ def send_events(
         edges.extend(range(edges[-1] + events_per_datagram, end, events_per_datagram))
         edges.append(end)
     sent = 0
-    with socket.socket(_family(host), socket.SOCK_DGRAM) as sock:
+    with socket.socket(family, socket.SOCK_DGRAM) as sock:
         wall0 = time.monotonic()
         for lo, hi in itertools.pairwise(edges):
             if stop is not None and stop.is_set():
@@ -345,7 +438,7 @@ def send_events(
                 if delay > 0:
                     time.sleep(delay)
             try:
-                sock.sendto(words[lo:hi].tobytes(), (host, port))
+                sock.sendto(words[lo:hi].tobytes(), address)
             except ConnectionRefusedError:  # nobody listening (yet): UDP loses it, as on a wire
                 continue
             sent += hi - lo

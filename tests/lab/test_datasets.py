@@ -55,3 +55,35 @@ def test_both_rolls_then_rotates_bilinearly():
     assert sum(v not in values for v in out.flatten().tolist()) > 0.5 * out.numel()  # interpolated
     with pytest.raises(ValueError, match="unknown CIFAR10-DVS augmentation 'some'; use one_of or both"):
         augment_event_frames(x, np.random.default_rng(2), "some")
+
+
+def test_cifar10_batches_are_read_without_running_what_they_hold(tmp_path):
+    """The official layout (Python 2 pickles of numpy arrays) reads; a planted data_batch_1 that
+    would create a folder when unpickled is refused, naming the file and the global, and does nothing."""
+    import os
+    import pickle
+
+    from streamsnn.lab.datasets import DatasetError, cifar10_arrays
+    from tests.datasets_layout import write_cifar10
+
+    root = write_cifar10(tmp_path / "data", per_batch=3)
+    images, labels = cifar10_arrays(root, "train")
+    assert images.shape == (15, 3, 32, 32) and images.dtype == np.uint8 and labels.shape == (15,)
+
+    marker = tmp_path / "ran"
+
+    class Planted:
+        def __reduce__(self):
+            return (os.mkdir, (str(marker),))
+
+    with open(root / "cifar-10-batches-py" / "data_batch_1", "wb") as f:
+        pickle.dump({b"data": Planted(), b"labels": [0]}, f)
+    with pytest.raises(
+        DatasetError, match=r"data_batch_1: not a readable CIFAR-10 batch .*refuses 'posix\.mkdir'"
+    ):
+        cifar10_arrays(root, "train")
+    assert not marker.exists()
+    with open(root / "cifar-10-batches-py" / "data_batch_1", "wb") as f:
+        pickle.dump({b"data": np.zeros((2, 3072), np.float32), b"labels": [0, 1]}, f)
+    with pytest.raises(DatasetError, match=r"data is ndarray \(2, 3072\), not N×3072 uint8"):
+        cifar10_arrays(root, "train")

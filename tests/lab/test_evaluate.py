@@ -13,6 +13,7 @@ from streamsnn.lab.calibrate import calibrate, collect
 from streamsnn.lab.evaluate import aet, empirical_aet, evaluate, replay, row
 from streamsnn.lab.policy_training import first_slice_inputs, save_policy
 from streamsnn.policies import EXIT_POLICIES
+from streamsnn.policies.calibration import CALIBRATION_FORMAT, Calibration
 from streamsnn.runtime import build_pipeline, run_pipeline
 from streamsnn.snn.models import build_model
 
@@ -203,6 +204,39 @@ def test_evaluate_refuses_a_wall_time_deadline(pipeline, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "policy.exit.compute_ms" in err and "cannot be replayed" in err and "Traceback" not in err
     assert not (tmp_path / "none.json").exists()
+
+
+def test_evaluate_checks_the_policy_network_before_any_work(pipeline, tmp_path, capsys, monkeypatch):
+    """A missing or refused --policy-net (or configured policy network) is an error before
+    anything runs: no calibration on val is written, no recording is even generated (the
+    digits-dvs cache stays empty); a configured policy's other files are checked before the
+    collection."""
+    from tests.snn.test_checkpoint import RunsCode
+
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    monkeypatch.setenv("STREAMSNN_CACHE", str(cache))
+    evil = tmp_path / "evil.pt"
+    torch.save({"format": "streamsnn-checkpoint/1", "arch": RunsCode(tmp_path / "ran")}, evil)
+    calibration = tmp_path / "none.json"
+    base = ["evaluate", str(pipeline), "--calibration", str(calibration), "--no-progress"]
+    cases = [
+        (["--policy-net", str(tmp_path / "none.pt")], f"policy network: weights file not found: {tmp_path}"),
+        (["--policy-net", str(evil)], f"policy network: {evil}: refused: the safe loader"),
+        (["--set", f"policy.exit={{type: policy_net, weights: {evil}}}"], f"{evil}: refused"),
+    ]
+    for args, error in cases:
+        assert main([*base, *args]) == 2
+        err = capsys.readouterr().err
+        assert error in err and "Traceback" not in err and "weights_only" not in err
+    # with a calibration there, the rows are built (their files read) before collecting
+    Calibration(
+        CALIBRATION_FORMAT, "digits-dvs", "val", 15, 15.0, 1.0, 0.9, 1e-4, 0.0, None, 1, 1, 7, 0.5, []
+    ).save(calibration)
+    args = ["--set", f"policy.exit={{type: dynamic_confidence, calibration: {tmp_path / 'other.json'}}}"]
+    assert main([*base, *args]) == 2
+    assert "other.json: not a readable calibration file" in capsys.readouterr().err
+    assert not (tmp_path / "ran").exists() and list(cache.iterdir()) == []
 
 
 def test_cli_evaluate_equals_cli_run(pipeline, calibration, tmp_path, capsys):

@@ -1,3 +1,9 @@
+import json
+import re
+import shutil
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -7,6 +13,7 @@ from streamsnn.lab.datasets import random_windows
 from streamsnn.lab.train import train
 from streamsnn.snn.checkpoint import load_checkpoint
 from streamsnn.sources.digits import RECORDING_US
+from tests.datasets_layout import partial_copy
 
 
 def test_training_is_seeded_and_reproducible(root, tmp_path):
@@ -59,3 +66,60 @@ def test_training_config_reproduces_the_shipped_weights(root, tmp_path, name):
             cosine = torch.nn.functional.cosine_similarity(weight.flatten(), fresh[key].flatten(), dim=0)
             assert cosine > 0.9, (key, float(cosine))
     assert abs(result["val_accuracy_ann"] - shipped["metrics"]["val_accuracy_ann"]) <= 0.01
+
+
+def train_cli(root, data, tmp_path, *sets):
+    """``streamsnn train`` of the CIFAR10-DVS config on ``data`` (one step), with its progress bars."""
+    smoke = [
+        "data.download=false",
+        "data.limit=4",
+        "train.max_steps=1",
+        "train.epochs=1",
+        "train.batch_size=2",
+    ]
+    args = [x for s in (*smoke, f"data.root={data}", *sets) for x in ("--set", s)]
+    config = root / "configs" / "cifar10dvs_vggsnn_tet.yaml"
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "streamsnn.cli",
+            "train",
+            str(config),
+            *args,
+            "--output",
+            str(tmp_path / "w.pt"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
+    )
+
+
+def test_training_skips_a_damaged_recording_naming_it(root, cifar10dvs_root, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(cifar10dvs_root, data)
+    damaged = (
+        data / "CIFAR10DVS" / "automobile" / "cifar10_automobile_0.aedat4"
+    )  # the second of the train split
+    damaged.write_bytes(damaged.read_bytes()[:300])
+    done = train_cli(root, data, tmp_path)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert "skipping train sample 1: " in done.stderr and "cifar10_automobile_0.aedat4" in done.stderr
+    assert json.loads(done.stdout)["data_stats"] == {"skipped_samples": 1}
+    assert load_checkpoint(str(tmp_path / "w.pt")).input_shape == (2, 48, 48)
+
+
+def test_training_on_a_partial_copy_says_which_split_is_empty_and_why(root, cifar10dvs_root, tmp_path):
+    data = partial_copy(cifar10dvs_root, tmp_path / "partial")
+    done = train_cli(root, data, tmp_path)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert re.match(
+        r"error: .*cifar10dvs_vggsnn_tet\.yaml: data: CIFAR10-DVS split 'val' is empty: it takes recordings "
+        r"800–899 of each class .* numbered 0–99\. A partial copy of the data set is split with "
+        r"split_by: share",
+        done.stderr,
+    )
+    done = train_cli(root, data, tmp_path, "data.split_by=share")
+    assert done.returncode == 0, done.stderr[-2000:]

@@ -87,3 +87,16 @@ def test_many_producers_and_consumers_lose_and_repeat_nothing():
         t.join(10)
     assert not any(t.is_alive() for t in producers + consumers)
     assert sorted(got) == list(range(300)) + list(range(1000, 1300))
+
+
+def test_drop_oldest_never_drops_markers_nor_drops_for_them():
+    """Only droppable items (a live source's slices) are dropped, and only to make room for
+    another one: an end marker neither is dropped nor pushes a slice out."""
+    q = BoundedQueue(2, "drop_oldest", droppable=lambda item: isinstance(item, int))
+    for item in (1, "end-a", 2, 3, "end-b", "end"):
+        q.put(item)
+    assert q.dropped == 2  # 1 and 2, each pushed out by the next number
+    assert [q.get_nowait() for _ in range(len(q))] == ["end-a", 3, "end-b", "end"]
+    for item in ("end-a", "end-b", 4):  # a full queue of markers takes a new item too
+        q.put(item)
+    assert q.dropped == 2 and [q.get_nowait() for _ in range(len(q))] == ["end-a", "end-b", 4]

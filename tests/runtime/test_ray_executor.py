@@ -3,7 +3,9 @@ report as the local executor, and a worker killed mid-replay costs no sample and
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import ipaddress
 import json
 import os
 import signal
@@ -18,7 +20,7 @@ import ray
 
 from streamsnn.config import ConfigError, load_pipeline
 from streamsnn.runtime import build_pipeline, run_pipeline
-from streamsnn.runtime.ray_executor import run_on_ray
+from streamsnn.runtime.ray_executor import init_local, run_on_ray
 from streamsnn.sinks import Sink
 from streamsnn.sources.udp import send_events
 from tests.sinks.test_zeromq import ZMQ, Collector
@@ -37,7 +39,7 @@ SAME = (
 
 @pytest.fixture(scope="module")
 def local_ray():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    init_local(ray, 2)  # as executor: ray starts one: on 127.0.0.1 only
     yield
     ray.shutdown()
 
@@ -192,9 +194,11 @@ def test_calibrate_and_evaluate_commands_take_executor_ray(root, tmp_path, local
     assert "Dynamic Confidence" in capsys.readouterr().out
 
 
-def test_ctrl_c_ends_live_streams_on_ray_and_still_reports(root, tmp_path):
-    """SIGINT to ``streamsnn run --executor ray`` (its own local Ray instance): every group's
-    streams end, open decisions close, and the report of what was decided is written (exit 130)."""
+@pytest.mark.parametrize("name, code", [("SIGINT", 130), ("SIGTERM", 143)])
+def test_a_stop_signal_ends_live_streams_on_ray_and_still_reports(root, tmp_path, name, code):
+    """SIGINT or SIGTERM (for which Ray's init sets a handler of its own) to ``streamsnn run
+    --executor ray`` (its own local Ray instance): every group's streams end, open decisions
+    close, and the report of what was decided is written (exit 130 or 143)."""
     import subprocess
     import sys
 
@@ -219,11 +223,12 @@ def test_ctrl_c_ends_live_streams_on_ray_and_still_reports(root, tmp_path):
                 break
             time.sleep(0.1)
         assert proc.poll() is None, proc.communicate()[1][-3000:]
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(getattr(signal, name))
         _, stderr = proc.communicate(timeout=60)
     finally:
         proc.kill()
-    assert proc.returncode == 130, stderr[-3000:]
+    assert proc.returncode == code, stderr[-3000:]
+    assert "Traceback" not in stderr
     written = json.loads(report.read_text())
     assert written["interrupted"] and written["executor"] == "ray" and written["workers"] == 2
     preds = [json.loads(line) for line in out.read_text().splitlines()]
@@ -235,6 +240,89 @@ def test_ctrl_c_ends_live_streams_on_ray_and_still_reports(root, tmp_path):
     assert sorted(last) == ["digits-dvs/test/live#0", "digits-dvs/test/live#1"]
     assert all(p["final"] for p in last.values()), last
     assert max(p["t_end_us"] for p in preds) < 40 * 300_000 / 2
+
+
+def descendants(pid: int) -> set[int]:
+    """``pid`` and every process started under it (from /proc)."""
+    children = defaultdict(set)
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            children[int(stat.rsplit(")", 1)[1].split()[1])].add(int(entry.name))
+    found, todo = set(), [pid]
+    while todo:
+        p = todo.pop()
+        found.add(p)
+        todo.extend(children[p] - found)
+    return found
+
+
+def open_ports(pids: set[int]) -> list[tuple[int, str, ipaddress.IPv4Address | ipaddress.IPv6Address]]:
+    """(pid, protocol, local address) of every listening TCP socket and bound UDP socket held by
+    ``pids`` (from /proc/net and the processes' file descriptors)."""
+    inodes = {}
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                with contextlib.suppress(OSError):
+                    link = os.readlink(f"/proc/{pid}/fd/{fd}")
+                    if link.startswith("socket:["):
+                        inodes[int(link[8:-1])] = pid
+    found = []
+    for proto in ("tcp", "tcp6", "udp", "udp6"):
+        for line in Path(f"/proc/net/{proto}").read_text().splitlines()[1:]:
+            fields = line.split()
+            inode, state, local = int(fields[9]), fields[3], fields[1].split(":")[0]
+            if inode not in inodes or (proto.startswith("tcp") and state != "0A"):  # 0A: LISTEN
+                continue
+            raw = bytes.fromhex(local)  # 32-bit words in host (little-endian) order
+            raw = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
+            found.append((inodes[inode], proto, ipaddress.ip_address(raw)))
+    return found
+
+
+def is_loopback(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    mapped = getattr(address, "ipv4_mapped", None)  # ::ffff:127.0.0.1
+    return address.is_loopback or (mapped is not None and mapped.is_loopback)
+
+
+def test_a_local_ray_instance_listens_on_loopback_only(root, tmp_path):
+    """``streamsnn run --executor ray`` starts its own Ray (GCS, raylet, agents, workers): while
+    it runs, no socket of it or of any process under it listens on anything but loopback."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "preds.jsonl"
+    args = ["run", "pipelines/digits_dvs.yaml", "--executor", "ray", "--no-progress"]
+    sets = [f"source={{type: streams, sources: [{live(0).replace('limit: 2', 'limit: 40')}]}}"]
+    sets += ["ray.workers=1", f"sinks=[{{type: jsonl, path: '{out}'}}]", "policy.reset=on_exit"]
+    sets.append("report.path=null")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamsnn.cli", *args, *(a for s in sets for a in ("--set", s))],
+        cwd=root,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while proc.poll() is None and time.monotonic() < deadline:
+            if out.exists() and out.stat().st_size:
+                break
+            time.sleep(0.1)  # until the worker's predictions reach the driver's sink
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        ports = open_ports(descendants(proc.pid))
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, stderr[-3000:]
+    listening = [p for p in ports if p[1].startswith("tcp")]
+    assert len(listening) >= 4, ports  # the GCS, the raylet's servers, the driver and worker
+    assert all(is_loopback(address) for _, _, address in ports), ports
 
 
 def test_calibrate_and_evaluate_on_ray_equal_the_local_executor(root, tmp_path, local_ray):

@@ -1,8 +1,12 @@
 """Report files: strict JSON, and written whole or not at all (a full disk, a real tmpfs)."""
 
 import json
+import os
 
-from streamsnn.runtime.report import build_report, write_report
+import pytest
+
+from streamsnn.options import ConfigError
+from streamsnn.runtime.report import OutcomeLog, SampleOutcome, build_report, write_report
 from tests.small_disk import copied, fill, needs_small_disk, run_on_small_disk
 
 
@@ -17,7 +21,7 @@ def test_the_report_of_no_sample_is_strict_json(tmp_path):
     written = write_report(
         build_report([], {"wall_s": float("nan"), "x": [float("inf")]}), [], tmp_path / "r.json"
     )
-    assert [p.name for p in written] == ["r_samples.jsonl", "r.json"]
+    assert [p.name for p in written] == ["r.json", "r_samples.jsonl"]
     report = strict_json((tmp_path / "r.json").read_text())
     assert report["samples"] == 0 and report["wall_s"] is None and report["x"] == [None]
     assert report["input_latency_ms"]["p50"] is None and report["accuracy"] is None
@@ -43,3 +47,18 @@ def test_report_files_on_a_full_disk_are_left_as_they_were(root, tmp_path):
     assert left == earlier
     preds = [json.loads(line) for line in out.read_text().splitlines()]
     assert sum(p["final"] for p in preds) == 20
+
+
+def test_a_per_sample_file_written_by_one_run_is_refused_to_another(tmp_path):
+    """A stream run's per-sample file is locked while written: a second log on it (as a second
+    run would open it) is refused naming the file and the process, and truncates nothing."""
+    path = tmp_path / "report_samples.jsonl"
+    first = OutcomeLog(path)
+    outcome = SampleOutcome("s", 0, None, 1, 2, "confident", 20.0, 1.0, 1.0, 0)
+    first.append(outcome)
+    with pytest.raises(
+        ConfigError, match=f"per-sample file: {path} is being written by process {os.getpid()}"
+    ):
+        OutcomeLog(path)
+    first.close()
+    assert [o.sample for o in first] == [0]

@@ -1,13 +1,16 @@
+import gc
 import itertools
 import json
 import threading
 import time
+import tracemalloc
 from collections import defaultdict
 
 import pytest
 
 from streamsnn.config import ConfigError, PipelineConfig, load_pipeline
 from streamsnn.runtime import build_pipeline, run_pipeline
+from streamsnn.runtime.runner import Runner
 from streamsnn.sinks import Sink
 from streamsnn.sources.digits import DigitsDVS, DigitsDVSSourceConfig
 
@@ -120,10 +123,37 @@ def test_frame_source_with_direct_and_poisson_input(root):
 class SlowSink(Sink):
     def __init__(self, delay):
         self.delay, self.seen = delay, 0
+        self.got: list[tuple] = []  # (stream, sample, step, final, reason)
 
     def write(self, pred):
         self.seen += 1
+        self.got.append((pred.stream, pred.sample, pred.step, pred.final, pred.reason))
         time.sleep(self.delay)
+
+
+def assert_accounted(got: list[tuple], outcomes) -> None:
+    """Every prediction a live stream emitted (``got``: stream, sample, step, final, reason)
+    belongs to one decision (its ``sample``) and one state (reset on exit): decision k's are its
+    steps 1…s, the last one final, as its outcome says. Two ways a prediction is not a step of a
+    decision: a stream that ends with no slice left to step closes its decision by emitting its
+    newest prediction again, as the final one (``end_of_stream``); and after a stream's last
+    decision, non-final predictions of one it never closed (the gate refused its end) remain."""
+    preds = defaultdict(list)
+    for stream, sample, step, final, reason in got:
+        preds[stream, sample].append((step, final, reason))
+    decided = defaultdict(dict)
+    for o in outcomes:
+        decided[o.stream][o.sample] = o
+    for stream, decisions in decided.items():
+        assert sorted(decisions) == list(range(len(decisions))), stream
+        for k, o in decisions.items():
+            ps = preds.pop((stream, k))
+            steps = [step for step, _, _ in ps]
+            assert [p for p in ps if p[1]] == [ps[-1]] == [(o.steps, True, o.reason)], (stream, k)
+            again = o.reason == "end_of_stream" and steps == [*range(1, o.steps + 1), o.steps]
+            assert again or steps == list(range(1, o.steps + 1)), (stream, k, steps)
+    for (stream, sample), ps in preds.items():  # left: the open decision at a stream's end
+        assert sample == len(decided[stream]) and not any(final for _, final, _ in ps), (stream, sample)
 
 
 def test_live_stream_resets_on_exit_and_keeps_deciding(root):
@@ -153,7 +183,36 @@ def test_live_stream_drops_oldest_when_behind_and_counts(root):
     pipe.sinks.append(slow)
     result = run_pipeline(pipe)
     assert result.report["dropped_slices"] > 50
-    assert slow.seen == sum(o.steps for o in result.outcomes)  # everything emitted was delivered
+    assert slow.seen == result.report["predictions"]  # everything emitted was delivered
+    # and is accounted for, however far behind the stream's end found the loop (under load it
+    # may have stepped every slice left: the stream's newest prediction is then emitted again
+    # as its final one, one prediction more than the decisions' steps)
+    assert_accounted(slow.got, result.outcomes)
+
+
+def test_the_end_of_a_stream_is_never_dropped_for_a_slice(root):
+    """Live streams whose slices are dropped while the loop is behind (queue of 1, slow sink):
+    the markers of each stream's end and of the source's are kept, so every stream closes and
+    the run ends (a dropped end left a stream open and the loop waiting for it forever)."""
+    sources = ", ".join(
+        f"{{type: digits_dvs, live: true, packet_us: 2000, limit: 1, offset: {o}}}" for o in (0, 5, 9)
+    )
+    cfg = config(root, f"source={{type: streams, sources: [{sources}]}}", "runtime.queue_size=1")
+    pipe = build_pipeline(cfg)
+    slow = SlowSink(0.02)
+    pipe.sinks.append(slow)
+    done: list = []
+    runner = threading.Thread(target=lambda: done.append(run_pipeline(pipe)), daemon=True)
+    runner.start()
+    runner.join(120)
+    assert done, "the run did not end"
+    result = done[0]
+    assert result.report["dropped_slices"] > 0
+    assert {o.stream for o in result.outcomes} == {f"digits-dvs/test/live#{i}" for i in range(3)}
+    assert slow.seen == result.report["predictions"]
+    assert_accounted(slow.got, result.outcomes)
+    last = {stream: final for stream, _, _, final, _ in slow.got}
+    assert all(last.values()), last  # each stream's open decision closed at its end
 
 
 def test_mismatched_parts_are_config_errors(root):
@@ -285,3 +344,86 @@ def test_ranges_of_a_split_replayed_apart_give_the_whole_replay(root):
     ]
     assert [sorted(s) for s in shards] == [list(range(0, 7)), list(range(7, 14)), list(range(14, 20))]
     assert {k: v for s in shards for k, v in s.items()} == whole
+
+
+def test_a_stream_run_keeps_its_memory_bounded_and_its_outcomes_on_disk(root, tmp_path):
+    """A stream run keeps nothing per decision in memory: a digits-dvs stream played unpaced with
+    a decision every slice (5,400 of them). Between its 1,500th and 5,000th decision the objects
+    alive (those the garbage collector tracks: any kept outcome, prediction or dict is one or
+    more) did not grow by 1,000 (kept outcomes: two each), nor did Python's traced memory by
+    1 MB; every decision is in the per-sample file, written as it was made."""
+    cfg = config(
+        root,
+        "source={type: digits_dvs, split: test, live: true, pace: false}",
+        "policy.exit={type: fixed, steps: 1}",
+        "runtime.batch_size=1",
+    )
+    samples = tmp_path / "report_samples.jsonl"
+    alive: dict[int, tuple[int, int, int]] = {}  # decision → objects, traced bytes, lines on disk
+
+    def sample(index: int, outcome) -> None:
+        if index in (1_500, 5_000):
+            gc.collect()
+            lines = len(samples.read_text().splitlines())
+            alive[index] = (len(gc.get_objects()), tracemalloc.get_traced_memory()[0], lines)
+
+    tracemalloc.start()
+    try:
+        result = Runner(build_pipeline(cfg), on_outcome=sample, samples_path=samples).run()
+    finally:
+        tracemalloc.stop()
+    assert result.report["samples"] == len(samples.read_text().splitlines()) >= 5_000
+    (objects, traced, lines), (objects_later, traced_later, lines_later) = alive[1_500], alive[5_000]
+    assert (lines, lines_later) == (1_501, 5_001)  # on disk as they were made
+    assert objects_later - objects < 1_000 and traced_later - traced < 1 << 20, alive
+    outcomes = list(result.outcomes)  # read back from the file
+    assert len(outcomes) == result.report["samples"] and {o.steps for o in outcomes} == {1}
+    assert result.report["samples_file"] == str(samples)
+    labelled = [o for o in outcomes if o.label is not None]
+    assert result.report["accuracy"] == sum(o.cls == o.label for o in labelled) / len(labelled)
+
+
+def test_a_stream_run_killed_keeps_every_decision_made_as_whole_lines(root, tmp_path):
+    """kill -9 during a live run: the per-sample file holds every decision written so far, each
+    a whole JSON line."""
+    import signal
+    import subprocess
+    import sys
+
+    report = tmp_path / "report.json"
+    samples = tmp_path / "report_samples.jsonl"
+    args = ["run", "pipelines/digits_dvs.yaml", "--no-progress", "--report", str(report)]
+    sets = ["source={type: digits_dvs, live: true, limit: 40, packet_us: 2000}", "sinks=[]"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamsnn.cli", *args, *(a for s in sets for a in ("--set", s))],
+        cwd=root,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while proc.poll() is None and time.monotonic() < deadline:
+            if samples.exists() and samples.read_bytes().count(b"\n") >= 5:
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+    finally:
+        proc.kill()
+    text = samples.read_text()
+    assert text.endswith("\n") and not report.exists()
+    decisions = [json.loads(line) for line in text.splitlines()]
+    assert len(decisions) >= 5 and [d["sample"] for d in decisions] == list(range(len(decisions)))
+
+
+def test_a_full_disk_stops_the_per_sample_file_not_the_run(root, tmp_path, caplog):
+    """The per-sample file on a full disk (/dev/full: every write fails with ENOSPC): the run
+    goes on, its report counts every decision and says why the file stops."""
+    samples = tmp_path / "report_samples.jsonl"
+    samples.symlink_to("/dev/full")
+    cfg = config(root, "source={type: digits_dvs, split: test, live: true, pace: false, limit: 3}")
+    result = Runner(build_pipeline(cfg), samples_path=samples).run()
+    assert result.report["samples"] >= 3 and len(result.outcomes) == 0
+    assert "No space left on device" in result.report["samples_file_error"]
+    assert "cannot write the per-sample outcomes" in caplog.text

@@ -44,7 +44,7 @@ def test_a_jsonl_sink_on_a_full_disk_is_named_and_the_other_sinks_and_the_report
     assert done.returncode == 1, done.stderr
     assert "Traceback" not in done.stderr
     error = next(line for line in done.stderr.splitlines() if line.startswith("error: "))
-    assert error.startswith(f"error: sinks[0] (jsonl: {disk}/p.jsonl): [Errno 28] No space left on device")
+    assert error.startswith(f"error: sinks[0] (jsonl: {disk}/p.jsonl): No space left on device: ")
     kept = whole_lines(copied(disk) / "p.jsonl")
     assert error.endswith(f"{disk}/p.jsonl ends at its last whole line ({len(kept):,} predictions)")
     everything = whole_lines(other)

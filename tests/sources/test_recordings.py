@@ -3,7 +3,10 @@ formats by the formats' own writers (dv-processing, expelliarmus), damaged files
 session recorded with the ``record`` sink and replayed."""
 
 import json
+import re
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -247,3 +250,179 @@ def test_a_live_session_recorded_to_aedat4_replays_event_for_event(root, tmp_pat
         assert stream["compute_latency_ms"]["p50"] > 0
     assert both["samples"] == 2 * single.report["samples"]
     assert "stream left" in report_table(both) and "stream right" in report_table(both)
+
+
+def three_digits():
+    """Three digits-dvs test recordings one after another (µs, sorted): a real stream."""
+    from streamsnn.sources.digits import RECORDING_US, digits_dvs_events, digits_split
+
+    _, _, index = digits_split("test")
+    parts = digits_dvs_events(index[:3])
+    for i, events in enumerate(parts):
+        events["t"] += i * RECORDING_US
+    return np.concatenate(parts)
+
+
+def save_npy(path, events, t_type="<i8", xy_type="<i4"):
+    """``events`` as a user would save them: their own field types."""
+    array = np.zeros(len(events), dtype=[("t", t_type), ("x", xy_type), ("y", xy_type), ("p", "i1")])
+    for field in ("t", "x", "y", "p"):
+        array[field] = events[field]
+    np.save(path, array)
+    return path
+
+
+def run_cli(root, cwd, source, *flags):
+    """``streamsnn run pipelines/digits_dvs.yaml`` with ``source`` in a process of its own, bounded
+    in time."""
+    pipeline = str(root / "pipelines" / "digits_dvs.yaml")
+    sets = ["--set", f"source={source}", "--set", "sinks=[]", *flags]
+    run = [sys.executable, "-m", "streamsnn.cli", "run", pipeline, *sets]
+    return subprocess.run(run, capture_output=True, text=True, timeout=180, cwd=cwd)
+
+
+def replay(root, path, *overrides):
+    cfg = load_pipeline(
+        root / "pipelines" / "digits_dvs.yaml",
+        [
+            f"source={{type: recording, path: '{path}', sensor: digits_dvs}}",
+            "sinks=[]",
+            "report.path=null",
+            "runtime.progress=false",
+            *overrides,
+        ],
+    )
+    return run_pipeline(build_pipeline(cfg)).report
+
+
+def test_npy_recordings_are_checked_on_the_way_in_counted_or_refused(root, tmp_path):
+    events = three_digits()
+    clean = replay(root, save_npy(tmp_path / "clean.npy", events))
+    assert clean["samples"] >= 3 and clean["source_stats"] == {}
+
+    wrapped = events.copy().astype([("t", "<i8"), ("x", "<i4"), ("y", "<i4"), ("p", "i1")])
+    wrapped["x"][100] = 65541  # int16 would make it 5, inside the sensor
+    np.save(tmp_path / "wrapped.npy", wrapped)
+    source = RecordingSource(RecordingSourceConfig(path=str(tmp_path / "wrapped.npy"), sensor="digits_dvs"))
+    assert sum(len(p.data) for p in source) == len(events) - 1
+    assert source.stats == {"out_of_bounds_events": 1}
+
+    floats = events.copy().astype([("t", "<f8"), ("x", "<f4"), ("y", "<f4"), ("p", "i1")])
+    floats["x"][[10, 20]] = np.nan
+    floats["t"][30] = np.nan
+    np.save(tmp_path / "nan.npy", floats)
+    report = replay(root, tmp_path / "nan.npy")
+    assert report["source_stats"] == {"invalid_events": 3} and report["samples"] == clean["samples"]
+
+    early = events.copy()
+    early["t"][:50] -= 1_000_000  # negative time stamps: dropped, not a second of empty windows
+    report = replay(root, save_npy(tmp_path / "negative.npy", early))
+    assert report["source_stats"] == {"invalid_events": 50}
+    assert report["samples"] == clean["samples"] and report["max_steps"] == clean["max_steps"]
+
+    report = replay(root, save_npy(tmp_path / "reversed.npy", events[::-1]))
+    stats = report["source_stats"]
+    assert stats["damaged_files"] == 1 and stats["reordered_events"] > 0.9 * len(events)
+    assert report["samples"] == 0  # refused: not one decision on it
+    with pytest.raises(RecordingError, match=r"reversed\.npy: time stamps out of order for [\d,]+ of the"):
+        read_events(tmp_path / "reversed.npy")
+
+
+@pytest.mark.parametrize("defect", ["huge", "nan"])
+def test_absurd_time_stamps_end_in_bounded_time_with_the_file_and_event_named(root, tmp_path, defect):
+    """One t = 2**62, or NaN float time stamps: the run ends (a subprocess with a time bound) and
+    says what it met."""
+    events = three_digits()
+    if defect == "huge":
+        bad = events.copy()
+        bad["t"][5_000] = 2**62
+        path = save_npy(tmp_path / "huge.npy", bad)
+    else:
+        bad = events.copy().astype([("t", "<f8"), ("x", "<i2"), ("y", "<i2"), ("p", "i1")])
+        bad["t"][[1_000, 5_000, 9_000]] = np.nan
+        path = tmp_path / "nan.npy"
+        np.save(path, bad)
+    source = f"{{type: recording, path: '{path}', sensor: digits_dvs}}"
+    done = run_cli(root, tmp_path, source, "--no-progress", "--report", str(tmp_path / "report.json"))
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["samples"] >= 1
+    if defect == "huge":
+        assert report["source_stats"]["damaged_files"] == 1
+        assert f"huge.npy: event 5,000 (t = {2**62} µs) comes" in done.stderr
+        assert re.search(r"damaged files +1\n", done.stdout)  # the console table says it
+    else:
+        assert report["source_stats"] == {"invalid_events": 3}
+        assert re.search(r"invalid events +3\n", done.stdout)
+
+
+def test_random_bytes_are_not_a_dat_recording(root, tmp_path):
+    """Random bytes saved as .dat: no header, a header with a wrong event type, or a well-formed
+    header followed by random events: refused, or nothing left to decide on."""
+    from expelliarmus import Wizard
+
+    rng = np.random.default_rng(7)
+    noise = rng.integers(0, 256, 80_000, dtype=np.uint8).tobytes()
+    Wizard(encoding="dat").save(str(tmp_path / "model.dat"), random_events(10, 34, 34))
+    header = (tmp_path / "model.dat").read_bytes()
+    header = header[: header.index(b"% Version 2 \n") + len(b"% Version 2 \n")]
+    folder = tmp_path / "session"
+    folder.mkdir()
+    (folder / "a_bare.dat").write_bytes(noise)
+    (folder / "b_type.dat").write_bytes(header + b"\x2b\x55" + noise)
+    (folder / "c_events.dat").write_bytes(header + b"\x00\x08" + noise)
+    with pytest.raises(RecordingError, match=r"a_bare\.dat: not a Prophesee DAT file: no '% \.\.\.' header"):
+        read_events(folder / "a_bare.dat")
+    with pytest.raises(
+        RecordingError, match=r"b_type\.dat: not a Prophesee DAT file of events: event type 43"
+    ):
+        read_events(folder / "b_type.dat")
+    report = replay(root, folder)
+    assert report["samples"] == 0  # not one decision on garbage
+    assert report["source_stats"]["damaged_files"] >= 2
+
+
+def test_a_quiet_stretch_of_a_stream_goes_out_as_heartbeats(tmp_path):
+    """A recording with 2 s without events: the stream mode sends one empty packet per packet_us
+    with its end, so the slices of the gap close one by one (as a live sensor's), not all at once."""
+    events = random_events(200, 34, 34, t_max=100_000)
+    later = random_events(200, 34, 34, seed=1, t_max=100_000)
+    later["t"] += 2_100_000
+    path = save_npy(tmp_path / "gap.npy", np.concatenate([events, later]))
+    packets = list(RecordingSource(RecordingSourceConfig(path=str(path), sensor="nmnist", packet_us=10_000)))
+    quiet = [p for p in packets if not len(p.data) and not p.end_of_stream]
+    assert sum(len(p.data) for p in packets) == 400
+    assert 195 <= len(quiet) <= 201 and all(p.t_end_us is not None for p in quiet)
+    ends = [p.t_end_us for p in quiet]
+    assert ends == list(range(ends[0], ends[0] + 10_000 * len(ends), 10_000))
+
+
+@needs_shared
+def test_warnings_print_on_lines_of_their_own_above_the_progress_bar(root, tmp_path):
+    """A replay with its progress bar (stderr, as a terminal would show it) and a damaged file: the
+    warning starts its own line (the bar is cleared first) instead of running on after the bar."""
+    folder = tmp_path / "session"
+    folder.mkdir()
+    data = (SHARED_EVENTS / "sample_nmnist.bin").read_bytes()
+    for name, content in (("a.bin", data), ("b.bin", data[:-1]), ("c.bin", data)):
+        (folder / name).write_bytes(content)
+    source = f"{{type: recording, path: '{folder}', mode: sample, sensor: digits_dvs}}"
+    done = run_cli(root, tmp_path, source, "--set", "report.path=null")  # with the progress bar
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "digits-dvs:" in done.stderr  # the bar was drawn
+    (line,) = [x for x in done.stderr.split("\n") if "b.bin: truncated at byte" in x]
+    assert line.split("\r")[-1].startswith(str(folder / "b.bin")), repr(line)
+    assert re.search(r"damaged files +1\n", done.stdout)
+
+
+def test_read_events_counts_what_it_drops_or_refuses_the_file(tmp_path):
+    events = random_events(100, 34, 34).astype([("t", "<i8"), ("x", "<i4"), ("y", "<i4"), ("p", "i1")])
+    events["x"][7] = 65541
+    np.save(tmp_path / "stray.npy", events)
+    counts = {}
+    assert len(read_events(tmp_path / "stray.npy", counts=counts)) == 99
+    assert counts == {"out_of_bounds_events": 1}
+    with pytest.raises(
+        RecordingError, match=r"stray\.npy: event 7 \(t = \d+, x = 65541, .*outside the sensor"
+    ):
+        read_events(tmp_path / "stray.npy")

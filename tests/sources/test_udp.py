@@ -394,3 +394,90 @@ def test_a_failed_build_frees_the_port_and_closes_the_sinks_it_opened(root, tmp_
             again.bind(("127.0.0.1", port))
         assert caught.traceback
     assert out.exists() and out.read_text() == ""  # the first sink was opened, then closed
+
+
+def kernel_drops(port: int) -> int:
+    """The kernel's own count of datagrams dropped by the UDP socket on ``port`` (/proc/net/udp)."""
+    for line in Path("/proc/net/udp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if int(fields[1].split(":")[1], 16) == port:
+            return int(fields[-1])
+    raise AssertionError(f"no UDP socket on port {port}")
+
+
+def flood(port: int, datagrams: int) -> None:
+    """``datagrams`` of 128 events each, as fast as loopback takes them."""
+    words = spif_encode(make_events(np.zeros(128), np.arange(128) % 34, np.arange(128) // 34, np.ones(128)))
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
+        for _ in range(datagrams):
+            tx.sendto(words.tobytes(), ("127.0.0.1", port))
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the kernel's drop count is Linux's")
+def test_datagrams_the_kernel_drops_are_counted_as_the_kernel_counts_them(caplog):
+    """A flood against a small receive buffer, before and while the source reads: every datagram
+    is either received or counted as dropped, and the count is the kernel's own."""
+    source = UDPSource(UDPSourceConfig(port=0, sensor="digits_dvs", receive_buffer_bytes=4096))
+    reading = threading.Event()
+    received: list[int] = []
+
+    def read() -> None:
+        for packet in source:
+            reading.set()
+            received.append(len(packet.data))
+
+    flood(source.port, 300)  # nobody reads yet: the buffer fills and the kernel drops the rest
+    reader = threading.Thread(target=read, daemon=True)
+    with caplog.at_level(logging.WARNING, logger="streamsnn.sources.udp"):
+        reader.start()
+        assert reading.wait(10)
+        flood(source.port, 300)  # while it reads
+        deadline = time.monotonic() + 10
+        kernel = kernel_drops(source.port)
+        while time.monotonic() < deadline and (
+            source.stats["datagrams"] + kernel < 600 or sum(received) < 128 * source.stats["datagrams"]
+        ):
+            time.sleep(0.05)  # until everything sent was read (and handed on) or dropped
+            kernel = kernel_drops(source.port)
+        source.close()
+        reader.join(5)
+    stats = source.stats
+    assert kernel > 0 and stats["dropped_datagrams"] == kernel  # the last drops included (close)
+    assert stats["datagrams"] + stats["dropped_datagrams"] == 600  # loopback loses nothing else
+    assert stats["events"] == sum(received) == 128 * stats["datagrams"]
+    assert "the kernel dropped datagrams" in caplog.text
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the kernel's drop count is Linux's")
+def test_the_report_shows_dropped_datagrams_and_every_out_of_bounds_event(root):
+    """A pipeline whose source was flooded before it read: the report counts the datagrams the
+    kernel dropped, and its top-level out_of_bounds_events the events the source dropped."""
+    from streamsnn.runtime.report import report_table
+
+    cfg = udp_config(root, "source.receive_buffer_bytes=4096", "source.stop_after_silence_s=0.5")
+    pipe = build_pipeline(cfg)
+    flood(pipe.source.port, 200)
+    outside = spif_encode(make_events([0, 0, 0], [34, 40, 3], [0, 2, 5], [1, 0, 1]))  # 2 outside
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
+        tx.sendto(outside.tobytes(), ("127.0.0.1", pipe.source.port))  # dropped too: buffer full
+    run = RunThread(pipe)
+    run.start()
+    run.join(30)
+    assert not run.is_alive() and run.error is None, run.error
+    report = run.result.report
+    stats = report["source_stats"]
+    assert stats["dropped_datagrams"] > 0 and stats["datagrams"] + stats["dropped_datagrams"] == 201
+    assert "dropped datagrams (kernel)" in report_table(report)
+    # out-of-sensor events, sent once the source reads: one figure, wherever they were dropped
+    pipe = build_pipeline(udp_config(root, "source.stop_after_silence_s=0.5"))
+    run = RunThread(pipe)
+    run.start()
+    deadline = time.monotonic() + 10
+    while pipe.source.t0_ns is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
+        tx.sendto(outside.tobytes(), ("127.0.0.1", pipe.source.port))
+    run.join(30)
+    assert not run.is_alive() and run.error is None, run.error
+    report = run.result.report
+    assert report["source_stats"]["out_of_bounds_events"] == 2 == report["out_of_bounds_events"]
