@@ -26,9 +26,37 @@ def _overrides(args: argparse.Namespace) -> list[str]:
 
 
 def _run(args: argparse.Namespace) -> int:
+    """``streamsnn run``. SIGINT and SIGTERM stop it as ``runtime/stopping.py`` says: during
+    start-up nothing is written; once the run started, the sinks get every prediction made and
+    the report is written. Exit status: 0; 1 when a sink, the per-sample file or the report
+    could not be written (the others still are); 2 for a config error; else, when stopped by a
+    signal, 128 + its number (130 Ctrl-C, 143 SIGTERM)."""
+    try:
+        from streamsnn.runtime import run_pipeline, stopping  # the package imports torch: most of start-up
+        from streamsnn.runtime.report import samples_path
+    except KeyboardInterrupt:
+        print("streamsnn: interrupted while starting: nothing ran, no report written", file=sys.stderr)
+        return 130
+    # the command line's own process ignores late signals on its way out; a caller's keeps its handlers
+    with stopping.stop_signals(restore=not args.program), stopping.deferred():
+        try:
+            with stopping.interruptible():
+                pipe, report_path = _start_pipeline(args)
+            # a stream run writes its outcomes as it goes (bounded memory): beside the report
+            result = run_pipeline(pipe, samples_path(report_path) if report_path else None)
+        except KeyboardInterrupt:
+            print(
+                f"streamsnn: {stopping.signal_name()} while starting: nothing ran, no report written",
+                file=sys.stderr,
+            )
+            return stopping.exit_code()
+        return _finish_run(result, report_path, stopping.exit_code())
+
+
+def _start_pipeline(args: argparse.Namespace) -> tuple[Any, str | None]:
+    """The pipeline of ``streamsnn run``, loaded and built, and its report path."""
     from streamsnn.config import load_pipeline
-    from streamsnn.runtime import build_pipeline, run_pipeline
-    from streamsnn.runtime.report import report_table, samples_path, write_report
+    from streamsnn.runtime import build_pipeline
     from streamsnn.sinks import JsonlSinkConfig
 
     overrides = _overrides(args)
@@ -37,21 +65,54 @@ def _run(args: argparse.Namespace) -> int:
     cfg = load_pipeline(args.pipeline, overrides)
     if args.output:
         cfg = cfg.model_copy(update={"sinks": [*cfg.sinks, JsonlSinkConfig(path=args.output)]})
+    if args.resume:
+        cfg = _resuming(cfg)
     report_path = args.report or cfg.report.path
     pipe = build_pipeline(cfg, origin=str(args.pipeline))
     print(f"streamsnn: running {cfg.name} ({args.pipeline})", file=sys.stderr)
     for sink in pipe.sinks:
         if sink.endpoint:
             print(f"streamsnn: publishing predictions on {sink.endpoint}", file=sys.stderr)
-    # a stream run writes its outcomes as it goes (bounded memory): beside the report
-    result = run_pipeline(pipe, samples_path(report_path) if report_path else None)
-    print(report_table(result.report))
-    if result.report.get("interrupted"):
+    return pipe, report_path
+
+
+def _resuming(cfg: PipelineConfig) -> PipelineConfig:
+    """``--resume``: every jsonl sink continues its file (the replay skips the samples they hold)."""
+    if cfg.executor != "local":
+        raise ConfigError("--resume: a resumed replay runs on the local executor (not --executor ray)")
+    for i, s in enumerate(cfg.sinks):
+        if s.type == "record":
+            raise ConfigError(
+                f"--resume: sinks[{i}] (record) would write its file anew, without the held samples"
+            )
+    sinks = [s.model_copy(update={"resume": True}) if s.type == "jsonl" else s for s in cfg.sinks]
+    if not any(s.type == "jsonl" for s in sinks):
+        raise ConfigError("--resume: continues the file of a jsonl sink (or --output); the pipeline has none")
+    return cfg.model_copy(update={"sinks": sinks})
+
+
+def _finish_run(result: Any, report_path: str | None, stopped_code: int) -> int:
+    """The table, the report files and the exit status of a run that returned."""
+    from streamsnn.runtime.report import report_table, write_report
+
+    report = result.report
+    print(report_table(report))
+    if report.get("interrupted"):
         print("interrupted: report covers the samples finished so far", file=sys.stderr)
+    failed = [f"error: {error}" for error in report.get("sink_errors", [])]
+    if report.get("samples_file_error"):  # a stream run's per-sample file, written as it went
+        failed.append(f"error: per-sample file: {report['samples_file_error']}")
     if report_path:
-        for path in write_report(result.report, result.outcomes, report_path):
-            print(f"wrote {path}", file=sys.stderr)
-    return 130 if result.report.get("interrupted") else 0
+        try:
+            for path in write_report(report, result.outcomes, report_path):
+                print(f"wrote {path}", file=sys.stderr)
+        except OSError as err:
+            failed.append(f"error: report: {err}")
+    for line in failed:
+        print(line, file=sys.stderr)
+    if failed:
+        return 1
+    return stopped_code if report.get("interrupted") else 0
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -300,6 +361,12 @@ def make_parser() -> argparse.ArgumentParser:
     run = _config_command(sub, "run", "run a pipeline.yaml: source → SNN → policies → sinks", "pipeline")
     run.add_argument("--output", help="also write every prediction to this JSONL file")
     run.add_argument("--report", help="write report.json (plus per-sample outcomes and a PNG) here")
+    run.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue a replay stopped early (kill -9): skip the samples whose final prediction its "
+        "jsonl sinks hold, drop the lines of the others, append the rest",
+    )
     _executor_options(run)
     run.set_defaults(func=_run)
 
@@ -485,9 +552,11 @@ def _send_scenario(args: argparse.Namespace, options: dict[str, Any]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command line (``argv``: ``sys.argv[1:]``, the program's own, when None)."""
     from tqdm.contrib.logging import logging_redirect_tqdm
 
     args = make_parser().parse_args(argv)
+    args.program = argv is None
     try:
         with logging_redirect_tqdm():  # warnings on lines of their own, above the progress bars
             return int(args.func(args))

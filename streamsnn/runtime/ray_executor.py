@@ -40,12 +40,14 @@ from tqdm import tqdm
 from streamsnn.config import ConfigError, PipelineConfig, RayConfig
 from streamsnn.events import Packet
 from streamsnn.prediction import Prediction
+from streamsnn.runtime import stopping
 from streamsnn.runtime.build import Pipeline, build_pipeline, open_source
 from streamsnn.runtime.report import LiveOutcomes, SampleOutcome, Totals
 from streamsnn.runtime.runner import (
     LIVE_COUNTS,
     Runner,
     RunResult,
+    SinkSet,
     close_sinks,
     run_fields,
     sink_counters,
@@ -65,7 +67,7 @@ SUMMED_COUNTERS = (
     *("out_of_bounds_events", "late_events", "ann_reference_s", *LIVE_COUNTS),
 )
 START_TIMEOUT_S = 600.0  # longest wait for the workers to start (free resources, imports, build)
-STOP_WAIT_S = 30.0  # after Ctrl-C: longest wait for the live workers' last predictions and reports
+STOP_WAIT_S = 30.0  # after a stop: longest wait for the live workers' last predictions and reports
 _END = object()
 _RESTARTED = object()  # a live worker's process died and restarts
 
@@ -345,18 +347,16 @@ def run_on_ray(pipe: Pipeline, samples_path: str | Path | None = None) -> RunRes
     n = len(pipe.source)
     workers = len(groups) if groups else min(rc.workers, math.ceil(n / _range_size(pipe.config, n)))
     started_ray = not ray.is_initialized()
-    if started_ray and rc.address is None:
-        try:
-            init_local(ray, max(1, workers) * rc.cpus)
-        except ConfigError:
-            _close(pipe)
-            raise
-    elif started_ray:
-        ray.init(address=rc.address, include_dashboard=False, log_to_driver=False)
     try:
         try:
+            with stopping.interruptible():  # a stop while Ray starts: nothing ran
+                if started_ray and rc.address is None:
+                    init_local(ray, max(1, workers) * rc.cpus)
+                elif started_ray:
+                    ray.init(address=rc.address, include_dashboard=False, log_to_driver=False)
+            stopping.reclaim()  # Ray's init sets a SIGTERM handler of its own (exit at once)
             _check_resources(ray, rc, workers)
-        except ConfigError:
+        except (ConfigError, KeyboardInterrupt):
             _close(pipe)
             raise
         return _replay(ray, pipe) if groups is None else _streams(ray, pipe, groups, samples_path)
@@ -452,17 +452,18 @@ def _replay(ray: Any, pipe: Pipeline) -> RunResult:
     queued = max(2, math.ceil(QUEUED_BATCHES * cfg.runtime.batch_size / size))  # ranges per worker
     report = None
     workers: list[Any] = []
+    sinks = SinkSet(pipe)
     bar = tqdm(total=n, desc=f"{cfg.name} (ray)", unit="sample", disable=not cfg.runtime.progress)
     try:
         # like a local run's wall time, the replay's starts once the pipelines are built
         configs = [cfg] * min(rc.workers, len(ranges))
         options = {"max_task_retries": RESTARTS, "max_concurrency": queued + 1}
-        workers, workers_start_s = _start(ray, ReplayWorker, configs, rc, **options)
-        started = time.perf_counter()
-        start_sinks(pipe.sinks)
+        with stopping.interruptible():  # a stop while the workers start: nothing ran
+            workers, workers_start_s = _start(ray, ReplayWorker, configs, rc, **options)
+            started = time.perf_counter()
+            start_sinks(pipe.sinks)
         pending: dict[Any, Any] = {}  # result ref → its worker
         shards: list[Shard] = []
-        interrupted = False
 
         def submit(worker: Any) -> None:
             offset, limit = ranges.popleft()
@@ -472,37 +473,38 @@ def _replay(ray: Any, pipe: Pipeline) -> RunResult:
             for _ in range(queued):
                 if ranges:
                     submit(worker)
-        try:
-            while pending:
-                (ref,), _ = ray.wait(list(pending), num_returns=1)
-                worker = pending.pop(ref)
-                shard = ray.get(ref)
-                _write(pipe, shard.predictions)
-                shards.append(shard)
-                bar.update(len(shard.outcomes))
-                if ranges:
-                    submit(worker)
-        except KeyboardInterrupt:
-            interrupted = True
-            for ref in pending:
-                with contextlib.suppress(Exception):
-                    ray.cancel(ref, force=True)
+        with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C without stopping.stop_signals()
+            while pending and not stopping.requested():
+                ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.2)
+                for ref in ready:
+                    worker = pending.pop(ref)
+                    shard = ray.get(ref)
+                    _write(sinks, shard.predictions)
+                    shards.append(shard)
+                    bar.update(len(shard.outcomes))
+                    if ranges:
+                        submit(worker)
+        interrupted = bool(pending)  # a stop came first
+        for ref in pending:
+            with contextlib.suppress(Exception):
+                ray.cancel(ref, force=True)
         wall = time.perf_counter() - started
         outcomes = sorted((o for s in shards for o in s.outcomes), key=lambda o: o.sample)
         counters = [s.counters for s in shards]
-        report = _report(pipe, Totals.of(outcomes), counters, wall, interrupted, len(workers))
+        report = _report(pipe, Totals.of(outcomes), counters, wall, interrupted, len(workers), sinks)
         report["workers_start_s"] = round(workers_start_s, 3)
         return RunResult(report, outcomes)
     finally:
         bar.close()
-        close_sinks(pipe.sinks, report)
+        sinks.close(report)
         _kill(ray, workers)
 
 
-def _write(pipe: Pipeline, predictions: list[Prediction]) -> None:
+def _write(sinks: SinkSet, predictions: list[Prediction]) -> None:
+    """``predictions`` to the sinks, handed on to the system (flushed) after them."""
     for pred in predictions:
-        for sink in pipe.sinks:
-            sink.write(pred)
+        sinks.write(pred)
+    sinks.flush()
 
 
 class _LiveMerge:
@@ -510,8 +512,8 @@ class _LiveMerge:
     the sinks, outcomes from the final ones (``kept``: in bounded memory, as a local stream
     run keeps them), the workers' run reports."""
 
-    def __init__(self, pipe: Pipeline, samples_path: str | Path | None) -> None:
-        self.pipe = pipe
+    def __init__(self, pipe: Pipeline, sinks: SinkSet, samples_path: str | Path | None) -> None:
+        self.pipe, self.sinks = pipe, sinks
         self.kept = LiveOutcomes(samples_path)
         self.reports: list[dict[str, Any]] = []
         self.restarts = 0
@@ -533,7 +535,7 @@ class _LiveMerge:
             if pred.final:
                 self.decided[pred.stream] += 1
                 self.kept.add(SampleOutcome.of(pred, counted))
-        _write(self.pipe, preds)
+        _write(self.sinks, preds)
         return sum(p.final for p in preds)
 
 
@@ -544,14 +546,16 @@ def _streams(
     (one thread per worker follows its stream of results) and the report built from the final
     ones. A worker whose process dies is restarted with its group (its sources open again: what
     they sent meanwhile is gone) and counted in ``worker_restarts``; decisions made before stay
-    in the report, and the group's decisions are numbered on from them. Ctrl-C ends every group's
-    streams (open decisions close) and waits up to ``STOP_WAIT_S`` for their last predictions."""
+    in the report, and the group's decisions are numbered on from them. A stop (Ctrl-C, SIGTERM)
+    ends every group's streams (open decisions close) and waits up to ``STOP_WAIT_S`` for their
+    last predictions."""
     cfg = pipe.config
     pipe.source.close()  # the workers open the sources, each its group
     received: queue.Queue[tuple[int, Any]] = queue.Queue()  # (worker, what it sent)
-    stopping = threading.Event()
+    ending = threading.Event()
     report = None
     workers: list[Any] = []
+    sinks = SinkSet(pipe)
     merge: _LiveMerge | None = None
     bar = tqdm(desc=f"{cfg.name} (ray)", unit="decision", disable=not cfg.runtime.progress)
 
@@ -562,7 +566,7 @@ def _streams(
                     received.put((k, ray.get(ref)))
                 break
             except ray.exceptions.RayActorError as err:
-                if stopping.is_set() or attempt == RESTARTS or not _restarted(ray, workers[k]):
+                if ending.is_set() or attempt == RESTARTS or not _restarted(ray, workers[k]):
                     received.put((k, err))
                     break
                 received.put((k, _RESTARTED))
@@ -572,22 +576,26 @@ def _streams(
         received.put((k, _END))
 
     def stop() -> None:
-        stopping.set()
+        ending.set()
         for worker in workers:
             with contextlib.suppress(Exception):
                 worker.stop.remote()
 
     try:
         options = {"max_task_retries": 0, "max_concurrency": 2}  # the driver restarts the stream
-        workers, workers_start_s = _start(ray, StreamWorker, groups, cfg.ray, **options)
-        started = time.perf_counter()
-        start_sinks(pipe.sinks)
+        with stopping.interruptible():  # a stop while the workers start: nothing ran
+            workers, workers_start_s = _start(ray, StreamWorker, groups, cfg.ray, **options)
+            started = time.perf_counter()
+            start_sinks(pipe.sinks)
         for k in range(len(workers)):
             threading.Thread(target=follow, args=(k,), daemon=True).start()
-        merge = _LiveMerge(pipe, samples_path)
+        merge = _LiveMerge(pipe, sinks, samples_path)
         errors: list[BaseException] = []
         running, interrupted, deadline = len(workers), False, math.inf
         while running and time.monotonic() < deadline:
+            if stopping.requested() and not interrupted:  # the first stop signal (later ones: nothing)
+                interrupted, deadline = True, time.monotonic() + STOP_WAIT_S
+                stop()
             try:
                 try:
                     k, item = received.get(timeout=0.1)
@@ -604,7 +612,7 @@ def _streams(
                     stop()
                 else:
                     bar.update(merge.predictions(k, item))
-            except KeyboardInterrupt:
+            except KeyboardInterrupt:  # Ctrl-C without stopping.stop_signals(); a second one ends the wait
                 if interrupted:
                     raise
                 interrupted, deadline = True, time.monotonic() + STOP_WAIT_S
@@ -612,7 +620,7 @@ def _streams(
         if errors:
             raise _cause(errors[0])
         wall = time.perf_counter() - started
-        report = _report(pipe, merge.kept, merge.reports, wall, interrupted, len(workers))
+        report = _report(pipe, merge.kept, merge.reports, wall, interrupted, len(workers), sinks)
         report["workers_start_s"] = round(workers_start_s, 3)
         report["worker_restarts"] = merge.restarts
         return RunResult(report, merge.kept.outcomes)
@@ -621,7 +629,7 @@ def _streams(
             merge.kept.close()
         stop()
         bar.close()
-        close_sinks(pipe.sinks, report)
+        sinks.close(report)
         _kill(ray, workers)
 
 
@@ -653,6 +661,7 @@ def _report(
     wall: float,
     interrupted: bool,
     workers: int,
+    sinks: SinkSet,
 ) -> dict[str, Any]:
     """The report of a local run of the same samples, from all outcomes (a replay's, or a live
     run's kept), with the workers' ``counters`` summed (model and step shares: of the workers'
@@ -665,7 +674,7 @@ def _report(
     extra = {
         **run_fields(pipe.config, outcomes.decisions, total, wall, interrupted, workers),
         "torch_threads": pipe.config.ray.cpus,
-        **sink_counters([]),  # event-taking sinks are refused on Ray (_check)
+        **sink_counters([], sinks.errors),  # event-taking sinks are refused on Ray (_check)
         "executor": "ray",
         "workers": workers,
     }

@@ -16,15 +16,20 @@ import itertools
 import json
 import logging
 import math
+import os
+import stat
+import tempfile
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, overload
+from typing import IO, Any, overload
 
 import numpy as np
 
+from streamsnn.options import ConfigError
 from streamsnn.prediction import Prediction
+from streamsnn.sinks.jsonl import lock_for_writing
 
 log = logging.getLogger(__name__)
 
@@ -89,16 +94,10 @@ class SampleOutcome:
         )
 
 
-def percentiles(values: list[float]) -> dict[str, float]:
-    """p50, p90, p99, mean and max of ``values`` (ms)."""
+def percentiles(values: list[float]) -> dict[str, float | None]:
+    """p50, p90, p99, mean and max of ``values`` (ms; None, JSON's null, when there are none)."""
     if not values:
-        return {
-            "p50": float("nan"),
-            "p90": float("nan"),
-            "p99": float("nan"),
-            "mean": float("nan"),
-            "max": float("nan"),
-        }
+        return dict.fromkeys(("p50", "p90", "p99", "mean", "max"))
     a = np.asarray(values, dtype=np.float64)
     p50, p90, p99 = np.percentile(a, [50, 90, 99])
     return {
@@ -145,7 +144,7 @@ class Quantiles:
             k = math.ceil(math.log(x) / _LOG_GAMMA)
             self.buckets[k] = self.buckets.get(k, 0) + 1
 
-    def summary(self) -> dict[str, float]:
+    def summary(self) -> dict[str, float | None]:
         """p50, p90, p99, mean and max (as ``percentiles``)."""
         if self.values is not None:
             return percentiles(self.values)
@@ -188,7 +187,7 @@ class Figures:
         for key, quantiles in self.latency.items():
             quantiles.add(getattr(o, key))
 
-    def latencies(self) -> dict[str, dict[str, float]]:
+    def latencies(self) -> dict[str, dict[str, float | None]]:
         """Input (sensor time waited), computational (wall time computed) and end-to-end latency
         percentiles (ms)."""
         return {key: quantiles.summary() for key, quantiles in self.latency.items()}
@@ -298,20 +297,28 @@ def samples_path(report_path: str | Path) -> Path:
 
 
 def outcome_line(o: SampleOutcome) -> str:
-    """One outcome as a line of the per-sample file (JSON)."""
-    return json.dumps(asdict(o)) + "\n"
+    """One outcome as a line of the per-sample file (strict JSON)."""
+    return _json_bytes(asdict(o)).decode()
 
 
 class OutcomeLog(Sequence[SampleOutcome]):
     """A stream run's outcomes on disk: the per-sample file (JSON lines), each outcome written as
     it is made (unbuffered), so a run stopped any way keeps every decision made, as whole lines:
     a write that fails (a full disk) is cut back off and ends the log, logged and kept in
-    ``error``. Read back from the file (``len``, iteration; indexing reads up to the index)."""
+    ``error``. Read back from the file (``len``, iteration; indexing reads up to the index).
+    Locked while written, as a jsonl sink's file: a second run given it is refused
+    (``ConfigError``)."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file: Any = open(self.path, "wb", buffering=0)  # noqa: SIM115 (open for the run)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = lock_for_writing(self.path)
+        except OSError as err:
+            raise ConfigError(f"per-sample file: {err}") from None
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            os.ftruncate(fd, 0)
+        self._file: Any = os.fdopen(fd, "wb", buffering=0)  # open for the run
         self.count = self._size = 0
         self.error: str | None = None
 
@@ -410,7 +417,7 @@ def _fmt(value: Any, pct: bool = False) -> str:
 
 def report_table(report: dict[str, Any]) -> str:
     """The report as a small aligned text table."""
-    lat = lambda k: f"p50 {report[k]['p50']:.2f}  p99 {report[k]['p99']:.2f}"  # noqa: E731
+    lat = lambda k: f"p50 {_fmt(report[k]['p50'])}  p99 {_fmt(report[k]['p99'])}"  # noqa: E731
     rows = [
         ("samples", _fmt(report["samples"])),
         ("accuracy (early exit)", _fmt(report["accuracy"], pct=True)),
@@ -449,21 +456,68 @@ def report_table(report: dict[str, Any]) -> str:
 
 
 def write_report(report: dict[str, Any], outcomes: Sequence[SampleOutcome], path: str | Path) -> list[Path]:
-    """Write ``report.json``, the per-sample outcomes (unless a stream run already wrote them
-    there as it went: ``outcomes`` is that ``OutcomeLog``) and a PNG of exit steps and latencies."""
+    """Write ``report.json``, the per-sample outcomes (``<name>_samples.jsonl``, unless a stream
+    run already wrote them there as it went: ``outcomes`` is that ``OutcomeLog``) and a PNG of
+    exit steps and latencies. Strict JSON (NaN and infinities are null). Each file is written
+    whole under a temporary name beside it and renamed once all are: a failure (``OSError``, a
+    full disk) leaves what was there before and no partial file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report, indent=2) + "\n")
     outcomes_path = samples_path(path)
+    files: list[tuple[Path, Callable[[IO[bytes]], None]]] = [
+        (path, lambda f: f.write(_json_bytes(report, 2)))
+    ]
     if not (isinstance(outcomes, OutcomeLog) and outcomes.path.resolve() == outcomes_path.resolve()):
-        outcomes_path.write_text("".join(outcome_line(o) for o in outcomes))
-    written = [path, outcomes_path]
+        files.insert(0, (outcomes_path, lambda f: f.writelines(outcome_line(o).encode() for o in outcomes)))
+    png = path.with_suffix(".png")
     if outcomes:
-        written.append(plot_report(outcomes, path.with_suffix(".png")))
-    return written
+        files.append((png, lambda f: plot_report(outcomes, f)))
+    temps: list[tuple[Path, Path]] = []
+    try:
+        for target, write in files:
+            try:
+                fd, temp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+                temps.append((Path(temp), target))
+                with os.fdopen(fd, "wb") as f:
+                    write(f)
+                os.chmod(temp, 0o666 & ~_UMASK)  # as a plain open() would (mkstemp: 0o600)
+            except OSError as err:
+                why = f"cannot write {target}: {err.strerror or err}"
+                raise OSError(f"{why}; the report's files are left as they were") from None
+        for temp, target in temps:
+            os.replace(temp, target)
+    finally:
+        for temp, _ in temps:
+            with contextlib.suppress(FileNotFoundError):
+                temp.unlink()
+    return [path, outcomes_path, *([png] if outcomes else [])]
 
 
-def plot_report(outcomes: Sequence[SampleOutcome], path: Path) -> Path:
+def _json_bytes(value: Any, indent: int | None = None) -> bytes:
+    """``value`` as strict JSON (a line): NaN and infinities, which JSON has no words for, become null."""
+    return json.dumps(_finite(value), indent=indent, allow_nan=False).encode() + b"\n"
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _read_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()  # at import, before the run's threads
+
+
+def plot_report(outcomes: Sequence[SampleOutcome], path: Path | IO[bytes]) -> Path | IO[bytes]:
     """Exit-step histogram (correct / wrong) and input vs compute latency per decision (at most
     ``PLOT_POINTS`` of them, evenly spaced), in one pass over ``outcomes``."""
     import matplotlib
@@ -506,6 +560,6 @@ def plot_report(outcomes: Sequence[SampleOutcome], path: Path) -> Path:
     ax2.set_ylabel("compute latency (ms, wall time)")
     ax2.set_title("latency per decision" + (f" (every {every}th)" if every > 1 else ""))
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, format="png")
     plt.close(fig)
     return path

@@ -11,8 +11,9 @@ from streamsnn.runtime.runner import Runner, RunResult
 
 
 def run_pipeline(pipe: Pipeline, samples_path: str | Path | None = None) -> RunResult:
-    """Run ``pipe`` to the end of its source (or Ctrl-C) and return the report. A stream run
-    (continuous streams) writes each outcome to ``samples_path`` (the per-sample file) as it is made."""
+    """Run ``pipe`` to the end of its source (or a stop: Ctrl-C, SIGTERM) and return the report. A
+    stream run (continuous streams) writes each outcome to ``samples_path`` (the per-sample file) as
+    it is made."""
     if pipe.config.executor == "ray":
         return run_on_ray(pipe, samples_path)
     return Runner(pipe, samples_path=samples_path).run()

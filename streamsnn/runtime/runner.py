@@ -14,16 +14,22 @@ Stages and their backpressure rules:
   ``realtime: true`` a replayed slice is only stepped once its sensor time has passed on the
   wall clock.
 - **sink thread**: writes predictions to the sinks, handed over once per operator call (a
-  replay that is not realtime: in groups of up to 256 or every 50 ms); its queue blocks
-  (predictions are never dropped here; network sinks apply their own drop rule).
+  replay that is not realtime: in groups of up to 256 or every 50 ms), and flushes them after
+  every group; its queue blocks (predictions are never dropped here; network sinks apply their
+  own drop rule). A sink that fails (a full disk) is named, closed and left out from then on
+  (``SinkSet``): the others and the report still finish, and the report lists it
+  (``sink_errors``).
 
-Ctrl-C stops the source, finishes the sinks and still returns the report (``interrupted``).
+Ctrl-C or SIGTERM (``stopping``) ends the stepping loop at its next turn, as the end of the input
+would: the source stops, the sinks get every prediction made and the report is still returned
+(``interrupted``). A resumed replay (``resumes`` sinks) skips the samples they already hold.
 """
 
 from __future__ import annotations
 
 import collections
 import contextlib
+import logging
 import os
 import threading
 import time
@@ -38,17 +44,21 @@ from tqdm import tqdm
 
 from streamsnn.config import PipelineConfig
 from streamsnn.events import Packet, Slice
+from streamsnn.options import ConfigError
 from streamsnn.prediction import Prediction, read_out
+from streamsnn.runtime import stopping
 from streamsnn.runtime.build import Pipeline
 from streamsnn.runtime.live import LiveStream
 from streamsnn.runtime.queues import BoundedQueue, Closed
 from streamsnn.runtime.report import LiveOutcomes, SampleOutcome, build_report
 from streamsnn.runtime.samples import SampleSlices, encode_slices, encoded_sample, to_slice
 from streamsnn.runtime.turn import Turn
-from streamsnn.sinks import Sink
+from streamsnn.sinks import SINKS, Sink
 from streamsnn.slicing import EventSlice, Slicer
 from streamsnn.snn.counting import energy_uj
 from streamsnn.snn.models import is_spiking
+
+log = logging.getLogger(__name__)
 
 _END = object()
 
@@ -142,6 +152,9 @@ class Runner:
         self.out_q = BoundedQueue(rt.queue_size, "block")
         self.stop = threading.Event()
         self.errors: list[BaseException] = []
+        self.sinks = SinkSet(pipe)
+        self.held: set[tuple[str, int]] = set()  # samples a resumed replay skips
+        self.resumed_samples = 0  # of those, met in the source
         self.slicers: dict[str, Slicer] = {}
         self.slots: dict[Any, Slot] = {}
         self.outcomes: list[SampleOutcome] = []  # a replay's
@@ -168,13 +181,14 @@ class Runner:
     # -- source stage ----------------------------------------------------------------------
     def _source_main(self) -> None:
         try:
-            recorders = [sink for sink in self.pipe.sinks if sink.needs_events]
             with self.pipe.source as source:
                 for packet in self._packets(source):
                     if self.stop.is_set():
                         break
-                    for recorder in recorders:
-                        recorder.write_packet(packet, source.sensor)
+                    if self.held and packet.end_of_sample and (packet.stream, packet.sample) in self.held:
+                        self.resumed_samples += 1
+                        continue
+                    self.sinks.write_packet(packet, source.sensor)
                     for item in self._cut(packet):
                         self.in_q.put(item)
             for stream, slicer in self.slicers.items():  # end of an unsegmented stream: the tail
@@ -245,8 +259,8 @@ class Runner:
                     break
                 for pred in preds:
                     self._turn.wait(0.005)  # write while the stepping loop is in the model
-                    for sink in self.pipe.sinks:
-                        sink.write(pred)
+                    self.sinks.write(pred)
+                self.sinks.flush()
         except BaseException as err:
             self.errors.append(err)
             self.stop.set()
@@ -558,18 +572,24 @@ class Runner:
         if self.on_outcome is not None:
             self.on_outcome(index, outcome)
 
-    def fill_ann_reference(self, indices: Iterable[int] | None = None) -> None:
+    def fill_ann_reference(
+        self, indices: Iterable[int] | None = None, stop: Callable[[], bool] | None = None
+    ) -> bool:
         """The ANN on the mean input of every sample replayed to its end (of the outcomes
         ``indices``, default all), in batches of 64: after the stepping loop, not part of the
-        streaming work. Each mean input is dropped once used."""
+        streaming work. Each mean input is dropped once used. ``stop`` (checked before every
+        batch) ends it early: False then, and the report leaves the ANN accuracy out."""
         model = self.pipe.model.ann
         pending = list(self._ann_inputs) if indices is None else [i for i in indices if i in self._ann_inputs]
         with torch.inference_mode():
             for start in range(0, len(pending), 64):
+                if stop is not None and stop():
+                    return False
                 part = pending[start : start + 64]
                 outputs = model(torch.cat([self._ann_inputs.pop(i) for i in part])).double().tolist()
                 for i, out in zip(part, outputs, strict=True):
                     self.outcomes[i].cls_ann, self.outcomes[i].ann_output = int(np.argmax(out)), out
+        return True
 
     def _close(self, slot: Slot) -> None:
         for key in slot.keys:
@@ -579,28 +599,53 @@ class Runner:
         del self.slots[slot.key]
 
     def run(self) -> RunResult:
+        """The run to the end of the source, a stop (``stopping``, Ctrl-C) or an error (raised).
+        A stop signal only ends the work under way (``stopping.deferred``): the stepping loop at
+        its next turn, else the ANN reference pass at its next batch, or before anything started,
+        the run (a report of nothing)."""
         report = None
-        try:
+        with stopping.deferred():
             try:
-                start_sinks(self.pipe.sinks)
-            except BaseException:
-                self.pipe.source.close()
-                raise
-            report = self._run_stages()
-            return RunResult(report, self.outcomes if self.kept is None else self.kept.outcomes)
-        finally:
-            if self.kept is not None:
-                self.kept.close()
-            close_sinks(self.pipe.sinks, report)
+                stopped = self._start()
+                report = self._run_stages(stopped)
+                return RunResult(report, self.outcomes if self.kept is None else self.kept.outcomes)
+            finally:
+                if self.kept is not None:
+                    self.kept.close()
+                self.sinks.close(report)
 
-    def _run_stages(self) -> dict[str, Any]:
-        """Source and sink threads around the stepping loop; the report."""
+    def _start(self) -> bool:
+        """Start the sinks (a resumed replay: the samples to skip); True if a stop signal or
+        Ctrl-C came meanwhile (the run then steps nothing)."""
+        try:
+            resuming = [sink for sink in self.pipe.sinks if sink.resumes]
+            if resuming and not self.pipe.source.segmented:
+                raise ConfigError(
+                    f"resume: continues a replay of samples; source '{self.cfg.source.type}' is a "
+                    "continuous stream"
+                )
+            with stopping.interruptible():  # waiting for subscribers checks nothing
+                start_sinks(self.pipe.sinks)
+            if resuming:
+                self.held = set.intersection(*(sink.held_samples() for sink in resuming))
+            return False
+        except KeyboardInterrupt:
+            return True
+        except BaseException:
+            self.pipe.source.close()
+            raise
+
+    def _run_stages(self, stopped: bool) -> dict[str, Any]:
+        """Source and sink threads around the stepping loop; the report (``stopped``: of nothing)."""
         rt = self.cfg.runtime
-        total = None if self.live else len(self.pipe.source)
+        self.threads = run_threads(rt.threads)
+        if stopped:
+            self.pipe.source.close()
+            return self._report({**self._extra(0.0, True), "ann_reference_s": 0.0})
+        total = None if self.live else max(0, len(self.pipe.source) - len(self.held))
         self.bar = tqdm(total=total, desc=self.cfg.name, unit="sample", disable=not rt.progress, leave=False)
         interrupted = False
         torch_threads = torch.get_num_threads()
-        self.threads = run_threads(rt.threads)
         torch.set_num_threads(self.threads)
         source_thread = threading.Thread(target=self._source_main, name="streamsnn-source", daemon=True)
         sink_thread = threading.Thread(target=self._sink_main, name="streamsnn-sinks", daemon=True)
@@ -609,6 +654,9 @@ class Runner:
         sink_thread.start()
         try:
             while not self.errors:
+                if stopping.requested():
+                    interrupted = True
+                    break
                 self._admit(block=not self.slots)
                 if rt.realtime:
                     now = time.monotonic_ns()
@@ -626,11 +674,8 @@ class Runner:
                     self._turn.end()
                 elif self.slots and not any(slot.slices for slot in self.slots.values()):
                     self._admit(block=True)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt:  # Ctrl-C without stopping.stop_signals(): raised anywhere in the loop
             interrupted = True
-            for slot in list(self.slots.values()):  # exited samples still stepping for full T
-                if slot.decision is not None and not slot.live:
-                    self._record(slot, slot.decision, full=None)
         finally:
             self.stop.set()
             self.in_q.close()
@@ -643,12 +688,27 @@ class Runner:
             torch.set_num_threads(torch_threads)
         if self.errors:
             raise self.errors[0]
+        if interrupted:
+            for slot in list(self.slots.values()):  # exited samples still stepping for full T
+                if slot.decision is not None and not slot.live:
+                    self._record(slot, slot.decision, full=None)
         wall = time.perf_counter() - started
         t_ann = time.perf_counter()
-        self.fill_ann_reference()
-        extra = self._extra(wall, interrupted)
+        # the first stop signal ends the ANN pass too, unless it already ended the stepping loop
+        try:
+            done = self.fill_ann_reference(stop=lambda: not interrupted and stopping.requested())
+        except KeyboardInterrupt:
+            done = False
+        extra = self._extra(wall, interrupted or not done)
         extra["ann_reference_s"] = round(time.perf_counter() - t_ann, 3)
-        return build_report(self.outcomes, extra) if self.kept is None else self.kept.report(extra)
+        return self._report(extra)
+
+    def _report(self, extra: dict[str, Any]) -> dict[str, Any]:
+        """The report: a replay's of its outcomes, a stream run's of its running totals."""
+        report = build_report(self.outcomes, extra) if self.kept is None else self.kept.report(extra)
+        if self.held:
+            report["resumed_samples"] = self.resumed_samples
+        return report
 
     def counters(self) -> dict[str, Any]:
         """Totals so far: model and step time (s), operator calls and slot steps, predictions
@@ -680,7 +740,7 @@ class Runner:
         return {
             **run_fields(self.cfg, self.decisions, self.counters(), wall, interrupted),
             "torch_threads": self.threads,
-            **sink_counters(self.pipe.sinks),
+            **sink_counters(self.pipe.sinks, self.sinks.errors),
             "executor": "local",
             "workers": 1,
         }
@@ -726,12 +786,13 @@ def run_fields(
     }
 
 
-def sink_counters(sinks: list[Sink]) -> dict[str, int]:
-    """The sinks' counters, summed (the record sink's always shown, 0 without one)."""
+def sink_counters(sinks: list[Sink], errors: Iterable[str] = ()) -> dict[str, Any]:
+    """The sinks' counters, summed (the record sink's always shown, 0 without one), and
+    ``sink_errors``: what made a sink fail, naming it (``SinkSet``)."""
     total = collections.Counter({"recorded_events": 0, "late_events_not_recorded": 0})
     for sink in sinks:
         total.update(sink.counters())
-    return dict(total)
+    return {**total, "sink_errors": list(errors)}
 
 
 def start_sinks(sinks: list[Sink]) -> None:
@@ -746,3 +807,73 @@ def close_sinks(sinks: list[Sink], report: dict[str, Any] | None) -> None:
         if report is not None:
             sink.finish(report)
         sink.close()
+
+
+class SinkSet:
+    """A run's sinks, each named as in the config (``sinks[i] (type: file)``). A sink whose hook
+    raises is closed and left out from then on: its error is logged at once and kept
+    (``errors``, the report's ``sink_errors``), and the other sinks go on. Hooks are called from
+    the source thread (``write_packet``), the sink thread (``write``, ``flush``) and at the end
+    (``close``)."""
+
+    def __init__(self, pipe: Pipeline) -> None:
+        self.errors: list[str] = []
+        self._lock = threading.Lock()
+        named = [(sink_name(i, sink, pipe.config), sink) for i, sink in enumerate(pipe.sinks)]
+        self._healthy = named  # replaced, never changed in place: threads iterate it
+        self._recorders = [(name, sink) for name, sink in named if sink.needs_events]
+
+    def write(self, pred: Prediction) -> None:
+        for name, sink in self._healthy:
+            try:
+                sink.write(pred)
+            except Exception as err:
+                self._failed(name, sink, err)
+
+    def write_packet(self, packet: Packet, sensor: Any) -> None:
+        for name, sink in self._recorders:
+            try:
+                sink.write_packet(packet, sensor)
+            except Exception as err:
+                self._failed(name, sink, err)
+
+    def flush(self) -> None:
+        for name, sink in self._healthy:
+            try:
+                sink.flush()
+            except Exception as err:
+                self._failed(name, sink, err)
+
+    def close(self, report: dict[str, Any] | None) -> None:
+        """Hand the report to the sinks (``finish``), then close every sink still in the run;
+        the report's ``sink_errors`` then include those of closing."""
+        for name, sink in self._healthy:
+            try:
+                sink.flush()
+                if report is not None:
+                    sink.finish(report)
+                sink.close()
+            except Exception as err:
+                self._failed(name, sink, err)
+        if report is not None:
+            report["sink_errors"] = list(self.errors)
+
+    def _failed(self, name: str, sink: Sink, err: Exception) -> None:
+        with self._lock:
+            if all(s is not sink for _, s in self._healthy):
+                return
+            self._healthy = [(n, s) for n, s in self._healthy if s is not sink]
+            self._recorders = [(n, s) for n, s in self._recorders if s is not sink]
+            self.errors.append(f"{name}: {err}")
+        log.error("%s: %s; the run goes on without it", name, err)
+        with contextlib.suppress(Exception):
+            sink.close()
+
+
+def sink_name(index: int, sink: Sink, cfg: PipelineConfig) -> str:
+    """``sinks[i] (type: file or address)``: how messages name the run's ``index``-th sink."""
+    options = cfg.sinks[index] if index < len(cfg.sinks) else None
+    fits = options is not None and isinstance(sink, SINKS.plugin(options.type))
+    kind = options.type if fits and options is not None else type(sink).__name__
+    where = sink.target or sink.endpoint
+    return f"sinks[{index}] ({kind}{': ' + where if where else ''})"

@@ -13,16 +13,20 @@ class Sink:
     """Where predictions go. ``write(pred)`` is called from the sink thread for every prediction;
     the other hooks do nothing unless a sink needs them: ``start()`` before the run starts (e.g.
     wait for subscribers), ``write_packet(packet, sensor)`` for every source packet (in the source
-    thread; only for sinks that declare ``needs_events``), ``finish(report)`` with the run's report
-    before ``close()``.
+    thread; only for sinks that declare ``needs_events``), ``flush()`` after every group of
+    predictions (in the sink thread), ``finish(report)`` with the run's report before ``close()``.
+    A hook that raises takes its sink out of the run (the runner names it; the others go on).
 
     ``needs_events`` (a capability of the class): the sink takes the source's events, so the
     source must give events and the sink must run where the source is read. ``endpoint``: where the
-    sink publishes, for subscribers to connect to (None: nowhere).
+    sink publishes, for subscribers to connect to (None: nowhere). ``target``: the file it writes,
+    named in its errors. ``resumes``: it continues an earlier replay's output (``held_samples()``).
     """
 
     needs_events: ClassVar[bool] = False
     endpoint: str | None = None
+    target: str | None = None
+    resumes: bool = False
 
     def start(self) -> None:
         """Before the run's first packet."""
@@ -32,6 +36,14 @@ class Sink:
 
     def write_packet(self, packet: Packet, sensor: Sensor) -> None:
         """A packet of the source (``needs_events`` sinks only)."""
+
+    def flush(self) -> None:
+        """Hand what is buffered to the operating system (a run killed later keeps it)."""
+
+    def held_samples(self) -> set[tuple[str, int]]:
+        """The samples (stream, sample) whose predictions a resuming sink already holds, final
+        included (known after ``start()``): the run skips those every resuming sink holds."""
+        return set()
 
     def finish(self, report: dict[str, Any]) -> None:
         """The run's report, before ``close()``."""

@@ -260,23 +260,24 @@ class FailingSink(Sink):
             raise OSError("disk full: predictions.jsonl")
 
 
-def test_a_failing_sink_stops_the_run_with_its_error(root):
-    """The run ends with the sink's error (and does not wait on the queue of a dead sink thread)."""
-    pipe = build_pipeline(config(root, "source.limit=40", "runtime.batch_size=4", "runtime.queue_size=1"))
-    pipe.sinks = [FailingSink()]
-    errors = []
-
-    def go():
-        try:
-            run_pipeline(pipe)
-        except OSError as err:
-            errors.append(err)
-
-    worker = threading.Thread(target=go, daemon=True)
+def test_a_failing_sink_is_named_and_left_out_while_the_others_and_the_report_finish(root, tmp_path):
+    """The sink's error is kept with its name, the sink gets nothing more, the run does not hang on
+    it, and the other sink gets every prediction."""
+    out = tmp_path / "p.jsonl"
+    overrides = ("source.limit=40", "runtime.batch_size=4", "runtime.queue_size=1")
+    pipe = build_pipeline(config(root, *overrides, f"sinks=[{{type: jsonl, path: {out}}}]"))
+    failing = FailingSink()
+    pipe.sinks = [failing, *pipe.sinks]
+    results = []
+    worker = threading.Thread(target=lambda: results.append(run_pipeline(pipe)), daemon=True)
     worker.start()
     worker.join(120)
     assert not worker.is_alive(), "the run hung after its sink failed"
-    assert len(errors) == 1 and "disk full" in str(errors[0])
+    report = results[0].report
+    assert report["sink_errors"] == ["sinks[0] (FailingSink): disk full: predictions.jsonl"]
+    assert failing.written == 20  # never called again
+    finals = [p for p in read_jsonl(out) if p["final"]]
+    assert report["samples"] == len(finals) == 40 and not report["interrupted"]
 
 
 def test_periodic_reset_closes_open_decisions_on_a_live_stream(root):
