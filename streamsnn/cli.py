@@ -215,9 +215,10 @@ def _subscribe(args: argparse.Namespace) -> int:
                 print(json.dumps({**msg.data, "topic": msg.topic, "gap": msg.gap, "lag_ms": msg.lag_s * 1e3}))
             elif msg.kind == "summary":
                 report = msg.data.get("report") or {}
+                unit = "decisions" if report.get("stream_run") else "samples"
                 print(
                     f"summary from {msg.data['publisher']}: {msg.data['published']} messages published, "
-                    f"{report.get('samples', '-')} samples, accuracy {report.get('accuracy', '-')}"
+                    f"{report.get('samples', '-')} {unit}, accuracy {report.get('accuracy', '-')}"
                 )
             else:
                 print(prediction_line(msg.data, f"  lag {msg.lag_s * 1e3:6.2f} ms"))

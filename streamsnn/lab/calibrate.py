@@ -331,8 +331,18 @@ def write_calibration(cal: Calibration, scan: Scan, path: Path) -> list[Path]:
 
 
 def plot_scan(scan: Scan, cal: Calibration, path: Path) -> Path:
+    """The calibration's PNG (``scan_figure``) at ``path``."""
+    import matplotlib.pyplot as plt
+
+    fig = scan_figure(scan, cal)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def scan_figure(scan: Scan, cal: Calibration) -> Any:
     """Accuracy vs mean steps for every threshold, the Pareto front (its points joined; a front
-    of one point is that point) and the chosen threshold."""
+    of one point is that point) and the chosen threshold: a matplotlib figure (Agg)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -374,9 +384,7 @@ def plot_scan(scan: Scan, cal: Calibration, path: Path) -> Path:
     )
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return fig
 
 
 __all__ = [
@@ -392,6 +400,7 @@ __all__ = [
     "format_calibration",
     "pareto_front",
     "plot_scan",
+    "scan_figure",
     "threshold_scan",
     "write_calibration",
 ]

@@ -369,25 +369,37 @@ def same_exits(rows: list[PolicyRow]) -> list[list[PolicyRow]]:
 
 
 def plot_evaluation(data: Collected, rows: list[PolicyRow], out_dir: Path, title: str = "") -> list[Path]:
+    """The evaluation's PNGs (``evaluation_figures``) in ``out_dir``."""
+    import matplotlib.pyplot as plt
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, fig in evaluation_figures(data, rows, title).items():
+        written.append(out_dir / name)
+        fig.savefig(written[-1], dpi=110)
+        plt.close(fig)
+    return written
+
+
+def evaluation_figures(data: Collected, rows: list[PolicyRow], title: str = "") -> dict[str, Any]:
     """accuracy_vs_steps.png (fixed-T curve, policy points, oracle), exit_steps.png (a histogram
     of exit steps per policy, right and wrong stacked, on one step axis) and confidence.png (mean
-    confidence over time for samples right and wrong at full T); ``rows`` as ``comparison``
-    orders them (fixed T first, oracle last); policies with the same decisions share a point and
-    a panel; ``title`` (pipeline and split) heads each plot."""
+    confidence over time for samples right and wrong at full T), as matplotlib figures (Agg) by
+    file name; ``rows`` as ``comparison`` orders them (fixed T first, oracle last); policies with
+    the same decisions share a point and a panel; ``title`` (pipeline and split) heads each."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
-    out_dir.mkdir(parents=True, exist_ok=True)
     t_n = data.steps
     correct = data.classes == data.labels[:, None]
     groups = same_exits(rows[1:])  # fixed T is the curve
     # a group: its first method, then the others by their short names ("configured")
     name = lambda group: " = ".join([group[0].method] + [r.method.split(":")[0] for r in group[1:]])  # noqa: E731
     head = f" ({title})" if title else ""
-    written = []
+    figures = {}
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     ax.plot(np.arange(1, t_n + 1), 100 * correct.mean(0), "-", color="0.4", label="fixed T (t steps)")
@@ -402,9 +414,7 @@ def plot_evaluation(data: Collected, rows: list[PolicyRow], out_dir: Path, title
     ax.legend(fontsize=7, loc="lower right")
     ax.set_title(f"accuracy vs mean steps{head}", fontsize=10)
     fig.tight_layout()
-    written.append(out_dir / "accuracy_vs_steps.png")
-    fig.savefig(written[-1], dpi=110)
-    plt.close(fig)
+    figures["accuracy_vs_steps.png"] = fig
 
     fig, axes = plt.subplots(
         len(groups), 1, figsize=(7, 1.1 + 1.35 * len(groups)), sharex=True, squeeze=False
@@ -432,9 +442,7 @@ def plot_evaluation(data: Collected, rows: list[PolicyRow], out_dir: Path, title
     fig.supylabel("samples", fontsize=9)
     fig.suptitle(f"exit steps per policy{head}", fontsize=10)
     fig.tight_layout()
-    written.append(out_dir / "exit_steps.png")
-    fig.savefig(written[-1], dpi=110)
-    plt.close(fig)
+    figures["exit_steps.png"] = fig
 
     fig, ax = plt.subplots(figsize=(6, 4))
     conf = confidences(data, float(t_n))
@@ -449,7 +457,5 @@ def plot_evaluation(data: Collected, rows: list[PolicyRow], out_dir: Path, title
     ax.set_title(f"confidence over time{head}", fontsize=10)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    written.append(out_dir / "confidence.png")
-    fig.savefig(written[-1], dpi=110)
-    plt.close(fig)
-    return written
+    figures["confidence.png"] = fig
+    return figures

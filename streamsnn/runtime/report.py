@@ -500,10 +500,21 @@ def plot_title(report: dict[str, Any] | None, decided: int) -> str:
 
 
 def plot_report(outcomes: Sequence[SampleOutcome], path: Path, report: dict[str, Any] | None = None) -> Path:
+    """The report's PNG (``report_figure``) at ``path``."""
+    import matplotlib.pyplot as plt
+
+    fig = report_figure(outcomes, report)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def report_figure(outcomes: Sequence[SampleOutcome], report: dict[str, Any] | None = None) -> Any:
     """Exit-step histogram (correct / wrong / no label, stacked) and latencies per decision (at
     most ``PLOT_POINTS`` of them, evenly spaced), in one pass over ``outcomes``; ``report`` (the
     run's) names pipeline and policy in the title. Input latency against compute latency, or
-    compute latency against the exit step when no decision waited for sensor time (frames)."""
+    compute latency against the exit step when no decision waited for sensor time (frames).
+    A matplotlib figure (Agg)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -560,6 +571,4 @@ def plot_report(outcomes: Sequence[SampleOutcome], path: Path, report: dict[str,
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return fig

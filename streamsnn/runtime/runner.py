@@ -597,7 +597,8 @@ class Runner:
         """Source and sink threads around the stepping loop; the report."""
         rt = self.cfg.runtime
         total = None if self.live else len(self.pipe.source)
-        self.bar = tqdm(total=total, desc=self.cfg.name, unit="sample", disable=not rt.progress, leave=False)
+        unit = "sample" if self.kept is None else "decision"  # a stream run has no samples
+        self.bar = tqdm(total=total, desc=self.cfg.name, unit=unit, disable=not rt.progress, leave=False)
         interrupted = False
         torch_threads = torch.get_num_threads()
         self.threads = run_threads(rt.threads)

@@ -23,6 +23,7 @@ class Sink:
 
     needs_events: ClassVar[bool] = False
     endpoint: str | None = None
+    live: bool = False  # the run's source is live (set by build_pipeline): predictions come at sensor pace
 
     def start(self) -> None:
         """Before the run's first packet."""
