@@ -122,7 +122,8 @@ def train_policy(cfg: Any, output: Path | None = None, progress: bool = True) ->
     x, correct = data["train"]
     rate = float(correct[:, 0].float().mean())  # step-1 accuracy on training (reward: code)
     steps = 0
-    stage(f"training {cfg.model.name} on {len(x)} samples for {t.epochs} epochs")
+    most = f", at most {t.max_steps} steps" if t.max_steps else ""
+    stage(f"training {cfg.model.name} on {len(x)} samples ({t.epochs} epochs{most})")
     for _ in tqdm(range(t.epochs), desc="train policy", unit="epoch", disable=not progress):
         net.train()
         order = torch.randperm(len(x), generator=gen)
