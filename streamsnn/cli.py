@@ -143,7 +143,15 @@ def _convert(args: argparse.Namespace) -> int:
         methods = args.methods.split(",")
         phases = {k: int(v) for k, v in (p.split("=") for p in args.scale.split(","))} if args.scale else None
         table = conversion_table(
-            model, methods, steps, args.split, args.v0, phases, args.scale_v0, args.scale_objective
+            model,
+            methods,
+            steps,
+            args.split,
+            args.v0,
+            phases,
+            args.scale_v0,
+            args.scale_objective,
+            progress=not args.no_progress,
         )
     except (FileNotFoundError, ValueError) as err:
         raise ConfigError(str(err)) from None
@@ -182,7 +190,7 @@ def _calibrate_gate(args: argparse.Namespace, cfg: Any) -> int:
     from streamsnn.lab.gate_calibration import calibrate_gate, format_gate
 
     try:
-        cal = calibrate_gate(cfg, args.split)
+        cal = calibrate_gate(cfg, args.split, progress=not args.no_progress)
     except ValueError as err:
         raise ConfigError(f"{args.pipeline}: {err}") from None
     out = Path(args.output or f"runs/{cfg.name}/gate_calibration.json")
@@ -268,9 +276,10 @@ def _subscribe(args: argparse.Namespace) -> int:
                 print(json.dumps({**msg.data, "topic": msg.topic, "gap": msg.gap, "lag_ms": msg.lag_s * 1e3}))
             elif msg.kind == "summary":
                 report = msg.data.get("report") or {}
+                unit = "decisions" if report.get("stream_run") else "samples"
                 print(
                     f"summary from {msg.data['publisher']}: {msg.data['published']} messages published, "
-                    f"{report.get('samples', '-')} samples, accuracy {report.get('accuracy', '-')}"
+                    f"{report.get('samples', '-')} {unit}, accuracy {report.get('accuracy', '-')}"
                 )
             else:
                 print(prediction_line(msg.data, f"  lag {msg.lag_s * 1e3:6.2f} ms"))
@@ -468,6 +477,7 @@ def make_parser() -> argparse.ArgumentParser:
         help="also optimise firing-rate scaling with Subplex, e.g. global=20,layer=50,channel=200",
     )
     conv.add_argument("--scale-v0", action="store_true", help="optimise V0 together with the scaling")
+    conv.add_argument("--no-progress", action="store_true", help="no stage lines nor progress bar")
     conv.add_argument(
         "--scale-objective",
         default="paper",

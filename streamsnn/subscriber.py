@@ -12,6 +12,12 @@ What it does besides receiving:
 - **gaps**: sequence numbers are tracked per publisher and topic; a jump means messages were
   dropped (the publisher never waits for a slow subscriber). ``msg.gap`` says how many were
   missed just before ``msg``; heartbeats reveal losses at the tail too. Counted in ``stats``.
+  A subscriber that was there before a publisher's run began (its ``run``, the publisher's start
+  on its clock, is later than this subscriber's start on this one) should see every message of
+  it from seq 1: what the publisher sent before the subscription reached it (ZeroMQ connects
+  and subscribes a few ms after the publisher binds, and a publisher drops what nobody has
+  subscribed to yet) is a gap too. A late joiner (the run began before it) counts from the
+  first message it gets; so does one whose publisher names no run (older streamsnn).
 - **lag** (the zguide's Suicidal Snail): ``msg.lag_s`` is this machine's clock minus the
   publisher's send time; beyond ``max_lag_s`` it is logged once per episode and counted, and
   with ``on_lag="raise"`` ``LagError`` is raised so that the consumer can restart itself.
@@ -23,7 +29,9 @@ What it does besides receiving:
   publisher of an older streamsnn restarted with a fixed id, or a faulty one) restarts that
   topic's tracking from it (``seq_restarts``, logged): it is never taken for a duplicate, so no
   value poisons what follows. If nothing at all, not even a heartbeat, arrives for
-  ``silence_s``, the socket is made afresh (``reconnects``).
+  ``silence_s`` after something did, the socket is made afresh (``reconnects``); before the
+  first message the subscriber only says once that it is waiting for a publisher (ZeroMQ keeps
+  trying to connect by itself).
 - **bad messages**: malformed frames, fields of the wrong type (``streamsnn.wire`` checks every
   field) and newer schema versions are logged with the reason and counted (``malformed``,
   ``newer_schema``), and the subscriber keeps going; with ``on_error="raise"`` ``receive``
@@ -143,6 +151,8 @@ class Subscriber:
         self._tracks: dict[tuple[str, str], _Track] = {}
         self._lagging = False
         self._warned_newer: set[str] = set()
+        self._started_us = time.time_ns() // 1000  # compared with a publisher's run (its start, µs)
+        self._waiting_said = False
         self._ctx = zmq.Context()
         self._sock = self._connect()
         self._last_rx = time.monotonic()
@@ -177,7 +187,7 @@ class Subscriber:
                 if wait_s <= 0:
                     return None
                 if not self._poller.poll(int(wait_s * 1000) + 1) and now - self._last_rx >= self.silence_s:
-                    self._reconnect()
+                    self._silence()
                 continue
             self._last_rx = time.monotonic()
             # frames after a second one arrive as a message of their own, which unpack refuses
@@ -221,9 +231,10 @@ class Subscriber:
         elif seq <= track.last_seq:  # a live seq never repeats: its sequence began again
             self._seq_restart(topic, track, seq)
         else:
-            if track.last_seq and seq > track.last_seq + 1:
-                gap = seq - track.last_seq - 1
-                self._count_gap(topic, track.last_seq + 1, seq - 1)
+            expected = track.last_seq + 1 if track.last_seq else self._first_seq(publisher)
+            if seq > expected:
+                gap = seq - expected
+                self._count_gap(topic, expected, seq - 1)
             track.last_seq = seq
         if final:
             track.last_final_seq = seq
@@ -258,9 +269,16 @@ class Subscriber:
             track = self._tracks.setdefault((publisher, topic), _Track())
             if seq < track.last_seq:
                 self._seq_restart(topic, track, seq)
-            elif track.last_seq and seq > track.last_seq:
-                self._count_gap(topic, track.last_seq + 1, seq)
+            elif seq >= (expected := track.last_seq + 1 if track.last_seq else self._first_seq(publisher)):
+                self._count_gap(topic, expected, seq)
             track.last_seq = seq
+
+    def _first_seq(self, publisher: str) -> int:
+        """The seq a topic's first message from ``publisher`` should have: 1 when this subscriber
+        was there before the publisher's run began, else whatever comes (a late joiner:
+        ``MAX_SEQ + 1``, no gap)."""
+        run = self._runs.get(publisher)
+        return 1 if run is not None and run >= self._started_us else wire.MAX_SEQ + 1
 
     def _seq_restart(self, topic: str, track: _Track, seq: int) -> None:
         """``topic``'s seq went back to ``seq`` without a new run: its tracking starts again there."""
@@ -301,6 +319,15 @@ class Subscriber:
                 return
             self._warned_newer.add(topic)
         log.error("%s: skipped a message: %s", self.address, err)
+
+    def _silence(self) -> None:
+        """Nothing for ``silence_s``: reconnect if a publisher was heard before, else say once
+        that the subscriber is waiting for one."""
+        if self.stats["received"]:
+            self._reconnect()
+        elif not self._waiting_said:
+            self._waiting_said = True
+            log.warning("%s: nothing received yet: waiting for a publisher", self.address)
 
     def _reconnect(self) -> None:
         self.stats["reconnects"] += 1

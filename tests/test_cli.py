@@ -152,6 +152,28 @@ def test_subscribe_prints_final_predictions_and_its_counters():
     assert "predictions 6" in err and "missed" not in err  # non-final ones counted, not printed
 
 
+def test_subscribe_names_a_stream_runs_decisions_in_the_summary():
+    from streamsnn.prediction import Prediction
+    from streamsnn.sinks.zeromq import ZmqSink, ZmqSinkConfig
+
+    sink = ZmqSink(ZmqSinkConfig(address="tcp://127.0.0.1:*"))
+    proc = subprocess.Popen(
+        [*CLI, "subscribe", sink.endpoint], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while sink.subscribers < 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        sink.write(Prediction("cam0", 0, 1, 0, 20_000, 4, 0.97, [0.0] * 10, None, True, "confident"))
+        sink.finish({"samples": 1, "decisions": 1, "stream_run": True, "accuracy": None})
+        sink.close()
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert out.splitlines()[-1].endswith("1 decisions, accuracy None") and "samples" not in out
+
+
 def test_send_streams_a_live_scenario_and_writes_its_timeline(tmp_path, capsys):
     import socket
 

@@ -2,6 +2,7 @@
 versions, restarts. (The publisher side and full pipelines: tests/sinks/test_zeromq.py.)"""
 
 import logging
+import socket
 import time
 
 import msgpack
@@ -333,3 +334,67 @@ def test_a_publisher_restarted_with_a_fixed_publisher_id_is_followed(caplog):
     assert got[0].data["run"] != got[-1].data["run"]
     assert sub.stats["publisher_restarts"] == 1 and sub.stats["duplicates"] == sub.stats["seq_restarts"] == 0
     assert "publisher cam-box restarted" in caplog.text
+
+
+def run_prediction(seq, run, publisher="p1"):
+    """A prediction of the publisher's run ``run`` (its start, µs)."""
+    pred = Prediction("cam0", 0, seq, 0, 20_000 * seq, 3, 0.9, [0.1] * 10)
+    return wire.pack("pred.cam0", wire.prediction_payload(pred, publisher, seq, time.time(), run=run))
+
+
+def run_heartbeat(last_seq, run, publisher="p1"):
+    body = {"last_seq": last_seq, "published": 0, "subscribers": 1, "run": run}
+    return wire.pack(wire.HEARTBEAT_TOPIC, wire.control_payload("heartbeat", publisher, 1, time.time(), body))
+
+
+def test_a_subscriber_there_before_the_run_counts_its_first_messages_as_missed(pub, caplog):
+    """The publisher's run began after the subscriber started: its seq 1-3, sent before the
+    subscription arrived, are a gap. A late joiner (the run began before it) counts none."""
+    with Subscriber(pub.endpoint) as early:
+        pub.joined(early)
+        run = time.time_ns() // 1000  # the publisher starts now, after the subscriber
+        for seq in (4, 5):
+            pub.sock.send_multipart(run_prediction(seq, run))
+        got = drain(early)
+    assert [(m.data["seq"], m.gap) for m in got] == [(4, 3), (5, 0)]
+    assert early.stats["gaps"] == 1 and early.stats["missed"] == 3
+    assert "pred.cam0: 3 message(s) missed (seq 1-3)" in caplog.text
+
+    with Subscriber(pub.endpoint) as heard_first:  # the first news of the topic is a heartbeat
+        pub.joined(heard_first)
+        run = time.time_ns() // 1000
+        pub.sock.send_multipart(run_heartbeat({"pred.cam0": 2}, run))
+        pub.sock.send_multipart(run_prediction(3, run))
+        got = drain(heard_first)
+    assert [(m.data["seq"], m.gap) for m in got] == [(3, 0)]
+    assert heard_first.stats["gaps"] == 1 and heard_first.stats["missed"] == 2
+
+    started_before = time.time_ns() // 1000 - 10_000_000  # a run 10 s old
+    with Subscriber(pub.endpoint) as late:
+        pub.joined(late)
+        for seq in (40, 41):
+            pub.sock.send_multipart(run_prediction(seq, started_before))
+        pub.sock.send_multipart(run_heartbeat({"pred.cam0": 41}, started_before))
+        got = drain(late)
+    assert [(m.data["seq"], m.gap) for m in got] == [(40, 0), (41, 0)]
+    assert late.stats["gaps"] == late.stats["missed"] == 0
+
+
+def test_waiting_for_a_publisher_is_said_once_and_is_no_reconnect(caplog):
+    """Nothing listens on the address yet: no reconnects, one line saying so; the publisher
+    that comes later is heard."""
+    with socket.socket() as probe:  # a free TCP port on loopback
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    address = f"tcp://127.0.0.1:{port}"
+    with Subscriber(address, silence_s=0.1) as sub:
+        assert sub.receive(timeout_s=0.8) is None
+        assert sub.stats["reconnects"] == 0
+        assert caplog.text.count("waiting for a publisher") == 1 and "reconnecting" not in caplog.text
+        publisher = RawPublisher(port)
+        try:
+            publisher.joined(sub)
+            publisher.sock.send_multipart(prediction(1))
+            assert sub.receive(timeout_s=5).data["seq"] == 1
+        finally:
+            publisher.close()

@@ -231,13 +231,15 @@ def optimize_scaling(
     objective: AnytimeObjective | None = None,
     optimize_v0: bool = False,
     bounds: tuple[float, float] = (0.1, 10.0),
+    on_evaluation: Callable[[dict[str, float]], None] | None = None,
 ) -> ScalingResult:
     """Optimise firing-rate scaling (and V0) of ``net`` in place with NLopt's Subplex.
 
     ``phases`` maps ``global``, ``layer`` and ``channel`` to their evaluation budgets, run in
     that order, each starting from the previous result. η is searched in log space within
     ``bounds``; V0 (a fraction of θ) within [0, 1]. The objective is simulated on ``x``
-    (calibration inputs, not the evaluation split) for ``steps`` steps.
+    (calibration inputs, not the evaluation split) for ``steps`` steps. ``on_evaluation`` is
+    called after each evaluation of the objective with its phase and terms (for progress).
     """
     import nlopt
 
@@ -299,6 +301,8 @@ def optimize_scaling(
             acc, accumulates, macs = simulate(net, x, labels, steps)
             result = objective(acc, accumulates, macs, a_max, e_ref)
             history.append({"phase": name, **result})
+            if on_evaluation is not None:
+                on_evaluation(history[-1])
             return result["loss"]
 
         opt = nlopt.opt(nlopt.LN_SBPLX, len(start))

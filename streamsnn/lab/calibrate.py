@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from streamsnn.config import PipelineConfig
+from streamsnn.lab.progress import Stages
 from streamsnn.policies.calibration import CALIBRATION_FORMAT, Calibration
 from streamsnn.policies.exit import DynamicConfidence, FixedExitConfig
 from streamsnn.prediction import read_out
@@ -117,6 +118,14 @@ def collect(cfg: PipelineConfig, split: str, steps: int | None = None, progress:
         neurons=sum(int(np.prod(s)) for s in net.neuron_shapes),
         energy_uj=energy,
         ann_energy_uj=counted_run(net, one_step)[1].ann_energy_uj(),
+    )
+
+
+def collecting(cfg: PipelineConfig, split: str) -> str:
+    """The stage line of ``collect``: what the pass over ``split`` does."""
+    return (
+        f"running {cfg.name} on the {split} split at full length, keeping every step's output; "
+        "then the quantised ANN on each sample's mean input"
     )
 
 
@@ -258,13 +267,20 @@ def calibrate(
     target_saving: float | None = None,
 ) -> tuple[Calibration, Scan, Collected]:
     """Calibrate Dynamic Confidence for ``cfg`` on ``split`` (never the test split); see
-    ``choose_threshold`` for ``tolerance`` and ``target_saving``."""
+    ``choose_threshold`` for ``tolerance`` and ``target_saving``; ``progress``: stage lines and
+    the run's bar on stderr."""
     if split == "test":
         raise ValueError("calibration chooses thresholds, so it never looks at the test split; use val")
+    stage = Stages("calibrate", progress)
+    if collected is None:
+        stage(collecting(cfg, split))
     data = collected or collect(cfg, split, exit_max_steps(cfg), progress=progress)
     t_n = data.steps
     levels = _qcfs_levels(cfg)
     a = float(alpha) if alpha else default_alpha(cfg, t_n, levels)
+    grid = len(threshold_grid(resolution))
+    fitted = "fitting the temperature, " if temperature else ""
+    stage(f"{fitted}scanning {grid:,} thresholds on {len(data.labels)} samples × {t_n} steps")
     tau = fit_temperature(data.ann_logits, data.labels) if temperature else 1.0
     scan = dynamic_confidence_scan(data, a, tau, resolution)
     full = float((data.classes[:, -1] == data.labels).mean())
@@ -315,33 +331,60 @@ def write_calibration(cal: Calibration, scan: Scan, path: Path) -> list[Path]:
 
 
 def plot_scan(scan: Scan, cal: Calibration, path: Path) -> Path:
-    """Accuracy vs mean steps for every threshold, the Pareto front and the chosen point."""
+    """The calibration's PNG (``scan_figure``) at ``path``."""
+    import matplotlib.pyplot as plt
+
+    fig = scan_figure(scan, cal)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def scan_figure(scan: Scan, cal: Calibration) -> Any:
+    """Accuracy vs mean steps for every threshold, the Pareto front (its points joined; a front
+    of one point is that point) and the chosen threshold: a matplotlib figure (Agg)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(scan.mean_steps, 100 * scan.accuracy, ".", ms=2, color="0.7", label="thresholds")
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    ax.plot(scan.mean_steps, 100 * scan.accuracy, ".", ms=2, color="0.7", label="every threshold")
     front = np.array(cal.front)
-    ax.plot(front[:, 1], 100 * front[:, 2], "-", color="tab:blue", label="Pareto front")
+    points = "point" if len(front) == 1 else "points"
+    ax.plot(
+        front[:, 1],
+        100 * front[:, 2],
+        "-o",
+        ms=2.5,
+        lw=1.2,
+        color="tab:blue",
+        label=f"Pareto front ({len(front)} {points})",
+    )
     ax.axhline(100 * cal.accuracy_full_T, color="tab:gray", ls="--", lw=1, label=f"full T = {cal.steps}")
     ax.plot(
         [cal.mean_steps],
         [100 * cal.accuracy],
         "o",
+        ms=8,
+        mfc="none",
+        mew=2,
         color="tab:red",
-        label=f"chosen c = {cal.threshold:.4f}: {cal.mean_steps:.2f} steps",
+        label=f"chosen c = {cal.threshold:.4f}: {cal.mean_steps:.2f} steps, {100 * cal.accuracy:.2f} %",
     )
     ax.set_xlabel("mean steps")
     ax.set_ylabel("accuracy (%)")
-    ax.set_ylim(max(0, 100 * cal.accuracy_full_T - 15), 100.5)
-    ax.set_title(f"Dynamic Confidence on {cal.split} (α = {cal.alpha:g}, τ = {cal.temperature:.3f})")
+    ax.set_xlim(0, cal.steps + 0.5)
+    # down to 15 points below full T, or to the lowest threshold's accuracy when all are above it
+    low = max(100 * cal.accuracy_full_T - 15, 100 * float(scan.accuracy.min()) - 1)
+    ax.set_ylim(max(0.0, low), 100.5)
+    ax.set_title(
+        f"Dynamic Confidence: {cal.pipeline} on {cal.split} (α = {cal.alpha:g}, τ = {cal.temperature:.3f})",
+        fontsize=10,
+    )
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return fig
 
 
 __all__ = [
@@ -357,6 +400,7 @@ __all__ = [
     "format_calibration",
     "pareto_front",
     "plot_scan",
+    "scan_figure",
     "threshold_scan",
     "write_calibration",
 ]

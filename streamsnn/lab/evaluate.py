@@ -24,8 +24,9 @@ import numpy as np
 import torch
 
 from streamsnn.config import ExitConfig, PipelineConfig
-from streamsnn.lab.calibrate import Collected, calibrate, collect, confidences
+from streamsnn.lab.calibrate import Collected, calibrate, collect, collecting, confidences
 from streamsnn.lab.policy_training import first_slice_inputs
+from streamsnn.lab.progress import Stages
 from streamsnn.policies import EXIT_POLICIES, ExitPolicy
 from streamsnn.policies.calibration import Calibration, load_calibration
 from streamsnn.policies.exit import (
@@ -241,6 +242,7 @@ class Evaluation:
     data: Collected
     rows: list[PolicyRow]
     summary: dict[str, float]
+    pipeline: str = ""  # the pipeline's name, for the plots' titles
 
 
 def evaluate(
@@ -264,17 +266,24 @@ def evaluate(
         build_policies([("", PolicyNetExitConfig(type="policy_net", weights=net)) for net in nets])
     except ValueError as err:
         raise ValueError(f"policy network: {err}") from None
+    stage = Stages("evaluate", progress)
     calibrated = not calibration.exists()
     if calibrated:
+        stage(f"no calibration at {calibration}: calibrating Dynamic Confidence on val first")
         calibrate(cfg, "val", progress=progress, target_saving=target_saving)[0].save(calibration)
     cal = load_calibration(calibration)
     policies = build_policies(comparison(cfg, cal, str(calibration), policy_net))
+    stage(collecting(cfg, split))
     data = collect(cfg, split, None, progress)  # every slice: a configured exit may go past T
     replay_cfg = cfg.on_split(split).model_copy(update={"sinks": []})
-    rows, summary = evaluate_policies(
-        data, policies, cal.steps, lambda: first_slice_inputs(build_pipeline(replay_cfg))[0]
-    )
-    return Evaluation(split, calibration, calibrated, data, rows, summary)
+
+    def first_inputs() -> torch.Tensor:
+        stage(f"reading each {split} sample's first slice for the policy network")
+        return first_slice_inputs(build_pipeline(replay_cfg))[0]
+
+    stage(f"replaying {len(policies)} exit policies on the collected outputs of {len(data.labels)} samples")
+    rows, summary = evaluate_policies(data, policies, cal.steps, first_inputs)
+    return Evaluation(split, calibration, calibrated, data, rows, summary, cfg.name)
 
 
 def format_rows(rows: list[PolicyRow], summary: dict[str, float]) -> str:
@@ -340,65 +349,113 @@ def write_evaluation(ev: Evaluation, out_dir: Path) -> list[Path]:
     }
     path = out_dir / "evaluation.json"
     path.write_text(json.dumps(report, indent=2) + "\n")
-    return [table, path, *plot_evaluation(ev.data, ev.rows, out_dir)]
+    title = f"{ev.pipeline} on {ev.split}" if ev.pipeline else ev.split
+    return [table, path, *plot_evaluation(ev.data, ev.rows, out_dir, title)]
 
 
-def plot_evaluation(data: Collected, rows: list[PolicyRow], out_dir: Path) -> list[Path]:
-    """accuracy_vs_steps.png (fixed-T curve, policy points, oracle), exit_steps.png (histogram
-    of the policies' exit steps) and confidence.png (mean confidence over time for samples
-    right and wrong at full T); ``rows`` as ``comparison`` orders them (fixed T first, oracle
-    last)."""
+def same_exits(rows: list[PolicyRow]) -> list[list[PolicyRow]]:
+    """``rows`` grouped by identical decisions (every sample's exit step and class), in order:
+    the configured exit is often one of the compared policies."""
+    groups: list[list[PolicyRow]] = []
+    for r in rows:
+        for group in groups:
+            first = group[0].exits
+            if np.array_equal(first.steps, r.exits.steps) and np.array_equal(first.classes, r.exits.classes):
+                group.append(r)
+                break
+        else:
+            groups.append([r])
+    return groups
+
+
+def plot_evaluation(data: Collected, rows: list[PolicyRow], out_dir: Path, title: str = "") -> list[Path]:
+    """The evaluation's PNGs (``evaluation_figures``) in ``out_dir``."""
+    import matplotlib.pyplot as plt
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, fig in evaluation_figures(data, rows, title).items():
+        written.append(out_dir / name)
+        fig.savefig(written[-1], dpi=110)
+        plt.close(fig)
+    return written
+
+
+def evaluation_figures(data: Collected, rows: list[PolicyRow], title: str = "") -> dict[str, Any]:
+    """accuracy_vs_steps.png (fixed-T curve, policy points, oracle), exit_steps.png (a histogram
+    of exit steps per policy, right and wrong stacked, on one step axis) and confidence.png (mean
+    confidence over time for samples right and wrong at full T), as matplotlib figures (Agg) by
+    file name; ``rows`` as ``comparison`` orders them (fixed T first, oracle last); policies with
+    the same decisions share a point and a panel; ``title`` (pipeline and split) heads each."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
-    out_dir.mkdir(parents=True, exist_ok=True)
     t_n = data.steps
     correct = data.classes == data.labels[:, None]
-    written = []
+    groups = same_exits(rows[1:])  # fixed T is the curve
+    # a group: its first method, then the others by their short names ("configured")
+    name = lambda group: " = ".join([group[0].method] + [r.method.split(":")[0] for r in group[1:]])  # noqa: E731
+    head = f" ({title})" if title else ""
+    figures = {}
 
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(np.arange(1, t_n + 1), 100 * correct.mean(0), "-", color="0.4", label="fixed T")
-    for r, marker in zip(rows[1:], "osD^vP", strict=False):
-        ax.plot([r.mean_steps], [100 * r.accuracy], marker, ms=8, label=r.method)
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    ax.plot(np.arange(1, t_n + 1), 100 * correct.mean(0), "-", color="0.4", label="fixed T (t steps)")
+    for group, marker in zip(groups, "osD^vP", strict=False):
+        r = group[0]
+        ax.plot([r.mean_steps], [100 * r.accuracy], marker, ms=8, label=name(group))
     ax.set_xlabel("mean steps")
     ax.set_ylabel("accuracy (%)")
+    ax.set_xlim(0, t_n + 0.5)
     ax.set_ylim(max(0, 100 * correct[:, -1].mean() - 20), 100.5)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.legend(fontsize=7, loc="lower right")
-    ax.set_title("accuracy vs latency")
+    ax.set_title(f"accuracy vs mean steps{head}", fontsize=10)
     fig.tight_layout()
-    written.append(out_dir / "accuracy_vs_steps.png")
-    fig.savefig(written[-1], dpi=110)
-    plt.close(fig)
+    figures["accuracy_vs_steps.png"] = fig
 
-    fig, ax = plt.subplots(figsize=(6, 4))
-    bins = np.arange(0.5, t_n + 1.5)
-    for r in rows[1:-1]:
-        ax.hist(r.exits.steps, bins=bins, alpha=0.6, label=f"{r.method}: mean {r.mean_steps:.2f}")
-    ax.set_xlabel("exit step")
-    ax.set_ylabel("samples")
-    ax.set_title("exit steps")
-    ax.legend(fontsize=7)
+    fig, axes = plt.subplots(
+        len(groups), 1, figsize=(7, 1.1 + 1.35 * len(groups)), sharex=True, squeeze=False
+    )
+    steps = np.arange(1, t_n + 1)
+    for ax, group in zip(axes[:, 0], groups, strict=True):
+        r = group[0]
+        right = r.exits.classes == data.labels
+        n_right = np.bincount(r.exits.steps[right], minlength=t_n + 1)[1 : t_n + 1]
+        n_wrong = np.bincount(r.exits.steps[~right], minlength=t_n + 1)[1 : t_n + 1]
+        ax.bar(steps, n_right, width=0.85, color="tab:green", label="right")
+        ax.bar(steps, n_wrong, width=0.85, bottom=n_right, color="tab:red", label="wrong")
+        ax.axvline(r.mean_steps, color="k", lw=1, ls="--")
+        ax.set_ylim(0, 1.15 * max(1, int((n_right + n_wrong).max())))
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True, nbins=3))
+        ax.set_title(
+            f"{name(group)}: mean {r.mean_steps:.2f} (dashed), {100 * r.accuracy:.2f} %",
+            fontsize=8,
+            loc="left",
+        )
+    axes[0, 0].legend(fontsize=7, loc="upper right")
+    axes[-1, 0].set_xlabel("exit step")
+    axes[-1, 0].set_xlim(0.4, t_n + 0.6)
+    axes[-1, 0].xaxis.set_major_locator(MaxNLocator(integer=True))
+    fig.supylabel("samples", fontsize=9)
+    fig.suptitle(f"exit steps per policy{head}", fontsize=10)
     fig.tight_layout()
-    written.append(out_dir / "exit_steps.png")
-    fig.savefig(written[-1], dpi=110)
-    plt.close(fig)
+    figures["exit_steps.png"] = fig
 
     fig, ax = plt.subplots(figsize=(6, 4))
     conf = confidences(data, float(t_n))
     right = correct[:, -1]
-    steps = np.arange(1, t_n + 1)
     if right.any():
         ax.plot(steps, conf[right].mean(0), label=f"right at full T ({right.sum()})")
     if (~right).any():
         ax.plot(steps, conf[~right].mean(0), label=f"wrong at full T ({(~right).sum()})")
     ax.set_xlabel("step")
     ax.set_ylabel(f"mean confidence, softmax(O_t / {t_n})")
-    ax.set_title("confidence over time")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_title(f"confidence over time{head}", fontsize=10)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    written.append(out_dir / "confidence.png")
-    fig.savefig(written[-1], dpi=110)
-    plt.close(fig)
-    return written
+    figures["confidence.png"] = fig
+    return figures

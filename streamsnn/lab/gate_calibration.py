@@ -20,6 +20,7 @@ import numpy as np
 
 from streamsnn.config import ConfigError, PipelineConfig
 from streamsnn.lab.live import scenario_config
+from streamsnn.lab.progress import Stages
 from streamsnn.policies import EventRateGateConfig
 from streamsnn.sources.digits import DigitsDVS
 
@@ -48,9 +49,11 @@ def slice_rates(events: np.ndarray, start_us: int, end_us: int, slice_us: int, o
     return np.convolve(rates, np.ones(over_steps) / over_steps, mode="valid")
 
 
-def calibrate_gate(cfg: PipelineConfig, split: str = "val", over_steps: int | None = None) -> GateCalibration:
+def calibrate_gate(
+    cfg: PipelineConfig, split: str = "val", over_steps: int | None = None, progress: bool = False
+) -> GateCalibration:
     """The gate's rate for ``cfg``'s slicing, measured on ``split`` (never test);
-    ``over_steps``: the pipeline's gate's, else the gate's default."""
+    ``over_steps``: the pipeline's gate's, else the gate's default; ``progress``: stage lines."""
     if split == "test":
         raise ConfigError("the gate's rate is chosen here, so never on the test split; use val")
     slice_us = cfg.slicing.time_window_us
@@ -59,11 +62,14 @@ def calibrate_gate(cfg: PipelineConfig, split: str = "val", over_steps: int | No
     gate = cfg.policy.gate
     over = over_steps or (gate.over_steps if isinstance(gate, EventRateGateConfig) else None)
     over = over or EventRateGateConfig.model_fields["over_steps"].default
+    stage = Stages("calibrate --live", progress)
+    stage(f"event rates of background noise: the {split} noise scenario's empty stretch")
     noise_source = DigitsDVS(scenario_config(cfg, scenario="noise", split=split))
     segments = noise_source.timeline()
     empty = next(s for s in segments if s.empty)
     noise = np.concatenate(list(noise_source.segment_events(segments)))
     noise_max = float(slice_rates(noise, empty.start_us, empty.end_us, slice_us, over).max())
+    stage(f"event rates of digits in view: the {split} split back to back")
     digits_source = DigitsDVS(scenario_config(cfg, scenario="back_to_back", split=split))
     end = digits_source.timeline()[-1].end_us
     digits_min = float(slice_rates(digits_source.events(), 0, end, slice_us, over).min())

@@ -24,7 +24,8 @@ from torch import nn
 from tqdm import tqdm
 
 from streamsnn.config import load_pipeline
-from streamsnn.lab.calibrate import collect, exit_max_steps
+from streamsnn.lab.calibrate import collect, collecting, exit_max_steps
+from streamsnn.lab.progress import Stages
 from streamsnn.lab.seeding import seed_everything
 from streamsnn.runtime import build_pipeline
 from streamsnn.runtime.samples import sample_slices
@@ -101,9 +102,12 @@ def train_policy(cfg: Any, output: Path | None = None, progress: bool = True) ->
     seed_everything(cfg.train.seed)
     started = time.perf_counter()
     base = load_pipeline(cfg.pipeline, ["runtime.progress=false"])
+    stage = Stages("train policy", progress)
     data = {}
     for split in ("train", "val"):
+        stage(collecting(base, split))
         collected = collect(base, split, exit_max_steps(base), progress)
+        stage(f"reading each {split} sample's first slice (the policy network's input)")
         x, _ = first_slice_inputs(build_pipeline(base.on_split(split)))
         correct = torch.from_numpy(collected.classes == collected.labels[:, None])
         data[split] = (x, correct)
@@ -118,6 +122,8 @@ def train_policy(cfg: Any, output: Path | None = None, progress: bool = True) ->
     x, correct = data["train"]
     rate = float(correct[:, 0].float().mean())  # step-1 accuracy on training (reward: code)
     steps = 0
+    most = f", at most {t.max_steps} steps" if t.max_steps else ""
+    stage(f"training {cfg.model.name} on {len(x)} samples ({t.epochs} epochs{most})")
     for _ in tqdm(range(t.epochs), desc="train policy", unit="epoch", disable=not progress):
         net.train()
         order = torch.randperm(len(x), generator=gen)

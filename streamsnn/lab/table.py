@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from streamsnn.lab.anytime import AnytimeObjective, optimize_scaling, pareto_latency
+from streamsnn.lab.progress import Stages
 from streamsnn.snn.checkpoint import LoadedModel
 from streamsnn.snn.convert import convert
 from streamsnn.snn.counting import counted_run
@@ -71,6 +72,7 @@ def conversion_table(
     scale_phases: dict[str, int] | None = None,
     scale_v0: bool = False,
     scale_objective: Literal["paper", "sarnn"] = "paper",
+    progress: bool = False,
 ) -> ConversionTable:
     """ANN accuracy, one row per method and the ANN's energy per sample (µJ).
 
@@ -78,7 +80,10 @@ def conversion_table(
     ``{"global": 20, "layer": 50}``) adds a firing-rate-scaled row per method, optimised on the
     training split for T = max(steps) (V0 too with ``scale_v0``) on the ``AnytimeObjective`` of
     form ``scale_objective`` (paper or sarnn); the table itself is measured on ``split``.
+    ``progress``: a line on stderr per stage and a bar over the scale search's evaluations.
     """
+    stage = Stages("convert", progress)
+    stage(f"reading the digits {split} split and {CALIBRATION_SAMPLES} training frames (calibration)")
     x, labels = frame_inputs(model, split)
     cal_x, cal_y = frame_inputs(model, "train")
     cal_x, cal_y = cal_x[:CALIBRATION_SAMPLES], cal_y[:CALIBRATION_SAMPLES]
@@ -91,9 +96,33 @@ def conversion_table(
         snn = convert(model.ann, model.input_shape, method, v0, calibration=cal_x)
         name = method
         if scaled:
-            objective = AnytimeObjective(form=scale_objective)
-            optimize_scaling(snn, cal_x, cal_y, max(steps), cal_acc, scale_phases or {}, objective, scale_v0)
             name = f"{method}+scaling" + ("+v0" if scale_v0 else "")
+            phases = scale_phases or {}
+            budget = sum(phases.values())
+            stage(
+                f"{name}: Subplex search on {len(cal_y)} training frames at T = {max(steps)}, at most "
+                + ", ".join(f"{n} {phase}" for phase, n in phases.items())
+                + " evaluations (each a simulation)"
+            )
+            with stage.bar(budget, "scale search", "evaluation") as bar:
+
+                def evaluated(result: dict[str, float], bar: Any = bar) -> None:
+                    bar.set_postfix_str(f"{result['phase']}, loss {result['loss']:.3f}", refresh=False)
+                    bar.update()
+
+                objective = AnytimeObjective(form=scale_objective)
+                optimize_scaling(
+                    snn,
+                    cal_x,
+                    cal_y,
+                    max(steps),
+                    cal_acc,
+                    phases,
+                    objective,
+                    scale_v0,
+                    on_evaluation=evaluated,
+                )
+        stage(f"{name}: simulating {len(labels)} {split} frames for T = {max(steps)} steps")
         acc, counts, p_lat = evaluate_snn(snn, x, labels, steps, ann_acc)
         rows.append(
             MethodRow(

@@ -166,6 +166,7 @@ def _build_around(cfg: PipelineConfig, source: Source, origin: str) -> Pipeline:
         for i, s in enumerate(cfg.sinks):
             try:
                 sinks.append(SINKS.build(s))
+                sinks[-1].live = source.live
             except OSError as err:
                 raise ConfigError(f"{origin}: sinks[{i}] ({s.type}): {err}") from None
     except BaseException:

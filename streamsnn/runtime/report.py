@@ -254,9 +254,11 @@ class Totals(Figures):
             stream = self.streams[o.stream] = Figures(self.exact_up_to)
         stream.add(o)
 
-    def report(self, extra: dict[str, Any]) -> dict[str, Any]:
+    def report(self, extra: dict[str, Any], stream_run: bool = False) -> dict[str, Any]:
         """The run's report: accuracy with and without early exit, steps, latencies (overall and
-        per stream), and ``extra`` (counters)."""
+        per stream), and ``extra`` (counters). ``stream_run``: the outcomes are a stream's
+        decisions, not replayed samples (``samples`` then counts decisions too; see the README's
+        Report section)."""
         n, labelled = self.decisions, self.labelled
         # full-T figures only when every sample has them (a subset, e.g. the samples that never
         # exited, would be biased)
@@ -266,6 +268,8 @@ class Totals(Figures):
         mean_full = self.full_steps / n if n and self.full_steps_n == n else None
         report: dict[str, Any] = {
             "samples": n,
+            "decisions": n,
+            "stream_run": stream_run,
             "labelled": labelled,
             "accuracy": self.correct / labelled if labelled else None,
             "accuracy_full_T": self.full_correct / labelled if full else None,
@@ -400,7 +404,7 @@ class LiveOutcomes:
             fields["samples_file"] = str(self.log.path)
             if self.log.error is not None:
                 fields["samples_file_error"] = self.log.error
-        return self.totals.report(fields)
+        return self.totals.report(fields, stream_run=True)
 
     def close(self) -> None:
         if self.log is not None:
@@ -416,23 +420,27 @@ def _fmt(value: Any, pct: bool = False) -> str:
 
 
 def report_table(report: dict[str, Any]) -> str:
-    """The report as a small aligned text table."""
+    """The report as a small aligned text table; a stream run's outcomes are its decisions (no
+    sample boundaries), named so."""
     lat = lambda k: f"p50 {_fmt(report[k]['p50'])}  p99 {_fmt(report[k]['p99'])}"  # noqa: E731
+    unit = "decision" if report.get("stream_run") else "sample"
     rows = [
-        ("samples", _fmt(report["samples"])),
+        (f"{unit}s", _fmt(report["samples"])),
         ("accuracy (early exit)", _fmt(report["accuracy"], pct=True)),
         ("accuracy at full T", _fmt(report["accuracy_full_T"], pct=True)),
         ("quantised ANN accuracy", _fmt(report["accuracy_ann"], pct=True)),
         ("mean steps", f"{_fmt(report['mean_steps'])} of {_fmt(report['mean_steps_full_T'])}"),
         ("step saving", _fmt(report["step_saving"], pct=True)),
         ("max steps", _fmt(report["max_steps"])),
-        ("spikes per sample", _fmt(report["spikes_per_sample"])),
-        ("energy per sample (µJ)", _fmt(report["energy_uj_per_sample"])),
+        (f"spikes per {unit}", _fmt(report["spikes_per_sample"])),
+        (f"energy per {unit} (µJ)", _fmt(report["energy_uj_per_sample"])),
         ("input latency (ms)", lat("input_latency_ms")),
         ("compute latency (ms)", lat("compute_latency_ms")),
         ("end-to-end latency (ms)", lat("e2e_latency_ms")),
     ]
-    for key in ("samples_per_s", "wall_s", "dropped_packets", "out_of_bounds_events", "late_events"):
+    if "samples_per_s" in report:
+        rows.append((f"{unit}s per s", _fmt(report["samples_per_s"])))
+    for key in ("wall_s", "dropped_packets", "out_of_bounds_events", "late_events"):
         if key in report:
             rows.append((key.replace("_", " "), _fmt(report[key])))
     shown = {label for label, _ in rows}
@@ -471,7 +479,7 @@ def write_report(report: dict[str, Any], outcomes: Sequence[SampleOutcome], path
         files.insert(0, (outcomes_path, lambda f: f.writelines(outcome_line(o).encode() for o in outcomes)))
     png = path.with_suffix(".png")
     if outcomes:
-        files.append((png, lambda f: plot_report(outcomes, f)))
+        files.append((png, lambda f: plot_report(outcomes, f, report)))
     temps: list[tuple[Path, Path]] = []
     try:
         for target, write in files:
@@ -517,49 +525,106 @@ def _read_umask() -> int:
 _UMASK = _read_umask()  # at import, before the run's threads
 
 
-def plot_report(outcomes: Sequence[SampleOutcome], path: Path | IO[bytes]) -> Path | IO[bytes]:
-    """Exit-step histogram (correct / wrong) and input vs compute latency per decision (at most
-    ``PLOT_POINTS`` of them, evenly spaced), in one pass over ``outcomes``."""
+VERDICT_COLOURS = {"correct": "tab:green", "wrong": "tab:red", "no label": "tab:gray"}
+
+
+def verdict(o: SampleOutcome) -> str:
+    """``correct``, ``wrong``, or ``no label`` (a live or unlabelled source: nothing to score)."""
+    if o.label is None:
+        return "no label"
+    return "correct" if o.cls == o.label else "wrong"
+
+
+def plot_title(report: dict[str, Any] | None, decided: int) -> str:
+    """The PNG's title: pipeline, source, exit policy (its options) and what was decided."""
+    if not report:
+        return ""
+    policy = dict(report.get("policy") or {})
+    kind = policy.pop("type", "?")
+    options = ", ".join(
+        f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in policy.items() if v is not None
+    )
+    unit = "decisions" if report.get("stream_run") else "samples"
+    source = f" ({report['source']})" if report.get("source") else ""
+    return (
+        f"{report.get('pipeline', '')}{source}: exit {kind}"
+        + (f" ({options})" if options else "")
+        + f", {decided} {unit}"
+    )
+
+
+def plot_report(
+    outcomes: Sequence[SampleOutcome], path: Path | IO[bytes], report: dict[str, Any] | None = None
+) -> Path | IO[bytes]:
+    """The report's PNG (``report_figure``) at ``path`` (a file name or an open binary file)."""
+    import matplotlib.pyplot as plt
+
+    fig = report_figure(outcomes, report)
+    fig.savefig(path, dpi=110, format="png")
+    plt.close(fig)
+    return path
+
+
+def report_figure(outcomes: Sequence[SampleOutcome], report: dict[str, Any] | None = None) -> Any:
+    """Exit-step histogram (correct / wrong / no label, stacked) and latencies per decision (at
+    most ``PLOT_POINTS`` of them, evenly spaced), in one pass over ``outcomes``; ``report`` (the
+    run's) names pipeline and policy in the title. Input latency against compute latency, or
+    compute latency against the exit step when no decision waited for sensor time (frames).
+    A matplotlib figure (Agg)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     every = max(1, math.ceil(len(outcomes) / PLOT_POINTS))
-    exits: Counter[tuple[int, bool]] = Counter()  # (steps, right) → decisions
-    points: list[tuple[float, float, bool]] = []
+    exits: Counter[tuple[int, str]] = Counter()  # (steps, verdict) → decisions
+    points: list[tuple[float, float, int, str]] = []
+    waited = False  # any decision with sensor time waited
     for i, o in enumerate(outcomes):
-        right = o.label is None or o.cls == o.label
-        exits[o.steps, right] += 1
+        kind = verdict(o)
+        exits[o.steps, kind] += 1
+        waited = waited or o.input_latency_ms > _TINY
         if i % every == 0:
-            points.append((o.input_latency_ms, o.compute_latency_ms, right))
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
+            points.append((o.input_latency_ms, o.compute_latency_ms, o.steps, kind))
+    decided = sum(exits.values())
+    unit = "decisions" if report and report.get("stream_run") else "samples"
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4.2))
     most = max(steps for steps, _ in exits)
-    bins = np.arange(0.5, most + 1.5)
-    kinds = [[(s, n) for (s, r), n in exits.items() if r == right] for right in (True, False)]
-    ax1.hist(
-        [[s for s, _ in kind] for kind in kinds],
-        bins=bins,
-        weights=[[n for _, n in kind] for kind in kinds],
-        stacked=True,
-        label=["correct", "wrong"],
-        color=["tab:green", "tab:red"],
-    )
-    mean = sum(s * n for (s, _), n in exits.items()) / sum(exits.values())
+    steps = np.arange(1, most + 1)
+    bottom = np.zeros(most)
+    for kind, colour in VERDICT_COLOURS.items():
+        counts = np.array([exits.get((s, kind), 0) for s in steps.tolist()])
+        if counts.any():
+            ax1.bar(steps, counts, width=0.9, bottom=bottom, color=colour, label=f"{kind} ({counts.sum()})")
+            bottom += counts
+    mean = sum(s * n for (s, _), n in exits.items()) / decided
+    ax1.set_xlim(0.4, most + 0.6)
+    ax1.set_ylim(0, 1.08 * bottom.max())
     ax1.set_xlabel("exit step")
-    ax1.set_ylabel("samples")
-    ax1.set_title(f"exit steps (mean {mean:.2f})")
-    ax1.legend()
-    ax2.scatter(
-        [x for x, _, _ in points],
-        [y for _, y, _ in points],
-        s=6,
-        c=["tab:green" if right else "tab:red" for _, _, right in points],
-    )
-    ax2.set_xlabel("input latency (ms, sensor time waited)")
+    ax1.set_ylabel(unit)
+    ax1.set_title(f"exit steps (mean {mean:.2f})", fontsize=10)
+    ax1.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax1.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax1.legend(fontsize=8)
+    colours = [VERDICT_COLOURS[kind] for *_, kind in points]
+    if waited:
+        ax2.scatter([p[0] for p in points], [p[1] for p in points], s=6, c=colours)
+        ax2.set_xlabel("input latency (ms, sensor time waited)")
+        ax2.set_title("latency per decision" + (f" (every {every}th)" if every > 1 else ""), fontsize=10)
+    else:  # frames: the input is there at once, so compute latency is the only latency
+        ax2.scatter([p[2] for p in points], [p[1] for p in points], s=8, c=colours, alpha=0.5)
+        ax2.set_xlabel("exit step")
+        ax2.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax2.set_title(
+            "compute latency per decision"
+            + (f" (every {every}th)" if every > 1 else "")
+            + "\n(input latency 0: no sensor time waited)",
+            fontsize=10,
+        )
     ax2.set_ylabel("compute latency (ms, wall time)")
-    ax2.set_title("latency per decision" + (f" (every {every}th)" if every > 1 else ""))
+    title = plot_title(report, decided)
+    if title:
+        fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=110, format="png")
-    plt.close(fig)
-    return path
+    return fig

@@ -643,7 +643,8 @@ class Runner:
             self.pipe.source.close()
             return self._report({**self._extra(0.0, True), "ann_reference_s": 0.0})
         total = None if self.live else max(0, len(self.pipe.source) - len(self.held))
-        self.bar = tqdm(total=total, desc=self.cfg.name, unit="sample", disable=not rt.progress, leave=False)
+        unit = "sample" if self.kept is None else "decision"  # a stream run has no samples
+        self.bar = tqdm(total=total, desc=self.cfg.name, unit=unit, disable=not rt.progress, leave=False)
         interrupted = False
         torch_threads = torch.get_num_threads()
         torch.set_num_threads(self.threads)

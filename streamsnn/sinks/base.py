@@ -27,6 +27,7 @@ class Sink:
     endpoint: str | None = None
     target: str | None = None
     resumes: bool = False
+    live: bool = False  # the run's source is live (set by build_pipeline): predictions come at sensor pace
 
     def start(self) -> None:
         """Before the run's first packet."""

@@ -39,9 +39,10 @@ within 50 ms of ``close()``. aestream stays the way to read USB cameras (``sourc
 - bytes after the last whole word of a datagram are ignored: ``malformed_datagrams``;
 - silence: after ``silence_s`` without a datagram a warning is logged once and ``silences``
   counted; when data returns, ``recoveries`` is counted and logged; with
-  ``stop_after_silence_s`` the stream ends after that much silence (``stopped_after_silence``).
-  Silence is measured from the start of reading too: a sender that never comes is reported (and
-  ends the stream) the same way;
+  ``stop_after_silence_s`` the stream ends after that much silence since the last datagram
+  (``stopped_after_silence``). Before the first datagram silence is reported the same way (from
+  the start of reading), but the stream waits for a sender that starts late: it ends only with
+  ``first_datagram_timeout_s`` (``stopped_before_data``), else when stopped;
 - datagrams that were already waiting when the source started reading (sent between building
   and running the pipeline) are kept and stamped 0, the start of reading: ``early_datagrams``.
 
@@ -148,7 +149,14 @@ class UDPSourceConfig(SensorOptions):
         1.0, description="warn (once) and count a silence after this long without a datagram (s)"
     )
     stop_after_silence_s: PositiveFloat | None = Field(
-        None, description="end the stream after this much silence (s; null: run until stopped)"
+        None,
+        description="end the stream after this much silence since the last datagram (s; null: run until "
+        "stopped); a stream that has had none waits for its first (first_datagram_timeout_s)",
+    )
+    first_datagram_timeout_s: PositiveFloat | None = Field(
+        None,
+        description="end the stream if no datagram came this long after the start (s; null: wait for "
+        "the first one until stopped)",
     )
     receive_buffer_bytes: int = Field(
         4 << 20,
@@ -181,6 +189,7 @@ class UDPSource(SourceBase):
         self.sensor = config.pixel_array(polarities=2)
         self.packet_us, self.silence_s = config.packet_us, config.silence_s
         self.stop_after_silence_s = config.stop_after_silence_s
+        self.first_datagram_timeout_s = config.first_datagram_timeout_s
         host, port = config.host, config.port
         self._closed = threading.Event()
         self._lock = threading.Lock()
@@ -273,6 +282,7 @@ class UDPSource(SourceBase):
         buf = bytearray(MAX_DATAGRAM)
         parts = self._take_early(buf)
         last_data_ns, silent = t0, False
+        heard = bool(self.stats.get("early_datagrams"))  # a datagram came: silence may end the stream
         packet_ns = self.packet_us * 1_000
         emit_ns, prev_end_us = t0 + packet_ns, 0
         while not self._closed.is_set():
@@ -291,13 +301,20 @@ class UDPSource(SourceBase):
                     silent = True
                     self.count("silences")
                     log.warning("%s: no data for %.1f s (silence reported once)", self.stream, quiet_s)
-                if self.stop_after_silence_s is not None and quiet_s >= self.stop_after_silence_s:
+                limit, option = (
+                    (self.stop_after_silence_s, "stop_after_silence_s")
+                    if heard
+                    else (self.first_datagram_timeout_s, "first_datagram_timeout_s")
+                )
+                if limit is not None and quiet_s >= limit:
                     self._last_drops()
-                    self.count("stopped_after_silence")
+                    self.count("stopped_after_silence" if heard else "stopped_before_data")
                     log.warning(
-                        "%s: no data for %.1f s: ending the stream (stop_after_silence_s)",
+                        "%s: no data for %.1f s%s: ending the stream (%s)",
                         self.stream,
                         quiet_s,
+                        "" if heard else " since the start",
+                        option,
                     )
                     return
                 continue
@@ -317,7 +334,7 @@ class UDPSource(SourceBase):
                 log.info(
                     "%s: data again after %.1f s of silence", self.stream, (arrival_ns - last_data_ns) / 1e9
                 )
-            last_data_ns = arrival_ns
+            last_data_ns, heard = arrival_ns, True
             events = self._decode(memoryview(buf)[:size], (arrival_ns - t0) // 1_000)
             if len(events):
                 parts.append(events)

@@ -265,3 +265,39 @@ def test_evaluate_matches_the_runtime_and_writes_table_and_plots(root, tmp_path)
         assert report["mean_steps"] == pytest.approx(r.mean_steps)
         assert report["accuracy"] == pytest.approx(r.accuracy)
         assert report["energy_uj_per_sample"] == pytest.approx(r.energy_uj, rel=1e-5)
+
+
+def test_the_calibration_png_draws_a_one_point_front_and_names_it(root, tmp_path):
+    """On the frames model every no-loss threshold exits at step 1: a Pareto front of one point,
+    drawn as a point (a line through one point draws nothing) and named so in the legend."""
+    from streamsnn.lab.calibrate import scan_figure, write_calibration
+
+    cfg = load_pipeline(
+        root / "pipelines" / "digits_frames.yaml", ["source.limit=60", "runtime.progress=false"]
+    )
+    cal, scan, _ = calibrate(cfg, "val", resolution=1e-3, progress=False)
+    assert len(cal.front) == 1
+    ax = scan_figure(scan, cal).axes[0]
+    front = next(line for line in ax.get_lines() if line.get_label().startswith("Pareto front"))
+    assert front.get_label() == "Pareto front (1 point)" and front.get_marker() == "o"
+    assert [t.get_text() for t in ax.get_legend().get_texts()][1] == "Pareto front (1 point)"
+    low, high = ax.get_ylim()
+    assert low <= 100 * scan.accuracy.min() and high - low < 15  # the thresholds fill the axes
+    assert "digits-frames on val" in ax.get_title()
+    _, png = write_calibration(cal, scan, tmp_path / "calibration.json")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_calibrate_shows_its_stages(root, capsys):
+    cfg = load_pipeline(root / "pipelines" / "digits_frames.yaml", ["source.limit=24"])
+    calibrate(cfg, "val", resolution=1e-3, progress=True)
+    err = capsys.readouterr().err.replace("\r", "\n")
+    stages = [line.split("]: ", 1)[1] for line in err.splitlines() if line.startswith("calibrate [")]
+    assert stages == [
+        "running digits-frames on the val split at full length, keeping every step's output; "
+        "then the quantised ANN on each sample's mean input",
+        "fitting the temperature, scanning 1,001 thresholds on 24 samples × 16 steps",
+    ]
+    assert "digits-frames: " in err and "/24 [" in err  # the run's bar in between
+    calibrate(cfg, "val", resolution=1e-3, progress=False)
+    assert capsys.readouterr().err == ""

@@ -263,3 +263,40 @@ def test_cli_evaluate_equals_cli_run(pipeline, calibration, tmp_path, capsys):
     report = json.loads((tmp_path / "r.json").read_text())
     assert configured["accuracy"] == pytest.approx(report["accuracy"])
     assert configured["mean_steps"] == pytest.approx(report["mean_steps"])
+
+
+def test_the_exit_steps_png_has_a_panel_per_policy_and_merges_equal_ones(pipeline, calibration):
+    """exit_steps.png: one panel per distinct policy (the configured exit, here SEENN-I's own
+    options, shares SEENN-I's panel and point), bars of whole steps, right and wrong stacked, and
+    no translucent overlap; the titles name pipeline and split."""
+    from streamsnn.lab.evaluate import build_policies, comparison, evaluate_policies, evaluation_figures
+    from streamsnn.policies.calibration import load_calibration
+
+    cfg = load_pipeline(pipeline, UNEVEN)
+    data = collect(cfg, "test", progress=False)
+    rows, _ = evaluate_policies(
+        data, build_policies(comparison(cfg, load_calibration(calibration), str(calibration))), 15
+    )
+    figures = evaluation_figures(data, rows, "digits-dvs on test")
+    assert sorted(figures) == ["accuracy_vs_steps.png", "confidence.png", "exit_steps.png"]
+    panels = figures["exit_steps.png"].axes
+    titles = [ax.get_title(loc="left") for ax in panels]
+    assert len(panels) == 3 and titles[0].startswith("SEENN-I (c=0.85) = configured: mean")
+    assert titles[1].startswith("Dynamic Confidence") and titles[2].startswith("oracle")
+    for ax, r in zip(panels, [rows[1], rows[2], rows[-1]], strict=True):
+        assert sum(p.get_height() for p in ax.patches) == len(data.labels)  # every sample once
+        assert all(p.get_alpha() in (None, 1) for p in ax.patches)
+        assert all(float(t).is_integer() for t in ax.get_xticks())
+        assert f"mean {r.mean_steps:.2f}" in ax.get_title(loc="left")
+    assert "digits-dvs on test" in figures["exit_steps.png"]._suptitle.get_text()
+    legend = [t.get_text() for t in figures["accuracy_vs_steps.png"].axes[0].get_legend().get_texts()]
+    assert legend[1] == "SEENN-I (c=0.85) = configured" and len(legend) == 4
+
+
+def test_evaluate_shows_its_stages(pipeline, calibration, capsys):
+    evaluate(load_pipeline(pipeline, UNEVEN[:1] + UNEVEN[2:]), "test", calibration, progress=True)
+    err = capsys.readouterr().err.replace("\r", "\n")
+    stages = [line.split("]: ", 1)[1] for line in err.splitlines() if line.startswith("evaluate [")]
+    assert len(stages) == 2 and stages[0].startswith("running digits-dvs on the test split at full length")
+    assert stages[1] == "replaying 5 exit policies on the collected outputs of 40 samples"
+    assert "digits-dvs: " in err and "/40 [" in err  # the run's bar

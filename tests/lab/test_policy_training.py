@@ -87,7 +87,7 @@ def test_code_reward_is_the_paper_reward_at_twice_beta_when_weights_are_one():
     "name, reward",
     [("digits_frames_policy", "paper"), ("digits_dvs_policy", "paper"), ("digits_frames_policy", "code")],
 )
-def test_policy_training_configs_train_and_run(root, tmp_path, name, reward):
+def test_policy_training_configs_train_and_run(root, tmp_path, name, reward, capsys):
     """A few optimiser steps of each shipped SEENN-II config (and of the code's reward) on a small
     slice of its pipeline's data; the checkpoint drives the runtime's ``policy_net`` exit."""
     cfg = load_train_config(root / "configs" / f"{name}.yaml")
@@ -98,8 +98,18 @@ def test_policy_training_configs_train_and_run(root, tmp_path, name, reward):
     assert cfg.train.reward == "paper"  # the shipped configs keep the paper's reward
     train_options = cfg.train.model_copy(update={"max_steps": 2, "batch_size": 8, "reward": reward})
     cfg = cfg.model_copy(update={"pipeline": str(tmp_path / "pipe.yaml"), "train": train_options})
-    result = train(cfg, output=tmp_path / "policy.pt", progress=False)
+    result = train(cfg, output=tmp_path / "policy.pt", progress=True)
     assert result["train_steps"] == 2
+    err = capsys.readouterr().err.replace("\r", "\n")  # a line per stage, bars between them
+    stages = [line.split("]: ", 1)[1][:40] for line in err.splitlines() if line.startswith("train policy [")]
+    assert stages == [
+        f"running {pipeline['name']} on the train split at full length"[:40],
+        "reading each train sample's first slice ",
+        f"running {pipeline['name']} on the val split at full length"[:40],
+        "reading each val sample's first slice (t",
+        f"training resnet8 on 24 samples ({cfg.train.epochs} epochs, at most 2 steps)"[:40],
+    ]
+    assert "train policy: " in err
     assert 1 <= result["val_mean_steps_policy"] <= 16
     assert 0 <= result["val_accuracy_policy"] <= 1
 

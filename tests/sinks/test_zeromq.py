@@ -2,6 +2,7 @@
 subscribers, late joiners, heartbeats, configuration errors."""
 
 import json
+import socket
 import subprocess
 import sys
 import threading
@@ -258,3 +259,32 @@ def test_zmq_sink_configuration_errors(root):
     )
     with pytest.raises(TimeoutError, match=r"0 of 1 subscriber\(s\) on tcp://127\.0\.0\.1:\d+ after 0\.3 s"):
         run_pipeline(pipe)
+
+
+def test_a_subscriber_started_before_the_publisher_counts_every_message_it_did_not_get():
+    """The subscriber waits on an address before the sink binds it; the sink publishes at once
+    (ZeroMQ drops what comes before the subscription), then once subscribed: every message of
+    the run is either received or counted missed."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        address = f"tcp://127.0.0.1:{probe.getsockname()[1]}"
+    collector = Collector(address, silence_s=0.2)
+    sink = ZmqSink(ZmqSinkConfig(address=address, heartbeat_s=0.1))
+    try:
+        for step in range(1, 31):  # before the subscription can have arrived
+            predict(sink, "cam0", step, final=step % 5 == 0)
+        deadline = time.monotonic() + 30
+        while sink.subscribers < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        for step in range(31, 61):
+            predict(sink, "cam0", step, final=step % 5 == 0)
+        collector.start()
+    finally:
+        sink.close()
+    collector.join(60)
+    assert collector.summary is not None and collector.summary.data["last_seq"] == {"pred.cam0": 60}
+    live = [m for m in collector.messages if not m.cached]
+    stats = collector.sub.stats
+    assert len(live) + stats["missed"] == 60 and stats["reconnects"] == 0
+    seqs = [m.data["seq"] for m in live]
+    assert seqs == list(range(seqs[0], 61)) and stats["missed"] == seqs[0] - 1

@@ -481,3 +481,73 @@ def test_the_report_shows_dropped_datagrams_and_every_out_of_bounds_event(root):
     assert not run.is_alive() and run.error is None, run.error
     report = run.result.report
     assert report["source_stats"]["out_of_bounds_events"] == 2 == report["out_of_bounds_events"]
+
+
+def test_a_late_sender_is_waited_for_and_silence_counts_from_its_last_datagram(caplog):
+    """stop_after_silence_s counts from the last datagram: a sender that starts later than that
+    after the start is still heard, and the stream ends that long after its last datagram."""
+    caplog.set_level(logging.INFO, logger="streamsnn.sources.udp")
+    burst = make_events(np.zeros(50, np.int64), np.arange(50) % 34, np.arange(50) // 2, np.arange(50) % 2)
+    source = UDPSource(UDPSourceConfig(port=0, sensor="digits_dvs", silence_s=0.2, stop_after_silence_s=0.5))
+    received, sent_at = [], None
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx, source:
+        began = time.monotonic()
+        for packet in source:
+            if len(packet.data):
+                received.append(packet.data)
+            waited = time.monotonic() - began
+            if sent_at is None and waited > 1.0:  # twice stop_after_silence_s after the start
+                tx.sendto(spif_encode(burst).tobytes(), (source.host, source.port))
+                sent_at = waited
+            assert waited < 20, "the source did not stop after the sender's silence"
+        ended = time.monotonic() - began
+    stats = source.stats
+    assert sum(len(r) for r in received) == stats["events"] == 50 and stats["datagrams"] == 1
+    assert stats["stopped_after_silence"] == 1 and "stopped_before_data" not in stats
+    assert ended - sent_at >= 0.5  # that much silence after the datagram, however long before it
+    assert stats["silences"] == 2 and stats["recoveries"] == 1  # before it (reported) and after it
+
+
+def test_first_datagram_timeout_s_ends_a_stream_nobody_sends_to(caplog):
+    source = UDPSource(
+        UDPSourceConfig(
+            port=0, sensor="digits_dvs", silence_s=0.2, stop_after_silence_s=0.2, first_datagram_timeout_s=0.6
+        )
+    )
+    with source:
+        began = time.monotonic()
+        packets = 0
+        for _ in source:
+            packets += 1
+            assert time.monotonic() - began < 20, "first_datagram_timeout_s did not end the stream"
+        ended = time.monotonic() - began
+    assert ended >= 0.6 and packets >= 100  # a packet every ms meanwhile: the pipeline stepped on
+    assert source.stats["stopped_before_data"] == 1 and "stopped_after_silence" not in source.stats
+    assert "since the start: ending the stream (first_datagram_timeout_s)" in caplog.text
+
+
+def test_a_pipeline_hears_a_sender_that_starts_after_stop_after_silence_s(root, tmp_path):
+    """The user's case: `stop_after_silence_s: 1` and a sender started 1.5 s after the run: the
+    run waits for it, decides on its digits and ends 1 s after it stops."""
+    events = digit_stream(3)  # 0.9 s of sensor time
+    sender = Sender(events, tmp_path)
+    pipe = build_pipeline(udp_config(root, "source.silence_s=0.5", "source.stop_after_silence_s=1.0"))
+    try:
+        sender.wait_ready()
+        run = RunThread(pipe)
+        run.start()
+        deadline = time.monotonic() + 30
+        while pipe.source.t0_ns is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        while time.monotonic_ns() - pipe.source.t0_ns < 1_500_000_000:  # the sender starts late
+            time.sleep(0.05)
+        assert run.is_alive(), "the run ended before its sender started"
+        sender.go(pipe.source.port)
+        run.join(30)
+        assert not run.is_alive() and run.error is None, run.error
+        assert sender.proc.wait(10) == 0
+    finally:
+        sender.stop()
+    report = run.result.report
+    assert report["source_stats"]["events"] == sender.lines["sent"] == len(events)
+    assert report["source_stats"]["stopped_after_silence"] == 1 and report["decisions"] >= 1
