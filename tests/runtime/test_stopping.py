@@ -185,12 +185,12 @@ def test_sigterm_stops_a_run_as_ctrl_c_does(root, tmp_path):
 
 
 def test_a_run_with_no_decision_reports_null_not_nan(root, tmp_path):
-    """A live UDP source that receives nothing and ends after 1 s of silence: no decision; its
-    report is strict JSON, with null where there is no figure."""
+    """A live UDP source that receives nothing and ends after waiting 1 s for its first datagram:
+    no decision; its report is strict JSON, with null where there is no figure."""
     args = [
         "run",
         "pipelines/udp_live.yaml",
-        *("--set", "sinks=[]", "--set", "source.port=0", "--set", "source.stop_after_silence_s=1"),
+        *("--set", "sinks=[]", "--set", "source.port=0", "--set", "source.first_datagram_timeout_s=1"),
         *("--report", str(tmp_path / "report.json"), "--no-progress"),
     ]
     done = subprocess.run([*CLI, *args], cwd=root, capture_output=True, text=True, timeout=300)
