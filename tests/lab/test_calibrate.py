@@ -12,6 +12,7 @@ from streamsnn.lab.calibrate import (
     choose_threshold,
     confidences,
     dynamic_confidence_scan,
+    format_calibration,
     pareto_front,
     threshold_scan,
 )
@@ -265,3 +266,12 @@ def test_evaluate_matches_the_runtime_and_writes_table_and_plots(root, tmp_path)
         assert report["mean_steps"] == pytest.approx(r.mean_steps)
         assert report["accuracy"] == pytest.approx(r.accuracy)
         assert report["energy_uj_per_sample"] == pytest.approx(r.energy_uj, rel=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("front", "says"), [([[0.5, 2.0, 1.0]], "1 point"), ([[0.4, 3, 1], [0.5, 2, 0.9]], "2 points")]
+)
+def test_the_calibration_text_counts_the_front_in_words(tmp_path, front, says):
+    cal = load_calibration(hand_built_calibration(tmp_path, front=front))
+    scan = Scan(np.array([0.5]), np.array([2.0]), np.array([1.0]))
+    assert format_calibration(cal, scan).endswith(f"Pareto front: {says}")
