@@ -162,7 +162,7 @@ class PipelineConfig(Options):
 
     name: str = Field(
         "pipeline",
-        pattern=r"^[\w.-]+$",
+        pattern=r"^[\w-][\w.-]*$",  # a folder name: runs/<name>/
         description="the pipeline's name (in the report); its files go to runs/<name>/ unless told",
     )
     source: SourceConfig = Field(description="where the events or frames come from")

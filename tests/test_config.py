@@ -43,7 +43,7 @@ def test_a_shipped_pipeline_writes_in_its_run_folder_and_training_never_into_the
             assert other is None or other.startswith(("runs/train/", "pipelines/")), (path.name, other)
 
 
-@pytest.mark.parametrize("name", ["../elsewhere", "a b", ""])
+@pytest.mark.parametrize("name", ["../elsewhere", "..", "a b", ""])
 def test_a_pipeline_name_is_a_folder_name(tmp_path, name):
     with pytest.raises(ConfigError, match="name"):
         load_pipeline(write(tmp_path, GOOD), [f"name={name!r}"])
