@@ -353,11 +353,11 @@ def compare_checkpoints(fresh: LoadedModel, reference: LoadedModel, name: str) -
             ),
             default=None,
         )
-    mine, shipped = _flat(fresh.train_config), _flat(reference.train_config)
+    mine, other = _flat(fresh.train_config), _flat(reference.train_config)
     differs = {
-        k: [mine[k], shipped[k]]
-        for k in sorted(mine.keys() & shipped.keys() - {"output", "reproduces"})
-        if mine[k] != shipped[k]
+        k: [mine[k], other[k]]
+        for k in sorted(mine.keys() & other.keys() - {"output", "reproduces"})
+        if mine[k] != other[k]
     }
     accuracies = [k for k in metrics if "accuracy" in k]
     reproduced = (
