@@ -34,9 +34,12 @@ lint: setup
 	$(BIN)/ruff check streamsnn tests benchmarks examples scripts
 	$(BIN)/ruff format --check streamsnn tests benchmarks examples scripts
 
+# Retrains the shipped digits models into runs/train/ and compares each with the shipped one
+# (streamsnn/assets/ is never written).
 train: setup
 	$(BIN)/streamsnn train configs/digits_dvs.yaml
 	$(BIN)/streamsnn train configs/digits_frames.yaml
+	$(BIN)/streamsnn train configs/digits_frames_2bit.yaml
 
 # The inference benchmark against SpikingJelly and snnTorch: both installed here for it only (not
 # dependencies). SpikingJelly without its dependencies, which would pull a CUDA torch.

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -57,14 +58,13 @@ def _start_pipeline(args: argparse.Namespace) -> tuple[Any, str | None]:
     """The pipeline of ``streamsnn run``, loaded and built, and its report path."""
     from streamsnn.config import load_pipeline
     from streamsnn.runtime import build_pipeline
-    from streamsnn.sinks import JsonlSinkConfig
 
     overrides = _overrides(args)
     if args.no_progress:
         overrides.append("runtime.progress=false")
     cfg = load_pipeline(args.pipeline, overrides)
     if args.output:
-        cfg = cfg.model_copy(update={"sinks": [*cfg.sinks, JsonlSinkConfig(path=args.output)]})
+        cfg = _with_output(cfg, args.output)
     if args.resume:
         cfg = _resuming(cfg)
     report_path = args.report or cfg.report.path
@@ -115,9 +115,28 @@ def _finish_run(result: Any, report_path: str | None, stopped_code: int) -> int:
     return stopped_code if report.get("interrupted") else 0
 
 
+def _with_output(cfg: PipelineConfig, path: str) -> PipelineConfig:
+    """``run --output PATH``: the pipeline's JSONL sink writes to PATH instead (its other options
+    kept), or, without one, a JSONL sink of every prediction is added; never a second file."""
+    from streamsnn.sinks import JsonlSinkConfig
+
+    jsonl = [i for i, s in enumerate(cfg.sinks) if isinstance(s, JsonlSinkConfig)]
+    if len(jsonl) > 1:
+        raise ConfigError(
+            f"--output: the pipeline has {len(jsonl)} jsonl sinks "
+            f"({', '.join(f'sinks.{i}' for i in jsonl)}); give each its path with --set sinks.N.path=FILE"
+        )
+    sinks = list(cfg.sinks)
+    if jsonl:
+        sinks[jsonl[0]] = sinks[jsonl[0]].model_copy(update={"path": path})
+    else:
+        sinks.append(JsonlSinkConfig(path=path))
+    return cfg.model_copy(update={"sinks": sinks})
+
+
 def _train(args: argparse.Namespace) -> int:
     from streamsnn.config import load_train_config
-    from streamsnn.lab.train import train
+    from streamsnn.lab.train import default_output, format_comparison, train
 
     overrides = list(args.set or [])
     if args.device:
@@ -125,11 +144,15 @@ def _train(args: argparse.Namespace) -> int:
     if args.amp:
         overrides.append("train.amp=true")
     cfg = load_train_config(args.config, overrides)
+    output = Path(args.output or cfg.output or default_output(args.config))
     try:
-        result = train(cfg, output=Path(args.output) if args.output else None, progress=not args.no_progress)
+        result = train(cfg, output=output, progress=not args.no_progress)
     except ConfigError as err:
         raise ConfigError(f"{args.config}: {err}") from None
     print(json.dumps(result, indent=2))
+    if "compared_with" in result:
+        print(format_comparison(result["compared_with"]), file=sys.stderr)
+    print(f"wrote {output}", file=sys.stderr)
     return 0
 
 
@@ -180,7 +203,7 @@ def _calibrate(args: argparse.Namespace) -> int:
         )
     except ValueError as err:
         raise ConfigError(f"{args.pipeline}: {err}") from None
-    written = write_calibration(cal, scan, Path(args.output or f"runs/{cfg.name}/calibration.json"))
+    written = write_calibration(cal, scan, Path(args.output or cfg.run_dir / "calibration.json"))
     print(format_calibration(cal, scan))
     print(f"wrote {' and '.join(map(str, written))}", file=sys.stderr)
     return 0
@@ -193,7 +216,7 @@ def _calibrate_gate(args: argparse.Namespace, cfg: Any) -> int:
         cal = calibrate_gate(cfg, args.split, progress=not args.no_progress)
     except ValueError as err:
         raise ConfigError(f"{args.pipeline}: {err}") from None
-    out = Path(args.output or f"runs/{cfg.name}/gate_calibration.json")
+    out = Path(args.output or cfg.run_dir / "gate_calibration.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(cal.as_dict(), indent=2) + "\n")
     print(format_gate(cal))
@@ -211,7 +234,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     given = [f"--{k.replace('_', '-')}" for k in (*SCENARIO_OPTIONS, "unpaced") if getattr(args, k)]
     if given:
         raise ConfigError(f"{' and '.join(given)}: options of `evaluate --live`")
-    cal_path = Path(args.calibration or f"runs/{cfg.name}/calibration.json")
+    cal_path = Path(args.calibration or cfg.run_dir / "calibration.json")
     try:
         ev = evaluate(cfg, args.split, cal_path, args.policy_net, args.target_saving, not args.no_progress)
     except ValueError as err:
@@ -220,7 +243,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         print(f"no calibration at {cal_path}: calibrated on val and wrote it there", file=sys.stderr)
     print(f"{cfg.name} on {args.split} ({len(ev.data.labels)} samples; thresholds from {cal_path})")
     print(format_rows(ev.rows, ev.summary))
-    for path in write_evaluation(ev, Path(args.output_dir or f"runs/{cfg.name}/evaluate")):
+    for path in write_evaluation(ev, Path(args.output_dir or cfg.run_dir / "evaluate")):
         print(f"wrote {path}", file=sys.stderr)
     return 0
 
@@ -240,7 +263,7 @@ def _evaluate_live(args: argparse.Namespace, cfg: PipelineConfig) -> int:
         print("test split: figures for reporting; nothing is chosen here (tune on val)", file=sys.stderr)
     run = measure_live(cfg, scenario, not args.no_progress, args.unpaced, str(args.pipeline))
     print(format_live(run))
-    for path in write_live(run, Path(args.output_dir or f"runs/{cfg.name}/evaluate_live")):
+    for path in write_live(run, Path(args.output_dir or cfg.run_dir / "evaluate_live")):
         print(f"wrote {path}", file=sys.stderr)
     return 0
 
@@ -363,12 +386,21 @@ def _executor_options(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument("--ray-address", help="a running Ray cluster (auto, ray://head:10001); else a local one")
 
 
+def plain(doc: str) -> str:
+    """A docstring as help text: a literal in double backticks is shown bare."""
+    return re.sub(r"``(.+?)``", r"\1", doc, flags=re.DOTALL)
+
+
 def make_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="streamsnn", description=__doc__)
+    parser = argparse.ArgumentParser(prog="streamsnn", description=plain(__doc__ or ""))
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = _config_command(sub, "run", "run a pipeline.yaml: source → SNN → policies → sinks", "pipeline")
-    run.add_argument("--output", help="also write every prediction to this JSONL file")
+    run.add_argument(
+        "--output",
+        help="write the predictions to this JSONL file instead of the jsonl sink's path (without a jsonl "
+        "sink: add one, every prediction)",
+    )
     run.add_argument("--report", help="write report.json (plus per-sample outcomes and a PNG) here")
     run.add_argument(
         "--resume",
@@ -404,7 +436,9 @@ def make_parser() -> argparse.ArgumentParser:
     subs.set_defaults(func=_subscribe)
 
     train = _config_command(sub, "train", "train an ANN for conversion, or an SNN directly", "config")
-    train.add_argument("--output", help="checkpoint path (default: the config's output)")
+    train.add_argument(
+        "--output", help="checkpoint path (default: the config's output, else runs/train/<config name>.pt)"
+    )
     train.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: the config's train.device)")
     train.add_argument("--amp", action="store_true", help="mixed precision (fp16 on CUDA, bf16 on CPU)")
     train.set_defaults(func=_train)

@@ -45,6 +45,9 @@ ExitConfig = EXIT_POLICIES.union()
 ResetConfig = RESET_POLICIES.union()
 GateConfig = GATES.union()
 SinkConfig = SINKS.union()
+# where a pipeline's files (``runs/<name>/``) and training's checkpoints (``runs/train/``) go unless a
+# path is given; relative to the working directory, as every relative path of a config
+RUNS = Path("runs")
 
 
 class ModelConfig(Options):
@@ -157,7 +160,11 @@ class RayConfig(Options):
 class PipelineConfig(Options):
     """A pipeline: source → slicing → encoder → SNN → policies → sinks."""
 
-    name: str = Field("pipeline", description="the pipeline's name (in the report and file names)")
+    name: str = Field(
+        "pipeline",
+        pattern=r"^[\w-][\w.-]*$",  # a folder name: runs/<name>/
+        description="the pipeline's name (in the report); its files go to runs/<name>/ unless told",
+    )
     source: SourceConfig = Field(description="where the events or frames come from")
     slicing: SlicingConfig = Field(description="how streams are cut into slices (one SNN step each)")
     encoder: EncoderConfig = Field(description="slice → input tensor")
@@ -172,6 +179,11 @@ class PipelineConfig(Options):
         "grouped)",
     )
     ray: RayConfig = Field(RayConfig(), description="Ray workers (executor: ray)")
+
+    @property
+    def run_dir(self) -> Path:
+        """``runs/<name>``: the folder of this pipeline's files (calibration, evaluation) by default."""
+        return RUNS / self.name
 
     def on_split(self, split: str) -> PipelineConfig:
         """The same pipeline reading ``split`` of its source."""
@@ -253,13 +265,17 @@ class TrainOptions(Options):
 
 class TrainConfig(Options):
     """``pipeline``: for ``train.method: policy`` (SEENN-II), the pipeline whose SNN the policy
-    network serves; its source gives the data, so ``data`` and ``input`` are not needed."""
+    network serves; its source gives the data, so ``data`` and ``input`` are not needed.
+    ``output``: the checkpoint (default ``runs/train/<config file name>.pt``). ``reproduces``: a
+    checkpoint this config reproduces (``builtin:digits_dvs``): the result is compared with it,
+    never written over it."""
 
     data: TrainDataConfig | None = None
     model: ArchConfig
     input: InputSpecConfig | None = None
     train: TrainOptions = TrainOptions()
-    output: str
+    output: str | None = None
+    reproduces: str | None = None
     pipeline: str | None = None
 
     @model_validator(mode="after")

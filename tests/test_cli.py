@@ -77,6 +77,70 @@ def test_run_writes_predictions_report_and_plot(root, tmp_path):
     assert len(report.with_name("report_samples.jsonl").read_text().splitlines()) == 10
 
 
+def test_output_moves_the_jsonl_sinks_file_and_adds_no_second_one(root, tmp_path):
+    """``--output`` replaces the configured JSONL path (its other options kept), so the predictions
+    and the report describe one run; the configured runs/digits_dvs/predictions.jsonl is not written."""
+    pipeline = root / "pipelines" / "digits_dvs.yaml"
+    sets = ["--set", "source.limit=4", "--no-progress"]
+    out = cli("run", pipeline, *sets, "--output", "preds.jsonl", "--report", "out/report.json", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert not (tmp_path / "runs").exists()
+    lines = [json.loads(x) for x in (tmp_path / "preds.jsonl").read_text().splitlines()]
+    assert sum(p["final"] for p in lines) == 4 < len(lines)  # final_only: false, as configured
+    assert json.loads((tmp_path / "out" / "report.json").read_text())["samples"] == 4
+
+
+def test_output_with_two_jsonl_sinks_is_refused(root, capsys):
+    from streamsnn.cli import main
+
+    two = "sinks=[{type: jsonl, path: a.jsonl}, {type: console}, {type: jsonl, path: b.jsonl}]"
+    assert (
+        main(["run", str(root / "pipelines" / "digits_dvs.yaml"), "--set", two, "--output", "x.jsonl"]) == 2
+    )
+    assert "error: --output: the pipeline has 2 jsonl sinks (sinks.0, sinks.2)" in capsys.readouterr().err
+
+
+def test_run_calibrate_and_evaluate_share_the_pipelines_run_folder(root, tmp_path):
+    pipeline = root / "pipelines" / "digits_frames.yaml"
+    sets = ["--set", "source.limit=20", "--no-progress"]
+    for command in ("run", "calibrate", "evaluate"):
+        out = cli(command, pipeline, *sets, cwd=tmp_path)
+        assert out.returncode == 0, out.stderr
+    assert "thresholds from runs/digits_frames/calibration.json" in out.stdout
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["digits_frames"]
+    written = {p.name for p in (tmp_path / "runs" / "digits_frames").iterdir()}
+    assert {"report.json", "calibration.json", "evaluate"} <= written
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        [],
+        *(
+            [c]
+            for c in (
+                "run",
+                "config",
+                "subscribe",
+                "train",
+                "calibrate",
+                "evaluate",
+                "convert",
+                "send",
+                "sensors",
+            )
+        ),
+    ],
+)
+def test_help_shows_docstring_literals_bare(command, capsys):
+    from streamsnn.cli import main
+
+    with pytest.raises(SystemExit):
+        main([*command, "--help"])
+    text = capsys.readouterr().out
+    assert text.startswith("usage: streamsnn") and "``" not in text
+
+
 def test_config_errors_exit_2_with_the_field(root, tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text(

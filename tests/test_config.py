@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 import yaml
 
@@ -23,6 +25,28 @@ def test_the_shipped_pipelines_and_configs_validate(root):
         load_pipeline(path)
     for path in sorted((root / "configs").glob("*.yaml")):
         load_train_config(path)
+
+
+def test_a_shipped_pipeline_writes_in_its_run_folder_and_training_never_into_the_package(root):
+    """One folder per pipeline, runs/<name>/ (calibrate and evaluate default to it), named as its
+    file; a training config writes runs/train/<config name>.pt unless it names an output."""
+    for path in sorted((root / "pipelines").glob("*.yaml")):
+        cfg = load_pipeline(path)
+        assert cfg.name == path.stem and str(cfg.run_dir) == f"runs/{path.stem}"
+        written = [cfg.report.path, *(getattr(s, "path", None) for s in cfg.sinks)]
+        for file in filter(None, written):
+            assert Path(file).parent == cfg.run_dir, (path.name, file)
+    for path in sorted((root / "configs").glob("*.yaml")):
+        cfg = load_train_config(path)
+        assert cfg.output is None, path.name  # runs/train/<name>.pt
+        for other in (cfg.train.init_from, cfg.pipeline):
+            assert other is None or other.startswith(("runs/train/", "pipelines/")), (path.name, other)
+
+
+@pytest.mark.parametrize("name", ["../elsewhere", "..", "a b", ""])
+def test_a_pipeline_name_is_a_folder_name(tmp_path, name):
+    with pytest.raises(ConfigError, match="name"):
+        load_pipeline(write(tmp_path, GOOD), [f"name={name!r}"])
 
 
 def test_defaults_and_overrides(tmp_path):

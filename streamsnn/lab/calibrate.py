@@ -320,7 +320,7 @@ def format_calibration(cal: Calibration, scan: Scan) -> str:
             f"  alpha {cal.alpha:g}   temperature {cal.temperature:.4f}   threshold {cal.threshold:.4f}",
             f"  accuracy {100 * cal.accuracy:.2f} % (full T: {100 * cal.accuracy_full_T:.2f} %)",
             f"  mean steps {cal.mean_steps:.3f} of {cal.steps}   saving {100 * cal.saving:.1f} %",
-            f"  Pareto front: {len(cal.front)} points",
+            f"  Pareto front: {len(cal.front)} point{'' if len(cal.front) == 1 else 's'}",
         ]
     )
 

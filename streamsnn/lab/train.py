@@ -14,6 +14,10 @@ number of slices, so it is trained on event-rate frames of random time windows o
 recording (prefixes and sub-windows, rates normalised by window length) and of whole recordings.
 Runs are seeded; ``device: cuda`` and ``amp: true`` (mixed precision) for GPU users.
 
+Checkpoints go to ``runs/train/<config file name>.pt`` unless an output is given. A config that
+reproduces a shipped checkpoint names it (``reproduces: builtin:digits_dvs``): the result is
+compared with it (metrics, the direction of every weight matrix, the config), never written over it.
+
 CIFAR10-DVS recordings are checked as the replay checks them: one that cannot be read is skipped,
 logged with its file and counted (``data_stats`` in the metrics); an empty split is an error that
 says why (``data.split_by: share`` splits a partial copy of the data set).
@@ -34,14 +38,14 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from streamsnn.config import TrainConfig
+from streamsnn.config import RUNS, TrainConfig
 from streamsnn.events import EventCheck, Sensor
 from streamsnn.lab import datasets as ds
 from streamsnn.lab.anytime import SparsityPenalty, prune_small_weights
 from streamsnn.lab.policy_training import train_policy
 from streamsnn.lab.seeding import seed_everything
 from streamsnn.options import ConfigError
-from streamsnn.snn.checkpoint import load_checkpoint, save_checkpoint
+from streamsnn.snn.checkpoint import CheckpointError, LoadedModel, load_checkpoint, save_checkpoint
 from streamsnn.snn.models import build_model, is_spiking
 from streamsnn.snn.network import SpikingNetwork
 from streamsnn.snn.quant import QCFS
@@ -55,6 +59,17 @@ from streamsnn.sources.event_datasets import (
 )
 
 log = logging.getLogger(__name__)
+
+# a run reproduces a checkpoint when its validation accuracy is within this of the checkpoint's and
+# every weight matrix points the same way (cosine above this; a run with another seed gives |cos| < 0.2).
+# Bits differ across CPUs (vector widths change the order of float sums), so equality is not asked.
+REPRODUCED_ACCURACY = 0.01
+REPRODUCED_COSINE = 0.9
+
+
+def default_output(config: str | Path) -> Path:
+    """``runs/train/<config file name>.pt``: where ``streamsnn train CONFIG`` writes unless told."""
+    return RUNS / "train" / f"{Path(config).stem}.pt"
 
 
 class TrainingData:
@@ -216,9 +231,27 @@ def init_from_checkpoint(model: nn.Module, path: str, calibration: torch.Tensor)
 
 
 def train(cfg: TrainConfig, output: Path | None = None, progress: bool = True) -> dict[str, Any]:
-    """Train as configured, save the checkpoint and return its metrics."""
-    if cfg.train.method == "policy":
-        return train_policy(cfg, output, progress)
+    """Train as configured, save the checkpoint to ``output`` (else the config's ``output``) and
+    return its metrics; with ``reproduces``, also how it compares with that checkpoint
+    (``compared_with``, see ``compare_checkpoints``)."""
+    path = output or cfg.output
+    if path is None:
+        raise ConfigError("output: no checkpoint path (streamsnn train writes runs/train/<config name>.pt)")
+    reference = None
+    if cfg.reproduces:  # checked before training, which takes minutes
+        try:
+            reference = load_checkpoint(cfg.reproduces)
+        except CheckpointError as err:
+            raise ConfigError(f"reproduces: {err}") from None
+    train_one = train_policy if cfg.train.method == "policy" else _train
+    result = train_one(cfg, Path(path), progress)
+    if reference is not None:
+        result["compared_with"] = compare_checkpoints(load_checkpoint(str(path)), reference, cfg.reproduces)
+    return result
+
+
+def _train(cfg: TrainConfig, path: Path, progress: bool) -> dict[str, Any]:
+    """Train an ANN (``method: ann``) or an SNN (``direct``), save it to ``path``, return its metrics."""
     assert cfg.data is not None and cfg.input is not None
     seed_everything(cfg.train.seed)
     started = time.perf_counter()
@@ -275,7 +308,8 @@ def train(cfg: TrainConfig, output: Path | None = None, progress: bool = True) -
         last = epoch + 1 == t.epochs or steps >= total_steps
         if last or (epoch + 1) % t.eval_every == 0:
             val_acc = accuracy(trainee, data.val_x, data.val_y, device)
-        bar.set_postfix(epoch=epoch + 1, loss=f"{loss_sum / max(seen, 1):.3f}", val_acc=f"{val_acc:.4f}")
+        shown = "n/a" if math.isnan(val_acc) else f"{val_acc:.4f}"  # none before the first evaluation
+        bar.set_postfix(epoch=epoch + 1, loss=f"{loss_sum / max(seen, 1):.3f}", val_acc=shown)
         if last:
             break
     bar.close()
@@ -288,7 +322,6 @@ def train(cfg: TrainConfig, output: Path | None = None, progress: bool = True) -
         metrics["data_stats"] = dict(data.stats)
     if t.prune_epsilon:
         metrics["pruned_weights"] = prune_small_weights(model, t.prune_epsilon)
-    path = Path(output or cfg.output)
     input_spec = {"shape": list(input_shape), **cfg.input.model_dump(exclude_none=True)}
     if cfg.data.name == "cifar10dvs":  # the run-time encoder resizes the same way
         input_spec["antialias"] = cfg.data.antialias
@@ -296,3 +329,81 @@ def train(cfg: TrainConfig, output: Path | None = None, progress: bool = True) -
         path, model.cpu(), cfg.model.model_dump(exclude_none=True), input_spec, metrics, cfg.model_dump()
     )
     return {"checkpoint": str(path), **metrics}
+
+
+def compare_checkpoints(fresh: LoadedModel, reference: LoadedModel, name: str) -> dict[str, Any]:
+    """How a trained checkpoint compares with ``reference`` (named ``name``, e.g. the shipped
+    weights its config reproduces): ``metrics`` (each number both hold: [this run, reference]),
+    ``weight_cosine_min`` (the lowest cosine between a weight matrix and the reference's; None
+    when the architectures differ), ``config_differs`` (training config fields both hold that
+    differ: [this run, reference]) and ``reproduced`` (see ``REPRODUCED_ACCURACY``)."""
+    metrics = {
+        k: [v, reference.metrics[k]]
+        for k, v in fresh.metrics.items()
+        if isinstance(v, int | float) and isinstance(reference.metrics.get(k), int | float)
+    }
+    ours, theirs = fresh.ann.state_dict(), reference.ann.state_dict()
+    cosine = None
+    if ours.keys() == theirs.keys() and all(ours[k].shape == theirs[k].shape for k in ours):
+        cosine = min(
+            (
+                float(F.cosine_similarity(w.flatten().double(), theirs[k].flatten().double(), dim=0))
+                for k, w in ours.items()
+                if k.endswith(".weight") and w.dim() > 1  # conv and linear
+            ),
+            default=None,
+        )
+    mine, other = _flat(fresh.train_config), _flat(reference.train_config)
+    differs = {
+        k: [mine[k], other[k]]
+        for k in sorted(mine.keys() & other.keys() - {"output", "reproduces"})
+        if mine[k] != other[k]
+    }
+    accuracies = [k for k in metrics if "accuracy" in k]
+    reproduced = (
+        cosine is not None
+        and cosine > REPRODUCED_COSINE
+        and bool(accuracies)
+        and all(abs(metrics[k][0] - metrics[k][1]) <= REPRODUCED_ACCURACY for k in accuracies)
+    )
+    return {
+        "checkpoint": name,
+        "reproduced": reproduced,
+        "metrics": metrics,
+        "weight_cosine_min": cosine,
+        "config_differs": differs,
+    }
+
+
+def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A nested config as dotted names (``train.epochs``) → values."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def format_comparison(cmp: dict[str, Any]) -> str:
+    """``compare_checkpoints``'s result as a few lines for the terminal."""
+    name = cmp["checkpoint"]
+    verdict = "reproduced" if cmp["reproduced"] else "not reproduced"
+    lines = [
+        f"compared with {name}: {verdict} (validation accuracy within {REPRODUCED_ACCURACY:g} and every "
+        f"weight matrix at cosine > {REPRODUCED_COSINE:g} of it)"
+    ]
+    for key, (this, other) in cmp["metrics"].items():
+        lines.append(f"  {key:<24} {this:.4g}   {name}: {other:.4g}   ({this - other:+.4g})")
+    cosine = cmp["weight_cosine_min"]
+    lines.append(
+        f"  {'weights':<24} "
+        + ("another architecture" if cosine is None else f"lowest cosine with {name}'s: {cosine:.4f}")
+    )
+    if cmp["config_differs"]:
+        shown = ", ".join(
+            f"{k} {this} ({name}: {other})" for k, (this, other) in cmp["config_differs"].items()
+        )
+        lines.append(f"  {'config differs':<24} {shown}")
+    return "\n".join(lines)

@@ -37,8 +37,8 @@ within 50 ms of ``close()``. aestream stays the way to read USB cameras (``sourc
 - events outside the sensor (x ≥ width or y ≥ height) are dropped: ``out_of_bounds_events``
   (the first one is logged with its coordinates);
 - bytes after the last whole word of a datagram are ignored: ``malformed_datagrams``;
-- silence: after ``silence_s`` without a datagram a warning is logged once and ``silences``
-  counted; when data returns, ``recoveries`` is counted and logged; with
+- silence: after ``silence_s`` without a datagram a warning is logged (once per silence, with
+  its number) and ``silences`` counted; when data returns, ``recoveries`` is counted and logged; with
   ``stop_after_silence_s`` the stream ends after that much silence since the last datagram
   (``stopped_after_silence``). Before the first datagram silence is reported the same way (from
   the start of reading), but the stream waits for a sender that starts late: it ends only with
@@ -300,7 +300,12 @@ class UDPSource(SourceBase):
                 if not silent and quiet_s >= self.silence_s:
                     silent = True
                     self.count("silences")
-                    log.warning("%s: no data for %.1f s (silence reported once)", self.stream, quiet_s)
+                    log.warning(
+                        "%s: no data for %.1f s: silence %d (logged once per silence; counted in silences)",
+                        self.stream,
+                        quiet_s,
+                        self.stats["silences"],
+                    )
                 limit, option = (
                     (self.stop_after_silence_s, "stop_after_silence_s")
                     if heard

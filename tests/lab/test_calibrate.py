@@ -12,6 +12,7 @@ from streamsnn.lab.calibrate import (
     choose_threshold,
     confidences,
     dynamic_confidence_scan,
+    format_calibration,
     pareto_front,
     threshold_scan,
 )
@@ -283,7 +284,7 @@ def test_the_calibration_png_draws_a_one_point_front_and_names_it(root, tmp_path
     assert [t.get_text() for t in ax.get_legend().get_texts()][1] == "Pareto front (1 point)"
     low, high = ax.get_ylim()
     assert low <= 100 * scan.accuracy.min() and high - low < 15  # the thresholds fill the axes
-    assert "digits-frames on val" in ax.get_title()
+    assert "digits_frames on val" in ax.get_title()
     _, png = write_calibration(cal, scan, tmp_path / "calibration.json")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -294,10 +295,19 @@ def test_calibrate_shows_its_stages(root, capsys):
     err = capsys.readouterr().err.replace("\r", "\n")
     stages = [line.split("]: ", 1)[1] for line in err.splitlines() if line.startswith("calibrate [")]
     assert stages == [
-        "running digits-frames on the val split at full length, keeping every step's output; "
+        "running digits_frames on the val split at full length, keeping every step's output; "
         "then the quantised ANN on each sample's mean input",
         "fitting the temperature, scanning 1,001 thresholds on 24 samples × 16 steps",
     ]
-    assert "digits-frames: " in err and "/24 [" in err  # the run's bar in between
+    assert "digits_frames: " in err and "/24 [" in err  # the run's bar in between
     calibrate(cfg, "val", resolution=1e-3, progress=False)
     assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize(
+    ("front", "says"), [([[0.5, 2.0, 1.0]], "1 point"), ([[0.4, 3, 1], [0.5, 2, 0.9]], "2 points")]
+)
+def test_the_calibration_text_counts_the_front_in_words(tmp_path, front, says):
+    cal = load_calibration(hand_built_calibration(tmp_path, front=front))
+    scan = Scan(np.array([0.5]), np.array([2.0]), np.array([1.0]))
+    assert format_calibration(cal, scan).endswith(f"Pareto front: {says}")

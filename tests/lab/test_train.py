@@ -15,6 +15,8 @@ from streamsnn.snn.checkpoint import load_checkpoint
 from streamsnn.sources.digits import RECORDING_US
 from tests.datasets_layout import partial_copy
 
+CLI = [sys.executable, "-m", "streamsnn.cli"]
+
 
 def test_training_is_seeded_and_reproducible(root, tmp_path):
     cfg = load_train_config(root / "configs" / "digits_frames.yaml", ["train.epochs=2"])
@@ -58,6 +60,7 @@ def test_training_config_reproduces_the_shipped_weights(root, tmp_path, name):
     across CPUs (vector widths change float summation order), so bit-exactness is checked
     between two runs on one machine above."""
     cfg = load_train_config(root / "configs" / f"{name}.yaml")
+    assert cfg.reproduces == f"builtin:{name}"
     result = train(cfg, output=tmp_path / "w.pt", progress=False)
     shipped = torch.load(root / "streamsnn" / "assets" / f"{name}.pt", weights_only=True)
     fresh = torch.load(tmp_path / "w.pt", weights_only=True)["state_dict"]
@@ -66,6 +69,54 @@ def test_training_config_reproduces_the_shipped_weights(root, tmp_path, name):
             cosine = torch.nn.functional.cosine_similarity(weight.flatten(), fresh[key].flatten(), dim=0)
             assert cosine > 0.9, (key, float(cosine))
     assert abs(result["val_accuracy_ann"] - shipped["metrics"]["val_accuracy_ann"]) <= 0.01
+    compared = result["compared_with"]  # what `streamsnn train` says
+    assert compared["reproduced"] and compared["config_differs"] == {}
+    assert compared["metrics"]["val_accuracy_ann"] == [
+        result["val_accuracy_ann"],
+        shipped["metrics"]["val_accuracy_ann"],
+    ]
+
+
+def test_train_writes_under_runs_and_compares_with_the_shipped_weights(root, tmp_path):
+    """``streamsnn train configs/digits_frames.yaml`` (shortened) from a user's folder: the checkpoint
+    goes to runs/train/, the shipped weights stay as they are and the run is compared with them."""
+    asset = root / "streamsnn" / "assets" / "digits_frames.pt"
+    before = asset.read_bytes()
+    config = root / "configs" / "digits_frames.yaml"
+    done = subprocess.run(
+        [*CLI, "train", str(config), "--set", "train.epochs=2"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert asset.read_bytes() == before
+    result = json.loads(done.stdout)
+    assert result["checkpoint"] == "runs/train/digits_frames.pt"
+    assert load_checkpoint(str(tmp_path / "runs" / "train" / "digits_frames.pt")).input_shape == (1, 16, 16)
+    compared = result["compared_with"]
+    assert compared["checkpoint"] == "builtin:digits_frames" and not compared["reproduced"]
+    assert compared["config_differs"] == {"train.epochs": [2, 60]}
+    assert -1 <= compared["weight_cosine_min"] < 1
+    assert "compared with builtin:digits_frames: not reproduced" in done.stderr
+    assert "train.epochs 2 (builtin:digits_frames: 60)" in done.stderr
+    assert "wrote runs/train/digits_frames.pt" in done.stderr
+    # the progress bar: no validation accuracy before the first evaluation (every 5 epochs, and the last)
+    assert "val_acc=n/a" in done.stderr and "nan" not in done.stderr
+
+
+def test_a_missing_reference_is_an_error_before_training(root, tmp_path):
+    done = subprocess.run(
+        [*CLI, "train", str(root / "configs" / "digits_frames.yaml"), "--set", "reproduces=builtin:nothing"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "digits_frames.yaml: reproduces: no shipped weights 'builtin:nothing'; shipped: " in done.stderr
+    assert not (tmp_path / "runs").exists()
 
 
 def train_cli(root, data, tmp_path, *sets):

@@ -40,15 +40,15 @@ def test_cifar10dvs_replays_end_to_end_through_the_shipped_pipeline(root, cifar1
     (tmp_path / "data").symlink_to(cifar10dvs_root)
     sets = [x for s in SMOKE for x in ("--set", s)]
     streamsnn("train", root / "configs" / "cifar10dvs_vggsnn_tet.yaml", *sets, "--no-progress", cwd=tmp_path)
-    assert (tmp_path / "runs" / "cifar10dvs_vggsnn_tet.pt").exists()
+    assert (tmp_path / "runs" / "train" / "cifar10dvs_vggsnn_tet.pt").exists()
     pipeline = root / "pipelines" / "cifar10dvs_replay.yaml"
     streamsnn("run", pipeline, "--set", "source.limit=6", "--no-progress", cwd=tmp_path)
-    report = json.loads((tmp_path / "runs" / "cifar10dvs" / "report.json").read_text())
+    report = json.loads((tmp_path / "runs" / "cifar10dvs_replay" / "report.json").read_text())
     assert report["samples"] == report["labelled"] == 6 and report["source"] == "cifar10dvs"
     assert 1 <= report["mean_steps"] <= report["max_steps"] <= 10
     lines = [
         json.loads(x)
-        for x in (tmp_path / "runs" / "cifar10dvs" / "predictions.jsonl").read_text().splitlines()
+        for x in (tmp_path / "runs" / "cifar10dvs_replay" / "predictions.jsonl").read_text().splitlines()
     ]
     finals = [p for p in lines if p["final"]]
     assert sorted(p["label"] for p in finals) == [0, 1, 2, 3, 4, 5]  # class-balanced prefix of the test split

@@ -409,7 +409,7 @@ def test_warnings_print_on_lines_of_their_own_above_the_progress_bar(root, tmp_p
     source = f"{{type: recording, path: '{folder}', mode: sample, sensor: digits_dvs}}"
     done = run_cli(root, tmp_path, source, "--set", "report.path=null")  # with the progress bar
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "digits-dvs:" in done.stderr  # the bar was drawn
+    assert "digits_dvs:" in done.stderr  # the bar was drawn
     (line,) = [x for x in done.stderr.split("\n") if "b.bin: truncated at byte" in x]
     assert line.split("\r")[-1].startswith(str(folder / "b.bin")), repr(line)
     assert re.search(r"damaged files +1\n", done.stdout)

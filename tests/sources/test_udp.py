@@ -221,7 +221,8 @@ def test_silence_then_recovery_is_reported_and_counted(caplog):
     assert b["t"][0] - a["t"][0] >= 600_000  # stamped on arrival (µs, monotonic clock)
     assert np.array_equal(a[["x", "y", "p"]], burst[["x", "y", "p"]])
     messages = [r.getMessage() for r in caplog.records]
-    assert sum("(silence reported once)" in m for m in messages) == 2  # once per silence
+    silences = [m for m in messages if "logged once per silence" in m]
+    assert [m.split(": silence ")[1][0] for m in silences] == ["1", "2"]  # once per silence, numbered
     assert sum("data again after" in m for m in messages) == 1
     assert sum("ending the stream" in m for m in messages) == 1
 
