@@ -297,6 +297,6 @@ def test_evaluate_shows_its_stages(pipeline, calibration, capsys):
     evaluate(load_pipeline(pipeline, UNEVEN[:1] + UNEVEN[2:]), "test", calibration, progress=True)
     err = capsys.readouterr().err.replace("\r", "\n")
     stages = [line.split("]: ", 1)[1] for line in err.splitlines() if line.startswith("evaluate [")]
-    assert len(stages) == 2 and stages[0].startswith("running digits-dvs on the test split at full length")
+    assert len(stages) == 2 and stages[0].startswith("running digits_dvs on the test split at full length")
     assert stages[1] == "replaying 5 exit policies on the collected outputs of 40 samples"
-    assert "digits-dvs: " in err and "/40 [" in err  # the run's bar
+    assert "digits_dvs: " in err and "/40 [" in err  # the run's bar
