@@ -101,7 +101,7 @@ def train_policy(cfg: Any, output: Path | None = None, progress: bool = True) ->
         raise ValueError("train.method policy needs `pipeline:` (the pipeline whose SNN the policy serves)")
     seed_everything(cfg.train.seed)
     started = time.perf_counter()
-    base = load_pipeline(cfg.pipeline, ["runtime.progress=false"])
+    base = load_pipeline(cfg.pipeline, ["runtime.progress=false", "sinks=[]"])  # its outputs are not a run's
     stage = Stages("train policy", progress)
     data = {}
     for split in ("train", "val"):

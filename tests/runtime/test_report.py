@@ -110,7 +110,7 @@ def test_report_png_of_frames_shows_compute_latency_by_exit_step(root):
     assert all(o.input_latency_ms == 0 for o in result.outcomes)
     assert latency.get_xlabel() == "exit step" and "input latency 0" in latency.get_title()
     title = fig._suptitle.get_text()
-    assert title.startswith("digits-frames (digits_frames): exit confidence (threshold 0.9")
+    assert title.startswith("digits_frames (digits_frames): exit confidence (threshold 0.9")
     assert title.endswith("24 samples")
     for axis in (exits.get_xticks(), exits.get_yticks(), latency.get_xticks()):
         assert all(float(t).is_integer() for t in axis)
