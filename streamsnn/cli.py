@@ -4,9 +4,11 @@ sensors``."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import re
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -564,18 +566,21 @@ def _send(args: argparse.Namespace) -> int:
         events = read_events(args.recording)
     except (OSError, RecordingError) as err:
         raise ConfigError(str(err)) from None
-    try:
+    with _sending(args, f"send: {args.recording}"):
         sent = send_events(events, args.host, args.port, realtime=not args.no_realtime, speed=args.speed)
-    except ValueError as err:
-        raise ConfigError(f"send: {args.recording}: {err}") from None
-    except OSError as err:
-        raise _send_failed(args, err) from None
     print(f"sent {sent:,} events to {args.host}:{args.port}", file=sys.stderr)
     return 0
 
 
-def _send_failed(args: argparse.Namespace, err: OSError) -> ConfigError:
-    return ConfigError(f"send: cannot send to {args.host}:{args.port}: {err.strerror or err}")
+@contextlib.contextmanager
+def _sending(args: argparse.Namespace, what: str) -> Iterator[None]:
+    """A send's errors as ``error:`` lines: events it cannot carry (``what``: …), a socket error."""
+    try:
+        yield
+    except ValueError as err:
+        raise ConfigError(f"{what}: {err}") from None
+    except OSError as err:
+        raise ConfigError(f"send: cannot send to {args.host}:{args.port}: {err.strerror or err}") from None
 
 
 def _send_scenario(args: argparse.Namespace, options: dict[str, Any]) -> int:
@@ -585,12 +590,8 @@ def _send_scenario(args: argparse.Namespace, options: dict[str, Any]) -> int:
     played = DigitsDVS(scenario_config(None, "send", split=args.split or "test", **options))
     if args.timeline:
         print(f"wrote {write_timeline(played, Path(args.timeline))}", file=sys.stderr)
-    try:
+    with _sending(args, "send"):
         sent = send_scenario(played, args.host, args.port, realtime=not args.no_realtime, speed=args.speed)
-    except ValueError as err:
-        raise ConfigError(f"send: {err}") from None
-    except OSError as err:
-        raise _send_failed(args, err) from None
     print(f"sent {sent:,} events of scenario {played.scenario} to {args.host}:{args.port}", file=sys.stderr)
     return 0
 
