@@ -1,0 +1,1 @@
+"""A live browser dashboard fed by a pipeline's ZeroMQ predictions."""
