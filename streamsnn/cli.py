@@ -1,5 +1,5 @@
-"""Command line: ``streamsnn run | config | subscribe | train | calibrate | evaluate | convert | send |
-sensors``."""
+"""Command line: ``streamsnn run | config | subscribe | dashboard | train | calibrate | evaluate | convert |
+send | sensors``."""
 
 from __future__ import annotations
 
@@ -322,6 +322,32 @@ def _subscribe(args: argparse.Namespace) -> int:
     return 0
 
 
+def _dashboard(args: argparse.Namespace) -> int:
+    """Serve the live dashboard of the zmq feed at ``args.address`` until interrupted."""
+    import logging
+
+    try:
+        from streamsnn.dashboard.server import serve
+    except ImportError as err:  # the dashboard extra is not installed
+        raise ConfigError(f"dashboard: {err.name} is missing: pip install 'streamsnn[dashboard]'") from None
+    logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s", stream=sys.stderr, force=True)
+
+    def ready(url: str) -> None:
+        print(f"dashboard of {args.address} on {url} (Ctrl-C stops)", file=sys.stderr, flush=True)
+
+    if not 0 <= args.port <= 65535:
+        raise ConfigError(f"dashboard: --port {args.port} is not in 0..65535")
+    try:
+        serve(args.address, args.host, args.port, on_ready=ready)
+    except ValueError as err:
+        raise ConfigError(f"dashboard: {err}") from None
+    except OSError as err:
+        raise ConfigError(f"dashboard: {err}") from None
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
 def _sensors(args: argparse.Namespace) -> int:
     from streamsnn.events import list_sensors
 
@@ -436,6 +462,14 @@ def make_parser() -> argparse.ArgumentParser:
     subs.add_argument("--max-lag-ms", type=float, help="warn when further behind the publisher than this")
     subs.add_argument("--keep-going", action="store_true", help="do not stop at the publisher's summary")
     subs.set_defaults(func=_subscribe)
+
+    dash = sub.add_parser("dashboard", help="a live browser dashboard of a pipeline's zmq sink")
+    dash.add_argument("address", help="the publisher, e.g. tcp://127.0.0.1:5556")
+    dash.add_argument(
+        "--host", default="127.0.0.1", help="address to serve the page on (default: loopback only)"
+    )
+    dash.add_argument("--port", type=int, default=8080, help="port of the page (0: a free one; default 8080)")
+    dash.set_defaults(func=_dashboard)
 
     train = _config_command(sub, "train", "train an ANN for conversion, or an SNN directly", "config")
     train.add_argument(
