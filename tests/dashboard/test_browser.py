@@ -6,12 +6,9 @@ import json
 import math
 import subprocess
 import sys
-import time
 
-import pytest
 import zmq
 
-from streamsnn import wire
 from streamsnn.prediction import Prediction
 from streamsnn.sinks.zeromq import ZmqSink, ZmqSinkConfig
 from tests.dashboard.conftest import ROOT, DashboardProcess, artifact, free_port, poll
@@ -20,7 +17,8 @@ NEWEST_FINAL = """() => {
   const row = document.querySelector("tr.final");
   if (!row) return null;
   return {stream: row.dataset.stream, decision: Number(row.dataset.decision),
-          cls: row.querySelector("td.class").textContent, confidence: row.querySelector("td.confidence").textContent};
+          cls: row.querySelector("td.class").textContent,
+          confidence: row.querySelector("td.confidence").textContent};
 }"""
 LIT_PIXELS = """() => {
   const c = document.querySelector("canvas.events");
@@ -52,9 +50,11 @@ def test_the_page_shows_a_live_pipeline_as_its_jsonl_has_it(chromium, tmp_path):
     )
     with DashboardProcess(feed) as dashboard:
         run = subprocess.Popen(
-            [sys.executable, "-m", "streamsnn.cli", "run", "pipelines/udp_live.yaml"]
-            + ["--set", "source={type: digits_dvs, live: true, scenario: back_to_back, limit: 40}"]
-            + ["--set", sinks, "--set", f"report.path={tmp_path / 'report.json'}"],
+            [
+                *(sys.executable, "-m", "streamsnn.cli", "run", "pipelines/udp_live.yaml"),
+                *("--set", "source={type: digits_dvs, live: true, scenario: back_to_back, limit: 40}"),
+                *("--set", sinks, "--set", f"report.path={tmp_path / 'report.json'}"),
+            ],
             cwd=ROOT,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -76,7 +76,11 @@ def test_the_page_shows_a_live_pipeline_as_its_jsonl_has_it(chromium, tmp_path):
                 run.kill()
         # the newest final on the page is the JSONL's decision of that stream and number
         rows = [json.loads(line) for line in jsonl.read_text().splitlines()]
-        same = [r for r in rows if r["final"] and r["stream"] == newest["stream"] and r["sample"] == newest["decision"]]
+        same = [
+            r
+            for r in rows
+            if r["final"] and r["stream"] == newest["stream"] and r["sample"] == newest["decision"]
+        ]
         assert len(same) == 1, newest
         assert newest["cls"] == str(same[0]["class"])
         assert newest["confidence"] == f"{same[0]['confidence']:.3f}"
@@ -150,9 +154,15 @@ def test_the_page_survives_a_restart_a_malformed_message_and_a_closed_tab(chromi
         publish_decisions(sink, "cam0", 100, 3)
         page = chromium.new_page()
         page.goto(dashboard.url)
-        poll(lambda: page.evaluate(NEWEST_FINAL) and page.evaluate(NEWEST_FINAL)["decision"] == 102, 60, "run 2")
+        poll(
+            lambda: page.evaluate(NEWEST_FINAL) and page.evaluate(NEWEST_FINAL)["decision"] == 102,
+            60,
+            "run 2",
+        )
         assert finals_shown(page) == 8
-        poll(lambda: page.locator("#health-publisher_restarts").inner_text() == "1", 30, "the restart counted")
+        poll(
+            lambda: page.locator("#health-publisher_restarts").inner_text() == "1", 30, "the restart counted"
+        )
         sink.close()
         poll(lambda: page.locator("#summary-panel").is_visible(), 30, "the second run's summary")
         page.close()
