@@ -86,7 +86,9 @@ class ZmqSinkConfig(Options):
         None, description="the publisher's name in every message (null: host/pid/start time)"
     )
     frames: FramesConfig | None = Field(
-        None, description="also publish downsampled event images on frame.<stream> (null: never)"
+        None,
+        description="also publish downsampled event images on frame.<stream>, {rate_hz: at most this many "
+        "per stream and second (10, ≤ 100), size: their longer side in pixels (64, 8..1024)} (null: never)",
     )
 
 
