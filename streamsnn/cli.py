@@ -271,6 +271,7 @@ def _evaluate_live(args: argparse.Namespace, cfg: PipelineConfig) -> int:
 
 
 def _subscribe(args: argparse.Namespace) -> int:
+    import base64
     import logging
     import time
 
@@ -297,8 +298,18 @@ def _subscribe(args: argparse.Namespace) -> int:
                     break
                 continue
             last = time.monotonic()
-            if args.json:
-                print(json.dumps({**msg.data, "topic": msg.topic, "gap": msg.gap, "lag_ms": msg.lag_s * 1e3}))
+            if args.json:  # a frame's images as base64
+                data = {
+                    k: base64.b64encode(v).decode() if type(v) is bytes else v for k, v in msg.data.items()
+                }
+                print(json.dumps({**data, "topic": msg.topic, "gap": msg.gap, "lag_ms": msg.lag_s * 1e3}))
+            elif msg.kind == "frame":
+                f = msg.data
+                span_ms = (f["t_end_us"] - f["t_start_us"]) / 1e3
+                print(
+                    f"{f['stream']} frame: {f['events']} events in {span_ms:.1f} ms, "
+                    f"{f['width']}×{f['height']} (blocks of {f['scale']}×{f['scale']} pixels)"
+                )
             elif msg.kind == "summary":
                 report = msg.data.get("report") or {}
                 unit = "decisions" if report.get("stream_run") else "samples"
@@ -453,7 +464,9 @@ def make_parser() -> argparse.ArgumentParser:
     subs = sub.add_parser("subscribe", help="print live predictions from a pipeline's zmq sink")
     subs.add_argument("address", help="the publisher, e.g. tcp://127.0.0.1:5556")
     subs.add_argument(
-        "--topic", action="append", help="topic prefix, e.g. pred.cam0 (repeatable; default every stream)"
+        "--topic",
+        action="append",
+        help="topic prefix, e.g. pred.cam0 or frame.cam0 (repeatable; default every stream's predictions)",
     )
     subs.add_argument("--final-only", action="store_true", help="only exit decisions")
     subs.add_argument("--json", action="store_true", help="one JSON object per line")

@@ -2,13 +2,19 @@
 without a subscriber to them, the image's counts, the rate bound, and a live pipeline's frames,
 threshold and counters on the feed."""
 
+import base64
+import json
+import subprocess
+import sys
 import threading
 import time
 
 import numpy as np
+import pytest
 
 from streamsnn.config import load_pipeline
 from streamsnn.events import EVENT_DTYPE, Packet, Sensor
+from streamsnn.prediction import Prediction
 from streamsnn.runtime import build_pipeline, run_pipeline
 from streamsnn.sinks.zeromq import FramesConfig, ZmqSink, ZmqSinkConfig
 from streamsnn.subscriber import Subscriber
@@ -49,13 +55,14 @@ def test_no_frame_is_built_while_no_one_subscribes_to_frames():
         framed = Subscriber(sink.endpoint, topics=["frame."])
         until(lambda: sink.frame_subscribers == 1)
         got = []
-        until(
-            lambda: got,
-            step=lambda: (
-                sink.write_packet(packet([1], [1], [1]), SENSOR),
-                got.extend(m for m in [framed.receive(timeout_s=0.01)] if m is not None),
-            ),
-        )
+
+        def write_and_read():
+            sink.write_packet(packet([1], [1], [1]), SENSOR)
+            msg = framed.receive(timeout_s=0.01)
+            if msg is not None:
+                got.append(msg)
+
+        until(lambda: got, step=write_and_read)
         assert got[0].kind == "frame" and sink.frame_packets > 0
         framed.close()
         until(lambda: sink.frame_subscribers == 0)
@@ -135,3 +142,30 @@ def test_a_live_pipeline_publishes_frames_its_threshold_and_its_counters(root):
         "out_of_bounds_events",
     }
     assert summary["counters"]["dropped_slices"] == summary["report"]["dropped_slices"]
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_subscribe_prints_frames_as_lines_and_as_json(as_json):
+    sink = frames_sink(rate_hz=50)
+    cmd = [sys.executable, "-m", "streamsnn.cli", "subscribe", sink.endpoint, "--topic", "frame."]
+    cmd += ["--topic", "pred.", "--count", "1", *(["--json"] if as_json else [])]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        until(lambda: sink.frame_subscribers == 1 and sink.subscribers == 1)
+        until(
+            lambda: sink.frames_sent >= 3,
+            step=lambda: sink.write_packet(packet([0, 1], [0, 0], [1, 0]), SENSOR),
+        )
+        sink.write(Prediction("cam0", 0, 1, 0, 20_000, 4, 0.97, [0.0] * 10, None, True, "confident"))
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+        sink.close()
+    assert proc.returncode == 0, err
+    lines = out.splitlines()
+    assert len(lines) >= 2 and "Traceback" not in err
+    if as_json:
+        frames = [json.loads(line) for line in lines if json.loads(line)["kind"] == "frame"]
+        assert frames and base64.b64decode(frames[0]["on"])[0] >= 1 and frames[0]["topic"] == "frame.cam0"
+    else:
+        assert lines[0].startswith("cam0 frame: ") and "17×17 (blocks of 2×2 pixels)" in lines[0]
