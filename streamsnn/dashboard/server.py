@@ -57,7 +57,7 @@ class Feed:
 
 
 class Snapshots:
-    """The newest snapshot as JSON text, made at most once per push interval and shared by
+    """The newest snapshot as JSON text, made once per state ``version`` asked for and shared by
     every browser."""
 
     def __init__(self, state: DashboardState) -> None:

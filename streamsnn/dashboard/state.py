@@ -182,7 +182,6 @@ class DashboardState:
                     "lag_max_ms": lags[-1] if lags else None,
                     "streams_not_shown": self.streams_not_shown,
                 },
-                "run_counters": bool(self.counters),
                 "latency": {name: _distribution(self._latencies[name]) for name in LATENCIES},
                 "streams": {name: state.as_json() for name, state in sorted(self._streams.items())},
                 "summary": self.summary,

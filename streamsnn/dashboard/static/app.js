@@ -15,6 +15,7 @@ const SUMMARY_KEYS = [
 ];
 const COLOURS = { input_latency_ms: "#5fd3ff", compute_latency_ms: "#ffcb6b", e2e_latency_ms: "#c792ea" };
 const $ = (id) => document.getElementById(id);
+const esc = (v) => String(v).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);  // feed text into HTML
 const fmt = (v, digits = 2) => (v === null || v === undefined ? "—" : Number(v).toFixed(digits));
 
 let socket = null;
@@ -108,7 +109,7 @@ function drawHealth(health) {
     const v = health[key];
     const text = key.endsWith("_ms") ? fmt(v, 1) : String(v ?? "—");
     const warn = !key.endsWith("_ms") && v > 0;
-    rows.push(`<dt>${label}</dt><dd id="health-${key}" class="${warn ? "warn" : ""}">${text}</dd>`);
+    rows.push(`<dt>${label}</dt><dd id="health-${key}" class="${warn ? "warn" : ""}">${esc(text)}</dd>`);
   }
   dl.innerHTML = rows.join("");
 }
@@ -153,9 +154,9 @@ function drawStream(name, s, threshold) {
   const rows = s.finals.map((f) => {
     const mark = f.correct === null ? "" : f.correct ? "✓" : "✗";
     const cls = f.correct === null ? "" : f.correct ? "right" : "wrong";
-    return `<tr class="final" data-stream="${name}" data-decision="${f.sample}"><td>${f.sample}</td>` +
+    return `<tr class="final" data-stream="${esc(name)}" data-decision="${f.sample}"><td>${f.sample}</td>` +
       `<td class="class">${f.class}</td><td class="confidence">${f.confidence.toFixed(3)}</td><td>${f.steps}</td>` +
-      `<td>${f.reason ?? ""}</td><td>${f.label ?? "—"}</td><td class="${cls}">${mark}</td></tr>`;
+      `<td>${esc(f.reason ?? "")}</td><td>${f.label ?? "—"}</td><td class="${cls}">${mark}</td></tr>`;
   });
   card.querySelector("tbody").innerHTML = rows.join("");
 }
@@ -242,7 +243,7 @@ function drawSummary(summary) {
   for (const key of SUMMARY_KEYS) {
     if (!(key in summary) || summary[key] === null || typeof summary[key] === "object") continue;
     const v = summary[key];
-    rows.push(`<dt>${key.replaceAll("_", " ")}</dt><dd>${typeof v === "number" && !Number.isInteger(v) ? v.toFixed(4) : v}</dd>`);
+    rows.push(`<dt>${key.replaceAll("_", " ")}</dt><dd>${typeof v === "number" && !Number.isInteger(v) ? v.toFixed(4) : esc(v)}</dd>`);
   }
   $("summary").innerHTML = rows.join("");
 }
