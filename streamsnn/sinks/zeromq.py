@@ -168,13 +168,12 @@ class ZmqSink(Sink):
         acc = self._frame_acc.get(packet.stream)
         if acc is None or packet.end_of_sample:  # a replayed sample: its frame shows it alone
             acc = self._frame_acc[packet.stream] = _FrameAcc(sensor, self.frames.size)
-            acc.due = self._frame_due.get(packet.stream, 0.0)
         acc.add(events)
         self.frame_packets += 1
         now = time.monotonic()
-        if now < acc.due or not acc.events:
+        if now < self._frame_due.get(packet.stream, 0.0) or not acc.events:
             return
-        self._frame_due[packet.stream] = acc.due = now + 1.0 / self.frames.rate_hz
+        self._frame_due[packet.stream] = now + 1.0 / self.frames.rate_hz
         topic = wire.frame_topic(packet.stream)
         with self._lock:
             if self._closed.is_set():
@@ -317,7 +316,6 @@ class _FrameAcc:
         self.scale = max(1, -(-max(sensor.width, sensor.height) // size))
         self.sensor_w, self.sensor_h = sensor.width, sensor.height
         self.width, self.height = -(-sensor.width // self.scale), -(-sensor.height // self.scale)
-        self.due = 0.0
         self.clear()
 
     def clear(self) -> None:
