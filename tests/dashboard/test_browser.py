@@ -62,6 +62,8 @@ def test_the_page_shows_a_live_pipeline_as_its_jsonl_has_it(chromium, tmp_path):
         )
         try:
             page = chromium.new_page(viewport={"width": 1280, "height": 900})
+            requested = []
+            page.on("request", lambda request: requested.append(request.url))
             page.goto(dashboard.url)
             poll(lambda: finals_shown(page) >= 10, 300, "10 final decisions on the page", every_s=0.2)
             newest = page.evaluate(NEWEST_FINAL)
@@ -85,6 +87,8 @@ def test_the_page_shows_a_live_pipeline_as_its_jsonl_has_it(chromium, tmp_path):
         assert newest["cls"] == str(same[0]["class"])
         assert newest["confidence"] == f"{same[0]['confidence']:.3f}"
         assert lit > 0, "the event image is blank"
+        origin = dashboard.url.replace("http://", "")
+        assert requested and all(url.split("://", 1)[1].startswith(origin) for url in requested), requested
         for name, text in figures.items():
             assert math.isfinite(float(text)), (name, text)
         # the run is over: the page says so and shows the summary and every decision
