@@ -1,5 +1,5 @@
-"""Command line: ``streamsnn run | config | subscribe | train | calibrate | evaluate | convert | send |
-sensors``."""
+"""Command line: ``streamsnn run | config | subscribe | dashboard | train | calibrate | evaluate | convert |
+send | sensors``."""
 
 from __future__ import annotations
 
@@ -271,6 +271,7 @@ def _evaluate_live(args: argparse.Namespace, cfg: PipelineConfig) -> int:
 
 
 def _subscribe(args: argparse.Namespace) -> int:
+    import base64
     import logging
     import time
 
@@ -297,8 +298,18 @@ def _subscribe(args: argparse.Namespace) -> int:
                     break
                 continue
             last = time.monotonic()
-            if args.json:
-                print(json.dumps({**msg.data, "topic": msg.topic, "gap": msg.gap, "lag_ms": msg.lag_s * 1e3}))
+            if args.json:  # a frame's images as base64
+                data = {
+                    k: base64.b64encode(v).decode() if type(v) is bytes else v for k, v in msg.data.items()
+                }
+                print(json.dumps({**data, "topic": msg.topic, "gap": msg.gap, "lag_ms": msg.lag_s * 1e3}))
+            elif msg.kind == "frame":
+                f = msg.data
+                span_ms = (f["t_end_us"] - f["t_start_us"]) / 1e3
+                print(
+                    f"{f['stream']} frame: {f['events']} events in {span_ms:.1f} ms, "
+                    f"{f['width']}×{f['height']} (blocks of {f['scale']}×{f['scale']} pixels)"
+                )
             elif msg.kind == "summary":
                 report = msg.data.get("report") or {}
                 unit = "decisions" if report.get("stream_run") else "samples"
@@ -319,6 +330,32 @@ def _subscribe(args: argparse.Namespace) -> int:
         sub.close()
     counts = ", ".join(f"{k} {v}" for k, v in sub.stats.items() if v)
     print(f"received: {counts or 'nothing'}", file=sys.stderr)
+    return 0
+
+
+def _dashboard(args: argparse.Namespace) -> int:
+    """Serve the live dashboard of the zmq feed at ``args.address`` until interrupted."""
+    import logging
+
+    try:
+        from streamsnn.dashboard.server import serve
+    except ImportError as err:  # the dashboard extra is not installed
+        raise ConfigError(f"dashboard: {err.name} is missing: pip install 'streamsnn[dashboard]'") from None
+    logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s", stream=sys.stderr, force=True)
+
+    def ready(url: str) -> None:
+        print(f"dashboard of {args.address} on {url} (Ctrl-C stops)", file=sys.stderr, flush=True)
+
+    if not 0 <= args.port <= 65535:
+        raise ConfigError(f"dashboard: --port {args.port} is not in 0..65535")
+    try:
+        serve(args.address, args.host, args.port, on_ready=ready)
+    except ValueError as err:
+        raise ConfigError(f"dashboard: {err}") from None
+    except OSError as err:
+        raise ConfigError(f"dashboard: {err}") from None
+    except KeyboardInterrupt:
+        pass
     return 0
 
 
@@ -427,7 +464,9 @@ def make_parser() -> argparse.ArgumentParser:
     subs = sub.add_parser("subscribe", help="print live predictions from a pipeline's zmq sink")
     subs.add_argument("address", help="the publisher, e.g. tcp://127.0.0.1:5556")
     subs.add_argument(
-        "--topic", action="append", help="topic prefix, e.g. pred.cam0 (repeatable; default every stream)"
+        "--topic",
+        action="append",
+        help="topic prefix, e.g. pred.cam0 or frame.cam0 (repeatable; default every stream's predictions)",
     )
     subs.add_argument("--final-only", action="store_true", help="only exit decisions")
     subs.add_argument("--json", action="store_true", help="one JSON object per line")
@@ -436,6 +475,14 @@ def make_parser() -> argparse.ArgumentParser:
     subs.add_argument("--max-lag-ms", type=float, help="warn when further behind the publisher than this")
     subs.add_argument("--keep-going", action="store_true", help="do not stop at the publisher's summary")
     subs.set_defaults(func=_subscribe)
+
+    dash = sub.add_parser("dashboard", help="a live browser dashboard of a pipeline's zmq sink")
+    dash.add_argument("address", help="the publisher, e.g. tcp://127.0.0.1:5556")
+    dash.add_argument(
+        "--host", default="127.0.0.1", help="address to serve the page on (default: loopback only)"
+    )
+    dash.add_argument("--port", type=int, default=8080, help="port of the page (0: a free one; default 8080)")
+    dash.set_defaults(func=_dashboard)
 
     train = _config_command(sub, "train", "train an ANN for conversion, or an SNN directly", "config")
     train.add_argument(

@@ -485,7 +485,7 @@ def _type_text(annotation: Any) -> str:
     if origin in (Union, types.UnionType):
         args = get_args(annotation)
         shown = [a for a in args if a is not type(None)]
-        if all(_is_model(a) for a in shown):
+        if all(_is_model(a) and "type" in a.model_fields for a in shown):
             text = "one of: " + ", ".join(sorted(n for a in shown for n in type_names(a)))
         else:
             text = " | ".join(_type_text(a) for a in shown)

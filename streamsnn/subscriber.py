@@ -32,6 +32,9 @@ What it does besides receiving:
   ``silence_s`` after something did, the socket is made afresh (``reconnects``); before the
   first message the subscriber only says once that it is waiting for a publisher (ZeroMQ keeps
   trying to connect by itself).
+- **frames** (``frame.<stream>``, subscribed to only when asked for in ``topics``): delivered as
+  they come, without sequence tracking (the publisher sends them at a bounded rate and skips
+  what it cannot send).
 - **bad messages**: malformed frames, fields of the wrong type (``streamsnn.wire`` checks every
   field) and newer schema versions are logged with the reason and counted (``malformed``,
   ``newer_schema``), and the subscriber keeps going; with ``on_error="raise"`` ``receive``
@@ -82,7 +85,7 @@ class Message:
 
     @property
     def stream(self) -> str | None:
-        return self.values[wire.STREAM] if self.kind == "prediction" else None
+        return self.values[wire.STREAM] if self.kind in ("prediction", "frame") else None
 
     @property
     def cached(self) -> bool:
@@ -217,6 +220,8 @@ class Subscriber:
         if self.max_lag_s is not None:
             self._check_lag(lag)
         kind, seq = values[wire.KIND], values[wire.SEQ]
+        if kind == "frame":  # lossy by design (rate-limited, newest wins): no sequence to follow
+            return Message(topic, values, lag_s=lag)
         if kind != "prediction":
             self._tail_gaps(publisher, values[wire.BODY]["last_seq"])
             return Message(topic, values, lag_s=lag) if kind == "summary" or self.heartbeats else None

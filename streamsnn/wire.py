@@ -7,7 +7,10 @@ take ~50,000 predictions per second). Topics and kinds:
 
 - ``pred.<stream>``: one anytime prediction of one stream (``kind: prediction``);
 - ``hb``: a heartbeat about once a second (``kind: heartbeat``);
-- ``summary``: the run's summary when the publisher shuts down (``kind: summary``).
+- ``summary``: the run's summary when the publisher shuts down (``kind: summary``);
+- ``frame.<stream>``: a downsampled image of the stream's latest events (``kind: frame``), sent
+  only while someone subscribes to it and at most ``rate_hz`` times a second (the sink's
+  ``frames`` option).
 
 Every payload starts with ``HEADER``: ``v`` (schema version), ``kind``, ``publisher`` (an id
 that changes when the publisher restarts, unless fixed by its configuration), ``seq`` (counts this
@@ -21,12 +24,21 @@ publisher sends only the k best; ``cached`` is true on a last value re-sent to a
 fixed. A heartbeat or summary continues with one map: heartbeats ``last_seq`` ({topic: seq} of
 the newest prediction per stream, so that a subscriber also notices losses at the tail),
 ``published`` and ``subscribers``; the summary ``last_seq``, ``published`` and ``report`` (as
-``report.json``, or nil); both ``run`` too (optional, as in predictions).
+``report.json``, or nil); both ``run`` too (optional, as in predictions), and (appended within
+version 1, optional) ``threshold`` (the exit policy's, or nil) and ``counters`` (the run's
+running ``dropped_slices``, ``skipped_slices``, ``late_events``, ``out_of_bounds_events``, when
+the publisher runs the pipeline itself). A frame continues with ``FRAME_FIELDS``: the events
+of the stream's packets since its previous frame (sensor time ``t_start_us``..``t_end_us``,
+``events`` of them), counted per block of ``scale``×``scale`` pixels into a ``width``×``height``
+image per polarity: ``on`` and ``off`` hold one byte per pixel, row by row (counts above 255 are
+255), and ``run`` as in predictions. Frames carry no ``last_seq``: they are lossy by design.
 
 Every field has one type (``FIELD_TYPES``, ``BODY_TYPES``), checked by ``unpack`` for every
 reader: a message that breaks one is a ``WireError`` naming the field and its value, never a
 value passed on. Within a version fields are only ever appended (older subscribers ignore what
-follows the fields they know); a subscriber refuses payloads of a newer version
+follows the fields they know) and kinds only added on topics of their own (``frame`` was): a
+subscriber receives only the topics it subscribes to, and one that does not know a kind counts
+it as malformed and goes on; a subscriber refuses payloads of a newer version
 (``NewerSchemaError``).
 """
 
@@ -45,7 +57,8 @@ SCHEMA_VERSION = 1
 PREDICTION_PREFIX = "pred."
 HEARTBEAT_TOPIC = "hb"
 SUMMARY_TOPIC = "summary"
-KINDS = ("prediction", "heartbeat", "summary")
+FRAME_PREFIX = "frame."
+KINDS = ("prediction", "heartbeat", "summary", "frame")
 HEADER = ("v", "kind", "publisher", "seq", "emit_time")
 PREDICTION_FIELDS = (
     "stream",
@@ -71,11 +84,17 @@ PREDICTION_FIELDS = (
 )
 PREDICTION = HEADER + PREDICTION_FIELDS
 """Positions of a prediction payload's fields."""
+FRAME_FIELDS = ("stream", "t_start_us", "t_end_us", "width", "height", "scale", "events", "on", "off", "run")
+FRAME = HEADER + FRAME_FIELDS
+"""Positions of a frame payload's fields."""
+MAX_FRAME_SIDE = 1024
+"""The largest ``width`` or ``height`` of a frame (pixels)."""
 
 V, KIND, PUBLISHER, SEQ, EMIT_TIME = range(len(HEADER))
 STREAM, PROBS, TOP_K, FINAL, CACHED, RUN = (
     PREDICTION.index(f) for f in ("stream", "probs", "top_k", "final", "cached", "run")
 )
+FRAME_RUN = FRAME.index("run")
 BODY = len(HEADER)  # a heartbeat's or summary's map
 _N_PREDICTION = RUN  # the fields every version-1 prediction has (``run`` was appended later)
 MAX_SEQ = 2**63 - 1
@@ -112,20 +131,41 @@ FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "run": (int, _NIL),
 }
 """The type of every header and prediction field (what ``unpack`` accepts)."""
+FRAME_TYPES: dict[str, tuple[type, ...]] = {
+    **{name: FIELD_TYPES[name] for name in HEADER},
+    "stream": (str,),
+    "t_start_us": (int,),
+    "t_end_us": (int,),
+    "width": (int,),
+    "height": (int,),
+    "scale": (int,),
+    "events": (int,),
+    "on": (bytes,),
+    "off": (bytes,),
+    "run": (int, _NIL),
+}
+"""The type of every frame field."""
 BODY_TYPES: dict[str, dict[str, tuple[type, ...]]] = {
     "heartbeat": {"last_seq": (dict,), "published": (int,), "subscribers": (int,)},
     "summary": {"last_seq": (dict,), "published": (int,), "report": (dict, _NIL)},
 }
-"""The fields of a heartbeat's and a summary's map; ``run`` (``FIELD_TYPES``) may come with them."""
+"""The fields of a heartbeat's and a summary's map."""
+OPTIONAL_BODY_TYPES: dict[str, tuple[type, ...]] = {
+    "run": FIELD_TYPES["run"],
+    "threshold": (int, float, _NIL),
+    "counters": (dict,),
+}
+"""Fields a heartbeat's or summary's map may have besides (appended within version 1)."""
 _PREDICTION_TYPES = tuple(FIELD_TYPES[f] for f in PREDICTION)
 _HEADER_TYPES = _PREDICTION_TYPES[: len(HEADER)]
+_FRAME_TYPES = tuple(FRAME_TYPES[f] for f in FRAME)
 # type signatures (the type of every field) of predictions that passed every type check: a payload
 # of one of them needs only its values checked (about three times cheaper; bounded, as fields
 # appended in later 1.x versions are part of a signature)
 _ACCEPTED: set[tuple[type, ...]] = set()
 _MAX_ACCEPTED = 256
 _TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", list: "an array", dict: "a map"}
-_TYPE_NAMES |= {bool: "true or false", _NIL: "nil"}
+_TYPE_NAMES |= {bool: "true or false", _NIL: "nil", bytes: "bytes"}
 
 
 class WireError(ValueError):
@@ -184,6 +224,43 @@ def prediction_payload(
     ]
 
 
+def frame_topic(stream: str) -> str:
+    """The topic of ``stream``'s event frames."""
+    return FRAME_PREFIX + stream
+
+
+def frame_payload(
+    stream: str,
+    publisher: str,
+    seq: int,
+    emit_time: float,
+    span_us: tuple[int, int],
+    scale: int,
+    events: int,
+    on: Any,
+    off: Any,
+    run: int | None = None,
+) -> list[Any]:
+    """A frame payload (``FRAME`` order): ``on``/``off`` height×width arrays of counts (any
+    integer dtype; clipped to 0..255 here), ``span_us`` the events' sensor time (µs)."""
+    height, width = on.shape
+    on_bytes, off_bytes = (a.clip(0, 255).astype("uint8").tobytes() for a in (on, off))
+    header = [SCHEMA_VERSION, "frame", publisher, seq, emit_time]
+    return [
+        *header,
+        stream,
+        int(span_us[0]),
+        int(span_us[1]),
+        width,
+        height,
+        scale,
+        events,
+        on_bytes,
+        off_bytes,
+        run,
+    ]
+
+
 def control_payload(kind: str, publisher: str, seq: int, emit_time: float, body: dict[str, Any]) -> list[Any]:
     """A heartbeat or summary payload: the header, then ``body`` (plain types only)."""
     return [SCHEMA_VERSION, kind, publisher, seq, emit_time, json.loads(json.dumps(body, default=str))]
@@ -193,6 +270,8 @@ def run_of(payload: Sequence[Any]) -> int | None:
     """The publisher's run (its start, µs) a checked payload carries, or None (an older publisher)."""
     if payload[KIND] == "prediction":
         return payload[RUN] if len(payload) > RUN else None
+    if payload[KIND] == "frame":
+        return payload[FRAME_RUN]
     return payload[BODY].get("run")
 
 
@@ -200,6 +279,8 @@ def as_dict(payload: Sequence[Any]) -> dict[str, Any]:
     """A checked payload with its fields named (a control message's map merged in)."""
     if payload[KIND] == "prediction":
         return dict(zip(PREDICTION, payload, strict=False))
+    if payload[KIND] == "frame":
+        return dict(zip(FRAME, payload, strict=False))
     return {**dict(zip(HEADER, payload, strict=False)), **payload[BODY]}
 
 
@@ -266,6 +347,14 @@ def unpack(frames: Sequence[Any]) -> tuple[str, list[Any]]:
         _check_types(topic, HEADER, payload, _HEADER_TYPES)
         _check_header(topic, payload)
         _check_body(topic, kind, payload[BODY])
+    elif kind == "frame":
+        if len(payload) < len(FRAME):
+            raise WireError(
+                f"{topic}: frame has {len(payload)} fields, lacks {', '.join(FRAME[len(payload) :])}"
+            )
+        _check_types(topic, FRAME, payload, _FRAME_TYPES)
+        _check_header(topic, payload)
+        _check_frame(topic, dict(zip(FRAME, payload, strict=False)))
     else:
         raise WireError(f"{topic}: unknown kind {kind!r}; known: {', '.join(KINDS)}")
     return topic, payload
@@ -308,6 +397,22 @@ def _check_prediction(topic: str, payload: list[Any]) -> None:
         raise WireError(f"{topic}: probs and top_k are both nil")
 
 
+def _check_frame(topic: str, frame: dict[str, Any]) -> None:
+    """A frame's sizes: sides in 1..``MAX_FRAME_SIDE``, a positive scale, ``on``/``off`` one byte
+    per pixel, counts and times not negative."""
+    width, height = frame["width"], frame["height"]
+    for name in ("width", "height"):
+        if not 0 < frame[name] <= MAX_FRAME_SIDE:
+            raise WireError(f"{topic}: {name} is {frame[name]}, not in 1..{MAX_FRAME_SIDE}")
+    if frame["scale"] < 1 or frame["events"] < 0:
+        raise WireError(f"{topic}: scale {frame['scale']} or events {frame['events']} out of range")
+    for name in ("on", "off"):
+        if len(frame[name]) != width * height:
+            raise WireError(
+                f"{topic}: {name} holds {len(frame[name])} bytes, not {width}×{height} = {width * height}"
+            )
+
+
 def _check_body(topic: str, kind: str, body: dict[Any, Any]) -> None:
     """A heartbeat's or summary's map: every field of ``BODY_TYPES``, ``run`` if there, and
     ``last_seq`` a map of topics to sequence numbers."""
@@ -316,8 +421,9 @@ def _check_body(topic: str, kind: str, body: dict[Any, Any]) -> None:
             raise WireError(f"{topic}: {kind} lacks {name}")
         if type(body[name]) not in allowed:
             raise _wrong_type(topic, name, body[name], allowed)
-    if "run" in body and type(body["run"]) not in FIELD_TYPES["run"]:
-        raise _wrong_type(topic, "run", body["run"], FIELD_TYPES["run"])
+    for name, allowed in OPTIONAL_BODY_TYPES.items():
+        if name in body and type(body[name]) not in allowed:
+            raise _wrong_type(topic, name, body[name], allowed)
     for key, seq in body["last_seq"].items():
         if type(key) is not str or type(seq) is not int or not 0 < seq <= MAX_SEQ:
             raise WireError(

@@ -214,6 +214,18 @@ def test_the_installed_wheel_lists_every_sensor_profile(wheel_venv):
     assert listed == {p.stem for p in (ROOT / "streamsnn" / "sensors").glob("*.yaml")}
 
 
+def test_the_installed_wheel_carries_the_dashboard_page(wheel_venv):
+    code = (
+        "import importlib.resources as r; "
+        "print(*sorted(p.name for p in r.files('streamsnn.dashboard').joinpath('static').iterdir()))"
+    )
+    done = in_venv(wheel_venv, "python", "-c", code)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == sorted(
+        p.name for p in (ROOT / "streamsnn" / "dashboard" / "static").iterdir()
+    )
+
+
 def test_the_installed_wheel_runs_the_default_pipeline(wheel_venv):
     args = ["--set", "source.limit=3", "--output", "preds.jsonl", "--report", "report.json", "--no-progress"]
     done = in_venv(wheel_venv, "streamsnn", "run", "builtin:digits_dvs", *args)

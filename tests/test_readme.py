@@ -47,6 +47,8 @@ NOT_RUN = {
     r"--ray-address auto|^ray start\b": "needs a running Ray cluster",
     r"\bcuda\b": "needs a GPU (this machine has none)",
     r"type: camera\b": "needs a USB event camera",
+    r"^streamsnn dashboard\b": "serves until stopped: tests/dashboard/test_browser.py runs it with a live "
+    "pipeline and a browser",
 }
 
 # a piece of a README command → arguments added right after it: the same command on less data or

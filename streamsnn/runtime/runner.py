@@ -153,6 +153,8 @@ class Runner:
         self.stop = threading.Event()
         self.errors: list[BaseException] = []
         self.sinks = SinkSet(pipe)
+        for sink in pipe.sinks:
+            sink.run_counters = self.counters
         self.held: set[tuple[str, int]] = set()  # samples a resumed replay skips
         self.resumed_samples = 0  # of those, met in the source
         self.slicers: dict[str, Slicer] = {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 from streamsnn.events import Packet, Sensor
@@ -28,6 +29,8 @@ class Sink:
     target: str | None = None
     resumes: bool = False
     live: bool = False  # the run's source is live (set by build_pipeline): predictions come at sensor pace
+    threshold: float | None = None  # the exit policy's threshold, if it has one (set by build_pipeline)
+    run_counters: Callable[[], dict[str, Any]] | None = None  # the run's running counters (set by the runner)
 
     def start(self) -> None:
         """Before the run's first packet."""

@@ -9,10 +9,17 @@
 - **Last-value cache**: XPUB sees every subscription (``XPUB_VERBOSER``); a new subscription gets
   the newest *final* prediction of every stream it matches at once (marked ``cached``), then the
   live feed. Subscribers that already had it drop the repeat (same publisher and seq).
+- **Frames** (``frames: {rate_hz, size}``): downsampled ON/OFF count images of each stream's
+  latest events on ``frame.<stream>`` (for ``streamsnn dashboard``), at most ``rate_hz`` per
+  stream. Built only while someone subscribes to them (XPUB sees the subscriptions): without a
+  subscriber ``write_packet`` returns at once.
 - **Ready handshake**: with ``wait_for_subscribers: n`` the run starts only once n subscriptions
   to predictions have arrived (subscribing is what makes a SUB receive, so nothing published
   afterwards is lost to the slow-joiner problem); ``hwm: 0`` (no limit) then lets an offline
   replay deliver every message to a subscriber that keeps up on average.
+
+Heartbeats and the summary also carry the exit policy's ``threshold`` and, when the publisher runs
+the pipeline itself, its running ``counters`` (dropped slices, late and out-of-bounds events).
 
 One lock serialises every use of the socket (the sink thread writes, a background thread sends
 heartbeats and answers subscriptions every 20 ms).
@@ -27,10 +34,12 @@ import threading
 import time
 from typing import Any, Literal
 
+import numpy as np
 import zmq
 from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 
 from streamsnn import wire
+from streamsnn.events import Packet, Sensor
 from streamsnn.options import Options
 from streamsnn.prediction import Prediction
 from streamsnn.sinks.base import SINKS, Sink
@@ -39,6 +48,17 @@ log = logging.getLogger(__name__)
 
 SERVE_S = 0.02  # how often the background thread answers subscriptions
 _MORE, _LAST = int(zmq.SNDMORE | zmq.NOBLOCK), int(zmq.NOBLOCK)
+
+
+HEALTH_COUNTERS = ("dropped_slices", "skipped_slices", "late_events", "out_of_bounds_events")
+"""The run's counters heartbeats carry (``counters``)."""
+
+
+class FramesConfig(Options):
+    """Event frames on ``frame.<stream>`` (sent only while someone subscribes to them)."""
+
+    rate_hz: PositiveFloat = Field(10.0, le=100, description="frames per second and stream, at most")
+    size: int = Field(64, ge=8, le=wire.MAX_FRAME_SIDE, description="longest side of a frame (pixels)")
 
 
 class ZmqSinkConfig(Options):
@@ -64,6 +84,11 @@ class ZmqSinkConfig(Options):
     )
     publisher_id: str | None = Field(
         None, description="the publisher's name in every message (null: host/pid/start time)"
+    )
+    frames: FramesConfig | None = Field(
+        None,
+        description="also publish downsampled event images on frame.<stream>, {rate_hz: at most this many "
+        "per stream and second (10, ≤ 100), size: their longer side in pixels (64, 8..1024)} (null: never)",
     )
 
 
@@ -96,6 +121,14 @@ class ZmqSink(Sink):
         self.published = 0
         self.subscribers = 0  # current subscriptions to predictions
         self.heartbeats = 0
+        self.frames = config.frames
+        self.needs_events = config.frames is not None  # this instance takes the source's events
+        self.frame_subscribers = 0  # current subscriptions that receive frames
+        self.frame_packets = 0  # packets binned into frames (0 while nobody subscribes to them)
+        self.frames_sent = 0
+        self._frame_seq: dict[str, int] = {}
+        self._frame_acc: dict[str, _FrameAcc] = {}
+        self._frame_due: dict[str, float] = {}  # monotonic time of each stream's next frame
         self._last_final: dict[str, list[Any]] = {}
         self._report: dict[str, Any] | None = None
         self._lock = threading.Lock()  # guards the socket and the packer
@@ -122,6 +155,46 @@ class ZmqSink(Sink):
                     f"{self.endpoint} after {self.wait_timeout_s} s (sinks[].wait_for_subscribers)"
                 )
 
+    def write_packet(self, packet: Packet, sensor: Sensor) -> None:
+        """Bin the packet's events into its stream's frame and send the frame when it is due;
+        nothing while no one subscribes to frames (or for a frame source)."""
+        if self.frame_subscribers <= 0 or self.frames is None:
+            if self._frame_acc:
+                self._frame_acc.clear()
+            return
+        events = packet.data
+        if events.dtype.names is None or "p" not in events.dtype.names:
+            return
+        acc = self._frame_acc.get(packet.stream)
+        if acc is None or packet.end_of_sample:  # a replayed sample: its frame shows it alone
+            acc = self._frame_acc[packet.stream] = _FrameAcc(sensor, self.frames.size)
+        acc.add(events)
+        self.frame_packets += 1
+        now = time.monotonic()
+        if now < self._frame_due.get(packet.stream, 0.0) or not acc.events:
+            return
+        self._frame_due[packet.stream] = now + 1.0 / self.frames.rate_hz
+        topic = wire.frame_topic(packet.stream)
+        with self._lock:
+            if self._closed.is_set():
+                return
+            seq = self._frame_seq[topic] = self._frame_seq.get(topic, 0) + 1
+            payload = wire.frame_payload(
+                packet.stream,
+                self.publisher,
+                seq,
+                time.time(),
+                (acc.t_first, acc.t_last),
+                acc.scale,
+                acc.events,
+                acc.on,
+                acc.off,
+                self.run,
+            )
+            self._send(topic, payload, count=False)
+            self.frames_sent += 1
+        acc.clear()
+
     def write(self, pred: Prediction) -> None:
         topic = wire.prediction_topic(pred.stream)
         with self._lock:
@@ -144,7 +217,7 @@ class ZmqSink(Sink):
         self._thread.join(timeout=5)
         with self._lock:
             body = {"last_seq": dict(self.seq), "published": self.published, "report": self._report}
-            body["run"] = self.run
+            body.update(self._extras())
             self._send_summary(wire.control_payload("summary", self.publisher, 1, time.time(), body))
             self._sock.close()
         self._ctx.term()
@@ -171,13 +244,25 @@ class ZmqSink(Sink):
         self._send(wire.SUMMARY_TOPIC, summary)
 
     # -- internals (called with the lock held) --------------------------------------------------
-    def _send(self, topic: str, payload: list[Any]) -> None:
+    def _send(self, topic: str, payload: list[Any], count: bool = True) -> None:
         # XPUB drops (never blocks) when a subscriber's queue is full: subscribers see the gap.
         # Two plain sends with int flags: pyzmq's send_multipart costs ~3 µs more per message.
         head, body = wire.pack(topic, payload, self._packer)
         self._sock.send(head, _MORE)
         self._sock.send(body, _LAST)
-        self.published += 1
+        self.published += count  # predictions and control messages (frames are not in last_seq either)
+
+    def _extras(self) -> dict[str, Any]:
+        """What heartbeats and the summary carry besides their fields: ``run``, ``threshold``,
+        and the run's ``counters`` when the runner gives them."""
+        extras: dict[str, Any] = {"run": self.run, "threshold": self.threshold}
+        if self.run_counters is not None:
+            try:
+                counted = self.run_counters()
+            except RuntimeError:  # a counter changed size while read (another thread): next time
+                return extras
+            extras["counters"] = {key: int(counted.get(key, 0)) for key in HEALTH_COUNTERS}
+        return extras
 
     def _serve(self) -> None:
         """Background: answer subscriptions (last-value cache) and send heartbeats."""
@@ -191,7 +276,8 @@ class ZmqSink(Sink):
                     next_beat = time.monotonic() + self.heartbeat_s
                     self.heartbeats += 1
                     body = {"last_seq": dict(self.seq), "published": self.published}
-                    body["subscribers"], body["run"] = self.subscribers, self.run
+                    body["subscribers"] = self.subscribers
+                    body.update(self._extras())
                     beat = wire.control_payload(
                         "heartbeat", self.publisher, self.heartbeats, time.time(), body
                     )
@@ -203,7 +289,9 @@ class ZmqSink(Sink):
             if not message:
                 continue
             subscribe, prefix = message[0] == 1, message[1:].decode(errors="replace")
-            if not _matches_predictions(prefix):
+            if _matches(prefix, wire.FRAME_PREFIX):
+                self.frame_subscribers += 1 if subscribe else -1
+            if not _matches(prefix, wire.PREDICTION_PREFIX):
                 continue
             self.subscribers += 1 if subscribe else -1
             self._subscribed.notify_all()
@@ -215,6 +303,39 @@ class ZmqSink(Sink):
                         self._send(topic, again)
 
 
-def _matches_predictions(prefix: str) -> bool:
-    """Whether a subscription to ``prefix`` receives predictions (``""``, ``"pred"``, ``"pred.cam0"``...)."""
-    return prefix.startswith(wire.PREDICTION_PREFIX) or wire.PREDICTION_PREFIX.startswith(prefix)
+def _matches(prefix: str, topics: str) -> bool:
+    """Whether a subscription to ``prefix`` receives topics starting with ``topics`` (for
+    ``"pred."``: ``""``, ``"pred"``, ``"pred.cam0"``...)."""
+    return prefix.startswith(topics) or topics.startswith(prefix)
+
+
+class _FrameAcc:
+    """One stream's frame being built: ON and OFF counts per block of ``scale``×``scale`` pixels."""
+
+    def __init__(self, sensor: Sensor, size: int) -> None:
+        self.scale = max(1, -(-max(sensor.width, sensor.height) // size))
+        self.sensor_w, self.sensor_h = sensor.width, sensor.height
+        self.width, self.height = -(-sensor.width // self.scale), -(-sensor.height // self.scale)
+        self.clear()
+
+    def clear(self) -> None:
+        self.on = np.zeros((self.height, self.width), np.int64)
+        self.off = np.zeros((self.height, self.width), np.int64)
+        self.events, self.t_first, self.t_last = 0, 0, 0
+
+    def add(self, events: np.ndarray) -> None:
+        x, y = events["x"].astype(np.int64), events["y"].astype(np.int64)
+        inside = (x >= 0) & (x < self.sensor_w) & (y >= 0) & (y < self.sensor_h)
+        if not inside.all():
+            events, x, y = events[inside], x[inside], y[inside]
+        if not len(events):
+            return
+        index = (y // self.scale) * self.width + x // self.scale
+        on = events["p"] > 0
+        cells = self.width * self.height
+        self.on += np.bincount(index[on], minlength=cells).reshape(self.height, self.width)
+        self.off += np.bincount(index[~on], minlength=cells).reshape(self.height, self.width)
+        if not self.events:
+            self.t_first = int(events["t"][0])
+        self.events += len(events)
+        self.t_last = int(events["t"][-1])
