@@ -24,6 +24,7 @@ class ExitPolicy:
 
     needs_labels: ClassVar[bool] = False
     needs_input: ClassVar[bool] = False
+    threshold: float | None = None  # the confidence it decides above, if it has one (shown live)
 
     def decide(self, pred: Prediction) -> str | None:
         """The exit reason if ``pred`` is final, else ``None``."""

@@ -167,7 +167,7 @@ def _build_around(cfg: PipelineConfig, source: Source, origin: str) -> Pipeline:
             try:
                 sinks.append(SINKS.build(s))
                 sinks[-1].live = source.live
-                sinks[-1].threshold = getattr(exit_policy, "threshold", None)
+                sinks[-1].threshold = exit_policy.threshold
             except OSError as err:
                 raise ConfigError(f"{origin}: sinks[{i}] ({s.type}): {err}") from None
     except BaseException:
