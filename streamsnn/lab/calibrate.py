@@ -34,7 +34,7 @@ from streamsnn.policies.exit import DynamicConfidence, FixedExitConfig
 from streamsnn.prediction import read_out
 from streamsnn.runtime import build_pipeline, run_pipeline
 from streamsnn.sinks import Sink
-from streamsnn.snn.checkpoint import load_checkpoint
+from streamsnn.runtime.build import load_model
 from streamsnn.snn.counting import counted_run
 from streamsnn.snn.quant import QCFS
 
@@ -307,7 +307,7 @@ def calibrate(
 
 
 def _qcfs_levels(cfg: PipelineConfig) -> int | None:
-    levels = {m.levels for m in load_checkpoint(cfg.model.weights).ann.modules() if isinstance(m, QCFS)}
+    levels = {m.levels for m in load_model(cfg.model).ann.modules() if isinstance(m, QCFS)}
     return max(levels) if levels else None
 
 
