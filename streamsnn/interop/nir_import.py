@@ -114,7 +114,9 @@ def import_nir(source: str | Path | Any, options: NirOptions | None = None) -> L
     return LoadedModel(ann, {"shape": list(shape), "from": "nir"}, {}, path, {}, discretisation(options))
 
 
-def convert_nir(source: str | Path | Any, output: str | Path, options: NirOptions | None = None) -> LoadedModel:
+def convert_nir(
+    source: str | Path | Any, output: str | Path, options: NirOptions | None = None
+) -> LoadedModel:
     """``import_nir`` written as a streamsnn checkpoint at ``output`` (loaded safely like any
     other, with the discretisation stated in it); returns the imported model."""
     model = import_nir(source, options)
@@ -219,28 +221,30 @@ class _Reader:
         recurrent connection at all)."""
         import nir
 
-        state: dict[str, int] = {}  # 1: on the current path, 2: done
+        done: set[str] = set()
+        path: list[str] = []
 
-        def visit(n: str, path: list[str]) -> None:
-            state[n] = 1
+        def visit(n: str) -> None:
+            path.append(n)
             for m in self.succ[n]:
-                if state.get(m) == 1:
-                    loop = path[path.index(m) :] + [n, m] if m in path else [n, m]
+                if m in path:
+                    loop = [*path[path.index(m) :], m]
+                    text = " → ".join(loop)
                     delays = [k for k in loop if isinstance(self.graph.nodes[k], nir.Delay)]
-                    text = " → ".join(dict.fromkeys(loop[:-1])) + f" → {m}"
                     if delays:
                         raise self.fail(
                             f"node '{m}': recurrent loop {text} (through Delay '{delays[0]}'); recurrent "
                             "connections are not supported"
                         )
                     raise self.fail(f"node '{m}': cycle {text} without a Delay: the graph has no order")
-                if m not in state:
-                    visit(m, path + [n])
-            state[n] = 2
+                if m not in done:
+                    visit(m)
+            path.pop()
+            done.add(n)
 
         for n in self.graph.nodes:
-            if n not in state:
-                visit(n, [])
+            if n not in done:
+                visit(n)
 
     def _infer_types(self) -> None:
         import nir
@@ -255,7 +259,9 @@ class _Reader:
             raise self.fail(f"type inference (shapes) failed: {type(err).__name__}: {err}") from None
         for name, n in self.graph.nodes.items():
             if not _known(n.input_type) or not _known(n.output_type):
-                raise self.fail(f"node '{name}': no shape after type inference (an input shape: model.nir.input_shape)")
+                raise self.fail(
+                    f"node '{name}': no shape after type inference (an input shape: model.nir.input_shape)"
+                )
 
     def _shape(self, name: str, port: str) -> tuple[int, ...]:
         node = self.graph.nodes[name]
@@ -368,8 +374,8 @@ class _Reader:
             ratio = dt / tau
             if ratio.max() > 1:
                 raise self.fail(
-                    f"node '{name}' ({type(node).__name__}): {tau_attr} down to {tau.min():.4g} is below dt = "
-                    f"{dt:g}: forward Euler is unstable there (a smaller dt, or integration: exponential)"
+                    f"node '{name}' ({type(node).__name__}): {tau_attr} down to {tau.min():.4g} is below "
+                    f"dt = {dt:g}: forward Euler is unstable there (a smaller dt, or integration: exponential)"
                 )
             return 1 - ratio, ratio * r, ratio * v_leak
         a = np.exp(-dt / tau)
@@ -378,7 +384,9 @@ class _Reader:
     def spiking(self, name: str, node: Any, shape: tuple[int, ...]) -> dict[str, Any]:
         threshold = self.param(name, node, "v_threshold", shape)
         self.finite(name, node, "v_threshold", threshold)
-        v_reset = self.param(name, node, "v_reset", shape) if getattr(node, "v_reset", None) is not None else 0
+        v_reset = (
+            self.param(name, node, "v_reset", shape) if getattr(node, "v_reset", None) is not None else 0
+        )
         return {
             "threshold": torch.as_tensor(threshold),
             "v_reset": torch.as_tensor(np.asarray(v_reset, np.float64)),
@@ -387,7 +395,11 @@ class _Reader:
 
 
 def _known(types: Any) -> bool:
-    return isinstance(types, dict) and bool(types) and all(v is not None and np.size(v) > 0 for v in types.values())
+    return (
+        isinstance(types, dict)
+        and bool(types)
+        and all(v is not None and np.size(v) > 0 for v in types.values())
+    )
 
 
 def _node_shape(reader: _Reader, name: str) -> tuple[int, ...]:
@@ -397,7 +409,9 @@ def _node_shape(reader: _Reader, name: str) -> tuple[int, ...]:
 def _affine(reader: _Reader, name: str, node: Any) -> nn.Module:
     weight = _array(node.weight)
     if weight.ndim != 2:
-        raise reader.fail(f"node '{name}' ({type(node).__name__}): weight has {weight.ndim} dimensions, not 2")
+        raise reader.fail(
+            f"node '{name}' ({type(node).__name__}): weight has {weight.ndim} dimensions, not 2"
+        )
     bias = getattr(node, "bias", None)
     layer = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None, dtype=torch.float64)
     with torch.no_grad():
@@ -442,8 +456,8 @@ def _pool(reader: _Reader, name: str, node: Any) -> nn.Module:
     summed = type(node).__name__ == "SumPool2d"
     if not summed and any(padding):
         raise reader.fail(
-            f"node '{name}' (AvgPool2d): padding {list(padding)}: NIR does not say whether padded zeros count "
-            "in the average"
+            f"node '{name}' (AvgPool2d): padding {list(padding)}: NIR does not say whether padded zeros "
+            "count in the average"
         )
     kernel = _ints(node.kernel_size, 2)
     return nn.AvgPool2d(kernel, _ints(node.stride, 2), padding, divisor_override=1 if summed else None)
@@ -467,7 +481,10 @@ def _threshold(reader: _Reader, name: str, node: Any) -> nn.Module:
 
 def _delay(reader: _Reader, name: str, node: Any) -> nn.Module | None:
     if np.any(_array(node.delay) != 0):
-        raise reader.fail(f"node '{name}' (Delay): delay {np.unique(_array(node.delay))[:4].tolist()}: delays are not supported")
+        raise reader.fail(
+            f"node '{name}' (Delay): delay {np.unique(_array(node.delay))[:4].tolist()}: delays are not "
+            "supported"
+        )
     return nn.Identity()
 
 
@@ -478,7 +495,9 @@ def _if(reader: _Reader, name: str, node: Any) -> nn.Module:
     fires = type(node).__name__ == "IF"
     kwargs = reader.spiking(name, node, shape) if fires else {}
     gain = torch.as_tensor(reader.options.dt * r)
-    return LeakyNeuron(torch.ones(shape, dtype=torch.float64), gain, 0.0, fires=fires, dtype=torch.float64, **kwargs)
+    return LeakyNeuron(
+        torch.ones(shape, dtype=torch.float64), gain, 0.0, fires=fires, dtype=torch.float64, **kwargs
+    )
 
 
 def _leaky(reader: _Reader, name: str, node: Any) -> nn.Module:
@@ -501,8 +520,8 @@ def _current(reader: _Reader, name: str, node: Any) -> nn.Module:
     reader.finite(name, node, "tau_syn", tau_syn, positive=True)
     if (dt / tau_syn).max() > 1:
         raise reader.fail(
-            f"node '{name}' ({type(node).__name__}): tau_syn down to {tau_syn.min():.4g} is below dt = {dt:g}: "
-            "forward Euler is unstable there"
+            f"node '{name}' ({type(node).__name__}): tau_syn down to {tau_syn.min():.4g} is below "
+            f"dt = {dt:g}: forward Euler is unstable there"
         )
     w_in = reader.param(name, node, "w_in", shape)
     decay, gain, leak = (torch.as_tensor(v) for v in reader.membrane(name, node, "tau_mem", shape))
@@ -537,4 +556,14 @@ _MAPPERS: dict[str, Callable[[_Reader, str, Any], nn.Module | None]] = {
     "CubaLI": _current,
 }
 # what may be a residual block's shortcut: no state
-_STATELESS = {"Affine", "Linear", "Conv1d", "Conv2d", "AvgPool2d", "SumPool2d", "Scale", "Threshold", "Flatten"}
+_STATELESS = {
+    "Affine",
+    "Linear",
+    "Conv1d",
+    "Conv2d",
+    "AvgPool2d",
+    "SumPool2d",
+    "Scale",
+    "Threshold",
+    "Flatten",
+}

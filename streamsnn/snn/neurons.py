@@ -350,7 +350,9 @@ class CurrentNeuron(LeakyNeuron):
     def forward(self, x: torch.Tensor, state: CurrentState) -> tuple[torch.Tensor, CurrentState]:
         decay, gain, leak, threshold = self._factors(x.dtype)
         syn = self.syn_decay.to(x.dtype), self.syn_gain.to(x.dtype)
-        return current_step(x, state, *syn, decay, gain, leak, threshold, self.reset, self.v_reset.to(x.dtype))
+        return current_step(
+            x, state, *syn, decay, gain, leak, threshold, self.reset, self.v_reset.to(x.dtype)
+        )
 
     def step_(self, x: torch.Tensor, state: CurrentState, out: torch.Tensor | None = None) -> torch.Tensor:
         i = state.i.mul_(self.syn_decay).addcmul_(x, self.syn_gain)
