@@ -2,6 +2,7 @@
 next to the exporter's own model on the same input; pipelines, convert, calibrate and evaluate
 with a .nir model; malformed and unsupported graphs refused, naming the node."""
 
+import itertools
 import json
 import re
 
@@ -9,21 +10,19 @@ import h5py
 import nir
 import numpy as np
 import pytest
+import sinabs.layers as sinabs_layers  # installed by `make setup` (the Makefile says why without its pins)
+import snntorch
 import torch
 import yaml
+from sinabs.activation import SingleSpike
+from sinabs.nir import to_nir
+from snntorch import utils as snntorch_utils
+from snntorch.export_nir import export_to_nir
 
 from streamsnn.cli import main
 from streamsnn.interop.nir_import import NirImportError, NirOptions, convert_nir, import_nir
 from streamsnn.snn.checkpoint import load_checkpoint
 from streamsnn.snn.neurons import LeakyNeuron
-
-sinabs_layers = pytest.importorskip("sinabs.layers")
-snntorch = pytest.importorskip("snntorch")
-
-from sinabs.activation import SingleSpike  # noqa: E402
-from sinabs.nir import to_nir  # noqa: E402
-from snntorch import utils as snntorch_utils  # noqa: E402
-from snntorch.export_nir import export_to_nir  # noqa: E402
 
 TOL = 1e-5  # the acceptance bound on any per-step difference (float32)
 
@@ -209,7 +208,7 @@ class Residual(torch.nn.Module):
         nodes["flat"] = nir.Flatten(np.array([4, 8, 8]), 0, -1)
         nodes["fc"] = nir.Affine(self.fc.weight.detach().numpy(), self.fc.bias.detach().numpy())
         chain = ["input", "c0", "n0", "c1", "n1", "c2", "n2", "c3", "n3", "c4", "n4", "flat", "fc", "output"]
-        edges = list(zip(chain, chain[1:], strict=False)) + [("n0", "n2"), ("n2", "short"), ("short", "n4")]
+        edges = [*itertools.pairwise(chain), ("n0", "n2"), ("n2", "short"), ("short", "n4")]
         return nir.NIRGraph(nodes, edges)
 
 
@@ -338,7 +337,7 @@ def chain_graph(*middle, shape=(2, 3, 3)):
         nodes[f"m{i}"] = node
         names.append(f"m{i}")
     chain = ["input", "flat", "fc", *names, "output"]
-    return nodes, list(zip(chain, chain[1:], strict=False))
+    return nodes, list(itertools.pairwise(chain))
 
 
 def written(tmp_path, nodes, edges, name="graph.nir"):
