@@ -88,7 +88,6 @@ def _build_around(cfg: PipelineConfig, source: Source, origin: str) -> Pipeline:
         model = load_model(cfg.model)
     except (FileNotFoundError, ValueError) as err:
         raise ConfigError(f"{origin}: model.weights: {err}") from None
-
     shape = model.input_shape
 
     enc = cfg.encoder
