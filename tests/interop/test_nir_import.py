@@ -368,6 +368,9 @@ def test_streamsnn_run_with_a_nir_model_exits_early_and_reports_its_discretisati
     assert main(["convert", str(digits_nir), "--dt", "1e-4", "-o", str(checkpoint)]) == 0
     payload = torch.load(checkpoint, weights_only=True)
     assert payload["discretisation"]["integration"] == "euler" and payload["input"]["shape"] == [2, 34, 34]
+    again = write_pipeline(tmp_path, checkpoint, nir={"dt": 1e-3})
+    assert main(["run", str(again), "--no-progress"]) == 2  # a checkpoint's discretisation is its own
+    assert "model.nir: imports a NIR graph" in capsys.readouterr().err
     again = write_pipeline(tmp_path, checkpoint)
     assert main(["run", str(again), "--no-progress"]) == 0
     rerun = json.loads((tmp_path / "out" / "report.json").read_text())
