@@ -584,3 +584,8 @@ def test_convert_writes_a_checkpoint_that_states_its_discretisation(tmp_path, ca
     assert "give the time step dt" in capsys.readouterr().err
     assert main(["convert", str(path), "--dt", "1e-4"]) == 2
     assert "-o OUT.pt" in capsys.readouterr().err
+    assert main(["convert", "builtin:digits_frames", "--dt", "1", "-o", str(out)]) == 2
+    assert (
+        "--dt, --output: import a NIR graph (a .nir file), not builtin:digits_frames"
+        in capsys.readouterr().err
+    )
