@@ -322,6 +322,45 @@ def test_conv1d_and_lif_with_leak_resistance_and_reset_value_follow_nirs_equatio
         assert 0 < float(spikes.sum()) < 12 * 2 * 30
 
 
+def test_the_operator_steps_an_imported_network_per_stream(tmp_path):
+    """Current-based neurons (two state tensors) and an LI read-out in the operator's slots: a
+    stream's outputs do not depend on which others share its batch, and a reset starts it afresh."""
+    from streamsnn.snn.operator import SNNOperator
+
+    n = 18
+    nodes = {
+        "input": nir.Input(np.array([2, 3, 3])),
+        "flat": nir.Flatten(np.array([2, 3, 3]), 0, -1),
+        "fc": nir.Affine(np.random.default_rng(0).normal(size=(6, n)), np.zeros(6)),
+        "cuba": nir.CubaLIF(*(np.full(6, v) for v in (0.02, 0.01, 1.0, 0.0, 0.4))),
+        "fc2": nir.Affine(np.random.default_rng(1).normal(size=(3, 6)), np.zeros(3)),
+        "li": nir.LI(np.full(3, 0.01), np.ones(3), np.zeros(3)),
+        "output": nir.Output(np.array([3])),
+    }
+    chain = ["input", "flat", "fc", "cuba", "fc2", "li", "output"]
+    net = import_nir(nir.NIRGraph(nodes, list(itertools.pairwise(chain))), NirOptions(dt=1e-3)).snn()
+    xs = torch.rand(8, 3, 2, 3, 3, generator=torch.Generator().manual_seed(3)) * 2
+    alone = []
+    for k in range(3):  # each stream by itself
+        state, outs = net.init_state(1), []
+        for t in range(8):
+            state, _ = net.step(xs[t, k : k + 1], state)
+            outs.append(state.out[0])
+        alone.append(outs)
+    op = SNNOperator(net, capacity=3, channels_last=False)
+    for key in "abc":
+        op.attach(key)
+    for t in range(8):
+        both = op.step(["a", "b"], xs[t, :2])
+        single = op.step(["c"], xs[t, 2:])
+        torch.testing.assert_close(both.output, torch.stack([alone[0][t], alone[1][t]]), rtol=1e-6, atol=1e-6)
+        torch.testing.assert_close(single.output[0], alone[2][t], rtol=1e-6, atol=1e-6)
+    assert float(both.spikes.sum()) > 0
+    op.reset(["a"])
+    again = op.step(["a"], xs[0, :1])
+    torch.testing.assert_close(again.output[0], alone[0][0], rtol=1e-6, atol=1e-6)
+
+
 def write_pipeline(tmp_path, weights, **model):
     spec = {
         "name": "nir_digits",
