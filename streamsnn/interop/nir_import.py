@@ -374,13 +374,12 @@ class _Reader:
                 layers.append(Fork(item[1]))
             elif isinstance(item, tuple):
                 _, key, shortcut = item
-                short = nn.Identity() if shortcut is None else self._module(shortcut)
-                layers.append(Merge(key, nn.Identity() if short is None else short))
+                layers.append(Merge(key, nn.Identity() if shortcut is None else self._module(shortcut)))
             else:
                 module = self._module(item)
                 if module is not None:
                     layers.append(module)
-        if not any(isinstance(m, (LeakyNeuron,)) for m in layers):
+        if not any(isinstance(m, LeakyNeuron) for m in layers):
             raise self.fail("the graph has no neuron node (IF, LIF, LI, CubaLIF...): nothing steps in time")
         return layers
 

@@ -581,6 +581,14 @@ def test_unsupported_structures_are_refused_naming_the_node(tmp_path, capsys):
         nir.NIRGraph(nodes, [("input", "pool"), ("pool", "output")]), r"node 'pool' \(AvgPool2d\): padding"
     )
     nodes, edges = chain_graph(lif(4), lif(4), lif(4))
+    both_stateful = [*edges[:3], ("fc", "m1"), ("m0", "m2"), ("m1", "m2"), ("m2", "output")]  # LIF ∥ LIF
+    refused(
+        written(tmp_path, nodes, both_stateful, "s.nir"), r"node 'fc': its branches m0 and m1 do not form"
+    )
+    nodes, edges = chain_graph(lif(4), lif(4))
+    nodes["stray"] = nir.Affine(np.eye(4), np.zeros(4))  # no input: m0 sums it with the input's path
+    refused(nir.NIRGraph(nodes, [*edges, ("stray", "m0")], type_check=False), r"node 'm0': sums inputs that")
+    nodes, edges = chain_graph(lif(4), lif(4), lif(4))
     three = [*edges, ("fc", "m1"), ("fc", "m2")]  # fc feeds three nodes
     refused(written(tmp_path, nodes, three), r"node 'fc': feeds 3 nodes")
     nodes = {"input": nir.Input(np.array(shape)), "n": nir.IF(np.ones(shape), np.ones(shape))}
