@@ -553,16 +553,22 @@ def make_parser() -> argparse.ArgumentParser:
 def _export_command(sub: Any) -> None:
     cmd = sub.add_parser(
         "export",
-        help="write a checkpoint's SNN as a NIR graph: lossy items, fidelity against a NIR reader, target check",
+        help="write a checkpoint's SNN as a NIR graph: lossy items, fidelity against a reader, target check",
     )
     cmd.add_argument("model", help="checkpoint path or builtin:NAME")
     cmd.add_argument("--to", required=True, choices=["nir"], help="the format (nir)")
     cmd.add_argument("out", help="the NIR file to write (HDF5, .nir)")
-    cmd.add_argument("--lossy", action="store_true", help="write the export even if NIR cannot express it exactly")
+    cmd.add_argument(
+        "--lossy", action="store_true", help="write the export even if NIR cannot express it exactly"
+    )
     cmd.add_argument("--target", choices=["speck"], help="also check a chip's published constraints")
-    cmd.add_argument("--samples", type=int, default=100, help="digits test samples for the fidelity report (0: none)")
+    cmd.add_argument(
+        "--samples", type=int, default=100, help="digits test samples for the fidelity report (0: none)"
+    )
     cmd.add_argument("--steps", type=int, help="steps per sample (default 16 for frames, 15 for events)")
-    cmd.add_argument("--conversion", default="qcfs", choices=["qcfs", "qffs"], help="for converted checkpoints")
+    cmd.add_argument(
+        "--conversion", default="qcfs", choices=["qcfs", "qffs"], help="for converted checkpoints"
+    )
     cmd.add_argument("--v0", type=float, default=0.5, help="initial membrane as a fraction of θ")
     cmd.add_argument(
         "--pooling", default="sum", choices=["sum", "avg"], help="sum: SumPool2d with 1/k² in the next layer"
@@ -571,7 +577,7 @@ def _export_command(sub: Any) -> None:
         "--readout",
         default="per_step",
         choices=["per_step", "integrator"],
-        help="per_step: the last layer per step (metadata readout: sum); integrator: a nir.I sums in the graph",
+        help="per_step: the last layer per step (metadata readout: sum); integrator: a nir.I sums it",
     )
     cmd.add_argument("--report", help="the fidelity report's JSON (default: OUT with suffix .fidelity.json)")
     cmd.add_argument("--no-progress", action="store_true", help="no stage lines")

@@ -152,7 +152,12 @@ def _neuron_node(
                 "NIR has no neuron with signed spikes or a spike budget",
             )
         )
-    return nir.IF(r=np.ones(shape, dtype=np.float32), v_threshold=theta, v_reset=np.zeros(shape, np.float32), metadata=meta)
+    return nir.IF(
+        r=np.ones(shape, dtype=np.float32),
+        v_threshold=theta,
+        v_reset=np.zeros(shape, np.float32),
+        metadata=meta,
+    )
 
 
 def _pair(v: Any) -> np.ndarray:
@@ -216,7 +221,11 @@ def to_nir(
                 sname = f"{i}_shortcut"
                 if isinstance(short, Scale):
                     factor = float(short.factor)
-                    add(sname, nir.Scale(scale=np.full(tuple(trace[layer.name].shape[1:]), factor, np.float32)), saved.pop(layer.name))
+                    add(
+                        sname,
+                        nir.Scale(scale=np.full(tuple(trace[layer.name].shape[1:]), factor, np.float32)),
+                        saved.pop(layer.name),
+                    )
                 elif isinstance(short, nn.Conv2d):
                     add(sname, _conv(short, tuple(trace[layer.name].shape[2:]), 1.0), saved.pop(layer.name))
                 else:
@@ -235,9 +244,17 @@ def to_nir(
             elif isinstance(layer, nn.Flatten):
                 if layer.start_dim != 1 or layer.end_dim != -1:
                     raise NIRExportError(f"layer {i}: only Flatten(start_dim=1, end_dim=-1) is exported")
-                add(name, nir.Flatten(input_type={"input": np.array(x.shape[1:])}, start_dim=0, end_dim=-1), current)
+                add(
+                    name,
+                    nir.Flatten(input_type={"input": np.array(x.shape[1:])}, start_dim=0, end_dim=-1),
+                    current,
+                )
             elif isinstance(layer, nn.AvgPool2d):
-                k, s, p = _pair(layer.kernel_size), _pair(layer.stride or layer.kernel_size), _pair(layer.padding)
+                k, s, p = (
+                    _pair(layer.kernel_size),
+                    _pair(layer.stride or layer.kernel_size),
+                    _pair(layer.padding),
+                )
                 if layer.ceil_mode or (np.any(p) and layer.count_include_pad is False):
                     raise NIRExportError(f"layer {i}: AvgPool2d with ceil_mode or count_include_pad=False")
                 if pooling == "sum" and _next_weighted(layers, i) is not None:
@@ -257,7 +274,9 @@ def to_nir(
                     add(name, nir.AvgPool2d(kernel_size=k, stride=s, padding=p), current)
                     if pooling == "sum":
                         notes.append(
-                            LossyItem(name, "kept as AvgPool2d", "no conv or linear layer follows to take 1/k²")
+                            LossyItem(
+                                name, "kept as AvgPool2d", "no conv or linear layer follows to take 1/k²"
+                            )
                         )
             else:
                 raise NIRExportError(f"layer {i}: no NIR node for {type(layer).__name__}")

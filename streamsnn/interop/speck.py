@@ -34,6 +34,7 @@ NEURON_MEMORY = (64, 64, 64, 32, 32, 16, 16, 16, 16)
 BIAS_MEMORY = 1024
 WEIGHT_BITS = 8
 STATE_BITS = 16
+CORES = ", ".join(f"{k}/{n}" for k, n in zip(KERNEL_MEMORY, NEURON_MEMORY, strict=True))
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,9 @@ def _int8_note(name: str, weight: np.ndarray, bias: np.ndarray | None, theta: fl
     zeroed = float(np.mean(np.round(nonzero * scale) == 0)) if nonzero.size else 0.0
     if zeroed == 0:
         return None
-    return Finding(name, "note", f"int8 weights (scale {scale:.4g}): {zeroed:.1%} of the non-zero weights round to 0")
+    return Finding(
+        name, "note", f"int8 weights (scale {scale:.4g}): {zeroed:.1%} of the non-zero weights round to 0"
+    )
 
 
 def check_speck(graph: nir.NIRGraph) -> list[Finding]:
@@ -98,7 +101,9 @@ def check_speck(graph: nir.NIRGraph) -> list[Finding]:
             if kh != kw:
                 found.append(Finding(name, "violation", f"kernel {kh}×{kw} is not square"))
             if max(kh, kw) > MAX_KERNEL:
-                found.append(Finding(name, "violation", f"kernel {kh}×{kw} exceeds {MAX_KERNEL}×{MAX_KERNEL}"))
+                found.append(
+                    Finding(name, "violation", f"kernel {kh}×{kw} exceeds {MAX_KERNEL}×{MAX_KERNEL}")
+                )
             if c_out > MAX_CHANNELS:
                 found.append(Finding(name, "violation", f"{c_out} output channels exceed {MAX_CHANNELS}"))
             stride = tuple(int(s) for s in np.atleast_1d(node.stride))
@@ -108,14 +113,22 @@ def check_speck(graph: nir.NIRGraph) -> list[Finding]:
                 found.append(Finding(name, "violation", "dilation or groups: Speck convolves densely"))
             out = node.output_type["output"]
             h, w = (int(out[1]), int(out[2])) if out is not None else (1, 1)
-            layers.append((name, c_in * 2 ** (_log2_up(kh * kw) + _log2_up(c_out)), c_out * 2 ** (_log2_up(h) + _log2_up(w))))
+            layers.append(
+                (
+                    name,
+                    c_in * 2 ** (_log2_up(kh * kw) + _log2_up(c_out)),
+                    c_out * 2 ** (_log2_up(h) + _log2_up(w)),
+                )
+            )
             bias = node.bias
         elif isinstance(node, nir.Affine | nir.Linear):
             c_out, features = node.weight.shape
             c_in, kh, kw = flat_in if flat_in and int(np.prod(flat_in)) == features else (features, 1, 1)
             if max(kh, kw) > MAX_KERNEL:
                 found.append(
-                    Finding(name, "violation", f"as a conv over its {kh}×{kw} input, kernel exceeds {MAX_KERNEL}")
+                    Finding(
+                        name, "violation", f"as a conv over its {kh}×{kw} input, kernel exceeds {MAX_KERNEL}"
+                    )
                 )
             if c_out > MAX_CHANNELS:
                 found.append(Finding(name, "violation", f"{c_out} outputs exceed {MAX_CHANNELS} channels"))
@@ -128,7 +141,11 @@ def check_speck(graph: nir.NIRGraph) -> list[Finding]:
         elif isinstance(node, nir.SumPool2d | nir.AvgPool2d):
             k = tuple(int(s) for s in np.atleast_1d(node.kernel_size))
             if isinstance(node, nir.AvgPool2d):
-                found.append(Finding(name, "violation", "average pooling: Speck pools by summing (export with pooling=sum)"))
+                found.append(
+                    Finding(
+                        name, "violation", "average pooling: Speck pools by summing (export with pooling=sum)"
+                    )
+                )
             if len(set(k)) != 1 or k[0] not in POOLING:
                 found.append(Finding(name, "violation", f"pooling {k}: Speck pools 1×1, 2×2 or 4×4"))
             if tuple(int(s) for s in np.atleast_1d(node.stride)) != k:
@@ -137,10 +154,22 @@ def check_speck(graph: nir.NIRGraph) -> list[Finding]:
         elif isinstance(node, nir.IF):
             kind = node.metadata.get("streamsnn_neuron", "IFNeuron")
             if str(kind) == "QFFSNeuron":
-                found.append(Finding(name, "violation", "negative spikes and a spike budget (QFFS): Speck's IAF has neither"))
+                found.append(
+                    Finding(
+                        name,
+                        "violation",
+                        "negative spikes and a spike budget (QFFS): Speck's IAF has neither",
+                    )
+                )
             continue
         elif isinstance(node, nir.LIF | nir.CubaLIF | nir.LI | nir.CubaLI | nir.I):
-            found.append(Finding(name, "violation", f"{type(node).__name__}: Speck's neurons integrate and fire without leak"))
+            found.append(
+                Finding(
+                    name,
+                    "violation",
+                    f"{type(node).__name__}: Speck's neurons integrate and fire without leak",
+                )
+            )
             continue
         elif isinstance(node, nir.Input | nir.Output):
             continue
@@ -155,7 +184,9 @@ def check_speck(graph: nir.NIRGraph) -> list[Finding]:
             found.append(note)
         if name == weighted[-1] and theta is None:
             found.append(
-                Finding(name, "note", "the accumulating read-out spikes on chip: count its output spikes instead")
+                Finding(
+                    name, "note", "the accumulating read-out spikes on chip: count its output spikes instead"
+                )
             )
     found += _map_cores(layers)
     return found
@@ -176,22 +207,28 @@ def _map_cores(layers: list[tuple[str, int, int]]) -> list[Finding]:
     fits = {}
     for name, kernel, neuron in layers:
         cores = [
-            c for c in range(len(KERNEL_MEMORY)) if kernel <= KERNEL_MEMORY[c] * 1024 and neuron <= NEURON_MEMORY[c] * 1024
+            c
+            for c in range(len(KERNEL_MEMORY))
+            if kernel <= KERNEL_MEMORY[c] * 1024 and neuron <= NEURON_MEMORY[c] * 1024
         ]
         if not cores:
             found.append(
                 Finding(
                     name,
                     "violation",
-                    f"kernel memory {kernel / 1024:g} Ki and neuron memory {neuron / 1024:g} Ki words fit no core "
-                    f"(cores hold kernel/neuron {', '.join(f'{k}/{n}' for k, n in zip(KERNEL_MEMORY, NEURON_MEMORY))} Ki)",
+                    f"kernel memory {kernel / 1024:g} Ki and neuron memory {neuron / 1024:g} Ki words "
+                    f"fit no core (cores hold kernel/neuron {CORES} Ki)",
                 )
             )
         fits[name] = cores
     if len(layers) > len(KERNEL_MEMORY):
-        found.append(Finding(layers[-1][0], "violation", f"{len(layers)} layers on {len(KERNEL_MEMORY)} cores"))
+        found.append(
+            Finding(layers[-1][0], "violation", f"{len(layers)} layers on {len(KERNEL_MEMORY)} cores")
+        )
     elif not found and not _matching([fits[n] for n, _, _ in layers], set()):
-        found.append(Finding(layers[-1][0], "violation", "the layers fit cores one by one but not all at once"))
+        found.append(
+            Finding(layers[-1][0], "violation", "the layers fit cores one by one but not all at once")
+        )
     return found
 
 

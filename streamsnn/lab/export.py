@@ -15,6 +15,7 @@ NIR's IF as a leaky neuron (β = 0.9) and its graph fails on a conv → IF → p
 
 from __future__ import annotations
 
+import itertools
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -44,7 +45,7 @@ def digits_inputs(model: LoadedModel, samples: int, steps: int | None) -> tuple[
     """The first ``samples`` of the digits test split through the model's encoder: inputs
     T×N×C×H×W (T = ``steps``, default 16 for frames, 15 for events) and labels (N)."""
     encoder = model.input.get("encoder")
-    c, h, w = model.input_shape
+    h = model.input_shape[1]
     if encoder == "direct":
         from streamsnn.sources.digits import digit_frames, digits_split
 
@@ -62,7 +63,7 @@ def digits_inputs(model: LoadedModel, samples: int, steps: int | None) -> tuple[
         unit = float(model.input.get("rate_unit_us", 100_000.0))
         source = DigitsDVS(DigitsDVSSourceConfig(split="test", limit=samples))
         frames = [
-            np.stack([rate_frame(ev, int(a), int(b), unit) for a, b in zip(edges[:-1], edges[1:], strict=True)])
+            np.stack([rate_frame(ev, int(a), int(b), unit) for a, b in itertools.pairwise(edges)])
             for _, ev in source.recordings()
         ]
         return torch.from_numpy(np.stack(frames, axis=1)).float(), labels[: len(frames)]
@@ -152,8 +153,12 @@ def fidelity(original: torch.Tensor, read: torch.Tensor, labels: np.ndarray, rea
 
 def format_fidelity(f: Fidelity) -> str:
     """The fidelity table: one row per step, then the final and early-exit lines."""
-    rows = [f"fidelity against {f.reader}, {f.samples} test samples, {f.steps} steps", "step  max|Δ out|  agree"]
-    rows += [f"{t + 1:>4}  {d:>10.4g}  {g:6.1%}" for t, (d, g) in enumerate(zip(f.max_abs_diff, f.agreement))]
+    rows = [
+        f"fidelity against {f.reader}, {f.samples} test samples, {f.steps} steps",
+        "step  max|Δ out|  agree",
+    ]
+    pairs = zip(f.max_abs_diff, f.agreement, strict=True)
+    rows += [f"{t + 1:>4}  {d:>10.4g}  {g:6.1%}" for t, (d, g) in enumerate(pairs)]
     rows.append(
         f"final: agree {f.final_agreement:.1%}; accuracy original {f.accuracy_original:.1%}, "
         f"{f.reader} {f.accuracy_reader:.1%}"

@@ -57,7 +57,9 @@ def simulate(
                 k = tuple(int(v) for v in node.kernel_size)
                 y = F.avg_pool2d(x, k, tuple(int(v) for v in node.stride)) * float(np.prod(k))
             elif isinstance(node, nir.AvgPool2d):
-                y = F.avg_pool2d(x, tuple(int(v) for v in node.kernel_size), tuple(int(v) for v in node.stride))
+                y = F.avg_pool2d(
+                    x, tuple(int(v) for v in node.kernel_size), tuple(int(v) for v in node.stride)
+                )
             elif isinstance(node, nir.I):
                 state[name] = state.get(name, torch.zeros_like(x)) + t64(node.r) * x
                 y = state[name]
@@ -70,7 +72,9 @@ def simulate(
                 else:  # τ dv/dt = (v_leak − v) + R I, one Euler step of dt = 1
                     tau = t64(node.tau)
                     v = v + (t64(node.v_leak) - v + t64(node.r) * x) / tau
-                fires_ge = honour_metadata and str(node.metadata.get("streamsnn_fires_at")) == "v >= threshold"
+                fires_ge = (
+                    honour_metadata and str(node.metadata.get("streamsnn_fires_at")) == "v >= threshold"
+                )
                 z = (v >= theta if fires_ge else v > theta).to(dtype)
                 subtract = honour_metadata and str(node.metadata.get("streamsnn_reset")) == "subtract"
                 state[name] = v - z * theta if subtract else torch.where(z > 0, t64(node.v_reset), v)
@@ -78,5 +82,5 @@ def simulate(
             else:
                 raise AssertionError(f"the test simulation has no {type(node).__name__}")
             values[name] = y
-        outs.append(values[[n for n, v in graph.nodes.items() if isinstance(v, nir.Output)][0]])
+        outs.append(values[next(n for n, v in graph.nodes.items() if isinstance(v, nir.Output))])
     return torch.stack(outs)

@@ -4,7 +4,6 @@ NIR's equations (tests/interop/nir_sim.py) and by Sinabs' NIR reader, on the dig
 from __future__ import annotations
 
 import nir
-import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -68,7 +67,7 @@ def test_shipped_models_round_trip(name, tmp_path):
     listed lossy items change the outputs."""
     model = load_checkpoint(f"builtin:{name}")
     net = model.snn()
-    xs, labels = digits_inputs(model, 40, None)
+    xs, _labels = digits_inputs(model, 40, None)
     _, outs, _ = net.run(xs, net.init_state(xs.shape[1]))
     for pooling in ("sum", "avg"):
         graph = _round_trip(net, tmp_path, pooling=pooling)
@@ -80,7 +79,9 @@ def test_shipped_models_round_trip(name, tmp_path):
     strict = simulate(graph, xs).cumsum(0)
     assert (strict - outs).abs().max() > 1  # hard reset and V0 = 0: not the same network
     meta = graph.metadata
-    assert list(meta["input_shape"]) == list(model.input_shape) and meta["readout"] == "sum" and meta["dt"] == 1
+    assert (
+        list(meta["input_shape"]) == list(model.input_shape) and meta["readout"] == "sum" and meta["dt"] == 1
+    )
 
 
 def test_lossy_export_needs_the_flag(tmp_path):
@@ -114,10 +115,14 @@ def test_residual_network_exports(tmp_path):
     assert any(sum(d == name for _, d in graph.edges) == 2 for name in graph.nodes)
     xs = torch.rand(6, 5, 1, 8, 8, generator=torch.Generator().manual_seed(3))
     _, outs, _ = net.run(xs, net.init_state(5))
-    torch.testing.assert_close(simulate(graph, xs, honour_metadata=True).cumsum(0), outs, rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(
+        simulate(graph, xs, honour_metadata=True).cumsum(0), outs, rtol=1e-5, atol=1e-4
+    )
 
 
-@pytest.mark.parametrize(("name", "samples", "least"), [("digits_frames", 120, 0.95), ("digits_dvs", 60, 0.8)])
+@pytest.mark.parametrize(
+    ("name", "samples", "least"), [("digits_frames", 120, 0.95), ("digits_dvs", 60, 0.8)]
+)
 def test_sinabs_agrees_as_the_report_predicts(name, samples, least, tmp_path):
     """Sinabs (sinabs.nir.from_nir) loads the export from the file; the fidelity measured on the
     first samples of the test split predicts its agreement on the next ones."""
@@ -141,7 +146,9 @@ def test_speck_check(tmp_path):
     found = check_speck(to_nir(frames).graph)
     assert [f for f in found if f.kind == "violation"] == []
     dvs = check_speck(to_nir(load_checkpoint("builtin:digits_dvs").snn()).graph)
-    assert any(f.node == "0_conv2d" and "neuron memory 128 Ki" in f.text for f in dvs if f.kind == "violation")
+    assert any(
+        f.node == "0_conv2d" and "neuron memory 128 Ki" in f.text for f in dvs if f.kind == "violation"
+    )
     qffs = check_speck(to_nir(load_checkpoint("builtin:digits_frames_2bit").snn("qffs")).graph)
     assert {f.node for f in qffs if f.kind == "violation"} == {"1_qffsneuron", "4_qffsneuron"}
     avg = check_speck(to_nir(frames, pooling="avg").graph)

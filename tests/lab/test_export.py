@@ -40,7 +40,9 @@ def test_export_prints_lossy_items_fidelity_and_target(tmp_path):
 def test_export_refusals(tmp_path):
     out = tmp_path / "x.nir"
     lossy = _cli("export", "builtin:digits_frames", "--to", "nir", str(out), "--samples", "0")
-    assert lossy.returncode == 2 and lossy.stderr.startswith("error: the NIR export of builtin:digits_frames is lossy")
+    assert lossy.returncode == 2 and lossy.stderr.startswith(
+        "error: the NIR export of builtin:digits_frames is lossy"
+    )
     assert "1_ifneuron" in lossy.stderr and "Traceback" not in lossy.stderr and not out.exists()
     big = _cli("export", "builtin:digits_dvs", "--to", "nir", str(out), "--lossy", "--target", "speck")
     assert big.returncode == 2 and "error: builtin:digits_dvs does not fit speck" in big.stderr
