@@ -162,6 +162,8 @@ def _convert(args: argparse.Namespace) -> int:
     from streamsnn.lab.table import conversion_table, format_table
     from streamsnn.snn.checkpoint import load_checkpoint
 
+    if args.weights.endswith(".nir") or args.output:
+        return _convert_nir(args)
     try:
         model = load_checkpoint(args.weights)
         steps = sorted({int(t) for t in args.steps.split(",")})
@@ -183,6 +185,49 @@ def _convert(args: argparse.Namespace) -> int:
     print(f"{model.path.name} on the digits {args.split} split, direct input, V0 = {args.v0}·θ")
     print(format_table(table))
     return 0
+
+
+# -- NIR import: `streamsnn convert GRAPH.nir --dt DT [--integration I] [--reset R] -o OUT.pt` ----------
+def _nir_options(conv: argparse.ArgumentParser) -> None:
+    """``convert``'s options for a NIR graph (``streamsnn.interop.nir_import``)."""
+    group = conv.add_argument_group("a NIR graph (WEIGHTS.nir): import it and write a checkpoint")
+    group.add_argument("--dt", type=float, help="the time step, in the graph's time unit (required)")
+    group.add_argument("--integration", choices=["euler", "exponential"], default="euler")
+    group.add_argument("--reset", choices=["value", "subtract"], default="value")
+    group.add_argument("--input-shape", help="C,H,W when the graph's Input node gives no shape")
+    group.add_argument("-o", "--output", help="the checkpoint to write (.pt)")
+
+
+def _convert_nir(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from streamsnn.interop.nir_import import NirOptions, convert_nir
+
+    if not args.weights.endswith(".nir"):
+        raise ConfigError(
+            f"--output: writes the checkpoint of an imported NIR graph (a .nir file), not {args.weights}"
+        )
+    if not args.output:
+        raise ConfigError(f"convert {args.weights}: give the checkpoint to write with -o OUT.pt")
+    try:
+        shape = [int(n) for n in args.input_shape.split(",")] if args.input_shape else None
+        options = NirOptions(dt=args.dt, integration=args.integration, reset=args.reset, input_shape=shape)
+    except (ValueError, ValidationError) as err:
+        raise ConfigError(f"--dt/--input-shape: {err}") from None
+    try:
+        model = convert_nir(args.weights, args.output, options)
+    except (OSError, ValueError) as err:
+        raise ConfigError(str(err)) from None
+    net, d = model.snn(), model.discretisation or {}
+    shape = "×".join(map(str, net.input_shape))
+    print(
+        f"{args.weights} → {args.output}: {len(net.neurons)} neuron layers, input {shape}, {net.n_classes} "
+        f"outputs (read-out: {net.readout}); dt {d['dt']:g}, {d['integration']}, reset {d['reset']}"
+    )
+    return 0
+
+
+# -- end of NIR import ---------------------------------------------------------------------------------
 
 
 def _calibrate(args: argparse.Namespace) -> int:
@@ -501,8 +546,11 @@ def make_parser() -> argparse.ArgumentParser:
     _scenario_options(ev)
     ev.set_defaults(func=_evaluate)
 
-    conv = sub.add_parser("convert", help="convert a checkpoint to an SNN and print the conversion table")
-    conv.add_argument("weights", help="checkpoint path or builtin:NAME")
+    conv = sub.add_parser(
+        "convert",
+        help="convert a checkpoint to an SNN and print the conversion table, or import a NIR graph (.nir)",
+    )
+    conv.add_argument("weights", help="checkpoint path or builtin:NAME, or a NIR graph (.nir)")
     conv.add_argument("--methods", default="qcfs,qffs", help="comma-separated: qcfs, qffs, data_norm")
     conv.add_argument("--steps", default="1,2,4,8,16,32", help="comma-separated T values")
     conv.add_argument("--split", default="test", choices=["train", "val", "test"])
@@ -521,6 +569,7 @@ def make_parser() -> argparse.ArgumentParser:
         help="normalisation of the scaling objective: the paper's per step and per reference event "
         "(default), or SaRNN's code (÷ ANN accuracy, raw event counts)",
     )
+    _nir_options(conv)
     conv.set_defaults(func=_convert)
 
     _export_command(sub)

@@ -30,6 +30,7 @@ from pydantic import (
 from pydantic.fields import FieldInfo
 
 from streamsnn.encoding import ENCODERS
+from streamsnn.interop.nir_import import NirOptions
 from streamsnn.options import ConfigError, Options, type_names
 from streamsnn.policies import EXIT_POLICIES, GATES, RESET_POLICIES
 from streamsnn.sinks import SINKS
@@ -55,7 +56,8 @@ class ModelConfig(Options):
 
     weights: str = Field(
         "builtin:digits_dvs",
-        description="a checkpoint path, or builtin:NAME for weights shipped with streamsnn",
+        description="a checkpoint path, builtin:NAME for weights shipped with streamsnn, or a NIR graph "
+        "(a .nir file, imported as model.nir says)",
     )
     conversion: Literal["qcfs", "qffs"] = Field(
         "qcfs", description="qcfs: IF neurons with soft reset; qffs: negative spikes, spike budget Z_max = L"
@@ -68,6 +70,10 @@ class ModelConfig(Options):
         "SEENN-I; t: running mean)",
     )
     v0: float = Field(0.5, ge=0.0, le=1.0, description="initial membrane potential, as a fraction of θ")
+    nir: NirOptions = Field(
+        default_factory=NirOptions,
+        description="how a .nir model.weights steps in discrete time (dt, integration, reset)",
+    )
 
 
 def _named(value: Any) -> Any:

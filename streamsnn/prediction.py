@@ -76,7 +76,8 @@ def softmax(values: list[float], scale: float = 1.0) -> list[float]:
 
 
 def read_out(output: list[float], step: float, alpha: float | str) -> tuple[list[float], float, int]:
-    """The anytime read-out of the accumulated output O_t (K values) after ``step`` steps: the
+    """The anytime read-out of the output O_t (K values: accumulated, or a leaky-integrator last
+    layer's current membrane, ``SpikingNetwork.readout``) after ``step`` steps: the
     probabilities softmax(O_t / α) with α = ``model.alpha`` (``"t"``: α = ``step``, the running
     mean), the confidence (their maximum) and the class (the first index of the maximum)."""
     probs = softmax(output, step if alpha == "t" else alpha)

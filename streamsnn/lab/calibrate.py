@@ -33,8 +33,8 @@ from streamsnn.policies.calibration import CALIBRATION_FORMAT, Calibration
 from streamsnn.policies.exit import DynamicConfidence, FixedExitConfig
 from streamsnn.prediction import read_out
 from streamsnn.runtime import build_pipeline, run_pipeline
+from streamsnn.runtime.build import load_model
 from streamsnn.sinks import Sink
-from streamsnn.snn.checkpoint import load_checkpoint
 from streamsnn.snn.counting import counted_run
 from streamsnn.snn.quant import QCFS
 
@@ -279,7 +279,10 @@ def calibrate(
     levels = _qcfs_levels(cfg)
     a = float(alpha) if alpha else default_alpha(cfg, t_n, levels)
     grid = len(threshold_grid(resolution))
-    fitted = "fitting the temperature, " if temperature else ""
+    # the temperature is fitted on the ANN's logits; a spiking model (trained directly or imported
+    # from NIR) has no ANN: τ = 1, said on the stage line
+    temperature = temperature and data.ann_logits.ndim == 2
+    fitted = "fitting the temperature, " if temperature else "no ANN to fit a temperature on (τ = 1), "
     stage(f"{fitted}scanning {grid:,} thresholds on {len(data.labels)} samples × {t_n} steps")
     tau = fit_temperature(data.ann_logits, data.labels) if temperature else 1.0
     scan = dynamic_confidence_scan(data, a, tau, resolution)
@@ -307,7 +310,7 @@ def calibrate(
 
 
 def _qcfs_levels(cfg: PipelineConfig) -> int | None:
-    levels = {m.levels for m in load_checkpoint(cfg.model.weights).ann.modules() if isinstance(m, QCFS)}
+    levels = {m.levels for m in load_model(cfg.model).ann.modules() if isinstance(m, QCFS)}
     return max(levels) if levels else None
 
 

@@ -221,7 +221,11 @@ def evaluate_policies(
             inputs = first_inputs()
         rows.append(row(method, config, data, replay(policy, data, inputs), steps))
     correct = data.classes[:, :steps] == data.labels[:, None]
-    ann = float((data.ann_logits.argmax(-1) == data.labels).mean()) if data.ann_logits.size else float("nan")
+    ann = (
+        float((data.ann_logits.argmax(-1) == data.labels).mean())
+        if data.ann_logits.ndim == 2
+        else float("nan")
+    )
     summary = {
         "ann_accuracy": ann,
         "ann_energy_uj": data.ann_energy_uj,

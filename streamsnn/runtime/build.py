@@ -10,8 +10,9 @@ from dataclasses import dataclass
 
 import torch
 
-from streamsnn.config import ConfigError, PipelineConfig
+from streamsnn.config import ConfigError, ModelConfig, PipelineConfig
 from streamsnn.encoding import ENCODERS, Encoder
+from streamsnn.interop.nir_import import import_nir
 from streamsnn.policies import EXIT_POLICIES, GATES, RESET_POLICIES, ExitPolicy, Gate, ResetPolicy
 from streamsnn.sinks import SINKS, Sink
 from streamsnn.slicing import Slicer
@@ -36,6 +37,14 @@ class Pipeline:
 
     def new_slicer(self) -> Slicer:
         return Slicer(self.config.slicing)
+
+
+def load_model(cfg: ModelConfig) -> LoadedModel:
+    """The model of ``model.weights``: a checkpoint (path or ``builtin:NAME``), or a NIR graph
+    (``.nir``) imported with ``model.nir``'s discretisation."""
+    if cfg.weights.endswith(".nir"):
+        return import_nir(cfg.weights, cfg.nir)
+    return load_checkpoint(cfg.weights)
 
 
 def build_pipeline(cfg: PipelineConfig, origin: str = "pipeline") -> Pipeline:
@@ -76,9 +85,10 @@ def open_source(cfg: PipelineConfig, origin: str = "pipeline") -> Source:
 def _build_around(cfg: PipelineConfig, source: Source, origin: str) -> Pipeline:
     """The parts that take ``source``'s data, checked against it."""
     try:
-        model = load_checkpoint(cfg.model.weights)
+        model = load_model(cfg.model)
     except (FileNotFoundError, ValueError) as err:
         raise ConfigError(f"{origin}: model.weights: {err}") from None
+
     shape = model.input_shape
 
     enc = cfg.encoder
@@ -144,6 +154,11 @@ def _build_around(cfg: PipelineConfig, source: Source, origin: str) -> Pipeline:
         )
     except (RuntimeError, AssertionError) as err:
         raise ConfigError(f"{origin}: model.device: cannot use '{cfg.model.device}': {err}") from None
+    if operator.net.readout == "current" and cfg.model.alpha == "t":
+        raise ConfigError(
+            f"{origin}: model.alpha: t divides a summed read-out by the steps; {model.path.name} reads out "
+            "the current membrane of its last layer (a leaky integrator): give a number"
+        )
 
     exit_cfg = cfg.policy.exit
     if EXIT_POLICIES.plugin(exit_cfg.type).needs_labels and (source.live or not source.labels):

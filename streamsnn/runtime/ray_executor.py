@@ -672,7 +672,9 @@ def _report(
         stats.update(c["source_stats"])
     total["source_stats"] = dict(stats)
     extra = {
-        **run_fields(pipe.config, outcomes.decisions, total, wall, interrupted, workers),
+        **run_fields(
+            pipe.config, outcomes.decisions, total, wall, interrupted, workers, pipe.model.discretisation
+        ),
         "torch_threads": pipe.config.ray.cpus,
         **sink_counters([], sinks.errors),  # event-taking sinks are refused on Ray (_check)
         "executor": "ray",

@@ -438,6 +438,9 @@ def report_table(report: dict[str, Any]) -> str:
         ("compute latency (ms)", lat("compute_latency_ms")),
         ("end-to-end latency (ms)", lat("e2e_latency_ms")),
     ]
+    if report.get("discretisation"):  # an imported continuous-time (NIR) model
+        d = report["discretisation"]
+        rows.append(("discretisation", f"dt {d['dt']:g}, {d['integration']}, reset {d['reset']}"))
     if "samples_per_s" in report:
         rows.append((f"{unit}s per s", _fmt(report["samples_per_s"])))
     for key in ("wall_s", "dropped_packets", "out_of_bounds_events", "late_events"):

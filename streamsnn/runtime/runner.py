@@ -739,7 +739,15 @@ class Runner:
 
     def _extra(self, wall: float, interrupted: bool) -> dict[str, Any]:
         return {
-            **run_fields(self.cfg, self.decisions, self.counters(), wall, interrupted),
+            **run_fields(
+                self.cfg,
+                self.decisions,
+                self.counters(),
+                wall,
+                interrupted,
+                1,
+                self.pipe.model.discretisation,
+            ),
             "torch_threads": self.threads,
             **sink_counters(self.pipe.sinks, self.sinks.errors),
             "executor": "local",
@@ -763,16 +771,19 @@ def run_fields(
     wall: float,
     interrupted: bool,
     workers: int = 1,
+    discretisation: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The report fields of a run of ``samples`` outcomes over ``wall`` seconds of ``workers``
-    processes from their ``counters()`` totals: what it ran, throughput, the shares of the
-    workers' time in the stepping loop and in the model, the mean batch and the counters."""
+    processes from their ``counters()`` totals: what it ran (with the ``discretisation`` of an
+    imported continuous-time model), throughput, the shares of the workers' time in the stepping
+    loop and in the model, the mean batch and the counters."""
     busy = wall * workers
     calls = counted["model_calls"]
     return {
         "pipeline": cfg.name,
         "source": cfg.source.type,
         "weights": cfg.model.weights,
+        **({"discretisation": discretisation} if discretisation is not None else {}),
         "policy": cfg.policy.exit.model_dump(),
         "batch_size": cfg.runtime.batch_size,
         "realtime": cfg.runtime.realtime,

@@ -3,7 +3,9 @@
 A checkpoint is a plain dictionary saved with ``torch.save`` and loaded with
 ``weights_only=True`` (tensors and plain containers only, no pickled code): ``arch`` (the
 architecture and its arguments), ``input`` (shape, encoder and its options), ``state_dict``,
-``metrics`` and the training config that produced it. ``builtin:NAME`` names the checkpoints
+``metrics`` and the training config that produced it; a network imported from a continuous-time
+description (NIR) also states its ``discretisation`` (time step, integration rule, reset).
+``builtin:NAME`` names the checkpoints
 shipped in ``streamsnn/assets/``. A file that is missing, refused by the safe loader or
 inconsistent (an unknown architecture, an argument it does not take, weights that do not fit
 it, no input shape) is a ``CheckpointError`` naming the file and what is wrong.
@@ -50,6 +52,7 @@ class LoadedModel:
     metrics: dict[str, Any]
     path: Path
     train_config: dict[str, Any]
+    discretisation: dict[str, Any] | None = None
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -87,9 +90,11 @@ def save_checkpoint(
     input_spec: dict[str, Any],
     metrics: dict[str, Any],
     train_config: dict[str, Any],
+    discretisation: dict[str, Any] | None = None,
 ) -> None:
     """Write ``model``'s weights with its architecture (``build_model``'s dict), input spec
-    (``shape`` C×H×W of one step, the encoder and its options), metrics and training config."""
+    (``shape`` C×H×W of one step, the encoder and its options), metrics and training config (and
+    the ``discretisation`` of an imported continuous-time network)."""
     payload = {
         "format": FORMAT,
         "arch": arch,
@@ -98,6 +103,8 @@ def save_checkpoint(
         "metrics": metrics,
         "train_config": train_config,
     }
+    if discretisation is not None:
+        payload["discretisation"] = discretisation
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(payload, path)
 
@@ -142,9 +149,12 @@ def load_checkpoint(name: str) -> LoadedModel:
         raise CheckpointError(f"{path}: state_dict does not fit arch {payload['arch']['name']}: {found}")
     ann.load_state_dict(state)
     metrics, train_config = payload.get("metrics", {}), payload.get("train_config", {})
+    discretisation = payload.get("discretisation")
     if not isinstance(metrics, dict) or not isinstance(train_config, dict):
         raise CheckpointError(f"{path}: metrics and train_config must be maps")
-    return LoadedModel(ann.eval(), spec, metrics, path, train_config)
+    if discretisation is not None and not isinstance(discretisation, dict):
+        raise CheckpointError(f"{path}: discretisation must be a map")
+    return LoadedModel(ann.eval(), spec, metrics, path, train_config, discretisation)
 
 
 def _positive_int(n: Any) -> bool:

@@ -107,7 +107,7 @@ class SampleCounter:
 
     def __call__(self, layer: nn.Module, x: torch.Tensor, y: torch.Tensor) -> None:
         if isinstance(layer, SpikingNeuron):
-            self.analog = False
+            self.analog = not layer.spiking  # a leaky integrator's membrane is analog
             return
         acs, macs = layer_operations(layer, x, y, self.analog)
         self.acs += acs
@@ -131,8 +131,8 @@ class _StepCounter:
 
     def __call__(self, layer: nn.Module, x: torch.Tensor, y: torch.Tensor) -> None:
         if isinstance(layer, SpikingNeuron):
-            self.spikes.append(float(y.abs().sum()))
-            self.analog = False
+            self.spikes.append(float(y.abs().sum()) if layer.spiking else 0.0)
+            self.analog = not layer.spiking
             return
         if self.first_step:
             self.counts.ann_macs += dense_macs(layer, x, y)

@@ -16,6 +16,7 @@ from torch import nn
 
 from streamsnn.snn.neurons import LIFNeuron, SpikingNeuron
 from streamsnn.snn.quant import QCFS
+from streamsnn.snn.spec import build_layers
 
 
 def activation_layer(name: str, levels: int, theta: float) -> nn.Module:
@@ -177,11 +178,18 @@ def vggsnn(
     return nn.Sequential(*layers)
 
 
+def spiking_network(layers: list[dict[str, Any]]) -> nn.Sequential:
+    """A spiking network given layer by layer as plain data (``streamsnn.snn.spec``; e.g. a NIR
+    graph imported by ``streamsnn.interop``), its tensors zero until the weights are loaded."""
+    return nn.Sequential(*build_layers(layers))
+
+
 ARCHITECTURES = {
     "digits_cnn": digits_cnn,
     "vgg16": vgg16,
     **{name: functools.partial(resnet, name) for name in RESNET_PLANS},
     "vggsnn": vggsnn,
+    "spiking_network": spiking_network,
 }
 
 

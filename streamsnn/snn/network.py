@@ -20,8 +20,9 @@ Observer = Callable[[nn.Module, torch.Tensor, torch.Tensor], None]
 
 
 class NetState(NamedTuple):
-    """State of a whole network for a batch: one state per spiking layer and the output
-    accumulated by the last (non-spiking) layer since the last reset."""
+    """State of a whole network for a batch: one state per spiking layer and the read-out
+    (``SpikingNetwork.readout``): the last layer's output accumulated since the last reset, or
+    the current membrane of a last layer that is a leaky integrator."""
 
     layers: tuple[NamedTuple, ...]
     out: torch.Tensor
@@ -50,19 +51,34 @@ class Merge(nn.Module):
 
 
 class Scale(nn.Module):
-    """Multiply by a constant (an identity shortcut carrying spikes of amplitude θ)."""
+    """Multiply by a constant (an identity shortcut carrying spikes of amplitude θ), a scalar or
+    a tensor that broadcasts to the input (without batch)."""
 
-    def __init__(self, factor: float, dtype: torch.dtype = torch.float32) -> None:
+    def __init__(self, factor: float | torch.Tensor, dtype: torch.dtype = torch.float32) -> None:
         super().__init__()
-        self.register_buffer("factor", torch.tensor(float(factor), dtype=dtype))
+        self.register_buffer("factor", torch.as_tensor(factor, dtype=dtype).clone())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.factor.to(x.dtype)
 
 
+class Threshold(nn.Module):
+    """A stateless threshold (NIR's Threshold): 1 where the input is above ``threshold`` (a
+    scalar or a tensor that broadcasts to the input without batch), else 0."""
+
+    def __init__(self, threshold: float | torch.Tensor, dtype: torch.dtype = torch.float32) -> None:
+        super().__init__()
+        self.register_buffer("threshold", torch.as_tensor(threshold, dtype=dtype).clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x > self.threshold.to(x.dtype)).to(x.dtype)
+
+
 class SpikingNetwork(nn.Module):
-    """Synapse layers interleaved with spiking layers; the last layer only accumulates its input
-    over time.
+    """Synapse layers interleaved with spiking layers. The read-out (``readout``) is ``sum``: the
+    last layer's output accumulated over time (a synapse layer's currents, or a spiking layer's
+    spike counts), or ``current``: when the last layer is a leaky integrator (a neuron that does
+    not spike), its membrane after the latest step.
 
     For inference, ``step_`` advances one time step and ``run_`` T steps (layer by layer, T folded
     into the batch for the synapses), both in place on a state; ``step`` and ``run`` are their
@@ -75,6 +91,8 @@ class SpikingNetwork(nn.Module):
         self.input_shape = tuple(input_shape)
         self._neuron_shapes = self._trace_shapes()
         self._program = self._plan()
+        last = self.layers[-1] if len(self.layers) else None
+        self.readout = "current" if isinstance(last, SpikingNeuron) and not last.spiking else "sum"
 
     def _trace_shapes(self) -> list[tuple[int, ...]]:
         shapes: list[tuple[int, ...]] = []
@@ -171,8 +189,10 @@ class SpikingNetwork(nn.Module):
                     z = out.flatten(0, 1)
                 if observe is not None:
                     observe(layer, x, z)
-                # summed over dims, not flatten(1): a channels-last tensor would be copied
-                torch.sum(z.abs() if layer.signed else z, tuple(range(1, z.dim())), out=rows[k - 1])
+                if layer.spiking:  # summed over dims, not flatten(1): a channels-last tensor would be copied
+                    torch.sum(z.abs() if layer.signed else z, tuple(range(1, z.dim())), out=rows[k - 1])
+                else:
+                    rows[k - 1].zero_()
                 x = z
             else:
                 x = self._synapse(layer, x, saved, observe)
@@ -183,7 +203,10 @@ class SpikingNetwork(nn.Module):
         """One inference step for a batch, in place on ``state``: input B×C×H×W → spikes per
         stream (B). ``observe`` sees every layer's input and output (counting, probes)."""
         y, spikes = self._forward_(x, state, 1, observe)
-        state.out.add_(y)
+        if self.readout == "sum":
+            state.out.add_(y)
+        else:
+            state.out.copy_(y)
         return spikes
 
     @torch.no_grad()
@@ -192,14 +215,15 @@ class SpikingNetwork(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """T inference steps at once, in place on ``state`` (xs: T×B×C×H×W, T folded into the
         batch for the synapses, spiking layers looping over T): the accumulated output after
-        every step (T×B×K) and the spikes per step and stream (T×B). Same results as T calls of
-        ``step_``."""
+        every step (T×B×K; the read-out) and the spikes per step and stream (T×B). Same results
+        as T calls of ``step_``."""
         t_n, b = xs.shape[:2]
         y, spikes = self._forward_(xs.flatten(0, 1), state, t_n, observe)
         outs = y.unflatten(0, (t_n, b))
-        outs[0].add_(state.out)  # the same order of additions as step_
-        for t in range(1, t_n):
-            outs[t].add_(outs[t - 1])
+        if self.readout == "sum":
+            outs[0].add_(state.out)  # the same order of additions as step_
+            for t in range(1, t_n):
+                outs[t].add_(outs[t - 1])
         state.out.copy_(outs[-1])
         return outs, spikes.unflatten(0, (t_n, b))
 
@@ -229,7 +253,8 @@ class SpikingNetwork(nn.Module):
                     z, s = layer(per_step[t], s)
                     outs.append(z)
                 x = torch.stack(outs).flatten(0, 1)
-                spikes = spikes + x.flatten(1).abs().sum(1).unflatten(0, (t_n, b))
+                if layer.spiking:
+                    spikes = spikes + x.flatten(1).abs().sum(1).unflatten(0, (t_n, b))
                 new_layers.append(s)
                 k += 1
             else:

@@ -15,6 +15,11 @@ elementwise passes and no temporaries (tested equal to the pure function, bit fo
   (QFFS, supplementary eqs. 18–24).
 - ``lif_hard_reset_step``: leaky integrate-and-fire, reset to zero, surrogate gradient
   (direct training, SEENN / TET).
+- ``leaky_step`` and ``current_step``: one step of a linear membrane ``v ← decay·v + gain·x +
+  leak`` (with a synaptic current before it: ``i ← syn_decay·i + syn_gain·x``), firing at
+  ``v > θ`` with reset to a value or by subtraction, or not firing at all (a leaky integrator,
+  whose output is ``v``): the discretised NIR neurons IF, LIF, LI, CubaLIF and CubaLI (the rule
+  that gives the factors from time constants and ``dt`` is the reader's, ``streamsnn.interop``).
 
 Ties (a membrane exactly at the threshold) are settled as follows; the references differ:
 
@@ -24,6 +29,7 @@ Ties (a membrane exactly at the threshold) are settled as follows; the reference
   input give exactly the QCFS activation ``floor(x·L/θ + 0.5)``, which rounds half up.
 - QFFS fires +1 at ``v ≥ θ`` (as IF, and Dynamic Confidence's code) and −1 at ``v < 0`` (strict, as
   the supplementary's Θ(−u) and the code); the budget ``Z < Z_max`` and ``Z > 0`` is strict in both.
+- The NIR neurons fire at ``v > θ``, as NIR defines them.
 - LIF fires at ``v > θ``, as SEENN's paper ("exceeds a threshold") and the code of its VGGSNN for
   CIFAR10-DVS (``mem − θ > 0``); SEENN's ResNet-19 / VGG-16 code (Dspike) fires at ``≥``.
 """
@@ -47,6 +53,17 @@ class QFFSState(NamedTuple):
 
     v: torch.Tensor
     count: torch.Tensor
+
+
+class CurrentState(NamedTuple):
+    """Membrane potential and synaptic current (current-based neurons)."""
+
+    v: torch.Tensor
+    i: torch.Tensor
+
+
+RESETS = ("value", "subtract")
+"""How a NIR neuron resets after a spike: to ``v_reset`` (NIR's rule) or by subtracting θ."""
 
 
 class SurrogateSpike(torch.autograd.Function):
@@ -101,13 +118,56 @@ def lif_hard_reset_step(
     return spikes, IFState(v * (1 - spikes))
 
 
+def leaky_step(
+    x: torch.Tensor,
+    state: IFState,
+    decay: torch.Tensor,
+    gain: torch.Tensor,
+    leak: torch.Tensor,
+    threshold: torch.Tensor | None = None,
+    reset: str = "value",
+    v_reset: torch.Tensor | float = 0.0,
+) -> tuple[torch.Tensor, IFState]:
+    """``v ← decay·v + gain·x + leak``. With a ``threshold``: spike (1) where ``v > threshold``,
+    then ``v ← v_reset`` (``reset`` 'value') or ``v ← v − threshold`` ('subtract'); without
+    one (a leaky integrator) the output is ``v``."""
+    v = torch.addcmul(state.v * decay, x, gain) + leak
+    if threshold is None:
+        return v, IFState(v)
+    spikes = (v > threshold).to(x.dtype)
+    if reset == "subtract":
+        return spikes, IFState(v - spikes * threshold)
+    return spikes, IFState(torch.where(spikes.bool(), torch.as_tensor(v_reset, dtype=v.dtype), v))
+
+
+def current_step(
+    x: torch.Tensor,
+    state: CurrentState,
+    syn_decay: torch.Tensor,
+    syn_gain: torch.Tensor,
+    decay: torch.Tensor,
+    gain: torch.Tensor,
+    leak: torch.Tensor,
+    threshold: torch.Tensor | None = None,
+    reset: str = "value",
+    v_reset: torch.Tensor | float = 0.0,
+) -> tuple[torch.Tensor, CurrentState]:
+    """``i ← syn_decay·i + syn_gain·x``, then ``leaky_step`` with the new current as its input."""
+    i = torch.addcmul(state.i * syn_decay, x, syn_gain)
+    out, new = leaky_step(i, IFState(state.v), decay, gain, leak, threshold, reset, v_reset)
+    return out, CurrentState(new.v, i)
+
+
 class SpikingNeuron(nn.Module):
     """A layer of spiking neurons: threshold θ and initial membrane ``v0`` as a fraction of θ
     (0.5: the QCFS / high-entropy initialisation), both scalar or per channel, held in ``dtype``.
 
-    ``signed``: spikes can be negative (QFFS), so spike counts take their magnitude."""
+    ``signed``: spikes can be negative (QFFS), so spike counts take their magnitude.
+    ``spiking``: the output is spikes (False: a leaky integrator's membrane, counted as no
+    spikes, and analog input to the next layer)."""
 
     signed = False
+    spiking = True
 
     def __init__(
         self,
@@ -204,3 +264,96 @@ class LIFNeuron(SpikingNeuron):
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", decay={self.decay}"
+
+
+class LeakyNeuron(SpikingNeuron):
+    """A discretised linear membrane (NIR's IF, LIF and LI; ``leaky_step``): ``decay``, ``gain``,
+    ``leak``, ``threshold`` and ``v_reset`` are scalars or tensors that broadcast to the layer's
+    shape (without batch). ``fires`` False: a leaky integrator, whose output is its membrane
+    (``threshold`` and ``v_reset`` unused). The state starts at 0."""
+
+    def __init__(
+        self,
+        decay: torch.Tensor | float,
+        gain: torch.Tensor | float,
+        leak: torch.Tensor | float = 0.0,
+        threshold: torch.Tensor | float = 1.0,
+        v_reset: torch.Tensor | float = 0.0,
+        reset: str = "value",
+        fires: bool = True,
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
+        super().__init__(threshold, 0.0, dtype)
+        if reset not in RESETS:
+            raise ValueError(f"unknown reset '{reset}'; use one of {', '.join(RESETS)}")
+        self.reset, self.spiking = reset, bool(fires)
+        for name, value in (("decay", decay), ("gain", gain), ("leak", leak), ("v_reset", v_reset)):
+            self.register_buffer(name, torch.as_tensor(value, dtype=dtype).clone())
+
+    def init_state(self, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> NamedTuple:
+        return IFState(torch.zeros(shape, dtype=dtype, device=device))
+
+    def _factors(self, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
+        threshold = self.threshold.to(dtype) if self.spiking else None
+        return self.decay.to(dtype), self.gain.to(dtype), self.leak.to(dtype), threshold
+
+    def forward(self, x: torch.Tensor, state: IFState) -> tuple[torch.Tensor, IFState]:
+        decay, gain, leak, threshold = self._factors(x.dtype)
+        return leaky_step(x, state, decay, gain, leak, threshold, self.reset, self.v_reset.to(x.dtype))
+
+    def _membrane_(self, x: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """``v ← decay·v + gain·x + leak`` in place."""
+        return v.mul_(self.decay).addcmul_(x, self.gain).add_(self.leak)
+
+    def _fire_and_reset_(self, v: torch.Tensor, out: torch.Tensor | None) -> torch.Tensor:
+        if not self.spiking:
+            return v.clone() if out is None else out.copy_(v)
+        spikes = torch.gt(v, self.threshold, out=torch.empty_like(v) if out is None else out)
+        if self.reset == "subtract":
+            v.addcmul_(spikes, self.threshold, value=-1)
+        else:
+            torch.where(spikes.bool(), self.v_reset, v, out=v)
+        return spikes
+
+    def step_(self, x: torch.Tensor, state: IFState, out: torch.Tensor | None = None) -> torch.Tensor:
+        return self._fire_and_reset_(self._membrane_(x, state.v), out)
+
+    def extra_repr(self) -> str:
+        what = f"reset={self.reset}" if self.spiking else "integrator (output: membrane)"
+        return f"{what}, shape={tuple(self.decay.shape)}"
+
+
+class CurrentNeuron(LeakyNeuron):
+    """A ``LeakyNeuron`` fed by a synaptic current (NIR's CubaLIF and CubaLI; ``current_step``):
+    ``i ← syn_decay·i + syn_gain·x`` drives the membrane. State (v, i) starts at 0."""
+
+    def __init__(
+        self,
+        syn_decay: torch.Tensor | float,
+        syn_gain: torch.Tensor | float,
+        decay: torch.Tensor | float,
+        gain: torch.Tensor | float,
+        leak: torch.Tensor | float = 0.0,
+        threshold: torch.Tensor | float = 1.0,
+        v_reset: torch.Tensor | float = 0.0,
+        reset: str = "value",
+        fires: bool = True,
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
+        super().__init__(decay, gain, leak, threshold, v_reset, reset, fires, dtype)
+        self.register_buffer("syn_decay", torch.as_tensor(syn_decay, dtype=dtype).clone())
+        self.register_buffer("syn_gain", torch.as_tensor(syn_gain, dtype=dtype).clone())
+
+    def init_state(self, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> CurrentState:
+        return CurrentState(*(torch.zeros(shape, dtype=dtype, device=device) for _ in range(2)))
+
+    def forward(self, x: torch.Tensor, state: CurrentState) -> tuple[torch.Tensor, CurrentState]:
+        decay, gain, leak, threshold = self._factors(x.dtype)
+        syn = self.syn_decay.to(x.dtype), self.syn_gain.to(x.dtype)
+        return current_step(
+            x, state, *syn, decay, gain, leak, threshold, self.reset, self.v_reset.to(x.dtype)
+        )
+
+    def step_(self, x: torch.Tensor, state: CurrentState, out: torch.Tensor | None = None) -> torch.Tensor:
+        i = state.i.mul_(self.syn_decay).addcmul_(x, self.syn_gain)
+        return self._fire_and_reset_(self._membrane_(i, state.v), out)

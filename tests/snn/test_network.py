@@ -51,3 +51,42 @@ def test_pure_step_leaves_its_input_state_alone():
     for a, b in zip(state.layers, before.layers, strict=True):
         assert torch.equal(a.v, b.v)
     assert not torch.equal(new.layers[0].v, state.layers[0].v)
+
+
+def test_a_leaky_integrator_last_layer_is_read_out_as_its_current_membrane():
+    """Ending in a neuron that does not spike (NIR's LI), the read-out is that layer's membrane
+    after the latest step, not a sum; its values are not counted as spikes. Networks ending in a
+    synapse layer keep the accumulating read-out."""
+    from torch import nn
+
+    from streamsnn.snn.network import Fork, Merge, SpikingNetwork
+    from streamsnn.snn.neurons import LeakyNeuron
+
+    torch.manual_seed(2)
+    layers = [
+        nn.Conv2d(2, 3, 3, padding=1),
+        LeakyNeuron(0.9, 1.0, 0.0, threshold=0.5),
+        Fork("r"),
+        nn.Conv2d(3, 3, 3, padding=1),
+        Merge("r", nn.Identity()),
+        LeakyNeuron(0.8, 1.0, 0.0, threshold=0.5, reset="subtract"),
+        nn.Flatten(),
+        nn.Linear(3 * 4 * 4, 5),
+        LeakyNeuron(0.5, 1.0, 0.0, fires=False),
+    ]
+    net = SpikingNetwork(layers, (2, 4, 4)).eval()
+    assert net.readout == "current" and all(n.readout == "sum" for n, _ in nets())
+    xs = torch.rand(7, 2, 2, 4, 4) * 2
+    with torch.no_grad():
+        _, per_step, ref_spikes = net.run_per_step(xs, net.init_state(2))
+    state = net.init_state(2)
+    for t in range(7):
+        spikes = net.step_(xs[t].clone(), state)
+        assert torch.equal(state.out, state.layers[-1].v)  # the membrane itself, not a sum
+        torch.testing.assert_close(state.out, per_step[t], rtol=1e-6, atol=1e-6)
+        assert torch.equal(spikes, ref_spikes[t])
+    outs, spikes = net.run_(xs, net.init_state(2))
+    torch.testing.assert_close(outs, per_step, rtol=1e-6, atol=1e-6)
+    assert torch.equal(spikes, ref_spikes) and ref_spikes.sum() > 0
+    hidden = sum(int(torch.tensor(s).prod()) for s in net.neuron_shapes[:2])
+    assert ref_spikes.max() <= hidden  # the integrator's membrane is not counted as spikes

@@ -1,6 +1,14 @@
 import torch
 
-from streamsnn.snn.neurons import IFNeuron, IFState, LIFNeuron, QFFSNeuron, if_soft_reset_step
+from streamsnn.snn.neurons import (
+    CurrentNeuron,
+    IFNeuron,
+    IFState,
+    LeakyNeuron,
+    LIFNeuron,
+    QFFSNeuron,
+    if_soft_reset_step,
+)
 
 
 def test_soft_reset_keeps_the_remainder():
@@ -152,3 +160,63 @@ def test_thresholds_and_v0_keep_the_dtype_they_are_built_with():
     assert torch.equal(v, torch.full((2,), 0.3 * theta, dtype=torch.float64))
     assert QFFSNeuron(theta, 0.5, 3, dtype=torch.float64).threshold.dtype == torch.float64
     assert float(IFNeuron(theta).threshold) != theta  # float32 by default
+
+
+def nir_neurons(g):
+    """The NIR neurons, per-neuron factors (4×5×5) or scalars, both resets, firing or not."""
+    shape = (4, 5, 5)
+
+    def rand(lo, hi):
+        return lo + (hi - lo) * torch.rand(shape, generator=g, dtype=torch.float64)
+
+    return [
+        LeakyNeuron(rand(0.5, 1), rand(0.5, 1.5), rand(-0.1, 0.1), rand(0.5, 1.5), rand(-0.2, 0.2), "value"),
+        LeakyNeuron(0.9, 1.0, 0.0, 1.0, 0.0, "subtract"),
+        LeakyNeuron(rand(0.5, 1), 0.3, 0.0, fires=False),  # LI
+        CurrentNeuron(rand(0.5, 1), rand(0.5, 2), rand(0.5, 1), 1.0, 0.05, rand(0.5, 1.5), 0.1, "value"),
+        CurrentNeuron(0.8, 1.0, 0.9, 1.0, 0.0, 1.0, 0.0, "subtract"),
+        CurrentNeuron(0.8, 1.0, 0.9, 0.5, fires=False),  # CubaLI
+    ]
+
+
+def test_nir_neurons_in_place_steps_equal_the_pure_steps_bit_for_bit():
+    g = torch.Generator().manual_seed(1)
+    for dtype in (torch.float32, torch.float64):
+        for neuron in nir_neurons(g):
+            neuron = neuron.to(dtype)
+            pure = neuron.init_state((3, 4, 5, 5), dtype, torch.device("cpu"))
+            in_place = neuron.init_state((3, 4, 5, 5), dtype, torch.device("cpu"))
+            fired = 0.0
+            for t in range(25):
+                x = torch.randn(3, 4, 5, 5, generator=g, dtype=torch.float64).to(dtype)
+                z_pure, pure = neuron(x, pure)
+                z = neuron.step_(x.clone(), in_place, out=None if t % 2 else x)  # even t: into x
+                assert torch.equal(z, z_pure), (neuron, dtype, t)
+                for a, b in zip(pure, in_place, strict=True):
+                    assert torch.equal(a, b), (neuron, dtype, t)
+                fired += float(z.sum()) if neuron.spiking else 0.0
+            assert not neuron.spiking or fired > 0, neuron
+
+
+def test_nir_neuron_dynamics_reset_and_integrator_output():
+    """v ← decay·v + gain·x + leak; fires at v > θ (NIR's rule: a tie does not fire); reset to
+    v_reset or by subtraction; a leaky integrator outputs its membrane and never resets."""
+    to_value = LeakyNeuron(0.5, 2.0, 0.25, threshold=1.0, v_reset=-0.25, reset="value", dtype=torch.float64)
+    assert both_steps(to_value, [0.375, 0.25, 0.0]) == [0.0, 1.0, 0.0]  # v: 1 (a tie), 1.25 → −0.25, 0.125
+    subtract = LeakyNeuron(1.0, 1.0, 0.0, threshold=1.0, reset="subtract", dtype=torch.float64)
+    state = subtract.init_state((1,), torch.float64, torch.device("cpu"))
+    z, state = subtract(torch.tensor([1.75], dtype=torch.float64), state)
+    assert float(z) == 1.0 and float(state.v) == 0.75
+    z, state = to_value(
+        torch.tensor([1.0], dtype=torch.float64), to_value.init_state((1,), torch.float64, "cpu")
+    )
+    assert float(z) == 1.0 and float(state.v) == -0.25  # 2.25 > 1 → v_reset
+    li = LeakyNeuron(0.5, 1.0, 0.0, fires=False, dtype=torch.float64)
+    out, state = li(torch.tensor([4.0], dtype=torch.float64), li.init_state((1,), torch.float64, "cpu"))
+    out, state = li(torch.tensor([0.0], dtype=torch.float64), state)
+    assert float(out) == 2.0 == float(state.v)
+    cuba = CurrentNeuron(0.5, 1.0, 1.0, 1.0, 0.0, threshold=10.0, dtype=torch.float64)
+    s = cuba.init_state((1,), torch.float64, "cpu")
+    for _ in range(2):
+        _, s = cuba(torch.tensor([2.0], dtype=torch.float64), s)
+    assert float(s.i) == 3.0 and float(s.v) == 5.0  # i: 2, 3; v: 2, 5 (the new current each step)
