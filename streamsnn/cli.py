@@ -628,6 +628,12 @@ def _export_command(sub: Any) -> None:
         choices=["per_step", "integrator"],
         help="per_step: the last layer per step (metadata readout: sum); integrator: a nir.I sums it",
     )
+    cmd.add_argument(
+        "--readers",
+        default="streamsnn,streamsnn-subtract,sinabs",
+        help="comma-separated NIR readers for the fidelity report: streamsnn (NIR's rules), "
+        "streamsnn-subtract (subtractive reset), sinabs",
+    )
     cmd.add_argument("--report", help="the fidelity report's JSON (default: OUT with suffix .fidelity.json)")
     cmd.add_argument("--no-progress", action="store_true", help="no stage lines")
     cmd.set_defaults(func=_export)
@@ -646,6 +652,7 @@ def _export(args: argparse.Namespace) -> int:
             target=args.target,
             samples=args.samples,
             steps=args.steps,
+            readers=tuple(r.strip() for r in args.readers.split(",") if r.strip()),
             conversion=args.conversion,
             v0=args.v0,
             pooling=args.pooling,
@@ -658,8 +665,7 @@ def _export(args: argparse.Namespace) -> int:
     print(f"{args.model} → {args.out} (NIR)")
     print(f"lossy items ({len(result.lossy)}):" if result.lossy else "lossy items: none")
     print("".join(f"  {line}\n" for line in result.lossy + [f"note: {n}" for n in result.notes]), end="")
-    for f in result.fidelity:
-        print(format_fidelity(f))
+    print(format_fidelity(result.fidelity))
     if result.target:
         print(f"target {result.target}: fits ({len(result.findings)} notes)")
         print("".join(f"  {line}\n" for line in result.findings), end="")

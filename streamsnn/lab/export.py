@@ -8,8 +8,11 @@ largest absolute difference of the anytime outputs and the share of samples whos
 (argmax) agrees; at the last step and under a confidence early-exit rule (softmax of output/α
 ≥ threshold, α = T), the agreement and each side's accuracy.
 
-Readers: ``sinabs`` (``sinabs.nir.from_nir``: IF as ``IAFSqueeze``, subtractive reset, several
-spikes per step, membrane floored at −θ). snnTorch 1.0's ``import_nir`` is not one: it reads
+Readers: ``streamsnn`` (``streamsnn.interop.nir_import`` with NIR's own rules: forward Euler at the
+graph's ``dt``, reset to ``v_reset``, fires at ``v > θ``, state 0 at the start),
+``streamsnn-subtract`` (the same with a subtractive reset, as Sinabs and Speck read an IF) and
+``sinabs`` (``sinabs.nir.from_nir``: IF as ``IAFSqueeze``, subtractive reset, several spikes per
+step, membrane floored at −θ). snnTorch 1.0's ``import_nir`` is not one: it reads
 NIR's IF as a leaky neuron (β = 0.9) and its graph fails on a conv → IF → pooling chain.
 """
 
@@ -31,7 +34,7 @@ from streamsnn.lab.progress import Stages
 from streamsnn.snn.checkpoint import LoadedModel, load_checkpoint
 from streamsnn.snn.network import SpikingNetwork
 
-READERS = ("sinabs",)
+READERS = ("streamsnn", "streamsnn-subtract", "sinabs")
 TARGETS = ("speck",)
 EXIT_THRESHOLD = 0.9
 
@@ -80,11 +83,21 @@ def original_outputs(net: SpikingNetwork, xs: torch.Tensor) -> torch.Tensor:
 
 
 def reader_outputs(graph: nir.NIRGraph, xs: torch.Tensor, reader: str) -> torch.Tensor:
-    """What ``reader`` computes from ``graph`` on inputs T×N×C×H×W: outputs T×N×K, summed
-    over steps when the graph's metadata says its read-out is a sum."""
+    """What ``reader`` computes from ``graph`` on inputs T×N×C×H×W: the anytime outputs T×N×K
+    (a per-step output summed over steps when the graph's metadata says its read-out is a sum)."""
     t_n, n = xs.shape[:2]
+    if reader in ("streamsnn", "streamsnn-subtract"):
+        from streamsnn.interop.nir_import import NirOptions, import_nir
+
+        reset = "subtract" if reader == "streamsnn-subtract" else "value"
+        dt = float(graph.metadata.get("dt", 1.0))
+        net = import_nir(graph, NirOptions(dt=dt, integration="euler", reset=reset)).snn()
+        return original_outputs(net, xs)
     if reader == "sinabs":
         from sinabs.nir import from_nir
+
+        if any(isinstance(node, nir.I) for node in graph.nodes.values()):
+            raise ExportError("reader sinabs: Sinabs reads no nir.I; export with readout per_step")
 
         module = from_nir(graph, batch_size=n)  # a fresh module: membranes start at 0
         with torch.no_grad():
@@ -151,23 +164,30 @@ def fidelity(original: torch.Tensor, read: torch.Tensor, labels: np.ndarray, rea
     )
 
 
-def format_fidelity(f: Fidelity) -> str:
-    """The fidelity table: one row per step, then the final and early-exit lines."""
-    rows = [
-        f"fidelity against {f.reader}, {f.samples} test samples, {f.steps} steps",
-        "step  max|Δ out|  agree",
-    ]
-    pairs = zip(f.max_abs_diff, f.agreement, strict=True)
-    rows += [f"{t + 1:>4}  {d:>10.4g}  {g:6.1%}" for t, (d, g) in enumerate(pairs)]
-    rows.append(
-        f"final: agree {f.final_agreement:.1%}; accuracy original {f.accuracy_original:.1%}, "
-        f"{f.reader} {f.accuracy_reader:.1%}"
+def format_fidelity(results: list[Fidelity]) -> str:
+    """The fidelity table: one row per step with max |Δ output| and decision agreement per reader,
+    then per reader the last step and the early exit."""
+    if not results:
+        return "fidelity: not measured (--samples 0)"
+    first = results[0]
+    widths = [max(len(f.reader) + 7, 10) for f in results]
+    head = "step" + "".join(
+        f"  {f.reader + ' max|Δ|':>{w}}  {'agree':>6}" for f, w in zip(results, widths, strict=True)
     )
-    rows.append(
-        f"early exit (confidence ≥ {f.exit_threshold}, α = T): agree {f.exit_agreement:.1%}; mean steps "
-        f"original {f.exit_steps_original:.2f}, {f.reader} {f.exit_steps_reader:.2f}; accuracy original "
-        f"{f.exit_accuracy_original:.1%}, {f.reader} {f.exit_accuracy_reader:.1%}"
-    )
+    rows = [f"fidelity: {first.samples} digits test samples, {first.steps} steps; readers of the file", head]
+    for t in range(first.steps):
+        cells = "".join(
+            f"  {f.max_abs_diff[t]:>{w}.4g}  {f.agreement[t]:6.1%}"
+            for f, w in zip(results, widths, strict=True)
+        )
+        rows.append(f"{t + 1:>4}{cells}")
+    for f in results:
+        rows.append(
+            f"{f.reader}: last step agree {f.final_agreement:.1%} (accuracy original {f.accuracy_original:.1%}, "
+            f"reader {f.accuracy_reader:.1%}); early exit (confidence ≥ {f.exit_threshold}, α = T) agree "
+            f"{f.exit_agreement:.1%}, mean steps {f.exit_steps_original:.2f} / {f.exit_steps_reader:.2f}, "
+            f"accuracy {f.exit_accuracy_original:.1%} / {f.exit_accuracy_reader:.1%}"
+        )
     return "\n".join(rows)
 
 
@@ -197,7 +217,7 @@ def export_model(
     target: str | None = None,
     samples: int = 100,
     steps: int | None = None,
-    readers: tuple[str, ...] = ("sinabs",),
+    readers: tuple[str, ...] = READERS,
     conversion: str = "qcfs",
     v0: float = 0.5,
     pooling: Pooling = "sum",
