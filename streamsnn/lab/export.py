@@ -183,8 +183,9 @@ def format_fidelity(results: list[Fidelity]) -> str:
         rows.append(f"{t + 1:>4}{cells}")
     for f in results:
         rows.append(
-            f"{f.reader}: last step agree {f.final_agreement:.1%} (accuracy original {f.accuracy_original:.1%}, "
-            f"reader {f.accuracy_reader:.1%}); early exit (confidence ≥ {f.exit_threshold}, α = T) agree "
+            f"{f.reader}: last step agree {f.final_agreement:.1%} (accuracy original "
+            f"{f.accuracy_original:.1%}, reader {f.accuracy_reader:.1%}); early exit (confidence ≥ "
+            f"{f.exit_threshold}, α = T) agree "
             f"{f.exit_agreement:.1%}, mean steps {f.exit_steps_original:.2f} / {f.exit_steps_reader:.2f}, "
             f"accuracy {f.exit_accuracy_original:.1%} / {f.exit_accuracy_reader:.1%}"
         )
@@ -235,6 +236,8 @@ def export_model(
     unknown = [r for r in readers if r not in READERS]
     if unknown:
         raise ExportError(f"reader: unknown {', '.join(unknown)}; use {', '.join(READERS)}")
+    if readout == "integrator" and "sinabs" in readers and samples > 0:
+        raise ExportError("reader sinabs: Sinabs reads no nir.I; use readout per_step or other readers")
     loaded = load_checkpoint(model)
     net = loaded.snn(conversion, v0)
     exported: NIRExport = to_nir(

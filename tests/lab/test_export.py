@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import nir
+import pytest
 
 CLI = [sys.executable, "-m", "streamsnn.cli"]
 
@@ -22,19 +23,23 @@ def test_export_prints_lossy_items_fidelity_and_target(tmp_path):
     assert done.returncode == 0, done.stderr
     text = done.stdout
     assert "lossy items (6):" in text and "1_ifneuron: initial membrane V0" in text
-    assert "fidelity against sinabs, 40 test samples, 16 steps" in text
+    assert "fidelity: 40 digits test samples, 16 steps" in text
     rows = [line.split() for line in text.splitlines() if line[:4].strip().isdigit()]
-    assert [int(r[0]) for r in rows] == list(range(1, 17))
+    assert [int(r[0]) for r in rows] == list(range(1, 17)) and {len(r) for r in rows} == {7}
     assert "target speck: fits" in text
     assert "stepping the export with sinabs" in done.stderr  # progress
     graph = nir.read(out)
     assert graph.metadata["source"] == "builtin:digits_frames" and graph.metadata["conversion"] == "qcfs"
     report = json.loads(out.with_suffix(".fidelity.json").read_text())
-    (fid,) = report["fidelity"]
-    assert fid["samples"] == 40 and len(fid["max_abs_diff"]) == len(fid["agreement"]) == 16
-    assert 0 <= fid["final_agreement"] <= 1 and report["lossy"][0].startswith("1_ifneuron")
-    # the table prints what the JSON holds
-    assert f"final: agree {fid['final_agreement']:.1%}" in text
+    assert [f["reader"] for f in report["fidelity"]] == ["streamsnn", "streamsnn-subtract", "sinabs"]
+    for fid in report["fidelity"]:
+        assert fid["samples"] == 40 and len(fid["max_abs_diff"]) == len(fid["agreement"]) == 16
+        # the table prints what the JSON holds
+        assert f"{fid['reader']}: last step agree {fid['final_agreement']:.1%}" in text
+        assert [float(r[2 + 2 * report["fidelity"].index(fid)].rstrip("%")) / 100 for r in rows] == [
+            pytest.approx(a, abs=5e-4) for a in fid["agreement"]
+        ]
+    assert report["lossy"][0].startswith("1_ifneuron")
 
 
 def test_export_refusals(tmp_path):
@@ -49,3 +54,12 @@ def test_export_refusals(tmp_path):
     assert "0_conv2d: kernel memory" in big.stderr and not out.exists()
     missing = _cli("export", "builtin:nope", "--to", "nir", str(out))
     assert missing.returncode == 2 and "error: no shipped weights 'builtin:nope'" in missing.stderr
+    reader = _cli(
+        "export", "builtin:digits_frames", "--to", "nir", str(out), "--lossy", "--readers", "snntorch"
+    )
+    assert reader.returncode == 2 and "error: reader: unknown snntorch" in reader.stderr and not out.exists()
+    summed = _cli(
+        "export", "builtin:digits_frames", "--to", "nir", str(out), "--lossy", "--readout", "integrator"
+    )
+    assert summed.returncode == 2 and "error: reader sinabs: Sinabs reads no nir.I" in summed.stderr
+    assert not out.exists()
