@@ -21,6 +21,10 @@ $(VENV)/.installed: pyproject.toml
 		$(PIP) install $(FIND_LINKS) $$opts "$(TORCH)"
 	@echo "setup: installing streamsnn (editable) with its dependencies and the dev tools into $(VENV)"
 	$(PIP) install $(FIND_LINKS) -e ".[dev]"
+	@echo "setup: installing Sinabs (without its dependencies) for the NIR round-trip tests"
+	# Sinabs' own pins pull another nir and samna (its chip tools); it needs only torch, numpy,
+	# nir and nirtorch, installed above, and pbr for its version
+	$(PIP) install $(FIND_LINKS) --no-deps sinabs==3.1.3 pbr
 	touch $@
 
 demo: setup

@@ -140,11 +140,41 @@ def _read(source: str | Path | Any) -> tuple[Any, Path]:
         raise NirImportError(f"NIR file not found: {path}")
     try:
         graph = nir.read(path)
-    except Exception as err:  # h5py and nir raise many types for foreign or damaged files
-        raise NirImportError(f"{path}: not a readable NIR file ({type(err).__name__}: {err})") from None
+    except OSError as err:  # not HDF5
+        raise NirImportError(f"{path}: not a readable NIR file ({err})") from None
+    except Exception as err:  # nir's own checks (they name the nodes), or a file laid out otherwise
+        unknown = _unknown_node(path)
+        if unknown:
+            raise NirImportError(f"{path}: {unknown}") from None
+        raise NirImportError(f"{path}: not a valid NIR graph ({type(err).__name__}: {err})") from None
     if not isinstance(graph, nir.NIRGraph):
         raise NirImportError(f"{path}: holds a single {type(graph).__name__} node, not a graph")
     return graph, path
+
+
+def _unknown_node(path: Path) -> str | None:
+    """The first node of the HDF5 file at ``path`` whose type NIR does not know, said in a
+    sentence (None: none found, or not readable that far)."""
+    import h5py
+    import nir
+
+    def find(group: Any, prefix: str) -> str | None:
+        for name, node in group.items():
+            kind = node["type"][()] if "type" in node else None
+            kind = kind.decode() if isinstance(kind, bytes) else kind
+            if kind == "NIRGraph" and "nodes" in node:
+                found = find(node["nodes"], f"{prefix}{name}.")
+                if found:
+                    return found
+            elif not isinstance(getattr(nir, str(kind), None), type):
+                return f"node '{prefix}{name}': unknown node type {kind!r}"
+        return None
+
+    try:
+        with h5py.File(path, "r") as f:
+            return find(f["node"]["nodes"], "")
+    except Exception:  # not HDF5, or not laid out as NIR writes it
+        return None
 
 
 def _array(value: Any) -> np.ndarray:
@@ -207,6 +237,7 @@ class _Reader:
         missing = sorted(set(nodes) - set(self._visited))
         if missing:
             raise self.fail(f"node '{missing[0]}': not on the path from input '{self.input}' to output")
+        layers = self._modules(order)
         shape = self._shape(self.input, "input")
         out_shape = self._shape(self.output, "input")
         if len(out_shape) != 1:
@@ -214,7 +245,7 @@ class _Reader:
                 f"output '{self.output}': shape {list(out_shape)}; streamsnn reads a vector of K class "
                 "outputs (end the graph with Flatten and Affine)"
             )
-        return self._modules(order), shape
+        return layers, shape
 
     def _check_acyclic(self) -> None:
         """A cycle is refused, naming its nodes (NIR needs a Delay on a loop; streamsnn steps no
@@ -375,7 +406,8 @@ class _Reader:
             if ratio.max() > 1:
                 raise self.fail(
                     f"node '{name}' ({type(node).__name__}): {tau_attr} down to {tau.min():.4g} is below "
-                    f"dt = {dt:g}: forward Euler is unstable there (a smaller dt, or integration: exponential)"
+                    f"dt = {dt:g}: forward Euler is unstable there (a smaller dt, or integration: "
+                    "exponential)"
                 )
             return 1 - ratio, ratio * r, ratio * v_leak
         a = np.exp(-dt / tau)
