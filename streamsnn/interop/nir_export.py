@@ -43,6 +43,11 @@ from streamsnn.snn.network import Fork, Merge, Scale, SpikingNetwork
 from streamsnn.snn.neurons import IFNeuron, LIFNeuron, QFFSNeuron, SpikingNeuron
 
 FORMAT = "streamsnn-nir-export/1"
+_RESETS = {
+    "IFNeuron": "subtract θ (soft), V0 in node metadata",
+    "QFFSNeuron": "subtract z·θ (signed spikes), V0 in node metadata",
+    "LIFNeuron": "to 0 (hard)",
+}
 DT = 1.0
 """The export's time step in NIR time units: one streamsnn step."""
 
@@ -308,6 +313,7 @@ def to_nir(
         "input_shape": np.array(net.input_shape, dtype=np.int64),
         "n_classes": net.n_classes,
         "pooling": pooling,
+        "reset": ", ".join(sorted({f"{type(n).__name__}: {_RESETS[type(n).__name__]}" for n in net.neurons})),
         "lossy": "\n".join(item.line() for item in lossy) or "none",
         **(metadata or {}),
     }

@@ -9,6 +9,8 @@ import sys
 import nir
 import pytest
 
+from streamsnn.lab.export import export_model
+
 CLI = [sys.executable, "-m", "streamsnn.cli"]
 
 
@@ -40,6 +42,24 @@ def test_export_prints_lossy_items_fidelity_and_target(tmp_path):
             pytest.approx(a, abs=5e-4) for a in fid["agreement"]
         ]
     assert report["lossy"][0].startswith("1_ifneuron")
+
+
+def test_a_v0_zero_export_is_exact_for_a_subtractive_reader(tmp_path):
+    """With V0 = 0 the remaining lossy items (reset, tie) are honoured by a subtractive reader: the
+    report measures no difference, while NIR's own reset still differs."""
+    report = export_model(
+        "builtin:digits_dvs", tmp_path / "dvs.nir", allow_lossy=True, samples=30, v0=0.0,
+        readers=("streamsnn-subtract", "streamsnn"), progress=False,
+    )  # fmt: skip
+    assert not any("V0" in item for item in report.lossy) and any("soft reset" in i for i in report.lossy)
+    exact, strict = report.fidelity
+    assert max(exact.max_abs_diff) < 1e-3 and min(exact.agreement) == 1.0
+    assert max(strict.max_abs_diff) > 1
+    meta = nir.read(tmp_path / "dvs.nir").metadata
+    assert (
+        meta["reset"] == "IFNeuron: subtract θ (soft), V0 in node metadata"
+        and meta["source"] == "builtin:digits_dvs"
+    )
 
 
 def test_export_refusals(tmp_path):
