@@ -642,8 +642,11 @@ def _export_command(sub: Any) -> None:
 def _export(args: argparse.Namespace) -> int:
     from streamsnn.lab.export import export_model, format_fidelity
 
-    if args.samples < 0 or (args.steps is not None and args.steps < 1):
-        raise ConfigError("--samples must be ≥ 0 and --steps ≥ 1")
+    if args.samples < 0 or (args.steps is not None and args.steps < 1) or not 0 <= args.v0 <= 1:
+        raise ConfigError(
+            f"--samples {args.samples}, --steps {args.steps}, --v0 {args.v0}: samples ≥ 0, steps ≥ 1, "
+            "0 ≤ v0 ≤ 1"
+        )
     try:
         result = export_model(
             args.model,

@@ -260,8 +260,10 @@ def to_nir(
                     _pair(layer.stride or layer.kernel_size),
                     _pair(layer.padding),
                 )
-                if layer.ceil_mode or (np.any(p) and layer.count_include_pad is False):
-                    raise NIRExportError(f"layer {i}: AvgPool2d with ceil_mode or count_include_pad=False")
+                if layer.ceil_mode or layer.divisor_override or (np.any(p) and not layer.count_include_pad):
+                    raise NIRExportError(
+                        f"layer {i}: AvgPool2d with ceil_mode, divisor_override or count_include_pad=False"
+                    )
                 if pooling == "sum" and _next_weighted(layers, i) is not None:
                     add(f"{i}_sumpool2d", nir.SumPool2d(kernel_size=k, stride=s, padding=p), current)
                     name = f"{i}_sumpool2d"

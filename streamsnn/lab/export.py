@@ -37,6 +37,8 @@ from streamsnn.snn.network import SpikingNetwork
 READERS = ("streamsnn", "streamsnn-subtract", "sinabs")
 TARGETS = ("speck",)
 EXIT_THRESHOLD = 0.9
+# the node types sinabs.nir.from_nir builds (Sinabs 3.1.3, sinabs/nir.py); it passes others silently
+SINABS_NODES = {"Input", "Output", "Affine", "Conv1d", "Conv2d", "IF", "LIF", "LI", "SumPool2d", "Flatten"}
 
 
 class ExportError(ValueError):
@@ -82,6 +84,17 @@ def original_outputs(net: SpikingNetwork, xs: torch.Tensor) -> torch.Tensor:
     return outs.float()
 
 
+def check_readable(graph: nir.NIRGraph, reader: str) -> None:
+    """``ExportError`` naming the node types of ``graph`` that ``reader`` does not read."""
+    if reader == "sinabs":
+        unread = sorted({type(node).__name__ for node in graph.nodes.values()} - SINABS_NODES)
+        if unread:
+            raise ExportError(
+                f"reader sinabs: Sinabs reads no {', '.join(unread)} node (use --pooling sum, --readout "
+                "per_step, or other readers)"
+            )
+
+
 def reader_outputs(graph: nir.NIRGraph, xs: torch.Tensor, reader: str) -> torch.Tensor:
     """What ``reader`` computes from ``graph`` on inputs T×N×C×H×W: the anytime outputs T×N×K
     (a per-step output summed over steps when the graph's metadata says its read-out is a sum)."""
@@ -96,8 +109,7 @@ def reader_outputs(graph: nir.NIRGraph, xs: torch.Tensor, reader: str) -> torch.
     if reader == "sinabs":
         from sinabs.nir import from_nir
 
-        if any(isinstance(node, nir.I) for node in graph.nodes.values()):
-            raise ExportError("reader sinabs: Sinabs reads no nir.I; export with readout per_step")
+        check_readable(graph, reader)
 
         module = from_nir(graph, batch_size=n)  # a fresh module: membranes start at 0
         with torch.no_grad():
@@ -236,8 +248,6 @@ def export_model(
     unknown = [r for r in readers if r not in READERS]
     if unknown:
         raise ExportError(f"reader: unknown {', '.join(unknown)}; use {', '.join(READERS)}")
-    if readout == "integrator" and "sinabs" in readers and samples > 0:
-        raise ExportError("reader sinabs: Sinabs reads no nir.I; use readout per_step or other readers")
     loaded = load_checkpoint(model)
     net = loaded.snn(conversion, v0)
     exported: NIRExport = to_nir(
@@ -263,6 +273,8 @@ def export_model(
                 f"{model} does not fit {target} ({len(violations)} violations): "
                 + "; ".join(f"{f.node}: {f.text}" for f in violations)
             )
+    for reader in readers if samples > 0 else ():
+        check_readable(exported.graph, reader)
     if exported.lossy and not allow_lossy:
         raise ExportError(
             f"the NIR export of {model} is lossy ({len(exported.lossy)} items; pass --lossy to write it): "

@@ -81,5 +81,5 @@ def test_export_refusals(tmp_path):
     summed = _cli(
         "export", "builtin:digits_frames", "--to", "nir", str(out), "--lossy", "--readout", "integrator"
     )
-    assert summed.returncode == 2 and "error: reader sinabs: Sinabs reads no nir.I" in summed.stderr
+    assert summed.returncode == 2 and "error: reader sinabs: Sinabs reads no I node" in summed.stderr
     assert not out.exists()
