@@ -12,6 +12,9 @@ FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels)
 
 .PHONY: setup demo test lint train bench clean
 
+# Sinabs (tests/interop: NIR round trips) without its dependencies: its pins pull another nir and
+# samna (its chip tools); it needs only torch, numpy, nir and nirtorch, installed before it, and pbr
+# for its version.
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
@@ -22,8 +25,6 @@ $(VENV)/.installed: pyproject.toml
 	@echo "setup: installing streamsnn (editable) with its dependencies and the dev tools into $(VENV)"
 	$(PIP) install $(FIND_LINKS) -e ".[dev]"
 	@echo "setup: installing Sinabs (without its dependencies) for the NIR round-trip tests"
-	# Sinabs' own pins pull another nir and samna (its chip tools); it needs only torch, numpy,
-	# nir and nirtorch, installed above, and pbr for its version
 	$(PIP) install $(FIND_LINKS) --no-deps sinabs==3.1.3 pbr
 	touch $@
 

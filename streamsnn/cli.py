@@ -162,7 +162,7 @@ def _convert(args: argparse.Namespace) -> int:
     from streamsnn.lab.table import conversion_table, format_table
     from streamsnn.snn.checkpoint import load_checkpoint
 
-    if args.weights.endswith(".nir") or args.output:
+    if args.weights.endswith(".nir") or any(getattr(args, k) is not None for k in _NIR_FLAGS):
         return _convert_nir(args)
     try:
         model = load_checkpoint(args.weights)
@@ -192,10 +192,13 @@ def _nir_options(conv: argparse.ArgumentParser) -> None:
     """``convert``'s options for a NIR graph (``streamsnn.interop.nir_import``)."""
     group = conv.add_argument_group("a NIR graph (WEIGHTS.nir): import it and write a checkpoint")
     group.add_argument("--dt", type=float, help="the time step, in the graph's time unit (required)")
-    group.add_argument("--integration", choices=["euler", "exponential"], default="euler")
-    group.add_argument("--reset", choices=["value", "subtract"], default="value")
+    group.add_argument("--integration", choices=["euler", "exponential"], help="default: euler")
+    group.add_argument("--reset", choices=["value", "subtract"], help="default: value (NIR's v_reset)")
     group.add_argument("--input-shape", help="C,H,W when the graph's Input node gives no shape")
     group.add_argument("-o", "--output", help="the checkpoint to write (.pt)")
+
+
+_NIR_FLAGS = ("dt", "integration", "reset", "input_shape", "output")
 
 
 def _convert_nir(args: argparse.Namespace) -> int:
@@ -204,14 +207,14 @@ def _convert_nir(args: argparse.Namespace) -> int:
     from streamsnn.interop.nir_import import NirOptions, convert_nir
 
     if not args.weights.endswith(".nir"):
-        raise ConfigError(
-            f"--output: writes the checkpoint of an imported NIR graph (a .nir file), not {args.weights}"
-        )
+        given = ", ".join(f"--{k.replace('_', '-')}" for k in _NIR_FLAGS if getattr(args, k) is not None)
+        raise ConfigError(f"{given}: import a NIR graph (a .nir file), not {args.weights}")
     if not args.output:
         raise ConfigError(f"convert {args.weights}: give the checkpoint to write with -o OUT.pt")
     try:
         shape = [int(n) for n in args.input_shape.split(",")] if args.input_shape else None
-        options = NirOptions(dt=args.dt, integration=args.integration, reset=args.reset, input_shape=shape)
+        given = {"dt": args.dt, "integration": args.integration, "reset": args.reset, "input_shape": shape}
+        options = NirOptions(**{k: v for k, v in given.items() if v is not None})
     except (ValueError, ValidationError) as err:
         raise ConfigError(f"--dt/--input-shape: {err}") from None
     try:

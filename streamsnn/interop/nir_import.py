@@ -26,6 +26,7 @@ layer, the current membrane of a leaky-integrator last layer.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
@@ -106,11 +107,6 @@ def import_nir(source: str | Path | Any, options: NirOptions | None = None) -> L
         )
     layers, shape = _Reader(graph, options, where).layers()
     ann = nn.Sequential(*layers).eval()
-    if len(shape) != 3:
-        raise NirImportError(
-            f"{where}: input: shape {list(shape)}; streamsnn's sources give C×H×W per step (set "
-            "model.nir.input_shape if the graph's Input node has no shape)"
-        )
     return LoadedModel(ann, {"shape": list(shape), "from": "nir"}, {}, path, {}, discretisation(options))
 
 
@@ -120,10 +116,17 @@ def convert_nir(
     """``import_nir`` written as a streamsnn checkpoint at ``output`` (loaded safely like any
     other, with the discretisation stated in it); returns the imported model."""
     model = import_nir(source, options)
+    if len(model.input_shape) != 3:
+        raise NirImportError(
+            f"{model.path}: input: shape {list(model.input_shape)}; a checkpoint's model takes C×H×W per "
+            "step, as streamsnn's sources give (model.nir.input_shape / --input-shape if the graph's Input "
+            "node has no shape)"
+        )
     arch = {"name": "spiking_network", "layers": layer_specs(model.ann)}
     build_model(arch)  # the checkpoint rebuilds
+    weights = copy.deepcopy(model.ann).float()  # a checkpoint's weights are float32
     save_checkpoint(
-        Path(output), model.ann.float(), arch, model.input, {}, {"nir": str(model.path)}, model.discretisation
+        Path(output), weights, arch, model.input, {}, {"nir": str(model.path)}, model.discretisation
     )
     return model
 
@@ -132,7 +135,7 @@ def _read(source: str | Path | Any) -> tuple[Any, Path]:
     import nir
 
     if isinstance(source, nir.NIRGraph):
-        return source, Path("<NIRGraph>")
+        return copy.deepcopy(source), Path("<NIRGraph>")  # type inference writes into the graph
     if isinstance(source, nir.NIRNode):
         raise NirImportError(f"expected a NIR graph, got a single {type(source).__name__} node")
     path = Path(source)
@@ -231,6 +234,7 @@ class _Reader:
         self._check_acyclic()
         self.input, self.output = inputs[0], outputs[0]
         self._infer_types()
+        self._visited: set[str] = set()
         order, reached = self._walk(self.input)
         if reached is not None:
             raise self.fail(f"node '{reached}': sums inputs that do not come from one fork")
@@ -282,8 +286,18 @@ class _Reader:
 
         given = self.options.input_shape
         node = self.graph.nodes[self.input]
-        if given is not None and not _known(node.input_type):
+        if not _known(node.input_type):
+            if given is None:
+                raise self.fail(
+                    f"input '{self.input}': the graph gives no shape; give it (model.nir.input_shape, "
+                    "--input-shape)"
+                )
             self.graph.nodes[self.input] = nir.Input(input_type=np.array(given))
+        elif given is not None and list(self._shape(self.input, "input")) != list(given):
+            raise self.fail(
+                f"input '{self.input}': the graph's shape {list(self._shape(self.input, 'input'))} is not "
+                f"model.nir.input_shape {list(given)}"
+            )
         try:
             self.graph.infer_types()
         except Exception as err:  # nir raises ValueError, AssertionError, IndexError...
@@ -302,7 +316,6 @@ class _Reader:
     def _walk(self, start: str) -> tuple[list[Any], str | None]:
         """Nodes from ``start`` in order, with ("fork", key) and ("merge", key, shortcut) items,
         until the output (None) or a node that sums this branch with another (returned)."""
-        self._visited = getattr(self, "_visited", set())
         items: list[Any] = []
         n = start
         while True:
@@ -361,13 +374,12 @@ class _Reader:
                 layers.append(Fork(item[1]))
             elif isinstance(item, tuple):
                 _, key, shortcut = item
-                short = nn.Identity() if shortcut is None else self._module(shortcut)
-                layers.append(Merge(key, nn.Identity() if short is None else short))
+                layers.append(Merge(key, nn.Identity() if shortcut is None else self._module(shortcut)))
             else:
                 module = self._module(item)
                 if module is not None:
                     layers.append(module)
-        if not any(isinstance(m, (LeakyNeuron,)) for m in layers):
+        if not any(isinstance(m, LeakyNeuron) for m in layers):
             raise self.fail("the graph has no neuron node (IF, LIF, LI, CubaLIF...): nothing steps in time")
         return layers
 

@@ -12,7 +12,7 @@ import torch
 
 from streamsnn.config import ConfigError, ModelConfig, PipelineConfig
 from streamsnn.encoding import ENCODERS, Encoder
-from streamsnn.interop.nir_import import import_nir
+from streamsnn.interop.nir_import import NirOptions, import_nir
 from streamsnn.policies import EXIT_POLICIES, GATES, RESET_POLICIES, ExitPolicy, Gate, ResetPolicy
 from streamsnn.sinks import SINKS, Sink
 from streamsnn.slicing import Slicer
@@ -84,11 +84,15 @@ def open_source(cfg: PipelineConfig, origin: str = "pipeline") -> Source:
 
 def _build_around(cfg: PipelineConfig, source: Source, origin: str) -> Pipeline:
     """The parts that take ``source``'s data, checked against it."""
+    if not cfg.model.weights.endswith(".nir") and cfg.model.nir != NirOptions():
+        raise ConfigError(
+            f"{origin}: model.nir: imports a NIR graph (a .nir model.weights); {cfg.model.weights} is a "
+            "checkpoint, whose discretisation (if imported) is fixed in it"
+        )
     try:
         model = load_model(cfg.model)
     except (FileNotFoundError, ValueError) as err:
         raise ConfigError(f"{origin}: model.weights: {err}") from None
-
     shape = model.input_shape
 
     enc = cfg.encoder

@@ -5,10 +5,10 @@ A checkpoint is a plain dictionary saved with ``torch.save`` and loaded with
 architecture and its arguments), ``input`` (shape, encoder and its options), ``state_dict``,
 ``metrics`` and the training config that produced it; a network imported from a continuous-time
 description (NIR) also states its ``discretisation`` (time step, integration rule, reset).
-``builtin:NAME`` names the checkpoints
-shipped in ``streamsnn/assets/``. A file that is missing, refused by the safe loader or
-inconsistent (an unknown architecture, an argument it does not take, weights that do not fit
-it, no input shape) is a ``CheckpointError`` naming the file and what is wrong.
+``builtin:NAME`` names the checkpoints shipped in ``streamsnn/assets/``. A file that is missing,
+refused by the safe loader or inconsistent (an unknown architecture, an argument it does not take,
+weights that do not fit it, no input shape) is a ``CheckpointError`` naming the file and what is
+wrong.
 """
 
 from __future__ import annotations

@@ -25,6 +25,11 @@ PJ_PER_MAC = 4.6
 def synaptic_events(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """Per sample (B): number of (non-zero input, synapse) pairs ``layer`` processes for ``x``."""
     nz = (x != 0).to(torch.float32)
+    if isinstance(layer, nn.Conv1d):
+        g = layer.groups
+        ones = torch.ones(g, layer.in_channels // g, *layer.kernel_size, device=x.device)
+        per_group = F.conv1d(nz, ones, None, layer.stride, layer.padding, layer.dilation, groups=g)
+        return per_group.flatten(1).sum(1) * (layer.out_channels // g)
     if isinstance(layer, nn.Conv2d):
         g = layer.groups
         ones = torch.ones(g, layer.in_channels // g, *layer.kernel_size, device=x.device)
@@ -44,8 +49,8 @@ def synaptic_events(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
 def dense_macs(layer: nn.Module, x: torch.Tensor, y: torch.Tensor) -> int:
     """Multiply-accumulates of one dense (ANN) pass of ``layer`` from input ``x`` to output ``y``
     (per sample)."""
-    if isinstance(layer, nn.Conv2d):
-        k = layer.kernel_size[0] * layer.kernel_size[1]
+    if isinstance(layer, (nn.Conv1d, nn.Conv2d)):
+        k = int(torch.tensor(layer.kernel_size).prod())
         return int(y[0].numel() * (layer.in_channels // layer.groups) * k)
     if isinstance(layer, nn.Linear):
         return layer.in_features * layer.out_features
@@ -91,7 +96,7 @@ def layer_operations(
     """Per sample: accumulates (B, synaptic events) and multiply-accumulates (an int, the same
     for every sample) of one synapse layer. ``analog``: its input is real-valued (no spiking
     layer before it), so a conv or linear layer multiplies."""
-    if analog and isinstance(layer, (nn.Conv2d, nn.Linear)):
+    if analog and isinstance(layer, (nn.Conv1d, nn.Conv2d, nn.Linear)):
         return torch.zeros(x.shape[0], device=x.device), dense_macs(layer, x, y)
     return synaptic_events(layer, x), 0
 

@@ -4,6 +4,7 @@ with a .nir model; malformed and unsupported graphs refused, naming the node."""
 
 import itertools
 import json
+import math
 import re
 
 import h5py
@@ -96,6 +97,46 @@ def test_an_snntorch_network_steps_as_snntorch_does(tmp_path):
 
 def spiking(layer):
     return isinstance(layer, LeakyNeuron) and layer.spiking
+
+
+def test_snntorch_synaptic_layers_integrate_their_current_as_snntorch_does(tmp_path):
+    """snnTorch's Synaptic exports as CubaLIF; with forward Euler at its dt the current and the
+    membrane of both layers follow snnTorch's within 1e-5 at every step. (Its thresholds are out of
+    reach here: Synaptic's reset zeroes the membrane a step late, after that step's input, which
+    NIR's rule does not say; README.)"""
+    torch.manual_seed(0)
+
+    def synaptic(shape, **kwargs):
+        alpha, beta = torch.full(shape, 0.7), torch.full(shape, 0.9)
+        return snntorch.Synaptic(
+            alpha=alpha, beta=beta, threshold=torch.full(shape, 1e9), init_hidden=True, **kwargs
+        )
+
+    net = torch.nn.Sequential(
+        torch.nn.Flatten(),
+        torch.nn.Linear(2 * 4 * 4, 12),
+        synaptic((12,)),
+        torch.nn.Linear(12, 5),
+        synaptic((5,), output=True),
+    )
+    path = tmp_path / "synaptic.nir"
+    nir.write(path, export_to_nir(net, torch.randn(1, 2, 4, 4), ignore_dims=[0]))
+    ours = import_nir(path, NirOptions(dt=1e-4)).snn()
+    assert [type(n).__name__ for n in ours.neurons] == ["CurrentNeuron", "CurrentNeuron"]
+    xs = torch.rand(20, 3, 2, 4, 4, generator=torch.Generator().manual_seed(1))
+    snntorch_utils.reset(net)
+    state, worst = ours.init_state(3), 0.0
+    with torch.no_grad():
+        for t in range(20):
+            _, syn, mem = net(xs[t])
+            ours.step_(xs[t], state)
+            pairs = ((state.layers[0], net[2].syn, net[2].mem), (state.layers[1], syn, mem))
+            for layer, their_i, their_v in pairs:
+                worst = max(
+                    worst, float((layer.i - their_i).abs().max()), float((layer.v - their_v).abs().max())
+                )
+    assert worst <= TOL, worst
+    assert float(mem.abs().max()) > 1  # the dynamics ran
 
 
 class SinabsNet(torch.nn.Module):
@@ -229,6 +270,97 @@ def test_residual_sums_map_onto_fork_and_merge(tmp_path):
     assert float((outs - theirs).abs().max()) <= TOL and spikes.sum() > 0
 
 
+def test_conv1d_and_lif_with_leak_resistance_and_reset_value_follow_nirs_equations(tmp_path):
+    """A graph written here (Conv1d → LIF with v_leak, R and v_reset per neuron → Flatten → Affine →
+    LI) against NIR's equations stepped in the test by forward Euler and by the exact rule."""
+    g = torch.Generator().manual_seed(5)
+    w, bias = (
+        torch.randn(3, 2, 3, generator=g, dtype=torch.float64),
+        torch.randn(3, generator=g, dtype=torch.float64),
+    )
+    shape = (3, 10)
+    tau, r = (
+        0.01 + 0.02 * torch.rand(shape, generator=g, dtype=torch.float64),
+        1 + torch.rand(shape, generator=g),
+    )
+    v_leak, v_reset = 0.1 * torch.randn(shape, generator=g), -0.2 * torch.rand(shape, generator=g)
+    fc = torch.randn(4, 30, generator=g, dtype=torch.float64)
+    nodes = {
+        "input": nir.Input(np.array([2, 10])),
+        "conv": nir.Conv1d(None, w.numpy(), 1, 1, 1, 1, bias.numpy()),
+        "lif": nir.LIF(
+            tau.numpy(),
+            r.double().numpy(),
+            v_leak.double().numpy(),
+            np.full(shape, 0.3),
+            v_reset.double().numpy(),
+        ),
+        "flat": nir.Flatten(np.array(shape), 0, -1),
+        "fc": nir.Affine(fc.numpy(), np.zeros(4)),
+        "li": nir.LI(np.full(4, 0.02), np.ones(4), np.zeros(4)),
+        "output": nir.Output(np.array([4])),
+    }
+    chain = ["input", "conv", "lif", "flat", "fc", "li", "output"]
+    path = tmp_path / "conv1d.nir"
+    nir.write(path, nir.NIRGraph(nodes, list(itertools.pairwise(chain))))
+    xs = torch.rand(12, 2, 2, 10, generator=g, dtype=torch.float64) * 3
+    for integration in ("euler", "exponential"):
+        dt = 2e-3
+        ours = import_nir(path, NirOptions(dt=dt, integration=integration)).snn(dtype=torch.float64)
+        outs, spikes = ours.run_(xs, ours.init_state(2, torch.float64))
+        a = 1 - dt / tau if integration == "euler" else torch.exp(-dt / tau)
+        a_out = 1 - dt / 0.02 if integration == "euler" else math.exp(-dt / 0.02)
+        v, out = torch.zeros(2, *shape, dtype=torch.float64), torch.zeros(2, 4, dtype=torch.float64)
+        for t in range(12):
+            current = torch.nn.functional.conv1d(xs[t], w, bias, padding=1)
+            v = a * v + (1 - a) * (v_leak + r * current)
+            z = (v > 0.3).double()
+            v = torch.where(z.bool(), v_reset.double(), v)
+            out = a_out * out + (1 - a_out) * (z.flatten(1) @ fc.T)
+            torch.testing.assert_close(outs[t], out, rtol=1e-12, atol=1e-12)
+            assert torch.equal(spikes[t], z.flatten(1).sum(1))
+        assert 0 < float(spikes.sum()) < 12 * 2 * 30
+
+
+def test_the_operator_steps_an_imported_network_per_stream(tmp_path):
+    """Current-based neurons (two state tensors) and an LI read-out in the operator's slots: a
+    stream's outputs do not depend on which others share its batch, and a reset starts it afresh."""
+    from streamsnn.snn.operator import SNNOperator
+
+    n = 18
+    nodes = {
+        "input": nir.Input(np.array([2, 3, 3])),
+        "flat": nir.Flatten(np.array([2, 3, 3]), 0, -1),
+        "fc": nir.Affine(np.random.default_rng(0).normal(size=(6, n)), np.zeros(6)),
+        "cuba": nir.CubaLIF(*(np.full(6, v) for v in (0.02, 0.01, 1.0, 0.0, 0.4))),
+        "fc2": nir.Affine(np.random.default_rng(1).normal(size=(3, 6)), np.zeros(3)),
+        "li": nir.LI(np.full(3, 0.01), np.ones(3), np.zeros(3)),
+        "output": nir.Output(np.array([3])),
+    }
+    chain = ["input", "flat", "fc", "cuba", "fc2", "li", "output"]
+    net = import_nir(nir.NIRGraph(nodes, list(itertools.pairwise(chain))), NirOptions(dt=1e-3)).snn()
+    xs = torch.rand(8, 3, 2, 3, 3, generator=torch.Generator().manual_seed(3)) * 2
+    alone = []
+    for k in range(3):  # each stream by itself
+        state, outs = net.init_state(1), []
+        for t in range(8):
+            state, _ = net.step(xs[t, k : k + 1], state)
+            outs.append(state.out[0])
+        alone.append(outs)
+    op = SNNOperator(net, capacity=3, channels_last=False)
+    for key in "abc":
+        op.attach(key)
+    for t in range(8):
+        both = op.step(["a", "b"], xs[t, :2])
+        single = op.step(["c"], xs[t, 2:])
+        torch.testing.assert_close(both.output, torch.stack([alone[0][t], alone[1][t]]), rtol=1e-6, atol=1e-6)
+        torch.testing.assert_close(single.output[0], alone[2][t], rtol=1e-6, atol=1e-6)
+    assert float(both.spikes.sum()) > 0
+    op.reset(["a"])
+    again = op.step(["a"], xs[0, :1])
+    torch.testing.assert_close(again.output[0], alone[0][0], rtol=1e-6, atol=1e-6)
+
+
 def write_pipeline(tmp_path, weights, **model):
     spec = {
         "name": "nir_digits",
@@ -275,6 +407,9 @@ def test_streamsnn_run_with_a_nir_model_exits_early_and_reports_its_discretisati
     assert main(["convert", str(digits_nir), "--dt", "1e-4", "-o", str(checkpoint)]) == 0
     payload = torch.load(checkpoint, weights_only=True)
     assert payload["discretisation"]["integration"] == "euler" and payload["input"]["shape"] == [2, 34, 34]
+    again = write_pipeline(tmp_path, checkpoint, nir={"dt": 1e-3})
+    assert main(["run", str(again), "--no-progress"]) == 2  # a checkpoint's discretisation is its own
+    assert "model.nir: imports a NIR graph" in capsys.readouterr().err
     again = write_pipeline(tmp_path, checkpoint)
     assert main(["run", str(again), "--no-progress"]) == 0
     rerun = json.loads((tmp_path / "out" / "report.json").read_text())
@@ -435,7 +570,7 @@ def test_what_cannot_be_honoured_exactly_is_refused_naming_node_and_parameter(
     refused(written(tmp_path, nodes, edges), match, **options)
 
 
-def test_unsupported_structures_are_refused_naming_the_node(tmp_path):
+def test_unsupported_structures_are_refused_naming_the_node(tmp_path, capsys):
     shape = (2, 4, 4)
     nodes = {
         "input": nir.Input(np.array(shape)),
@@ -446,6 +581,14 @@ def test_unsupported_structures_are_refused_naming_the_node(tmp_path):
         nir.NIRGraph(nodes, [("input", "pool"), ("pool", "output")]), r"node 'pool' \(AvgPool2d\): padding"
     )
     nodes, edges = chain_graph(lif(4), lif(4), lif(4))
+    both_stateful = [*edges[:3], ("fc", "m1"), ("m0", "m2"), ("m1", "m2"), ("m2", "output")]  # LIF ∥ LIF
+    refused(
+        written(tmp_path, nodes, both_stateful, "s.nir"), r"node 'fc': its branches m0 and m1 do not form"
+    )
+    nodes, edges = chain_graph(lif(4), lif(4))
+    nodes["stray"] = nir.Affine(np.eye(4), np.zeros(4))  # no input: m0 sums it with the input's path
+    refused(nir.NIRGraph(nodes, [*edges, ("stray", "m0")], type_check=False), r"node 'm0': sums inputs that")
+    nodes, edges = chain_graph(lif(4), lif(4), lif(4))
     three = [*edges, ("fc", "m1"), ("fc", "m2")]  # fc feeds three nodes
     refused(written(tmp_path, nodes, three), r"node 'fc': feeds 3 nodes")
     nodes = {"input": nir.Input(np.array(shape)), "n": nir.IF(np.ones(shape), np.ones(shape))}
@@ -453,11 +596,25 @@ def test_unsupported_structures_are_refused_naming_the_node(tmp_path):
     edges = [("input", "n"), ("n", "output")]
     refused(nir.NIRGraph(nodes, edges), r"output 'output': shape \[2, 4, 4\]; streamsnn reads a vector")
     nodes, edges = chain_graph(lif(4), shape=(18,))
-    refused(
-        written(tmp_path, nodes, edges, "flat.nir"), r"input: shape \[18\]; streamsnn's sources give C×H×W"
-    )
+    flat = written(tmp_path, nodes, edges, "flat.nir")  # imports (a Python user may feed it vectors)
+    assert import_nir(flat, NirOptions(dt=1e-3)).input_shape == (18,)
+    with pytest.raises(NirImportError, match=r"input: shape \[18\]; a checkpoint's model takes C×H×W"):
+        convert_nir(flat, tmp_path / "flat.pt", NirOptions(dt=1e-3))
+    pipeline = write_pipeline(tmp_path, flat, nir={"dt": 1e-3})
+    assert main(["run", str(pipeline), "--no-progress"]) == 2
+    assert "flat.nir expects input 18 but source 'digits_dvs' gives 2×34×34" in capsys.readouterr().err
     with pytest.raises(NirImportError, match="give the time step dt"):
         import_nir(written(tmp_path, *chain_graph(lif(4)), "nodt.nir"))
+    nodes, edges = chain_graph(lif(4))
+    nodes["input"], nodes["flat"] = nir.Input(None), nir.Flatten(None, 0, -1)  # no shapes
+    unshaped = nir.NIRGraph(nodes, edges, type_check=False)
+    refused(unshaped, r"input 'input': the graph gives no shape; give it \(model\.nir\.input_shape")
+    assert import_nir(unshaped, NirOptions(dt=1e-3, input_shape=[2, 3, 3])).input_shape == (2, 3, 3)
+    refused(
+        written(tmp_path, *chain_graph(lif(4)), "shaped.nir"),
+        r"shape \[2, 3, 3\] is not .* \[1, 3, 6\]",
+        input_shape=[1, 3, 6],
+    )
 
 
 def test_convert_writes_a_checkpoint_that_states_its_discretisation(tmp_path, capsys):
@@ -474,3 +631,8 @@ def test_convert_writes_a_checkpoint_that_states_its_discretisation(tmp_path, ca
     assert "give the time step dt" in capsys.readouterr().err
     assert main(["convert", str(path), "--dt", "1e-4"]) == 2
     assert "-o OUT.pt" in capsys.readouterr().err
+    assert main(["convert", "builtin:digits_frames", "--dt", "1", "-o", str(out)]) == 2
+    assert (
+        "--dt, --output: import a NIR graph (a .nir file), not builtin:digits_frames"
+        in capsys.readouterr().err
+    )

@@ -29,6 +29,13 @@ def test_linear_and_pool_events_and_dense_macs():
     assert synaptic_events(nn.AvgPool2d(2), spikes).item() == 32
     conv = nn.Conv2d(2, 3, 3, padding=1)
     assert dense_macs(conv, spikes, conv(spikes)) == 3 * 16 * 2 * 9
+    row = torch.zeros(1, 2, 6)
+    row[0, 0, 0] = row[0, 1, 3] = (
+        1  # an edge spike reaches 2 of a padded 3-tap conv's outputs, an inner one 3
+    )
+    conv1d = nn.Conv1d(2, 4, 3, padding=1)
+    assert synaptic_events(conv1d, row).item() == (2 + 3) * 4
+    assert dense_macs(conv1d, row, conv1d(row)) == 4 * 6 * 2 * 3
 
 
 def test_counted_run_matches_the_network_and_energy_adds_up():
