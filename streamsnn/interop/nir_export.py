@@ -75,12 +75,12 @@ class LossyItem:
 class LossyExportError(NIRExportError):
     """The export would be lossy and ``allow_lossy`` was not given; ``items`` says what."""
 
-    def __init__(self, items: list[LossyItem]) -> None:
+    def __init__(self, items: list[LossyItem], what: str = "the NIR export") -> None:
         self.items = items
         listed = "; ".join(item.line() for item in items)
         super().__init__(
-            f"the NIR export is lossy ({len(items)} items; pass --lossy / allow_lossy=True to write "
-            f"it anyway): {listed}"
+            f"{what} is lossy ({len(items)} items; pass --lossy / allow_lossy=True to write it "
+            f"anyway): {listed}"
         )
 
 
@@ -342,7 +342,8 @@ def write(export: NIRExport, path: Path | str, allow_lossy: bool = False) -> Pat
     """Write ``export`` as a NIR (HDF5) file; ``LossyExportError`` if it is lossy and
     ``allow_lossy`` is not set (nothing is written then)."""
     if export.lossy and not allow_lossy:
-        raise LossyExportError(export.lossy)
+        source = export.graph.metadata.get("source")
+        raise LossyExportError(export.lossy, f"the NIR export of {source}" if source else "the NIR export")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     nir.write(path, export.graph)

@@ -42,15 +42,22 @@ SINABS_NODES = {"Input", "Output", "Affine", "Conv1d", "Conv2d", "IF", "LIF", "L
 
 
 class ExportError(ValueError):
-    """An export that is refused (lossy without the flag, a target it does not fit, an unknown
-    reader or encoder); the message says what."""
+    """An export that is refused (a target it does not fit, a reader that cannot read it, an
+    unknown reader or encoder); the message says what. Lossy without the flag:
+    ``LossyExportError``."""
 
 
 def digits_inputs(model: LoadedModel, samples: int, steps: int | None) -> tuple[torch.Tensor, np.ndarray]:
     """The first ``samples`` of the digits test split through the model's encoder: inputs
     T×N×C×H×W (T = ``steps``, default 16 for frames, 15 for events) and labels (N)."""
-    encoder = model.input.get("encoder")
-    h = model.input_shape[1]
+    encoder, shape = model.input.get("encoder"), tuple(model.input_shape)
+    h = shape[1]
+    digits = {"direct": shape[0] == 1 and h == shape[2], "event_rate": shape == (2, 34, 34)}
+    if encoder in digits and not digits[encoder]:
+        raise ExportError(
+            f"fidelity inputs: the model takes {list(shape)} with encoder {encoder}, not the digits' "
+            "(1×S×S frames, 2×34×34 events); use --samples 0 to export without the report"
+        )
     if encoder == "direct":
         from streamsnn.sources.digits import digit_frames, digits_split
 
@@ -239,8 +246,8 @@ def export_model(
     progress: bool = True,
 ) -> ExportReport:
     """Export ``model`` (a checkpoint path or ``builtin:NAME``) to the NIR file ``out``: refused
-    (``ExportError``, nothing written) when lossy without ``allow_lossy`` or when it does not fit
-    ``target``; then, unless ``samples`` is 0, the fidelity report of each reader on real inputs,
+    (nothing written) when lossy without ``allow_lossy`` (``LossyExportError``) or when it does
+    not fit ``target`` or a reader cannot read it (``ExportError``); then, unless ``samples`` is 0, the fidelity report of each reader on real inputs,
     written as JSON to ``report`` (default: ``out`` with suffix ``.fidelity.json``)."""
     stage = Stages("export", progress)
     if target is not None and target not in TARGETS:
@@ -275,12 +282,7 @@ def export_model(
             )
     for reader in readers if samples > 0 else ():
         check_readable(exported.graph, reader)
-    if exported.lossy and not allow_lossy:
-        raise ExportError(
-            f"the NIR export of {model} is lossy ({len(exported.lossy)} items; pass --lossy to write it): "
-            + "; ".join(exported.lossy[i].line() for i in range(len(exported.lossy)))
-        )
-    write(exported, out, allow_lossy=allow_lossy)
+    write(exported, out, allow_lossy=allow_lossy)  # LossyExportError (nothing written) without the flag
     stage(f"wrote {out}")
     if samples > 0:
         stage(f"encoding {samples} digits test samples")
