@@ -247,8 +247,9 @@ def export_model(
 ) -> ExportReport:
     """Export ``model`` (a checkpoint path or ``builtin:NAME``) to the NIR file ``out``: refused
     (nothing written) when lossy without ``allow_lossy`` (``LossyExportError``) or when it does
-    not fit ``target`` or a reader cannot read it (``ExportError``); then, unless ``samples`` is 0, the fidelity report of each reader on real inputs,
-    written as JSON to ``report`` (default: ``out`` with suffix ``.fidelity.json``)."""
+    not fit ``target`` or a reader cannot read it (``ExportError``); then, unless ``samples`` is
+    0, the fidelity report of each reader on real inputs, written as JSON to ``report``
+    (default: ``out`` with suffix ``.fidelity.json``)."""
     stage = Stages("export", progress)
     if target is not None and target not in TARGETS:
         raise ExportError(f"target: unknown '{target}'; use one of {', '.join(TARGETS)}")
