@@ -10,7 +10,6 @@ from torch import nn
 
 from streamsnn.interop.nir_export import LossyExportError, NIRExportError, to_nir, write
 from streamsnn.interop.nir_import import NirOptions, import_nir
-from streamsnn.interop.speck import check_speck
 from streamsnn.lab.export import digits_inputs, fidelity, reader_outputs
 from streamsnn.snn.checkpoint import load_checkpoint
 from streamsnn.snn.convert import convert, fold_spiking
@@ -172,22 +171,3 @@ def test_sinabs_agrees_as_the_report_predicts(name, samples, least, tmp_path):
     assert abs(held_out.final_agreement - predicted.final_agreement) <= 0.08
     assert predicted.max_abs_diff[-1] > 0  # V0, multi-spikes and the floor at −θ: not exact
     assert len(predicted.agreement) == xs.shape[0]
-
-
-def test_speck_check(tmp_path):
-    frames = load_checkpoint("builtin:digits_frames").snn()
-    found = check_speck(to_nir(frames).graph)
-    assert [f for f in found if f.kind == "violation"] == []
-    dvs = check_speck(to_nir(load_checkpoint("builtin:digits_dvs").snn()).graph)
-    assert any(
-        f.node == "0_conv2d" and "neuron memory 128 Ki" in f.text for f in dvs if f.kind == "violation"
-    )
-    qffs = check_speck(to_nir(load_checkpoint("builtin:digits_frames_2bit").snn("qffs")).graph)
-    assert {f.node for f in qffs if f.kind == "violation"} == {"1_qffsneuron", "4_qffsneuron"}
-    avg = check_speck(to_nir(frames, pooling="avg").graph)
-    assert any("average pooling" in f.text for f in avg if f.kind == "violation")
-    big = convert(nn.Sequential(nn.Conv2d(1, 4, 17), nn.Flatten(), nn.Linear(4 * 4 * 4, 2)), (1, 20, 20))
-    violations = [f for f in check_speck(to_nir(big).graph) if f.kind == "violation"]
-    assert [f.node for f in violations] == ["0_conv2d"] and "17×17 exceeds 16×16" in violations[0].text
-    sixteen = convert(nn.Sequential(nn.Conv2d(1, 4, 16), nn.Flatten(), nn.Linear(4 * 5 * 5, 2)), (1, 20, 20))
-    assert [f for f in check_speck(to_nir(sixteen).graph) if f.kind == "violation"] == []
