@@ -21,7 +21,7 @@ step as ``dt = 1`` (time unit: one step) under forward Euler, so:
 What NIR's equations cannot express is a ``LossyItem`` (node, what, why): the soft reset
 (NIR's IF resets to ``v_reset``), the initial membrane V0 (NIR graphs have no initial state),
 the tie rule (NIR fires at ``v > θ``, streamsnn's IF at ``v ≥ θ``), QFFS's negative spikes and
-budget. ``export`` refuses a lossy export unless ``allow_lossy``; each neuron node also carries
+budget. ``write`` refuses a lossy export unless ``allow_lossy``; each neuron node also carries
 the exact streamsnn semantics in its metadata (``streamsnn_*`` keys) for a reader that honours
 them. What is exact only when the reader follows the graph's metadata (the per-step read-out) is
 a note, not a lossy item.
@@ -315,7 +315,9 @@ def to_nir(
         "input_shape": np.array(net.input_shape, dtype=np.int64),
         "n_classes": net.n_classes,
         "pooling": pooling,
-        "reset": ", ".join(sorted({f"{type(n).__name__}: {_RESETS[type(n).__name__]}" for n in net.neurons})),
+        "reset": ", ".join(
+            sorted({f"{type(n).__name__}: {_RESETS.get(type(n).__name__, '?')}" for n in net.neurons})
+        ),
         "lossy": "\n".join(item.line() for item in lossy) or "none",
         **(metadata or {}),
     }
