@@ -1,5 +1,5 @@
 """Command line: ``streamsnn run | config | subscribe | dashboard | train | calibrate | evaluate | convert |
-send | sensors``."""
+export | send | sensors``."""
 
 from __future__ import annotations
 
@@ -622,6 +622,8 @@ def make_parser() -> argparse.ArgumentParser:
     _nir_options(conv)
     conv.set_defaults(func=_convert)
 
+    _export_command(sub)
+
     send = sub.add_parser(
         "send",
         help="stream a recording or a digits-dvs live scenario as SPIF over UDP in real time (a test sender)",
@@ -644,6 +646,83 @@ def make_parser() -> argparse.ArgumentParser:
     sensors = sub.add_parser("sensors", help="list the sensor profiles")
     sensors.set_defaults(func=_sensors)
     return parser
+
+
+# -- export: a checkpoint's SNN as a NIR file, with the fidelity report -------------------------------
+def _export_command(sub: Any) -> None:
+    cmd = sub.add_parser(
+        "export",
+        help="write a checkpoint's SNN as a NIR graph: lossy items, fidelity against a reader, target check",
+    )
+    cmd.add_argument("model", help="checkpoint path or builtin:NAME")
+    cmd.add_argument("--to", required=True, choices=["nir"], help="the format (nir)")
+    cmd.add_argument("out", help="the NIR file to write (HDF5, .nir)")
+    cmd.add_argument(
+        "--lossy", action="store_true", help="write the export even if NIR cannot express it exactly"
+    )
+    cmd.add_argument("--target", choices=["speck"], help="also check a chip's published constraints")
+    cmd.add_argument(
+        "--samples", type=int, default=100, help="digits test samples for the fidelity report (0: none)"
+    )
+    cmd.add_argument("--steps", type=int, help="steps per sample (default 16 for frames, 15 for events)")
+    cmd.add_argument(
+        "--conversion", default="qcfs", choices=["qcfs", "qffs"], help="for converted checkpoints"
+    )
+    cmd.add_argument("--v0", type=float, default=0.5, help="initial membrane as a fraction of θ")
+    cmd.add_argument(
+        "--pooling", default="sum", choices=["sum", "avg"], help="sum: SumPool2d with 1/k² in the next layer"
+    )
+    cmd.add_argument(
+        "--readout",
+        default="per_step",
+        choices=["per_step", "integrator"],
+        help="per_step: the last layer per step (metadata readout: sum); integrator: a nir.I sums it",
+    )
+    cmd.add_argument(
+        "--readers",
+        default="streamsnn,streamsnn-subtract,sinabs",
+        help="comma-separated NIR readers for the fidelity report: streamsnn (NIR's rules), "
+        "streamsnn-subtract (subtractive reset), sinabs",
+    )
+    cmd.add_argument("--report", help="the fidelity report's JSON (default: OUT with suffix .fidelity.json)")
+    cmd.add_argument("--no-progress", action="store_true", help="no stage lines")
+    cmd.set_defaults(func=_export)
+
+
+def _export(args: argparse.Namespace) -> int:
+    from streamsnn.lab.export import export_model, format_fidelity
+
+    if args.samples < 0 or (args.steps is not None and args.steps < 1) or not 0 <= args.v0 <= 1:
+        raise ConfigError(
+            f"--samples {args.samples}, --steps {args.steps}, --v0 {args.v0}: samples ≥ 0, steps ≥ 1, "
+            "0 ≤ v0 ≤ 1"
+        )
+    try:
+        result = export_model(
+            args.model,
+            Path(args.out),
+            allow_lossy=args.lossy,
+            target=args.target,
+            samples=args.samples,
+            steps=args.steps,
+            readers=tuple(r.strip() for r in args.readers.split(",") if r.strip()),
+            conversion=args.conversion,
+            v0=args.v0,
+            pooling=args.pooling,
+            readout=args.readout,
+            report=Path(args.report) if args.report else None,
+            progress=not args.no_progress,
+        )
+    except (OSError, ValueError) as err:
+        raise ConfigError(str(err)) from None
+    print(f"{args.model} → {args.out} (NIR)")
+    print(f"lossy items ({len(result.lossy)}):" if result.lossy else "lossy items: none")
+    print("".join(f"  {line}\n" for line in result.lossy + [f"note: {n}" for n in result.notes]), end="")
+    print(format_fidelity(result.fidelity))
+    if result.target:
+        print(f"target {result.target}: fits ({len(result.findings)} notes)")
+        print("".join(f"  {line}\n" for line in result.findings), end="")
+    return 0
 
 
 def _send(args: argparse.Namespace) -> int:
