@@ -15,6 +15,14 @@ rule) and starts from a state of 0. Per step, with input current I (held over th
 - reset ``value``: a spiking neuron's ``v ← v_reset`` (NIR's rule); ``subtract``: ``v ← v − v_threshold``
   (what Sinabs' IAF/LIF do, though its NIR export states no reset).
 
+Exact semantics (``semantics: streamsnn``, the default): a neuron node that carries streamsnn's
+``streamsnn_*`` metadata (written by ``streamsnn export``, ``streamsnn.interop.nir_export``) is built
+as the neuron it was, not by NIR's equations: ``IFNeuron`` (soft reset, fires at ``v ≥ θ``, initial
+membrane ``streamsnn_v0``), ``QFFSNeuron`` (also ``streamsnn_z_max``), ``LIFNeuron`` (NIR's LIF,
+exact, checked); ``dt`` and the encoder then come from the graph's metadata when not given. Such
+metadata that contradicts itself or the node is a ``NirImportError`` naming the node and the key.
+``semantics: nir`` ignores it and reads the graph as any NIR reader does.
+
 Mapped nodes: Input, Output, Affine, Linear, Conv1d, Conv2d, Flatten, AvgPool2d (no padding),
 SumPool2d, Scale, Threshold, IF, I, LIF, LI, CubaLIF, CubaLI, Delay of 0. Sums of two branches
 become ``Fork``/``Merge`` when one branch is the identity or one stateless layer (a residual
@@ -40,7 +48,7 @@ from streamsnn.options import Options
 from streamsnn.snn.checkpoint import LoadedModel, save_checkpoint
 from streamsnn.snn.models import build_model
 from streamsnn.snn.network import Fork, Merge, Scale, Threshold
-from streamsnn.snn.neurons import CurrentNeuron, LeakyNeuron
+from streamsnn.snn.neurons import CurrentNeuron, IFNeuron, LeakyNeuron, QFFSNeuron, SpikingNeuron
 from streamsnn.snn.spec import layer_specs
 
 RULES = {
@@ -49,6 +57,14 @@ RULES = {
     "IF v ← v + dt·R·I",
 }
 RESET_RULES = {"value": "v ← v_reset after a spike", "subtract": "v ← v − v_threshold after a spike"}
+EXPORT_FORMAT = "streamsnn-nir-export/"
+"""How the graph metadata ``format`` of a graph written by ``streamsnn export`` starts."""
+# the exact neurons a node's streamsnn_* metadata names: its reset and tie rule, as the export writes them
+_EXACT = {
+    "IFNeuron": ("subtract", "v >= threshold"),
+    "QFFSNeuron": ("subtract", "v >= threshold"),
+    "LIFNeuron": ("zero", "v > threshold"),
+}
 
 
 class NirImportError(ValueError):
@@ -77,12 +93,20 @@ class NirOptions(Options):
     input_shape: list[PositiveInt] | None = Field(
         None, description="C, H, W of one step when the graph's Input node gives no shape"
     )
+    semantics: Literal["streamsnn", "nir"] = Field(
+        "streamsnn",
+        description="streamsnn: neuron nodes with streamsnn_* metadata (written by streamsnn export) "
+        "step as the exported neurons did (soft reset, v ≥ θ, V0, QFFS), dt from the graph if not given; "
+        "nir: NIR's equations only, as other readers",
+    )
 
 
-def discretisation(options: NirOptions) -> dict[str, Any]:
-    """The discretisation ``options`` choose, as stated in a checkpoint and a report."""
-    return {
+def discretisation(options: NirOptions, exact: dict[str, str] | None = None) -> dict[str, Any]:
+    """The discretisation ``options`` choose, as stated in a checkpoint and a report; ``exact``:
+    the nodes built as the exported streamsnn neurons (node → neuron), which follow their own rule."""
+    out = {
         "from": "nir",
+        "semantics": "streamsnn" if exact else "nir",
         "dt": options.dt,
         "integration": options.integration,
         "rule": RULES[options.integration],
@@ -91,6 +115,30 @@ def discretisation(options: NirOptions) -> dict[str, Any]:
         "fires": "v > v_threshold",
         "initial_state": 0.0,
     }
+    if exact:
+        out["exact"] = exact
+        out["exact_rule"] = (
+            "the exporter's exact semantics (streamsnn_* node metadata): IF/QFFS v ← v + x, fire at "
+            "v ≥ θ, v ← v − z·θ, start at streamsnn_v0; LIF as NIR's"
+        )
+    return out
+
+
+def _graph_metadata(graph: Any, options: NirOptions, where: str) -> tuple[NirOptions, dict[str, Any]]:
+    """``options`` with the graph's ``dt`` when it was written by ``streamsnn export`` and
+    ``semantics`` is streamsnn and no dt was given; and the input spec the graph states
+    (encoder, rate unit)."""
+    meta = dict(getattr(graph, "metadata", None) or {})
+    if options.semantics != "streamsnn" or not str(meta.get("format", "")).startswith(EXPORT_FORMAT):
+        return options, {}
+    spec = {k: meta[k] for k in ("encoder", "rate_unit_us") if meta.get(k) not in (None, "", 0, 0.0)}
+    spec = {k: v.item() if isinstance(v, np.generic) else v for k, v in spec.items()}
+    if options.dt is None and "dt" in meta:
+        dt = np.asarray(meta["dt"], dtype=np.float64)
+        if dt.size != 1 or not np.isfinite(dt).all() or float(dt.reshape(-1)[0]) <= 0:
+            raise NirImportError(f"{where}: graph metadata 'dt': {meta['dt']!r} is not a positive time step")
+        options = options.model_copy(update={"dt": float(dt.reshape(-1)[0])})
+    return options, spec
 
 
 def import_nir(source: str | Path | Any, options: NirOptions | None = None) -> LoadedModel:
@@ -100,14 +148,30 @@ def import_nir(source: str | Path | Any, options: NirOptions | None = None) -> L
     options = options or NirOptions()
     graph, path = _read(source)
     where = str(path)
+    options, spec = _graph_metadata(graph, options, where)
     if options.dt is None:
         raise NirImportError(
             f"{where}: NIR is continuous-time: give the time step dt (model.nir.dt, --dt; snnTorch "
             "exports with dt = 1e-4, Sinabs with 1)"
         )
-    layers, shape = _Reader(graph, options, where).layers()
+    reader = _Reader(graph, options, where)
+    layers, shape = reader.layers()
+    fixed = [k for k, v in reader.exact.items() if not v.startswith("LIF")]
+    if fixed and "reset" in options.model_fields_set:
+        raise NirImportError(
+            f"{where}: model.nir.reset / --reset '{options.reset}': node '{fixed[0]}' carries the exporter's "
+            "exact semantics (streamsnn_* metadata), which fix its reset; set model.nir.semantics: nir "
+            "(--semantics nir) to read the graph under NIR's rules with this reset"
+        )
     ann = nn.Sequential(*layers).eval()
-    return LoadedModel(ann, {"shape": list(shape), "from": "nir"}, {}, path, {}, discretisation(options))
+    return LoadedModel(
+        ann,
+        {"shape": list(shape), "from": "nir", **spec},
+        {},
+        path,
+        {},
+        discretisation(options, reader.exact),
+    )
 
 
 def convert_nir(
@@ -198,6 +262,7 @@ class _Reader:
 
     def __init__(self, graph: Any, options: NirOptions, where: str) -> None:
         self.graph, self.options, self.where = graph, options, where
+        self.exact: dict[str, str] = {}  # node → the streamsnn neuron it was built as
 
     def fail(self, message: str) -> NirImportError:
         return NirImportError(f"{self.where}: {message}")
@@ -379,7 +444,7 @@ class _Reader:
                 module = self._module(item)
                 if module is not None:
                     layers.append(module)
-        if not any(isinstance(m, LeakyNeuron) for m in layers):
+        if not any(isinstance(m, SpikingNeuron) for m in layers):
             raise self.fail("the graph has no neuron node (IF, LIF, LI, CubaLIF...): nothing steps in time")
         return layers
 
@@ -532,7 +597,77 @@ def _delay(reader: _Reader, name: str, node: Any) -> nn.Module | None:
     return nn.Identity()
 
 
+def _streamsnn_neuron(reader: _Reader, name: str, node: Any) -> nn.Module | None:
+    """The neuron a node's ``streamsnn_*`` metadata describes (``semantics: streamsnn``): an
+    ``IFNeuron`` or ``QFFSNeuron``, or None for none (or a LIF, which NIR's LIF already is, once
+    checked). ``NirImportError`` names the node and the key of metadata that does not fit."""
+    meta = dict(getattr(node, "metadata", None) or {})
+    keys = sorted(k for k in meta if k.startswith("streamsnn_"))
+    if reader.options.semantics != "streamsnn" or not keys:
+        return None
+    kind = type(node).__name__
+
+    def bad(key: str, text: str) -> NirImportError:
+        return reader.fail(f"node '{name}' ({kind}): metadata {key}: {text} (semantics: nir ignores it)")
+
+    neuron = meta.get("streamsnn_neuron")
+    neuron = neuron.decode() if isinstance(neuron, bytes) else neuron
+    if neuron not in _EXACT:
+        raise bad("streamsnn_neuron", f"{neuron!r} is not one of {', '.join(_EXACT)}")
+    want = "LIF" if neuron == "LIFNeuron" else "IF"
+    if kind != want:
+        raise bad("streamsnn_neuron", f"a {neuron} is written as a NIR {want} node, not {kind}")
+    for key, expected in zip(("streamsnn_reset", "streamsnn_fires_at"), _EXACT[neuron], strict=True):
+        value = meta.get(key)
+        value = value.decode() if isinstance(value, bytes) else value
+        if value != expected:
+            raise bad(key, f"{value!r}; a {neuron} has {expected!r}")
+    if "streamsnn_z_max" in meta and neuron != "QFFSNeuron":
+        raise bad("streamsnn_z_max", f"a spike budget for a {neuron}, which has no negative spikes")
+    shape = _node_shape(reader, name)
+    theta = reader.param(name, node, "v_threshold", shape)
+    if not np.all(np.isfinite(theta)) or np.any(theta <= 0):
+        raise reader.fail(f"node '{name}' ({kind}): v_threshold must be positive and finite for a {neuron}")
+    if "streamsnn_v0" not in meta:
+        raise bad("streamsnn_v0", "missing (the initial membrane)")
+    try:
+        v0 = np.broadcast_to(_array(meta["streamsnn_v0"]), shape) / theta
+    except ValueError:
+        raise bad("streamsnn_v0", f"shape {list(np.shape(meta['streamsnn_v0']))}, the node {list(shape)}") from None
+    if not np.all(np.isfinite(v0)) or np.any(v0 < 0) or np.any(v0 > 1):
+        raise bad("streamsnn_v0", f"V0/θ from {v0.min():.4g} to {v0.max():.4g}, not in [0, 1]")
+    if neuron == "LIFNeuron":
+        if np.any(v0 != 0):
+            raise bad("streamsnn_v0", "a LIF's initial membrane other than 0 is not supported")
+        reader.exact[name] = "LIFNeuron (NIR's LIF: reset to 0, fires at v > θ)"
+        return None
+    gain = reader.options.dt * reader.param(name, node, "r", shape)
+    if np.any(gain != 1):
+        raise reader.fail(
+            f"node '{name}' ({kind}): a {neuron} steps v ← v + x, NIR's IF at dt·r = 1; here dt·r = "
+            f"{gain.reshape(-1)[0]:g} (dt {reader.options.dt:g}): use the graph's dt, or semantics: nir"
+        )
+    threshold, fraction = (torch.as_tensor(a.reshape(-1)[0] if np.all(a == a.flat[0]) else a) for a in (theta, v0))
+    text = f"θ {_show(theta)}, V0 {_show(v0)}·θ"
+    if neuron == "QFFSNeuron":
+        z_max = np.asarray(meta.get("streamsnn_z_max", -1))
+        if z_max.size != 1 or z_max.reshape(-1)[0] < 1 or z_max.reshape(-1)[0] != int(z_max.reshape(-1)[0]):
+            raise bad("streamsnn_z_max", f"{meta.get('streamsnn_z_max')!r}; a QFFSNeuron takes a budget ≥ 1")
+        z = int(z_max.reshape(-1)[0])
+        reader.exact[name] = f"QFFSNeuron ({text}, Z_max {z})"
+        return QFFSNeuron(threshold, fraction, z_max=z, dtype=torch.float64)
+    reader.exact[name] = f"IFNeuron ({text})"
+    return IFNeuron(threshold, fraction, dtype=torch.float64)
+
+
+def _show(a: np.ndarray) -> str:
+    return f"{a.flat[0]:.4g}" if np.all(a == a.flat[0]) else f"per neuron {a.min():.4g}..{a.max():.4g}"
+
+
 def _if(reader: _Reader, name: str, node: Any) -> nn.Module:
+    exact = _streamsnn_neuron(reader, name, node) if type(node).__name__ == "IF" else None
+    if exact is not None:
+        return exact
     shape = _node_shape(reader, name)
     r = reader.param(name, node, "r", shape)
     reader.finite(name, node, "r", r)
@@ -545,6 +680,8 @@ def _if(reader: _Reader, name: str, node: Any) -> nn.Module:
 
 
 def _leaky(reader: _Reader, name: str, node: Any) -> nn.Module:
+    if type(node).__name__ == "LIF":
+        _streamsnn_neuron(reader, name, node)  # checked; NIR's LIF is what it says
     shape = _node_shape(reader, name)
     decay, gain, leak = (torch.as_tensor(v) for v in reader.membrane(name, node, "tau", shape))
     fires = type(node).__name__ == "LIF"
