@@ -195,16 +195,23 @@ def _nir_options(conv: argparse.ArgumentParser) -> None:
     group.add_argument("--integration", choices=["euler", "exponential"], help="default: euler")
     group.add_argument("--reset", choices=["value", "subtract"], help="default: value (NIR's v_reset)")
     group.add_argument("--input-shape", help="C,H,W when the graph's Input node gives no shape")
+    group.add_argument(
+        "--semantics",
+        choices=["streamsnn", "nir"],
+        help="default streamsnn: nodes with streamsnn_* metadata (streamsnn export) step exactly as exported; "
+        "nir: NIR's rules only",
+    )
     group.add_argument("-o", "--output", help="the checkpoint to write (.pt)")
 
 
-_NIR_FLAGS = ("dt", "integration", "reset", "input_shape", "output")
+_NIR_FLAGS = ("dt", "integration", "reset", "input_shape", "semantics", "output")
 
 
 def _convert_nir(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
     from streamsnn.interop.nir_import import NirOptions, convert_nir
+    from streamsnn.runtime.report import discretisation_line
 
     if not args.weights.endswith(".nir"):
         given = ", ".join(f"--{k.replace('_', '-')}" for k in _NIR_FLAGS if getattr(args, k) is not None)
@@ -213,7 +220,13 @@ def _convert_nir(args: argparse.Namespace) -> int:
         raise ConfigError(f"convert {args.weights}: give the checkpoint to write with -o OUT.pt")
     try:
         shape = [int(n) for n in args.input_shape.split(",")] if args.input_shape else None
-        given = {"dt": args.dt, "integration": args.integration, "reset": args.reset, "input_shape": shape}
+        given = {
+            "dt": args.dt,
+            "integration": args.integration,
+            "reset": args.reset,
+            "input_shape": shape,
+            "semantics": args.semantics,
+        }
         options = NirOptions(**{k: v for k, v in given.items() if v is not None})
     except (ValueError, ValidationError) as err:
         raise ConfigError(f"--dt/--input-shape: {err}") from None
@@ -225,7 +238,7 @@ def _convert_nir(args: argparse.Namespace) -> int:
     shape = "×".join(map(str, net.input_shape))
     print(
         f"{args.weights} → {args.output}: {len(net.neurons)} neuron layers, input {shape}, {net.n_classes} "
-        f"outputs (read-out: {net.readout}); dt {d['dt']:g}, {d['integration']}, reset {d['reset']}"
+        f"outputs (read-out: {net.readout}); {discretisation_line(d)}"
     )
     return 0
 
@@ -680,9 +693,10 @@ def _export_command(sub: Any) -> None:
     )
     cmd.add_argument(
         "--readers",
-        default="streamsnn,streamsnn-subtract,sinabs",
-        help="comma-separated NIR readers for the fidelity report: streamsnn (NIR's rules), "
-        "streamsnn-subtract (subtractive reset), sinabs",
+        default="streamsnn,streamsnn-nir,streamsnn-subtract,sinabs",
+        help="comma-separated NIR readers for the fidelity report: streamsnn (the streamsnn_* metadata "
+        "honoured: exact), streamsnn-nir (NIR's rules), streamsnn-subtract (NIR's with a subtractive reset), "
+        "sinabs",
     )
     cmd.add_argument("--report", help="the fidelity report's JSON (default: OUT with suffix .fidelity.json)")
     cmd.add_argument("--no-progress", action="store_true", help="no stage lines")

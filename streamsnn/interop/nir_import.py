@@ -652,7 +652,7 @@ def _streamsnn_neuron(reader: _Reader, name: str, node: Any) -> nn.Module | None
     if neuron == "QFFSNeuron":
         z_max = np.asarray(meta.get("streamsnn_z_max", -1))
         if z_max.size != 1 or z_max.reshape(-1)[0] < 1 or z_max.reshape(-1)[0] != int(z_max.reshape(-1)[0]):
-            raise bad("streamsnn_z_max", f"{meta.get('streamsnn_z_max')!r}; a QFFSNeuron takes a budget ≥ 1")
+            raise bad("streamsnn_z_max", f"{z_max.tolist()}; a QFFSNeuron takes a budget ≥ 1")
         z = int(z_max.reshape(-1)[0])
         reader.exact[name] = f"QFFSNeuron ({text}, Z_max {z})"
         return QFFSNeuron(threshold, fraction, z_max=z, dtype=torch.float64)

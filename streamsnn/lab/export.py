@@ -8,10 +8,11 @@ largest absolute difference of the anytime outputs and the share of samples whos
 (argmax) agrees; at the last step and under a confidence early-exit rule (softmax of output/α
 ≥ threshold, α = T), the agreement and each side's accuracy.
 
-Readers: ``streamsnn`` (``streamsnn.interop.nir_import`` with NIR's own rules: forward Euler at the
-graph's ``dt``, reset to ``v_reset``, fires at ``v > θ``, state 0 at the start),
-``streamsnn-subtract`` (the same with a subtractive reset, as Sinabs and Speck read an IF) and
-``sinabs`` (``sinabs.nir.from_nir``: IF as ``IAFSqueeze``, subtractive reset, several spikes per
+Readers: ``streamsnn`` (``streamsnn.interop.nir_import`` as it reads a file by default: the nodes'
+``streamsnn_*`` metadata honoured, so the exported neurons exactly, dt from the graph),
+``streamsnn-nir`` (the same reader under NIR's own rules, ``semantics: nir``: forward Euler at the
+graph's ``dt``, reset to ``v_reset``, fires at ``v > θ``, state 0 at the start), ``streamsnn-subtract``
+(NIR's rules with a subtractive reset, as Sinabs and Speck read an IF) and ``sinabs`` (``sinabs.nir.from_nir``: IF as ``IAFSqueeze``, subtractive reset, several spikes per
 step, membrane floored at −θ). snnTorch 1.0's ``import_nir`` is not one: it reads
 NIR's IF as a leaky neuron (β = 0.9) and its graph fails on a conv → IF → pooling chain.
 """
@@ -34,7 +35,7 @@ from streamsnn.lab.progress import Stages
 from streamsnn.snn.checkpoint import LoadedModel, load_checkpoint
 from streamsnn.snn.network import SpikingNetwork
 
-READERS = ("streamsnn", "streamsnn-subtract", "sinabs")
+READERS = ("streamsnn", "streamsnn-nir", "streamsnn-subtract", "sinabs")
 TARGETS = ("speck",)
 EXIT_THRESHOLD = 0.9
 # the node types sinabs.nir.from_nir builds (Sinabs 3.1.3, sinabs/nir.py); it passes others silently
@@ -106,13 +107,16 @@ def reader_outputs(graph: nir.NIRGraph, xs: torch.Tensor, reader: str) -> torch.
     """What ``reader`` computes from ``graph`` on inputs T×N×C×H×W: the anytime outputs T×N×K
     (a per-step output summed over steps when the graph's metadata says its read-out is a sum)."""
     t_n, n = xs.shape[:2]
-    if reader in ("streamsnn", "streamsnn-subtract"):
+    if reader in ("streamsnn", "streamsnn-nir", "streamsnn-subtract"):
         from streamsnn.interop.nir_import import NirOptions, import_nir
 
-        reset = "subtract" if reader == "streamsnn-subtract" else "value"
-        dt = float(graph.metadata.get("dt", 1.0))
-        net = import_nir(graph, NirOptions(dt=dt, integration="euler", reset=reset)).snn()
-        return original_outputs(net, xs)
+        if reader == "streamsnn":  # the default read: the exporter's metadata, dt from the graph
+            options = NirOptions()
+        else:
+            reset = "subtract" if reader == "streamsnn-subtract" else "value"
+            dt = float(graph.metadata.get("dt", 1.0))
+            options = NirOptions(dt=dt, integration="euler", reset=reset, semantics="nir")
+        return original_outputs(import_nir(graph, options).snn(), xs)
     if reader == "sinabs":
         from sinabs.nir import from_nir
 

@@ -419,6 +419,15 @@ def _fmt(value: Any, pct: bool = False) -> str:
     return f"{value:.2f}" if isinstance(value, float) else str(value)
 
 
+def discretisation_line(d: dict[str, Any]) -> str:
+    """An imported NIR model's ``discretisation`` (``streamsnn.interop.nir_import``) in one line,
+    as a report and ``convert`` print it."""
+    line = f"dt {d['dt']:g}, {d['integration']}, reset {d['reset']}"
+    if d.get("exact"):
+        line += f"; {len(d['exact'])} neuron nodes with the exporter's exact semantics (streamsnn_* metadata)"
+    return line
+
+
 def report_table(report: dict[str, Any]) -> str:
     """The report as a small aligned text table; a stream run's outcomes are its decisions (no
     sample boundaries), named so."""
@@ -440,7 +449,7 @@ def report_table(report: dict[str, Any]) -> str:
     ]
     if report.get("discretisation"):  # an imported continuous-time (NIR) model
         d = report["discretisation"]
-        rows.append(("discretisation", f"dt {d['dt']:g}, {d['integration']}, reset {d['reset']}"))
+        rows.append(("discretisation", discretisation_line(d)))
     if "samples_per_s" in report:
         rows.append((f"{unit}s per s", _fmt(report["samples_per_s"])))
     for key in ("wall_s", "dropped_packets", "out_of_bounds_events", "late_events"):

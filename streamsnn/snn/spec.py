@@ -4,7 +4,8 @@
 only by their shape: their values travel in the checkpoint's ``state_dict``); ``build_layers``
 makes the layers back, with every tensor zero until the state dict is loaded. Kinds: conv1d,
 conv2d, linear, avgpool2d (``divisor`` 1: sum pooling), flatten, scale, threshold, fork, merge
-(with its shortcut's spec), leaky and current (the NIR neurons of ``streamsnn.snn.neurons``).
+(with its shortcut's spec), leaky and current (the NIR neurons of ``streamsnn.snn.neurons``), if
+and qffs (``IFNeuron``, ``QFFSNeuron``: a NIR export of streamsnn's read back exactly).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import torch
 from torch import nn
 
 from streamsnn.snn.network import Fork, Merge, Scale, Threshold
-from streamsnn.snn.neurons import CurrentNeuron, LeakyNeuron
+from streamsnn.snn.neurons import CurrentNeuron, IFNeuron, LeakyNeuron, QFFSNeuron
 
 _NEURON_TENSORS = ("decay", "gain", "leak", "threshold", "v_reset")
 
@@ -76,6 +77,12 @@ def layer_spec(layer: nn.Module) -> dict[str, Any]:
         if isinstance(layer, CurrentNeuron):
             spec["shapes"].update({name: _shape(getattr(layer, name)) for name in ("syn_decay", "syn_gain")})
         return spec
+    if isinstance(layer, IFNeuron | QFFSNeuron):
+        spec = {
+            "kind": "qffs" if isinstance(layer, QFFSNeuron) else "if",
+            "shapes": {"threshold": _shape(layer.threshold), "v0": _shape(layer.v0)},
+        }
+        return {**spec, "z_max": layer.z_max} if isinstance(layer, QFFSNeuron) else spec
     raise ValueError(f"no plain-data description of layer {type(layer).__name__}")
 
 
@@ -115,6 +122,9 @@ def build_layer(spec: Mapping[str, Any]) -> nn.Module:
             tensors = {name: torch.zeros(shape) for name, shape in args["shapes"].items()}
             neuron = CurrentNeuron if kind == "current" else LeakyNeuron
             return neuron(**tensors, reset=args["reset"], fires=args["fires"])
+        if kind in ("if", "qffs"):
+            tensors = {name: torch.zeros(shape) for name, shape in args["shapes"].items()}
+            return QFFSNeuron(**tensors, z_max=args["z_max"]) if kind == "qffs" else IFNeuron(**tensors)
     except (TypeError, KeyError, ValueError) as err:
         raise ValueError(f"layer {kind}: {type(err).__name__}: {err}") from None
     raise ValueError(f"unknown layer kind {kind!r}")

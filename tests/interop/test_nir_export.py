@@ -76,7 +76,8 @@ def test_lif_network_reimports_identically(readout, tmp_path):
 
 @pytest.mark.parametrize("name", ["digits_frames", "digits_dvs"])
 def test_shipped_models_reimport(name, tmp_path):
-    """The QCFS-converted digits models re-imported by streamsnn's reader: with a subtractive reset
+    """The QCFS-converted digits models re-imported by streamsnn's reader under NIR's rules
+    (``semantics: nir``; the exact read-back is tests/interop/test_nir_import_exact.py): with a subtractive reset
     they are the original with V0 = 0 at every step (V0 is the one loss); with NIR's reset to
     v_reset they differ more (the soft-reset item)."""
     model = load_checkpoint(f"builtin:{name}")
@@ -84,10 +85,10 @@ def test_shipped_models_reimport(name, tmp_path):
     xs, _ = digits_inputs(model, 40, None)
     v0_zero = model.snn(v0=0.0)
     _, expected, _ = v0_zero.run(xs, v0_zero.init_state(40))
-    subtract = import_nir(path, NirOptions(dt=1.0, reset="subtract")).snn()
+    subtract = import_nir(path, NirOptions(dt=1.0, reset="subtract", semantics="nir")).snn()
     _, got, _ = subtract.run(xs, subtract.init_state(40))
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-4)
-    value = import_nir(path, NirOptions(dt=1.0)).snn()
+    value = import_nir(path, NirOptions(dt=1.0, semantics="nir")).snn()
     _, hard, _ = value.run(xs, value.init_state(40))
     assert (hard - expected).abs().max() > 1
 

@@ -27,13 +27,13 @@ def test_export_prints_lossy_items_fidelity_and_target(tmp_path):
     assert "lossy items (6):" in text and "1_ifneuron: initial membrane V0" in text
     assert "fidelity: 40 digits test samples, 16 steps" in text
     rows = [line.split() for line in text.splitlines() if line[:4].strip().isdigit()]
-    assert [int(r[0]) for r in rows] == list(range(1, 17)) and {len(r) for r in rows} == {7}
+    assert [int(r[0]) for r in rows] == list(range(1, 17)) and {len(r) for r in rows} == {9}
     assert "target speck: fits" in text
     assert "stepping the export with sinabs" in done.stderr  # progress
     graph = nir.read(out)
     assert graph.metadata["source"] == "builtin:digits_frames" and graph.metadata["conversion"] == "qcfs"
     report = json.loads(out.with_suffix(".fidelity.json").read_text())
-    assert [f["reader"] for f in report["fidelity"]] == ["streamsnn", "streamsnn-subtract", "sinabs"]
+    assert [f["reader"] for f in report["fidelity"]] == ["streamsnn", "streamsnn-nir", "streamsnn-subtract", "sinabs"]
     for fid in report["fidelity"]:
         assert fid["samples"] == 40 and len(fid["max_abs_diff"]) == len(fid["agreement"]) == 16
         # the table prints what the JSON holds
@@ -42,6 +42,11 @@ def test_export_prints_lossy_items_fidelity_and_target(tmp_path):
             pytest.approx(a, abs=5e-4) for a in fid["agreement"]
         ]
     assert report["lossy"][0].startswith("1_ifneuron")
+    # streamsnn's own reader honours the exporter's metadata: the original at every step
+    exact, nir_rules = report["fidelity"][:2]
+    assert exact["max_abs_diff"] == [0.0] * 16 and exact["agreement"] == [1.0] * 16
+    assert exact["exit_agreement"] == 1.0 and exact["exit_steps_reader"] == exact["exit_steps_original"]
+    assert max(nir_rules["max_abs_diff"]) > 1  # NIR's own rules: the lossy items show
 
 
 def test_a_v0_zero_export_is_exact_for_a_subtractive_reader(tmp_path):
@@ -49,7 +54,7 @@ def test_a_v0_zero_export_is_exact_for_a_subtractive_reader(tmp_path):
     report measures no difference, while NIR's own reset still differs."""
     report = export_model(
         "builtin:digits_dvs", tmp_path / "dvs.nir", allow_lossy=True, samples=30, v0=0.0,
-        readers=("streamsnn-subtract", "streamsnn"), progress=False,
+        readers=("streamsnn-subtract", "streamsnn-nir"), progress=False,
     )  # fmt: skip
     assert not any("V0" in item for item in report.lossy) and any("soft reset" in i for i in report.lossy)
     exact, strict = report.fidelity
