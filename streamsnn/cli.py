@@ -198,8 +198,8 @@ def _nir_options(conv: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--semantics",
         choices=["streamsnn", "nir"],
-        help="default streamsnn: nodes with streamsnn_* metadata (streamsnn export) step exactly as exported; "
-        "nir: NIR's rules only",
+        help="default streamsnn: nodes with streamsnn_* metadata (streamsnn export) step exactly as "
+        "exported; nir: NIR's rules only",
     )
     group.add_argument("-o", "--output", help="the checkpoint to write (.pt)")
 

@@ -101,9 +101,12 @@ class NirOptions(Options):
     )
 
 
-def discretisation(options: NirOptions, exact: dict[str, str] | None = None) -> dict[str, Any]:
+def discretisation(
+    options: NirOptions, exact: dict[str, str] | None = None, neurons: int = 0
+) -> dict[str, Any]:
     """The discretisation ``options`` choose, as stated in a checkpoint and a report; ``exact``:
-    the nodes built as the exported streamsnn neurons (node → neuron), which follow their own rule."""
+    the nodes built as the exported streamsnn neurons (node → neuron), which follow their own rule,
+    of ``neurons`` neuron layers in all."""
     out = {
         "from": "nir",
         "semantics": "streamsnn" if exact else "nir",
@@ -117,6 +120,7 @@ def discretisation(options: NirOptions, exact: dict[str, str] | None = None) -> 
     }
     if exact:
         out["exact"] = exact
+        out["nir_rule_neurons"] = max(neurons - len(exact), 0)
         out["exact_rule"] = (
             "the exporter's exact semantics (streamsnn_* node metadata): IF/QFFS v ← v + x, fire at "
             "v ≥ θ, v ← v − z·θ, start at streamsnn_v0; LIF as NIR's"
@@ -157,12 +161,15 @@ def import_nir(source: str | Path | Any, options: NirOptions | None = None) -> L
     reader = _Reader(graph, options, where)
     layers, shape = reader.layers()
     fixed = [k for k, v in reader.exact.items() if not v.startswith("LIF")]
-    if fixed and "reset" in options.model_fields_set:
-        raise NirImportError(
-            f"{where}: model.nir.reset / --reset '{options.reset}': node '{fixed[0]}' carries the exporter's "
-            "exact semantics (streamsnn_* metadata), which fix its reset; set model.nir.semantics: nir "
-            "(--semantics nir) to read the graph under NIR's rules with this reset"
-        )
+    leaky = [k for k, v in reader.exact.items() if v.startswith("LIF")]
+    for key, nodes in (("reset", fixed), ("integration", leaky if options.integration != "euler" else [])):
+        if nodes and key in options.model_fields_set:
+            raise NirImportError(
+                f"{where}: model.nir.{key} / --{key} '{getattr(options, key)}': node '{nodes[0]}' carries "
+                f"the exporter's exact semantics (streamsnn_* metadata), which fix its {key}; set "
+                f"model.nir.semantics: nir (--semantics nir) to read the graph under NIR's rules with this "
+                f"{key}"
+            )
     ann = nn.Sequential(*layers).eval()
     return LoadedModel(
         ann,
@@ -170,7 +177,7 @@ def import_nir(source: str | Path | Any, options: NirOptions | None = None) -> L
         {},
         path,
         {},
-        discretisation(options, reader.exact),
+        discretisation(options, reader.exact, sum(isinstance(m, SpikingNeuron) for m in layers)),
     )
 
 
@@ -633,7 +640,9 @@ def _streamsnn_neuron(reader: _Reader, name: str, node: Any) -> nn.Module | None
     try:
         v0 = np.broadcast_to(_array(meta["streamsnn_v0"]), shape) / theta
     except ValueError:
-        raise bad("streamsnn_v0", f"shape {list(np.shape(meta['streamsnn_v0']))}, the node {list(shape)}") from None
+        raise bad(
+            "streamsnn_v0", f"shape {list(np.shape(meta['streamsnn_v0']))}, the node {list(shape)}"
+        ) from None
     if not np.all(np.isfinite(v0)) or np.any(v0 < 0) or np.any(v0 > 1):
         raise bad("streamsnn_v0", f"V0/θ from {v0.min():.4g} to {v0.max():.4g}, not in [0, 1]")
     if neuron == "LIFNeuron":
@@ -647,7 +656,9 @@ def _streamsnn_neuron(reader: _Reader, name: str, node: Any) -> nn.Module | None
             f"node '{name}' ({kind}): a {neuron} steps v ← v + x, NIR's IF at dt·r = 1; here dt·r = "
             f"{gain.reshape(-1)[0]:g} (dt {reader.options.dt:g}): use the graph's dt, or semantics: nir"
         )
-    threshold, fraction = (torch.as_tensor(a.reshape(-1)[0] if np.all(a == a.flat[0]) else a) for a in (theta, v0))
+    threshold, fraction = (
+        torch.as_tensor(a.reshape(-1)[0] if np.all(a == a.flat[0]) else a) for a in (theta, v0)
+    )
     text = f"θ {_show(theta)}, V0 {_show(v0)}·θ"
     if neuron == "QFFSNeuron":
         z_max = np.asarray(meta.get("streamsnn_z_max", -1))

@@ -12,8 +12,9 @@ Readers: ``streamsnn`` (``streamsnn.interop.nir_import`` as it reads a file by d
 ``streamsnn_*`` metadata honoured, so the exported neurons exactly, dt from the graph),
 ``streamsnn-nir`` (the same reader under NIR's own rules, ``semantics: nir``: forward Euler at the
 graph's ``dt``, reset to ``v_reset``, fires at ``v > θ``, state 0 at the start), ``streamsnn-subtract``
-(NIR's rules with a subtractive reset, as Sinabs and Speck read an IF) and ``sinabs`` (``sinabs.nir.from_nir``: IF as ``IAFSqueeze``, subtractive reset, several spikes per
-step, membrane floored at −θ). snnTorch 1.0's ``import_nir`` is not one: it reads
+(NIR's rules with a subtractive reset, as Sinabs and Speck read an IF) and ``sinabs``
+(``sinabs.nir.from_nir``: IF as ``IAFSqueeze``, subtractive reset, several spikes per step, membrane
+floored at −θ). snnTorch 1.0's ``import_nir`` is not one: it reads
 NIR's IF as a leaky neuron (β = 0.9) and its graph fails on a conv → IF → pooling chain.
 """
 

@@ -423,9 +423,11 @@ def discretisation_line(d: dict[str, Any]) -> str:
     """An imported NIR model's ``discretisation`` (``streamsnn.interop.nir_import``) in one line,
     as a report and ``convert`` print it."""
     line = f"dt {d['dt']:g}, {d['integration']}, reset {d['reset']}"
-    if d.get("exact"):
-        line += f"; {len(d['exact'])} neuron nodes with the exporter's exact semantics (streamsnn_* metadata)"
-    return line
+    if not d.get("exact"):
+        return line
+    exact = f"dt {d['dt']:g}; {len(d['exact'])} neuron nodes with the exporter's exact semantics (streamsnn_*)"
+    others = d.get("nir_rule_neurons", 0)
+    return exact + (f"; {others} others {d['integration']}, reset {d['reset']}" if others else "")
 
 
 def report_table(report: dict[str, Any]) -> str:

@@ -13,11 +13,13 @@ import torch
 
 from streamsnn.cli import main
 from streamsnn.config import load_pipeline
+from streamsnn.interop.nir_export import to_nir
 from streamsnn.interop.nir_import import NirImportError, NirOptions, import_nir
 from streamsnn.lab.export import digits_inputs, export_model
 from streamsnn.runtime.build import build_pipeline
 from streamsnn.runtime.run import run_pipeline
 from streamsnn.snn.checkpoint import load_checkpoint
+from tests.interop.test_nir_export import _lif_net
 
 SHIPPED = [("digits_dvs", "qcfs"), ("digits_frames", "qcfs"), ("digits_frames_2bit", "qffs")]
 
@@ -90,13 +92,13 @@ def _edited(tmp_path, node: str, **metadata) -> str:
 @pytest.mark.parametrize(
     ("node", "metadata", "message"),
     [
-        ("1_qffsneuron", {"streamsnn_reset": "to zero"}, r"streamsnn_reset: 'to zero'; a QFFSNeuron has 'subtract'"),
-        ("4_qffsneuron", {"streamsnn_v0": np.float32(3.0)}, r"streamsnn_v0: V0/θ from 2\.06.* not in \[0, 1\]"),
-        ("1_qffsneuron", {"streamsnn_v0": np.float32(-0.1)}, r"streamsnn_v0: V0/θ from -0\.1.* not in \[0, 1\]"),
+        ("1_qffsneuron", {"streamsnn_reset": "to zero"}, r"streamsnn_reset: 'to zero'; a QFFSNeuron has"),
+        ("4_qffsneuron", {"streamsnn_v0": np.float32(3.0)}, r"streamsnn_v0: V0/θ from 2\.06.* \[0, 1\]"),
+        ("1_qffsneuron", {"streamsnn_v0": np.float32(-0.1)}, r"streamsnn_v0: V0/θ from -0\.1.* \[0, 1\]"),
         ("1_qffsneuron", {"streamsnn_v0": None}, r"streamsnn_v0: missing"),
         ("1_qffsneuron", {"streamsnn_neuron": "IFNeuron"}, r"streamsnn_z_max: a spike budget for a IFNeuron"),
         ("1_qffsneuron", {"streamsnn_z_max": 0}, r"streamsnn_z_max: 0; a QFFSNeuron takes a budget ≥ 1"),
-        ("1_qffsneuron", {"streamsnn_neuron": "LIFNeuron"}, r"streamsnn_neuron: a LIFNeuron is written as a NIR LIF"),
+        ("1_qffsneuron", {"streamsnn_neuron": "LIFNeuron"}, r"streamsnn_neuron: a LIFNeuron is written as"),
         ("4_qffsneuron", {"streamsnn_neuron": "Izhikevich"}, r"streamsnn_neuron: 'Izhikevich' is not one of"),
         ("4_qffsneuron", {"streamsnn_fires_at": "v > threshold"}, r"streamsnn_fires_at: 'v > threshold'"),
     ],
@@ -110,9 +112,14 @@ def test_inconsistent_metadata_is_named(node, metadata, message, tmp_path):
 
 def test_options_that_contradict_the_exact_semantics_are_refused(tmp_path, capsys):
     _, _, path = _export("digits_frames", "qcfs", tmp_path / "frames.nir")
-    with pytest.raises(NirImportError, match=r"node '1_ifneuron' \(IF\): a IFNeuron steps v ← v \+ x.*dt·r = 2"):
+    with pytest.raises(
+        NirImportError, match=r"node '1_ifneuron' \(IF\): a IFNeuron steps v ← v \+ x.*dt·r = 2"
+    ):
         import_nir(path, NirOptions(dt=2.0))
-    with pytest.raises(NirImportError, match=r"--reset 'subtract': node '1_ifneuron' carries the exporter's"):
+    with pytest.raises(
+        NirImportError,
+        match=r"model.nir.reset / --reset 'subtract': node '1_ifneuron' carries the exporter's",
+    ):
         import_nir(path, NirOptions(reset="subtract"))
     # convert: no --dt needed for streamsnn's export, and the checkpoint steps as the original
     out = tmp_path / "frames.pt"
@@ -125,3 +132,23 @@ def test_options_that_contradict_the_exact_semantics_are_refused(tmp_path, capsy
     assert torch.equal(a.run(xs, a.init_state(16))[1], b.run(xs, b.init_state(16))[1])
     assert main(["convert", str(path), "--semantics", "nir", "-o", str(out)]) == 2
     assert "give the time step dt" in capsys.readouterr().err
+
+
+def test_a_lif_export_reads_back_without_dt_and_refuses_another_integration(tmp_path):
+    """A directly trained LIF network: NIR's LIF is exact; its metadata is checked, dt taken from the
+    graph, and an integration other than the exporter's Euler is refused."""
+    net = _lif_net()
+    path = tmp_path / "lif.nir"
+    nir.write(path, to_nir(net, metadata={"source": "test"}).graph)
+    back = import_nir(path)
+    assert back.discretisation["dt"] == 1.0 and set(back.discretisation["exact"]) == {
+        "2_lifneuron",
+        "6_lifneuron",
+    }
+    xs = (torch.rand(8, 3, 2, 20, 20, generator=torch.Generator().manual_seed(5)) < 0.3).float() * 2
+    read = back.snn()
+    _, outs, spikes = net.run(xs, net.init_state(3))
+    assert spikes.sum() > 0
+    torch.testing.assert_close(read.run(xs, read.init_state(3))[1], outs, rtol=1e-6, atol=1e-6)
+    with pytest.raises(NirImportError, match=r"--integration 'exponential': node '1_lifneuron'"):
+        import_nir(path, NirOptions(integration="exponential"))

@@ -33,7 +33,12 @@ def test_export_prints_lossy_items_fidelity_and_target(tmp_path):
     graph = nir.read(out)
     assert graph.metadata["source"] == "builtin:digits_frames" and graph.metadata["conversion"] == "qcfs"
     report = json.loads(out.with_suffix(".fidelity.json").read_text())
-    assert [f["reader"] for f in report["fidelity"]] == ["streamsnn", "streamsnn-nir", "streamsnn-subtract", "sinabs"]
+    assert [f["reader"] for f in report["fidelity"]] == [
+        "streamsnn",
+        "streamsnn-nir",
+        "streamsnn-subtract",
+        "sinabs",
+    ]
     for fid in report["fidelity"]:
         assert fid["samples"] == 40 and len(fid["max_abs_diff"]) == len(fid["agreement"]) == 16
         # the table prints what the JSON holds
