@@ -425,7 +425,7 @@ def discretisation_line(d: dict[str, Any]) -> str:
     line = f"dt {d['dt']:g}, {d['integration']}, reset {d['reset']}"
     if not d.get("exact"):
         return line
-    exact = f"dt {d['dt']:g}; {len(d['exact'])} neuron nodes with the exporter's exact semantics (streamsnn_*)"
+    exact = f"dt {d['dt']:g}; {len(d['exact'])} neuron nodes with the exporter's exact semantics"
     others = d.get("nir_rule_neurons", 0)
     return exact + (f"; {others} others {d['integration']}, reset {d['reset']}" if others else "")
 

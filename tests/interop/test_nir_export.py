@@ -78,8 +78,8 @@ def test_lif_network_reimports_identically(readout, tmp_path):
 def test_shipped_models_reimport(name, tmp_path):
     """The QCFS-converted digits models re-imported by streamsnn's reader under NIR's rules
     (``semantics: nir``; the exact read-back: tests/interop/test_nir_import_exact.py): with a
-    subtractive reset they are the original with V0 = 0 at every step (V0 is the one loss); with NIR's reset to
-    v_reset they differ more (the soft-reset item)."""
+    subtractive reset they are the original with V0 = 0 at every step (V0 is the one loss); with
+    NIR's reset to v_reset they differ more (the soft-reset item)."""
     model = load_checkpoint(f"builtin:{name}")
     path = write(to_nir(model.snn()), tmp_path / "m.nir", allow_lossy=True)
     xs, _ = digits_inputs(model, 40, None)
