@@ -661,10 +661,14 @@ def _streamsnn_neuron(reader: _Reader, name: str, node: Any) -> nn.Module | None
     )
     text = f"θ {_show(theta)}, V0 {_show(v0)}·θ"
     if neuron == "QFFSNeuron":
-        z_max = np.asarray(meta.get("streamsnn_z_max", -1))
-        if z_max.size != 1 or z_max.reshape(-1)[0] < 1 or z_max.reshape(-1)[0] != int(z_max.reshape(-1)[0]):
-            raise bad("streamsnn_z_max", f"{z_max.tolist()}; a QFFSNeuron takes a budget ≥ 1")
-        z = int(z_max.reshape(-1)[0])
+        z_max = np.asarray(meta.get("streamsnn_z_max", "missing"))
+        try:
+            z = float(z_max.item()) if z_max.size == 1 else -1.0
+        except (TypeError, ValueError):
+            z = -1.0
+        if z < 1 or not z.is_integer():
+            raise bad("streamsnn_z_max", f"{z_max.tolist()!r}; a QFFSNeuron takes a whole budget ≥ 1")
+        z = int(z)
         reader.exact[name] = f"QFFSNeuron ({text}, Z_max {z})"
         return QFFSNeuron(threshold, fraction, z_max=z, dtype=torch.float64)
     reader.exact[name] = f"IFNeuron ({text})"
