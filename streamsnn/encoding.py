@@ -79,15 +79,23 @@ def _count_events(
     return torch.from_numpy(counts), dropped
 
 
-def bin_events(events: np.ndarray, shape: tuple[int, int, int]) -> tuple[np.ndarray, int]:
+def bin_events(events: np.ndarray, shape: tuple[int, int, int], block: int = 1) -> tuple[np.ndarray, int]:
     """Count events per (polarity, row, column) into a float32 P×H×W array.
 
     Polarity p > 0 counts as ON (channel 1) when P = 2; with P = 1 all events go to channel 0.
     Events outside the sensor (x ≥ W, y ≥ H or negative) are dropped; their number is returned
-    as the second value.
+    as the second value. With ``block`` > 1 the counts are per block×block pixels of the P×H×W
+    sensor: a P×⌈H/block⌉×⌈W/block⌉ array (a downsampled image).
     """
-    counts, dropped = _count_events(events["x"], events["y"], events["p"], shape)
-    return counts.numpy(), dropped
+    if block == 1:
+        counts, dropped = _count_events(events["x"], events["y"], events["p"], shape)
+        return counts.numpy(), dropped
+    p_n, h, w = shape
+    x, y = _unsigned(events["x"]), _unsigned(events["y"])
+    inside = (x < w) & (y < h)
+    blocks = (p_n, -(-h // block), -(-w // block))
+    counts, _ = _count_events(x[inside] // block, y[inside] // block, events["p"][inside], blocks)
+    return counts.numpy(), len(x) - int(np.count_nonzero(inside))
 
 
 class Encoder:

@@ -242,7 +242,7 @@ def frame_payload(
     run: int | None = None,
 ) -> list[Any]:
     """A frame payload (``FRAME`` order): ``on``/``off`` height×width arrays of counts (any
-    integer dtype; clipped to 0..255 here), ``span_us`` the events' sensor time (µs)."""
+    numeric dtype; clipped to 0..255 here), ``span_us`` the events' sensor time (µs)."""
     height, width = on.shape
     on_bytes, off_bytes = (a.clip(0, 255).astype("uint8").tobytes() for a in (on, off))
     header = [SCHEMA_VERSION, "frame", publisher, seq, emit_time]

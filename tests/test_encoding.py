@@ -41,6 +41,18 @@ def test_events_outside_the_sensor_are_dropped_and_counted():
     assert dropped == 3 and counts.sum() == 1 and counts[1, 0, 0] == 1
 
 
+def test_binning_in_blocks_sums_the_full_binning_and_drops_what_is_outside_the_sensor():
+    rng = np.random.default_rng(1)
+    n = 3000
+    ev = make_events(np.arange(n), rng.integers(-2, 37, n), rng.integers(-2, 31, n), rng.integers(0, 2, n))
+    full, dropped_full = bin_events(ev, (2, 29, 35))
+    blocks, dropped = bin_events(ev, (2, 29, 35), block=4)  # 29×35 → 8×9, the last blocks partial
+    padded = np.zeros((2, 32, 36), np.float32)
+    padded[:, :29, :35] = full
+    assert blocks.shape == (2, 8, 9) and dropped == dropped_full > 0
+    assert np.array_equal(blocks, padded.reshape(2, 8, 4, 9, 4).sum((2, 4)))
+
+
 def test_rate_encoder_normalises_by_slice_duration():
     ev = make_events([0, 1, 2, 3], [1, 1, 1, 1], [2, 2, 2, 2], [1, 1, 1, 1])
     enc = EventRateEncoder(EventRateEncoderConfig(rate_unit_us=10_000), (2, 4, 4))

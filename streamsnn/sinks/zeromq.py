@@ -39,6 +39,7 @@ import zmq
 from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 
 from streamsnn import wire
+from streamsnn.encoding import bin_events
 from streamsnn.events import Packet, Sensor
 from streamsnn.options import Options
 from streamsnn.prediction import Prediction
@@ -314,28 +315,22 @@ class _FrameAcc:
 
     def __init__(self, sensor: Sensor, size: int) -> None:
         self.scale = max(1, -(-max(sensor.width, sensor.height) // size))
-        self.sensor_w, self.sensor_h = sensor.width, sensor.height
+        self.shape = (2, sensor.height, sensor.width)
         self.width, self.height = -(-sensor.width // self.scale), -(-sensor.height // self.scale)
         self.clear()
 
     def clear(self) -> None:
-        self.on = np.zeros((self.height, self.width), np.int64)
-        self.off = np.zeros((self.height, self.width), np.int64)
+        self.on = np.zeros((self.height, self.width), np.float32)
+        self.off = np.zeros((self.height, self.width), np.float32)
         self.events, self.t_first, self.t_last = 0, 0, 0
 
     def add(self, events: np.ndarray) -> None:
-        x, y = events["x"].astype(np.int64), events["y"].astype(np.int64)
-        inside = (x >= 0) & (x < self.sensor_w) & (y >= 0) & (y < self.sensor_h)
-        if not inside.all():
-            events, x, y = events[inside], x[inside], y[inside]
-        if not len(events):
+        counts, dropped = bin_events(events, self.shape, self.scale)  # events outside the sensor dropped
+        if dropped == len(events):
             return
-        index = (y // self.scale) * self.width + x // self.scale
-        on = events["p"] > 0
-        cells = self.width * self.height
-        self.on += np.bincount(index[on], minlength=cells).reshape(self.height, self.width)
-        self.off += np.bincount(index[~on], minlength=cells).reshape(self.height, self.width)
+        self.off += counts[0]
+        self.on += counts[1]
         if not self.events:
             self.t_first = int(events["t"][0])
-        self.events += len(events)
+        self.events += len(events) - dropped
         self.t_last = int(events["t"][-1])
