@@ -39,10 +39,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from streamsnn.interop.semantics import EXACT, FORMAT
 from streamsnn.snn.network import Fork, Merge, Scale, SpikingNetwork
 from streamsnn.snn.neurons import IFNeuron, LIFNeuron, QFFSNeuron, SpikingNeuron
 
-FORMAT = "streamsnn-nir-export/1"
 _RESETS = {
     "IFNeuron": "subtract θ (soft), V0 in node metadata",
     "QFFSNeuron": "subtract z·θ (signed spikes), V0 in node metadata",
@@ -121,7 +121,7 @@ def _neuron_node(
         if not 0 <= layer.decay < 1:
             raise NIRExportError(f"{name}: LIF decay {layer.decay} is not in [0, 1): no NIR time constant")
         tau = DT / (1.0 - layer.decay)
-        meta.update(streamsnn_reset="zero", streamsnn_fires_at="v > threshold")
+        meta.update(EXACT["LIFNeuron"])
         ones = np.ones(shape, dtype=np.float32)
         return nir.LIF(
             tau=ones * np.float32(tau),
@@ -133,7 +133,7 @@ def _neuron_node(
         )
     if not isinstance(layer, IFNeuron | QFFSNeuron):
         raise NIRExportError(f"{name}: no NIR node for {type(layer).__name__}")
-    meta.update(streamsnn_reset="subtract", streamsnn_fires_at="v >= threshold")
+    meta.update(EXACT[type(layer).__name__])
     lossy.append(
         LossyItem(
             name,

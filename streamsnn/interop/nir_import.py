@@ -44,6 +44,7 @@ import torch
 from pydantic import Field, PositiveFloat, PositiveInt
 from torch import nn
 
+from streamsnn.interop.semantics import EXACT, FORMAT_PREFIX
 from streamsnn.options import Options
 from streamsnn.snn.checkpoint import LoadedModel, save_checkpoint
 from streamsnn.snn.models import build_model
@@ -57,14 +58,6 @@ RULES = {
     "IF v ← v + dt·R·I",
 }
 RESET_RULES = {"value": "v ← v_reset after a spike", "subtract": "v ← v − v_threshold after a spike"}
-EXPORT_FORMAT = "streamsnn-nir-export/"
-"""How the graph metadata ``format`` of a graph written by ``streamsnn export`` starts."""
-# the exact neurons a node's streamsnn_* metadata names: its reset and tie rule, as the export writes them
-_EXACT = {
-    "IFNeuron": ("subtract", "v >= threshold"),
-    "QFFSNeuron": ("subtract", "v >= threshold"),
-    "LIFNeuron": ("zero", "v > threshold"),
-}
 
 
 class NirImportError(ValueError):
@@ -133,7 +126,7 @@ def _graph_metadata(graph: Any, options: NirOptions, where: str) -> tuple[NirOpt
     ``semantics`` is streamsnn and no dt was given; and the input spec the graph states
     (encoder, rate unit)."""
     meta = dict(getattr(graph, "metadata", None) or {})
-    if options.semantics != "streamsnn" or not str(meta.get("format", "")).startswith(EXPORT_FORMAT):
+    if options.semantics != "streamsnn" or not str(meta.get("format", "")).startswith(FORMAT_PREFIX):
         return options, {}
     spec = {k: meta[k] for k in ("encoder", "rate_unit_us") if meta.get(k) not in (None, "", 0, 0.0)}
     spec = {k: v.item() if isinstance(v, np.generic) else v for k, v in spec.items()}
@@ -619,12 +612,12 @@ def _streamsnn_neuron(reader: _Reader, name: str, node: Any) -> nn.Module | None
 
     neuron = meta.get("streamsnn_neuron")
     neuron = neuron.decode() if isinstance(neuron, bytes) else neuron
-    if neuron not in _EXACT:
-        raise bad("streamsnn_neuron", f"{neuron!r} is not one of {', '.join(_EXACT)}")
+    if neuron not in EXACT:
+        raise bad("streamsnn_neuron", f"{neuron!r} is not one of {', '.join(EXACT)}")
     want = "LIF" if neuron == "LIFNeuron" else "IF"
     if kind != want:
         raise bad("streamsnn_neuron", f"a {neuron} is written as a NIR {want} node, not {kind}")
-    for key, expected in zip(("streamsnn_reset", "streamsnn_fires_at"), _EXACT[neuron], strict=True):
+    for key, expected in EXACT[neuron].items():
         value = meta.get(key)
         value = value.decode() if isinstance(value, bytes) else value
         if value != expected:
