@@ -162,7 +162,7 @@ def _convert(args: argparse.Namespace) -> int:
     from streamsnn.lab.table import conversion_table, format_table
     from streamsnn.snn.checkpoint import load_checkpoint
 
-    if args.weights.endswith(".nir") or any(getattr(args, k) is not None for k in _NIR_FLAGS):
+    if args.weights.endswith(".nir") or _nir_given(args):
         return _convert_nir(args)
     try:
         model = load_checkpoint(args.weights)
@@ -187,24 +187,33 @@ def _convert(args: argparse.Namespace) -> int:
     return 0
 
 
-# -- NIR import: `streamsnn convert GRAPH.nir --dt DT [--integration I] [--reset R] -o OUT.pt` ----------
 def _nir_options(conv: argparse.ArgumentParser) -> None:
-    """``convert``'s options for a NIR graph (``streamsnn.interop.nir_import``)."""
+    """``convert``'s options for a NIR graph: one flag per field of ``model.nir`` (``NirOptions``),
+    with its choices and description."""
+    from typing import Literal, get_args, get_origin
+
+    from streamsnn.interop.nir_import import NirOptions
+
     group = conv.add_argument_group("a NIR graph (WEIGHTS.nir): import it and write a checkpoint")
-    group.add_argument("--dt", type=float, help="the time step, in the graph's time unit (required)")
-    group.add_argument("--integration", choices=["euler", "exponential"], help="default: euler")
-    group.add_argument("--reset", choices=["value", "subtract"], help="default: value (NIR's v_reset)")
-    group.add_argument("--input-shape", help="C,H,W when the graph's Input node gives no shape")
-    group.add_argument(
-        "--semantics",
-        choices=["streamsnn", "nir"],
-        help="default streamsnn: nodes with streamsnn_* metadata (streamsnn export) step exactly as "
-        "exported; nir: NIR's rules only",
-    )
+    for name, field in NirOptions.model_fields.items():
+        flag, kind = "--" + name.replace("_", "-"), field.annotation
+        if get_origin(kind) is Literal:
+            group.add_argument(
+                flag, choices=list(get_args(kind)), help=f"{field.description} (default {field.default})"
+            )
+        elif name == "input_shape":
+            group.add_argument(flag, help=f"{field.description} (as C,H,W)")
+        else:
+            group.add_argument(flag, type=float, help=field.description)
     group.add_argument("-o", "--output", help="the checkpoint to write (.pt)")
 
 
-_NIR_FLAGS = ("dt", "integration", "reset", "input_shape", "semantics", "output")
+def _nir_given(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``NirOptions`` fields given as flags (and ``output``)."""
+    from streamsnn.interop.nir_import import NirOptions
+
+    names = [*NirOptions.model_fields, "output"]
+    return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
 
 
 def _convert_nir(args: argparse.Namespace) -> int:
@@ -213,21 +222,17 @@ def _convert_nir(args: argparse.Namespace) -> int:
     from streamsnn.interop.nir_import import NirOptions, convert_nir
     from streamsnn.runtime.report import discretisation_line
 
+    given = _nir_given(args)
     if not args.weights.endswith(".nir"):
-        given = ", ".join(f"--{k.replace('_', '-')}" for k in _NIR_FLAGS if getattr(args, k) is not None)
-        raise ConfigError(f"{given}: import a NIR graph (a .nir file), not {args.weights}")
+        flags = ", ".join("--" + k.replace("_", "-") for k in given)
+        raise ConfigError(f"{flags}: import a NIR graph (a .nir file), not {args.weights}")
     if not args.output:
         raise ConfigError(f"convert {args.weights}: give the checkpoint to write with -o OUT.pt")
+    given.pop("output")
     try:
-        shape = [int(n) for n in args.input_shape.split(",")] if args.input_shape else None
-        given = {
-            "dt": args.dt,
-            "integration": args.integration,
-            "reset": args.reset,
-            "input_shape": shape,
-            "semantics": args.semantics,
-        }
-        options = NirOptions(**{k: v for k, v in given.items() if v is not None})
+        if "input_shape" in given:
+            given["input_shape"] = [int(n) for n in given["input_shape"].split(",")]
+        options = NirOptions(**given)
     except (ValueError, ValidationError) as err:
         raise ConfigError(f"--dt/--input-shape: {err}") from None
     try:
@@ -241,9 +246,6 @@ def _convert_nir(args: argparse.Namespace) -> int:
         f"outputs (read-out: {net.readout}); {discretisation_line(d)}"
     )
     return 0
-
-
-# -- end of NIR import ---------------------------------------------------------------------------------
 
 
 def _calibrate(args: argparse.Namespace) -> int:

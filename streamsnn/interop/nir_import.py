@@ -70,8 +70,8 @@ class NirOptions(Options):
 
     dt: PositiveFloat | None = Field(
         None,
-        description="the time step in the graph's time unit (required: snnTorch exports with 1e-4, "
-        "Sinabs with 1)",
+        description="the time step in the graph's time unit (required, but for streamsnn's own exports: "
+        "snnTorch exports with 1e-4, Sinabs with 1)",
     )
     integration: Literal["euler", "exponential"] = Field(
         "euler",
